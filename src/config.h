@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * config: daxbroker.conf and its drop-ins (GKeyFile). Reads
+ * /etc/daxbroker/daxbroker.conf, then every /etc/daxbroker/daxbroker.conf.d/
+ * *.conf in lexical order (later files override earlier keys). A missing
+ * main file is the embedded default: manage every soft-reserved region with
+ * 2 MiB alignment. Any unknown section or key, or a malformed value, is an
+ * error naming the file, section and key; nothing is half-applied.
+ */
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CONFIG_POOL_NAME_MAX 64
+
+typedef struct PoolConfig {
+        char *name;            /* [Pool NAME] */
+        bool match_region;     /* Region= given */
+        unsigned region_id;
+        bool match_start;      /* Start= given */
+        uint64_t start;
+        uint64_t boundary;     /* Boundary=, 0 = none */
+        uint64_t align;        /* Align=, default allocation align */
+        bool manage;           /* Manage=, default yes */
+} PoolConfig;
+
+typedef struct Config {
+        bool manage_unlisted;     /* [Broker] ManageUnlisted= */
+        uint64_t default_align;   /* [Broker] DefaultAlign=, 2 MiB */
+        unsigned max_ranges;      /* [Broker] MaxRanges=, split placement cap */
+        unsigned max_allocations_per_owner; /* [Broker] MaxAllocationsPerOwner= */
+        PoolConfig *pools;
+        size_t n_pools;
+} Config;
+
+/* path: main file, or NULL for /etc/daxbroker/daxbroker.conf. The drop-in
+ * directory is "<path>.d". */
+Config *config_load(const char *path, GError **error);
+/* Parses one in-memory file; for tests and fuzzing. */
+Config *config_load_data(const char *data, gsize len, GError **error);
+Config *config_new_default(void);
+void config_free(Config *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Config, config_free)
+
+/* Finds the pool configured for a region, or NULL. */
+const PoolConfig *config_find_pool(const Config *c, unsigned region_id, uint64_t region_start);
+
+/* "2M", "512M", "1G", "4096", "0x200000" -> bytes. -EINVAL on junk or overflow. */
+int parse_size(const char *s, uint64_t *ret);

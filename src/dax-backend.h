@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * dax-backend: the one small interface between the broker and the device-dax
+ * kernel ABI. Two implementations exist: dax-sysfs (the real kernel, through
+ * /sys/bus/dax) and dax-sim (an in-memory model that enforces the same kernel
+ * rules, for fast tests). All functions return 0 or a negative errno, and the
+ * errno is the kernel's own (never libdaxctl's blanket ENXIO), so callers can
+ * tell EBUSY from ENOSPC from ENOMEM.
+ *
+ * Every call may be made from a worker thread; calls for one region are
+ * serialized by the caller, calls for different regions may run concurrently.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DAX_NAME_MAX 32
+#define DAX_RANGES_MAX 64
+
+typedef struct DaxRange {
+        uint64_t start; /* physical address */
+        uint64_t size;  /* bytes */
+} DaxRange;
+
+typedef enum DaxDriver {
+        DAX_DRIVER_NONE = 0, /* not bound */
+        DAX_DRIVER_DEVICE_DAX,
+        DAX_DRIVER_KMEM,
+        DAX_DRIVER_OTHER,
+} DaxDriver;
+
+typedef struct DaxRegionInfo {
+        unsigned id;          /* region id R of daxR.N */
+        uint64_t start;       /* physical start of the region */
+        uint64_t size;
+        uint64_t align;       /* region alignment (2 MiB for hmem) */
+        uint64_t available;   /* kernel's available_size */
+        int numa_node;        /* target node of the memory, -1 unknown */
+} DaxRegionInfo;
+
+typedef struct DaxDeviceInfo {
+        char name[DAX_NAME_MAX]; /* "daxR.N" */
+        unsigned region_id;
+        unsigned instance;       /* N of daxR.N */
+        uint64_t size;
+        uint64_t align;
+        DaxDriver driver;
+        int target_node;
+        unsigned n_ranges;
+        DaxRange ranges[DAX_RANGES_MAX];
+        /* For kmem-bound devices: memory blocks of its ranges, and how many
+         * of them are online. Zero for other drivers. */
+        unsigned mem_blocks;
+        unsigned mem_blocks_online;
+} DaxDeviceInfo;
+
+typedef struct DaxBackend DaxBackend;
+
+typedef struct DaxBackendOps {
+        const char *name;
+        void (*free)(DaxBackend *b);
+
+        /* Snapshot of all regions; *ret is malloc()ed. */
+        int (*list_regions)(DaxBackend *b, DaxRegionInfo **ret, size_t *ret_n);
+        /* Snapshot of all devices of one region, daxR.0 included. */
+        int (*list_devices)(DaxBackend *b, unsigned region_id, DaxDeviceInfo **ret, size_t *ret_n);
+        int (*get_device)(DaxBackend *b, const char *name, DaxDeviceInfo *ret);
+
+        /* Creates a new zero-size unbound device; ret_name gets "daxR.N". */
+        int (*create_device)(DaxBackend *b, unsigned region_id, char ret_name[DAX_NAME_MAX]);
+        /* Device must be unbound. align: 4096, 2 MiB or 1 GiB. */
+        int (*set_align)(DaxBackend *b, const char *name, uint64_t align);
+        /* Appends exactly this physical range. Device must be unbound. */
+        int (*add_mapping)(DaxBackend *b, const char *name, uint64_t start, uint64_t size);
+        /* Device must be unbound; used to shrink to zero before delete. */
+        int (*set_size)(DaxBackend *b, const char *name, uint64_t size);
+        /* Binds to device_dax (new_id, then bind if still unbound). */
+        int (*bind_device_dax)(DaxBackend *b, const char *name);
+        /* Unbinds from whatever driver holds it and drops our id from that
+         * driver's id list. Refuses (-EBUSY) a kmem device with online blocks:
+         * kmem removal is one shot and would strand the range. */
+        int (*unbind)(DaxBackend *b, const char *name);
+        /* Deletes an unbound zero-size device (not daxR.0). */
+        int (*delete_device)(DaxBackend *b, const char *name);
+        /* Opens the character device read-write; returns the fd. */
+        int (*open_device)(DaxBackend *b, const char *name);
+        /* 1 if some process has the device open or mapped, 0 if not. */
+        int (*device_in_use)(DaxBackend *b, const char *name);
+} DaxBackendOps;
+
+struct DaxBackend {
+        const DaxBackendOps *ops;
+};
+
+/* The real kernel. sysfs_root is "/sys" and dev_root "/dev" in production. */
+int dax_sysfs_new(const char *sysfs_root, const char *dev_root, DaxBackend **ret);
+
+/* The model. spec lists regions as "ID:START:SIZE:NODE" separated by ','
+ * (START and SIZE accept K/M/G suffixes and 0x hex), e.g.
+ * "0:4G:2G:1,1:8G:2G:0". Regions start with one empty daxR.0 device.
+ * boot_mode chooses daxR.0 at start: "idle" (size 0), "devdax" (whole region
+ * bound to device_dax, like 6.1), "kmem-offline" or "kmem-online" (whole
+ * region bound to kmem, like 6.3+). If state_path is not NULL, the model
+ * keeps its layout in that file so it survives a daemon restart; a missing
+ * file means a fresh boot. */
+int dax_sim_new(const char *spec, const char *boot_mode, const char *state_path, DaxBackend **ret);
+
+/* "sysfs" or "sim:SPEC[;boot=MODE][;state=PATH]". */
+int dax_backend_new_from_string(const char *s, DaxBackend **ret);
+
+static inline void dax_backend_free(DaxBackend *b) {
+        if (b)
+                b->ops->free(b);
+}
+
+const char *dax_driver_to_string(DaxDriver d);
+
+/* Sums range sizes. */
+uint64_t dax_ranges_size(const DaxRange *r, size_t n);

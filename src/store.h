@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * store: the broker's durable memory, state.json (json-glib). It records
+ * every allocation with its exact physical ranges, so a daemon crash or a
+ * host reboot loses nothing. The file is replaced atomically (write a temp
+ * file, fsync, rename, fsync the directory). Loading validates everything:
+ * a malformed file is an error naming what is wrong, never a partial load.
+ */
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "dax-backend.h"
+
+typedef enum AllocationState {
+        ALLOCATION_ACTIVE = 0,
+        ALLOCATION_CREATING,  /* kernel work started, not finished */
+        ALLOCATION_RELEASING, /* release started, not finished */
+} AllocationState;
+
+typedef struct AllocationRecord {
+        char *id;
+        char *owner;
+        uid_t owner_uid;
+        char *label;
+        char *pool;
+        unsigned region_id;
+        uint64_t align;
+        char *device;     /* "daxR.N", may be NULL while creating */
+        uint64_t created_usec;
+        bool transient;
+        AllocationState state;
+        unsigned n_ranges;
+        DaxRange ranges[DAX_RANGES_MAX];
+} AllocationRecord;
+
+AllocationRecord *allocation_record_new(void);
+void allocation_record_free(AllocationRecord *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(AllocationRecord, allocation_record_free)
+
+const char *allocation_state_to_string(AllocationState s);
+
+/* Loads path into an array of AllocationRecord* (owned). A missing file is
+ * an empty state. */
+int store_load(const char *path, GPtrArray **ret, GError **error);
+int store_load_data(const char *data, gsize len, GPtrArray **ret, GError **error);
+
+/* Atomically replaces path with the records. Returns 0 or -errno. */
+int store_save(const char *path, AllocationRecord *const *records, size_t n, GError **error);
+/* Serializes to a string (for tests). */
+char *store_to_data(AllocationRecord *const *records, size_t n);
