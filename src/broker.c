@@ -1,1 +1,1166 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "log.h"
+#include "util.h"
+
+G_DEFINE_QUARK(daxbroker-broker-error-quark, broker_error)
+
+struct Broker {
+        sd_event *event;
+        DaxBackend *backend;
+        Config *config;
+        char *state_path;
+        char *runtime_dir;
+        Worker *worker;
+        GPtrArray *pools;        /* Pool* */
+        GHashTable *allocations; /* id -> Allocation* */
+        /* Records of regions we do not manage right now (config changed,
+         * region missing): kept verbatim so nothing is forgotten. */
+        GPtrArray *unmanaged;    /* AllocationRecord* */
+        BrokerListener listener;
+        void *listener_data;
+};
+
+/* ---- small helpers ---- */
+
+static void pool_free(Pool *p) {
+        if (!p)
+                return;
+        extent_map_free(p->map);
+        g_free(p->name);
+        g_free(p);
+}
+
+static void allocation_free(Allocation *a) {
+        if (!a)
+                return;
+        allocation_record_free(a->rec);
+        g_free(a);
+}
+
+uint64_t allocation_size(const Allocation *a) {
+        return dax_ranges_size(a->rec->ranges, a->rec->n_ranges);
+}
+
+Pool *broker_find_pool(Broker *b, const char *name) {
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+                if (strcmp(p->name, name) == 0)
+                        return p;
+        }
+        return NULL;
+}
+
+Allocation *broker_find_allocation(Broker *b, const char *id) {
+        return g_hash_table_lookup(b->allocations, id);
+}
+
+GPtrArray *broker_pools(Broker *b) {
+        return b->pools;
+}
+
+static gint allocation_cmp(gconstpointer x, gconstpointer y) {
+        const Allocation *a = *(Allocation *const *) x, *c = *(Allocation *const *) y;
+
+        if (a->rec->created_usec != c->rec->created_usec)
+                return a->rec->created_usec < c->rec->created_usec ? -1 : 1;
+        return strcmp(a->rec->id, c->rec->id);
+}
+
+GPtrArray *broker_list_allocations(Broker *b) {
+        GPtrArray *l = g_ptr_array_new();
+        GHashTableIter it;
+        void *v;
+
+        g_hash_table_iter_init(&it, b->allocations);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                g_ptr_array_add(l, v);
+        g_ptr_array_sort(l, allocation_cmp);
+        return l;
+}
+
+unsigned broker_pending(Broker *b) {
+        return worker_pending(b->worker);
+}
+
+void broker_drain(Broker *b) {
+        worker_drain(b->worker);
+}
+
+void pool_usage(const Pool *p, PoolUsage *ret) {
+        *ret = (PoolUsage) {
+                .free = extent_map_total(p->map, EXTENT_FREE),
+                .allocated = extent_map_total(p->map, EXTENT_ALLOCATED) +
+                             extent_map_total(p->map, EXTENT_PENDING),
+                .host = extent_map_total(p->map, EXTENT_HOST),
+                .dirty = extent_map_total(p->map, EXTENT_DIRTY),
+                .foreign = extent_map_total(p->map, EXTENT_FOREIGN),
+                .largest_free = extent_map_largest_free(p->map, 2 * MiB, p->boundary),
+        };
+}
+
+void broker_usage(Broker *b, uint64_t *ret_total, PoolUsage *ret) {
+        uint64_t total = 0;
+
+        *ret = (PoolUsage) {};
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+                PoolUsage u;
+
+                pool_usage(p, &u);
+                total += p->size;
+                ret->free += u.free;
+                ret->allocated += u.allocated;
+                ret->host += u.host;
+                ret->dirty += u.dirty;
+                ret->foreign += u.foreign;
+                ret->largest_free = max_u64(ret->largest_free, u.largest_free);
+        }
+        *ret_total = total;
+}
+
+void broker_set_listener(Broker *b, const BrokerListener *l, void *userdata) {
+        b->listener = *l;
+        b->listener_data = userdata;
+}
+
+static void notify_added(Broker *b, Allocation *a) {
+        if (b->listener.allocation_added)
+                b->listener.allocation_added(a, b->listener_data);
+}
+static void notify_removed(Broker *b, Allocation *a) {
+        if (b->listener.allocation_removed)
+                b->listener.allocation_removed(a, b->listener_data);
+}
+static void notify_sizes(Broker *b, Pool *p) {
+        if (b->listener.sizes_changed)
+                b->listener.sizes_changed(p, b->listener_data);
+}
+
+static bool ranges_equal(const DaxRange *a, size_t na, const DaxRange *c, size_t nc) {
+        if (na != nc)
+                return false;
+        for (size_t i = 0; i < na; i++)
+                if (a[i].start != c[i].start || a[i].size != c[i].size)
+                        return false;
+        return true;
+}
+
+static bool ranges_overlap(const DaxRange *a, size_t na, const DaxRange *c, size_t nc) {
+        for (size_t i = 0; i < na; i++)
+                for (size_t j = 0; j < nc; j++)
+                        if (a[i].start < c[j].start + c[j].size && c[j].start < a[i].start + a[i].size)
+                                return true;
+        return false;
+}
+
+/* ---- state file and stable paths ---- */
+
+static int broker_save(Broker *b, GError **error) {
+        g_autoptr(GPtrArray) recs = g_ptr_array_new();
+        g_autoptr(GPtrArray) allocs = broker_list_allocations(b);
+
+        for (guint i = 0; i < allocs->len; i++)
+                g_ptr_array_add(recs, ((Allocation *) allocs->pdata[i])->rec);
+        for (guint i = 0; i < b->unmanaged->len; i++)
+                g_ptr_array_add(recs, b->unmanaged->pdata[i]);
+
+        return store_save(b->state_path, (AllocationRecord *const *) recs->pdata, recs->len, error);
+}
+
+static char *stable_path(Broker *b, const AllocationRecord *r, char **ret_dir) {
+        _cleanup_free_ char *o = path_component_escape(r->owner);
+        _cleanup_free_ char *l = path_component_escape(r->label);
+        char *dir = g_build_filename(b->runtime_dir, "owners", o, NULL);
+        char *path = g_build_filename(dir, l, NULL);
+
+        if (ret_dir)
+                *ret_dir = dir;
+        else
+                g_free(dir);
+        return path;
+}
+
+/* Points owners/OWNER/LABEL at the current device; replaced atomically so a
+ * consumer never sees it missing. Failure is logged: the fd handed over the
+ * bus does not depend on it. */
+static void stable_path_update(Broker *b, const AllocationRecord *r) {
+        g_autofree char *dir = NULL, *target = NULL, *tmp = NULL;
+        g_autofree char *path = NULL;
+
+        if (!b->runtime_dir || !r->device)
+                return;
+        path = stable_path(b, r, &dir);
+        target = g_strdup_printf("/dev/%s", r->device);
+        tmp = g_strdup_printf("%s.tmp", path);
+
+        if (g_mkdir_with_parents(dir, 0755) < 0 || (unlink(tmp) < 0 && errno != ENOENT) ||
+            symlink(target, tmp) < 0 || rename(tmp, path) < 0) {
+                log_warning("Cannot maintain stable path %s -> %s: %m, ignoring", path, target);
+                (void) unlink(tmp);
+        }
+}
+
+static void stable_path_remove(Broker *b, const AllocationRecord *r) {
+        g_autofree char *dir = NULL, *path = NULL;
+
+        if (!b->runtime_dir)
+                return;
+        path = stable_path(b, r, &dir);
+        (void) unlink(path);
+        (void) rmdir(dir); /* only succeeds once the owner has nothing left */
+}
+
+/* ---- kernel work (runs on worker lanes, or at start-up) ---- */
+
+typedef struct KernelResult {
+        int err;           /* -errno */
+        const char *step;  /* what failed, for the message */
+        char name[DAX_NAME_MAX];
+        int fd;
+} KernelResult;
+
+/* Removes a device of ours. A device that is already gone counts as done. */
+static int kernel_destroy(DaxBackend *be, const char *name, const char **ret_step) {
+        DaxDeviceInfo d;
+        int r;
+
+        r = be->ops->get_device(be, name, &d);
+        if (r == -ENODEV || r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                *ret_step = "reading the device";
+                return r;
+        }
+        if (d.driver != DAX_DRIVER_NONE) {
+                r = be->ops->unbind(be, name);
+                if (r < 0) {
+                        *ret_step = "unbinding the device";
+                        return r;
+                }
+        }
+        if (d.size > 0) {
+                r = be->ops->set_size(be, name, 0);
+                if (r < 0) {
+                        *ret_step = "shrinking the device to zero";
+                        return r;
+                }
+        }
+        if (d.instance == 0)
+                return 0; /* daxR.0 cannot be deleted; size 0 frees it */
+        r = be->ops->delete_device(be, name);
+        if (r < 0 && r != -ENODEV && r != -ENXIO) {
+                *ret_step = "deleting the device";
+                return r;
+        }
+        return 0;
+}
+
+/* Creates a device with exactly these ranges, bound to device_dax, and
+ * opens it. On failure nothing is left behind (no seed, no half-mapped
+ * device). */
+static void kernel_create(DaxBackend *be, unsigned region_id, uint64_t align, const DaxRange *ranges,
+                          size_t n, KernelResult *res) {
+        DaxDeviceInfo d;
+        const char *ignored;
+        int r;
+
+        res->fd = -1;
+        r = be->ops->create_device(be, region_id, res->name);
+        if (r < 0) {
+                res->step = "creating a device";
+                goto fail_nodev;
+        }
+        if (align != 2 * MiB) {
+                r = be->ops->set_align(be, res->name, align);
+                if (r < 0) {
+                        res->step = "setting the device alignment";
+                        goto fail;
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                r = be->ops->add_mapping(be, res->name, ranges[i].start, ranges[i].size);
+                if (r < 0) {
+                        res->step = "mapping a physical range into the device";
+                        goto fail;
+                }
+        }
+        r = be->ops->bind_device_dax(be, res->name);
+        if (r < 0) {
+                res->step = "binding the device to device_dax";
+                goto fail;
+        }
+        /* The kernel must hold exactly what we asked for; anything else
+         * would hand out the wrong memory. */
+        r = be->ops->get_device(be, res->name, &d);
+        if (r < 0) {
+                res->step = "reading back the device";
+                goto fail;
+        }
+        if (!ranges_equal(d.ranges, d.n_ranges, ranges, n)) {
+                r = -EIO;
+                res->step = "verifying the device ranges";
+                goto fail;
+        }
+        r = be->ops->open_device(be, res->name);
+        if (r < 0) {
+                res->step = "opening the device";
+                goto fail;
+        }
+        res->fd = r;
+        res->err = 0;
+        return;
+
+fail:
+        if (kernel_destroy(be, res->name, &ignored) < 0)
+                log_error("Rolling back %s failed; start-up reconciliation will retry", res->name);
+fail_nodev:
+        res->err = r;
+        res->name[0] = 0;
+}
+
+/* ---- allocate ---- */
+
+typedef struct ReleaseJob ReleaseJob;
+struct ReleaseJob {
+        Broker *broker;
+        Allocation *allocation;
+        char name[DAX_NAME_MAX];
+        int err;
+        const char *step;
+        BrokerDone done;
+        void *userdata;
+};
+static void release_work(void *p);
+static void release_done(void *p);
+
+typedef struct AllocateJob {
+        Broker *broker;
+        Allocation *allocation;
+        unsigned region_id;
+        uint64_t align;
+        KernelResult res;
+        BrokerAllocateDone done;
+        void *userdata;
+} AllocateJob;
+
+static void allocate_work(void *p) {
+        AllocateJob *j = p;
+        const AllocationRecord *r = j->allocation->rec;
+
+        kernel_create(j->broker->backend, j->region_id, j->align, r->ranges, r->n_ranges, &j->res);
+}
+
+static void allocation_drop(Broker *b, Allocation *a) {
+        extent_map_set_ranges(a->pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_FREE, NULL);
+        g_hash_table_remove(b->allocations, a->rec->id);
+}
+
+static void allocate_done(void *p) {
+        AllocateJob *j = p;
+        Broker *b = j->broker;
+        Allocation *a = j->allocation;
+        Pool *pool = a->pool;
+        g_autoptr(GError) error = NULL;
+        char sz[FORMAT_SIZE_MAX];
+
+        a->busy = false;
+        if (j->res.err < 0) {
+                g_set_error(&error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                            "Kernel refused while %s in region %u: %s", j->res.step, j->region_id,
+                            g_strerror(-j->res.err));
+                log_error("Allocate %s for '%s' failed: %s", a->rec->id, a->rec->owner, error->message);
+                allocation_drop(b, a);
+                (void) broker_save(b, NULL);
+                notify_sizes(b, pool);
+                j->done(NULL, -1, error, j->userdata);
+                g_free(j);
+                return;
+        }
+
+        a->rec->device = g_strdup(j->res.name);
+        a->rec->state = ALLOCATION_ACTIVE;
+        extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_ALLOCATED, a);
+        if (broker_save(b, &error) < 0) {
+                /* Nobody may get memory the state file does not know about:
+                 * take the device down again. */
+                g_autoptr(GError) e = g_error_new(BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                                                  "Cannot record the allocation: %s", error->message);
+                ReleaseJob *rj = g_new0(ReleaseJob, 1);
+
+                close(j->res.fd);
+                a->busy = true;
+                *rj = (ReleaseJob) { .broker = b, .allocation = a };
+                g_strlcpy(rj->name, j->res.name, sizeof(rj->name));
+                worker_submit(b->worker, pool->region_id, release_work, release_done, rj);
+                j->done(NULL, -1, e, j->userdata);
+                g_free(j);
+                return;
+        }
+
+        log_info("Allocated %s (%s) for '%s' label '%s' as %s in pool %s", a->rec->id,
+                 format_size(allocation_size(a), sz, sizeof(sz)), a->rec->owner, a->rec->label,
+                 a->rec->device, pool->name);
+        stable_path_update(b, a->rec);
+        notify_added(b, a);
+        notify_sizes(b, pool);
+        j->done(a, j->res.fd, NULL, j->userdata);
+        close(j->res.fd);
+        g_free(j);
+}
+
+static char *allocation_new_id(Broker *b) {
+        for (;;) {
+                char *id = g_strdup_printf("%08x%08x", g_random_int(), g_random_int());
+                if (!g_hash_table_contains(b->allocations, id))
+                        return id;
+                g_free(id);
+        }
+}
+
+static unsigned owner_count(Broker *b, const char *owner, const char *label, bool *ret_label_taken) {
+        GHashTableIter it;
+        unsigned n = 0;
+        void *v;
+
+        *ret_label_taken = false;
+        g_hash_table_iter_init(&it, b->allocations);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                Allocation *a = v;
+                if (strcmp(a->rec->owner, owner) != 0)
+                        continue;
+                n++;
+                if (label && strcmp(a->rec->label, label) == 0)
+                        *ret_label_taken = true;
+        }
+        return n;
+}
+
+static bool align_valid(uint64_t a) {
+        return a == 4 * KiB || a == 2 * MiB || a == GiB;
+}
+
+/* Picks pool and ranges, or explains in error why not. */
+static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret_align, DaxRange *ranges,
+                            int *ret_n, GError **error) {
+        char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
+        uint64_t largest = 0, biggest_pool = 0, granule_needed = 0;
+        bool any_candidate = false;
+
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+                uint64_t align = req->align ? req->align : p->align;
+                uint64_t granule = max_u64(max_u64(align, p->boundary), 2 * MiB);
+                PlacementRequest pr = {
+                        .size = req->size,
+                        .align = align,
+                        .boundary = p->boundary,
+                        .contiguous = req->contiguous,
+                        .max_ranges = b->config->max_ranges,
+                };
+                int n;
+
+                if (req->pool && strcmp(req->pool, p->name) != 0)
+                        continue;
+                if (req->has_numa_node && req->numa_node != p->numa_node)
+                        continue;
+                any_candidate = true;
+                biggest_pool = max_u64(biggest_pool, p->size);
+                if (req->size % granule != 0) {
+                        granule_needed = granule;
+                        continue;
+                }
+                n = extent_map_place(p->map, &pr, ranges, DAX_RANGES_MAX);
+                if (n > 0) {
+                        *ret_align = align;
+                        *ret_n = n;
+                        return p;
+                }
+                largest = max_u64(largest, extent_map_largest_free(p->map, align, p->boundary));
+        }
+
+        if (!any_candidate) {
+                if (req->pool)
+                        g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SUCH_POOL, "No pool named '%s'",
+                                    req->pool);
+                else if (req->has_numa_node)
+                        g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SUCH_POOL,
+                                    "No pool on NUMA node %d", req->numa_node);
+                else
+                        g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SUCH_POOL,
+                                    "No pools are managed (no soft-reserved memory found or configured)");
+        } else if (req->size > biggest_pool)
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
+                            "Size %s is larger than any pool (the largest is %s)",
+                            format_size(req->size, sz, sizeof(sz)), format_size(biggest_pool, sz2, sizeof(sz2)));
+        else if (granule_needed && largest == 0)
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT,
+                            "Size %s is not a multiple of %s (the pool's boundary or the requested alignment)",
+                            format_size(req->size, sz, sizeof(sz)), format_size(granule_needed, sz2, sizeof(sz2)));
+        else
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
+                            "No room for %s%s; the largest free extent is %s",
+                            format_size(req->size, sz, sizeof(sz)), req->contiguous ? " in one contiguous range" : "",
+                            format_size(largest, sz2, sizeof(sz2)));
+        return NULL;
+}
+
+bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
+                     GError **error) {
+        g_autoptr(AllocationRecord) rec = NULL;
+        DaxRange ranges[DAX_RANGES_MAX];
+        const char *why;
+        char sz[FORMAT_SIZE_MAX];
+        uint64_t align = 0;
+        bool label_taken;
+        Allocation *a;
+        Pool *pool;
+        int n;
+
+        why = name_invalid_reason(req->owner);
+        if (why) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT, "Owner %s", why);
+                return false;
+        }
+        if (req->label && (why = name_invalid_reason(req->label))) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT, "Label %s", why);
+                return false;
+        }
+        if (req->size == 0) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT, "Size must not be zero");
+                return false;
+        }
+        if (req->size % (2 * MiB) != 0) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT,
+                            "Size %" G_GUINT64_FORMAT " (%s) is not a multiple of 2 MiB", req->size,
+                            format_size(req->size, sz, sizeof(sz)));
+                return false;
+        }
+        if (req->align && !align_valid(req->align)) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT,
+                            "Alignment %" G_GUINT64_FORMAT " is not one of 4096, 2097152 (2 MiB) or 1073741824 (1 GiB)",
+                            req->align);
+                return false;
+        }
+        if (owner_count(b, req->owner, req->label, &label_taken) >= b->config->max_allocations_per_owner) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
+                            "Owner '%s' already has %u allocations, the configured maximum", req->owner,
+                            b->config->max_allocations_per_owner);
+                return false;
+        }
+        if (label_taken) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT,
+                            "Owner '%s' already has an allocation labelled '%s'", req->owner, req->label);
+                return false;
+        }
+
+        pool = allocate_place(b, req, &align, ranges, &n, error);
+        if (!pool)
+                return false;
+
+        rec = allocation_record_new();
+        rec->id = allocation_new_id(b);
+        rec->owner = g_strdup(req->owner);
+        rec->owner_uid = req->owner_uid;
+        rec->label = g_strdup(req->label ? req->label : rec->id);
+        rec->pool = g_strdup(pool->name);
+        rec->region_id = pool->region_id;
+        rec->align = align;
+        rec->created_usec = now_usec();
+        rec->transient = req->transient;
+        rec->client = req->transient && req->client ? g_strdup(req->client) : NULL;
+        rec->state = ALLOCATION_CREATING;
+        rec->n_ranges = n;
+        memcpy(rec->ranges, ranges, n * sizeof(DaxRange));
+
+        a = g_new0(Allocation, 1);
+        a->rec = g_steal_pointer(&rec);
+        a->pool = pool;
+        a->busy = true;
+        g_hash_table_insert(b->allocations, a->rec->id, a);
+        extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_PENDING, a);
+
+        /* Written before the kernel is touched, so that a crash in between
+         * is rolled back at start-up instead of leaking a device. */
+        if (broker_save(b, error) < 0) {
+                g_prefix_error(error, "Cannot record the allocation: ");
+                (*error)->domain = BROKER_ERROR;
+                (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
+                allocation_drop(b, a);
+                return false;
+        }
+
+        AllocateJob *j = g_new0(AllocateJob, 1);
+        *j = (AllocateJob) {
+                .broker = b,
+                .allocation = a,
+                .region_id = pool->region_id,
+                .align = align,
+                .done = done,
+                .userdata = userdata,
+        };
+        notify_sizes(b, pool);
+        worker_submit(b->worker, pool->region_id, allocate_work, allocate_done, j);
+        return true;
+}
+
+/* ---- release ---- */
+
+
+static void release_work(void *p) {
+        ReleaseJob *j = p;
+
+        j->err = j->name[0] ? kernel_destroy(j->broker->backend, j->name, &j->step) : 0;
+}
+
+static void release_done(void *p) {
+        ReleaseJob *j = p;
+        Broker *b = j->broker;
+        Allocation *a = j->allocation;
+        Pool *pool = a->pool;
+        g_autoptr(GError) error = NULL;
+
+        a->busy = false;
+        if (j->err < 0) {
+                /* Stays RELEASING: a new Release or the next start-up retries. */
+                g_set_error(&error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                            "Kernel refused while %s %s: %s", j->step, j->name, g_strerror(-j->err));
+                log_error("Release %s failed: %s", a->rec->id, error->message);
+                if (j->done)
+                        j->done(0, error, j->userdata);
+                g_free(j);
+                return;
+        }
+
+        log_info("Released %s of '%s' (%s)", a->rec->id, a->rec->owner, j->name[0] ? j->name : "no device");
+        stable_path_remove(b, a->rec);
+        notify_removed(b, a);
+        allocation_drop(b, a);
+        if (broker_save(b, &error) < 0)
+                /* The file still says RELEASING, which the next start-up
+                 * finishes; nothing is lost. */
+                log_error("Cannot record the release: %s", error->message);
+        notify_sizes(b, pool);
+        if (j->done)
+                j->done(1, NULL, j->userdata);
+        g_free(j);
+}
+
+static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
+        if (a->busy) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
+                            "Allocation %s has an operation in progress, try again", a->rec->id);
+                return false;
+        }
+        a->rec->state = ALLOCATION_RELEASING;
+        if (broker_save(b, error) < 0) {
+                a->rec->state = ALLOCATION_ACTIVE;
+                g_prefix_error(error, "Cannot record the release: ");
+                (*error)->domain = BROKER_ERROR;
+                (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
+                return false;
+        }
+        ReleaseJob *j = g_new0(ReleaseJob, 1);
+        *j = (ReleaseJob) { .broker = b, .allocation = a, .done = done, .userdata = userdata };
+        if (a->rec->device)
+                g_strlcpy(j->name, a->rec->device, sizeof(j->name));
+        a->busy = true;
+        worker_submit(b->worker, a->pool->region_id, release_work, release_done, j);
+        return true;
+}
+
+bool broker_release(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
+        return release_start(b, a, done, userdata, error);
+}
+
+typedef struct OwnerRelease {
+        unsigned outstanding;
+        unsigned released;
+        GError *first_error;
+        BrokerDone done;
+        void *userdata;
+} OwnerRelease;
+
+static void owner_release_one(unsigned count, const GError *error, void *userdata) {
+        OwnerRelease *o = userdata;
+
+        o->released += count;
+        if (error && !o->first_error)
+                o->first_error = g_error_copy(error);
+        if (--o->outstanding > 0)
+                return;
+        o->done(o->released, o->first_error, o->userdata);
+        g_clear_error(&o->first_error);
+        g_free(o);
+}
+
+bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *userdata, GError **error) {
+        g_autoptr(GPtrArray) all = broker_list_allocations(b);
+        OwnerRelease *o;
+        const char *why = name_invalid_reason(owner);
+
+        if (why) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT, "Owner %s", why);
+                return false;
+        }
+        for (guint i = 0; i < all->len; i++) {
+                Allocation *a = all->pdata[i];
+                if (strcmp(a->rec->owner, owner) == 0 && a->busy) {
+                        g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
+                                    "Allocation %s of '%s' has an operation in progress, try again",
+                                    a->rec->id, owner);
+                        return false;
+                }
+        }
+
+        o = g_new0(OwnerRelease, 1);
+        o->done = done;
+        o->userdata = userdata;
+        o->outstanding = 1; /* held until every release is queued */
+        for (guint i = 0; i < all->len; i++) {
+                Allocation *a = all->pdata[i];
+                g_autoptr(GError) e = NULL;
+
+                if (strcmp(a->rec->owner, owner) != 0)
+                        continue;
+                o->outstanding++;
+                if (!release_start(b, a, owner_release_one, o, &e))
+                        owner_release_one(0, e, o);
+        }
+        owner_release_one(0, NULL, o);
+        return true;
+}
+
+int broker_open(Broker *b, Allocation *a, GError **error) {
+        int fd;
+
+        if (a->busy || a->rec->state != ALLOCATION_ACTIVE || !a->rec->device) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
+                            "Allocation %s is being created or released", a->rec->id);
+                return -1;
+        }
+        fd = b->backend->ops->open_device(b->backend, a->rec->device);
+        if (fd < 0) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "Cannot open /dev/%s: %s",
+                            a->rec->device, g_strerror(-fd));
+                return -1;
+        }
+        return fd;
+}
+
+static void transient_release_done(unsigned count, const GError *error, void *userdata) {
+        g_free(userdata);
+}
+
+void broker_client_vanished(Broker *b, const char *client) {
+        g_autoptr(GPtrArray) all = broker_list_allocations(b);
+
+        for (guint i = 0; i < all->len; i++) {
+                Allocation *a = all->pdata[i];
+                g_autoptr(GError) e = NULL;
+
+                if (!a->rec->transient || g_strcmp0(a->rec->client, client) != 0 || a->busy)
+                        continue;
+                log_info("Client %s of transient allocation %s left the bus, releasing", client, a->rec->id);
+                if (!release_start(b, a, transient_release_done, NULL, &e))
+                        log_error("Cannot release transient allocation %s: %s", a->rec->id, e->message);
+        }
+}
+
+/* ---- start-up: pools and reconciliation ---- */
+
+static Pool *pool_new(Broker *b, const DaxRegionInfo *ri, const PoolConfig *pc) {
+        Pool *p = g_new0(Pool, 1);
+
+        p->broker = b;
+        p->name = pc ? g_strdup(pc->name) : g_strdup_printf("region%u", ri->id);
+        p->region_id = ri->id;
+        p->numa_node = ri->numa_node;
+        p->start = ri->start;
+        p->size = ri->size;
+        p->align = pc && pc->align ? pc->align : b->config->default_align;
+        p->boundary = pc ? pc->boundary : 0;
+        p->map = extent_map_new(ri->start, ri->size);
+        return p;
+}
+
+static int broker_setup_pools(Broker *b, GError **error) {
+        _cleanup_free_ DaxRegionInfo *regions = NULL;
+        size_t n = 0;
+        int r;
+
+        r = b->backend->ops->list_regions(b->backend, &regions, &n);
+        if (r < 0) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "Cannot list dax regions: %s",
+                            g_strerror(-r));
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const PoolConfig *pc = config_find_pool(b->config, regions[i].id, regions[i].start);
+                char sz[FORMAT_SIZE_MAX];
+
+                if (pc ? !pc->manage : !b->config->manage_unlisted) {
+                        log_info("Region %u is not managed by configuration", regions[i].id);
+                        continue;
+                }
+                if (pc && pc->boundary && regions[i].size % pc->boundary != 0)
+                        log_warning("Pool %s: region size is not a multiple of Boundary=; the tail is never used",
+                                    pc->name);
+                Pool *p = pool_new(b, &regions[i], pc);
+                g_ptr_array_add(b->pools, p);
+                log_info("Pool %s: region %u, %s at %#" G_GINT64_MODIFIER "x, NUMA node %d", p->name, p->region_id,
+                         format_size(p->size, sz, sizeof(sz)), p->start, p->numa_node);
+        }
+        for (size_t i = 0; i < b->config->n_pools; i++) {
+                const PoolConfig *pc = &b->config->pools[i];
+                if (pc->manage && !broker_find_pool(b, pc->name))
+                        log_warning("Pool %s matches no dax region, ignoring", pc->name);
+        }
+        return 0;
+}
+
+static void pool_adopt(Broker *b, Pool *p, AllocationRecord *rec) {
+        Allocation *a = g_new0(Allocation, 1);
+
+        g_free(rec->pool);
+        rec->pool = g_strdup(p->name);
+        rec->state = ALLOCATION_ACTIVE;
+        a->rec = rec;
+        a->pool = p;
+        g_hash_table_insert(b->allocations, rec->id, a);
+        extent_map_set_ranges(p->map, rec->ranges, rec->n_ranges, EXTENT_ALLOCATED, a);
+}
+
+static void pool_mark_device(Pool *p, const DaxDeviceInfo *d, ExtentKind kind) {
+        if (extent_map_set_ranges(p->map, d->ranges, d->n_ranges, kind, NULL) < 0)
+                log_warning("Device %s has ranges outside its region, ignoring them", d->name);
+}
+
+/* Decides what to do with a device no record claims. */
+static void pool_settle_unclaimed(Broker *b, Pool *p, const DaxDeviceInfo *d) {
+        DaxBackend *be = b->backend;
+        const char *step = NULL;
+        char sz[FORMAT_SIZE_MAX];
+        int r;
+
+        if (d->size == 0) {
+                /* A seed left by a cut-short creation: holds no memory. */
+                if (d->instance != 0 && d->driver == DAX_DRIVER_NONE) {
+                        r = be->ops->delete_device(be, d->name);
+                        if (r < 0)
+                                log_warning("Cannot delete empty device %s: %s, ignoring", d->name, g_strerror(-r));
+                        else
+                                log_info("Deleted empty device %s", d->name);
+                }
+                return;
+        }
+
+        if (d->driver == DAX_DRIVER_KMEM) {
+                /* kmem removal is one shot: only memory that is wholly
+                 * offline may be taken back; anything else stays host RAM. */
+                if (d->instance == 0 && d->mem_blocks_online == 0) {
+                        r = kernel_destroy(be, d->name, &step);
+                        if (r >= 0) {
+                                log_info("Took over %s (%s, was kmem with all memory offline)", d->name,
+                                         format_size(d->size, sz, sizeof(sz)));
+                                return;
+                        }
+                        log_warning("Cannot take over %s while %s: %s; it stays host memory", d->name, step,
+                                    g_strerror(-r));
+                } else
+                        log_notice("%s: %s is host RAM through kmem (%u of %u memory blocks online); "
+                                   "counted as host capacity", p->name, d->name, d->mem_blocks_online, d->mem_blocks);
+                pool_mark_device(p, d, EXTENT_HOST);
+                return;
+        }
+
+        if (d->instance == 0 && (d->driver == DAX_DRIVER_DEVICE_DAX || d->driver == DAX_DRIVER_NONE)) {
+                r = be->ops->device_in_use(be, d->name);
+                if (r == 0) {
+                        r = kernel_destroy(be, d->name, &step);
+                        if (r >= 0) {
+                                log_info("Took over %s (%s, unused)", d->name, format_size(d->size, sz, sizeof(sz)));
+                                return;
+                        }
+                        log_warning("Cannot take over %s while %s: %s; leaving it alone", d->name, step,
+                                    g_strerror(-r));
+                } else
+                        log_notice("%s is in use by some process; leaving it alone", d->name);
+        }
+
+        log_notice("%s: device %s (%s, driver %s) was not created by daxbroker; leaving it alone and "
+                   "counting it as used", p->name, d->name, format_size(d->size, sz, sizeof(sz)),
+                   dax_driver_to_string(d->driver));
+        pool_mark_device(p, d, EXTENT_FOREIGN);
+}
+
+static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records) {
+        DaxBackend *be = b->backend;
+        _cleanup_free_ DaxDeviceInfo *devs = NULL;
+        g_autofree bool *claimed = NULL;
+        g_autoptr(GPtrArray) restore = g_ptr_array_new();
+        size_t nd = 0;
+        int r;
+
+        r = be->ops->list_devices(be, p->region_id, &devs, &nd);
+        if (r < 0) {
+                log_error("Cannot list devices of region %u: %s", p->region_id, g_strerror(-r));
+                return r;
+        }
+        claimed = g_new0(bool, nd + 1);
+
+        for (guint i = 0; i < records->len; i++) {
+                AllocationRecord *rec = records->pdata[i];
+                bool found = false;
+
+                if (rec->state != ALLOCATION_ACTIVE) {
+                        /* Cut short: roll back creation, finish release. */
+                        for (size_t k = 0; k < nd; k++) {
+                                const char *step = NULL;
+
+                                if (claimed[k] || devs[k].instance == 0 ||
+                                    !ranges_overlap(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
+                                        continue;
+                                claimed[k] = true;
+                                r = kernel_destroy(be, devs[k].name, &step);
+                                if (r < 0) {
+                                        log_error("Cannot finish %s of %s while %s %s: %s",
+                                                  allocation_state_to_string(rec->state), rec->id, step,
+                                                  devs[k].name, g_strerror(-r));
+                                        pool_mark_device(p, &devs[k], EXTENT_FOREIGN);
+                                }
+                        }
+                        log_info("Finished interrupted %s of %s (owner '%s')",
+                                 rec->state == ALLOCATION_CREATING ? "allocation (rolled back)" : "release",
+                                 rec->id, rec->owner);
+                        allocation_record_free(rec);
+                        records->pdata[i] = NULL;
+                        continue;
+                }
+
+                for (size_t k = 0; k < nd && !found; k++) {
+                        if (claimed[k] || !ranges_equal(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
+                                continue;
+                        if (devs[k].driver == DAX_DRIVER_NONE) {
+                                r = be->ops->bind_device_dax(be, devs[k].name);
+                                if (r < 0) {
+                                        log_error("Cannot rebind %s of %s: %s", devs[k].name, rec->id, g_strerror(-r));
+                                        continue;
+                                }
+                        } else if (devs[k].driver != DAX_DRIVER_DEVICE_DAX)
+                                continue;
+                        claimed[k] = true;
+                        found = true;
+                        g_free(rec->device);
+                        rec->device = g_strdup(devs[k].name);
+                }
+                if (found) {
+                        pool_adopt(b, p, rec);
+                        records->pdata[i] = NULL;
+                } else
+                        g_ptr_array_add(restore, rec);
+        }
+
+        for (size_t k = 0; k < nd; k++)
+                if (!claimed[k])
+                        pool_settle_unclaimed(b, p, &devs[k]);
+
+        /* After a host reboot the kernel has forgotten our layout: replay
+         * the exact ranges of every persistent allocation. */
+        for (guint i = 0; i < restore->len; i++) {
+                AllocationRecord *rec = restore->pdata[i];
+                KernelResult res = {};
+
+                for (guint k = 0; k < records->len; k++)
+                        if (records->pdata[k] == rec)
+                                records->pdata[k] = NULL;
+
+                if (rec->transient) {
+                        log_info("Dropping transient allocation %s of '%s': its client is gone", rec->id, rec->owner);
+                        allocation_record_free(rec);
+                        continue;
+                }
+                for (unsigned q = 0; q < rec->n_ranges; q++)
+                        if (!extent_map_is(p->map, rec->ranges[q].start, rec->ranges[q].size, EXTENT_FREE, NULL))
+                                goto blocked;
+
+                kernel_create(be, p->region_id, rec->align, rec->ranges, rec->n_ranges, &res);
+                if (res.err < 0) {
+                        log_error("Cannot restore allocation %s of '%s' while %s: %s; keeping its record",
+                                  rec->id, rec->owner, res.step, g_strerror(-res.err));
+                        g_ptr_array_add(b->unmanaged, rec);
+                        continue;
+                }
+                close(res.fd);
+                g_free(rec->device);
+                rec->device = g_strdup(res.name);
+                log_info("Restored allocation %s of '%s' as %s with its original ranges", rec->id, rec->owner,
+                         res.name);
+                pool_adopt(b, p, rec);
+                continue;
+        blocked:
+                log_error("Cannot restore allocation %s of '%s': its ranges are in use by another device; "
+                          "keeping its record", rec->id, rec->owner);
+                g_ptr_array_add(b->unmanaged, rec);
+        }
+        return 0;
+}
+
+static void stable_paths_refresh(Broker *b) {
+        g_autofree char *owners = NULL;
+        g_autoptr(GHashTable) keep = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_autoptr(GPtrArray) all = broker_list_allocations(b);
+        GDir *d;
+
+        if (!b->runtime_dir)
+                return;
+        for (guint i = 0; i < all->len; i++) {
+                Allocation *a = all->pdata[i];
+                stable_path_update(b, a->rec);
+                g_hash_table_add(keep, stable_path(b, a->rec, NULL));
+        }
+
+        /* Links of allocations released while we were down. */
+        owners = g_build_filename(b->runtime_dir, "owners", NULL);
+        d = g_dir_open(owners, 0, NULL);
+        if (!d)
+                return;
+        for (const char *o; (o = g_dir_read_name(d));) {
+                g_autofree char *od = g_build_filename(owners, o, NULL);
+                GDir *d2 = g_dir_open(od, 0, NULL);
+
+                if (!d2)
+                        continue;
+                for (const char *l; (l = g_dir_read_name(d2));) {
+                        g_autofree char *lp = g_build_filename(od, l, NULL);
+                        if (!g_hash_table_contains(keep, lp))
+                                (void) unlink(lp);
+                }
+                g_dir_close(d2);
+                (void) rmdir(od);
+        }
+        g_dir_close(d);
+}
+
+int broker_start(Broker *b, GError **error) {
+        g_autoptr(GPtrArray) records = NULL;
+        int r;
+
+        r = store_load(b->state_path, &records, error);
+        if (r < 0) {
+                g_prefix_error(error, "Refusing to start with an unreadable state file (move it away to start "
+                                      "empty, losing track of its allocations): ");
+                return r;
+        }
+        r = broker_setup_pools(b, error);
+        if (r < 0)
+                return r;
+
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+                g_autoptr(GPtrArray) mine = g_ptr_array_new();
+
+                for (guint k = 0; k < records->len; k++) {
+                        AllocationRecord *rec = records->pdata[k];
+                        if (rec && rec->region_id == p->region_id)
+                                g_ptr_array_add(mine, rec);
+                }
+                for (guint k = 0; k < records->len; k++)
+                        if (records->pdata[k] && ((AllocationRecord *) records->pdata[k])->region_id == p->region_id)
+                                records->pdata[k] = NULL;
+                r = pool_reconcile(b, p, mine);
+                /* Whatever reconcile did not take over stays on record. */
+                for (guint k = 0; k < mine->len; k++)
+                        if (mine->pdata[k])
+                                g_ptr_array_add(b->unmanaged, mine->pdata[k]);
+                if (r < 0) {
+                        g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                                    "Cannot reconcile pool %s with the kernel: %s", p->name, g_strerror(-r));
+                        return r;
+                }
+        }
+        for (guint k = 0; k < records->len; k++) {
+                AllocationRecord *rec = records->pdata[k];
+                if (!rec)
+                        continue;
+                log_warning("Allocation %s of '%s' is in region %u, which is not managed now; keeping its record",
+                            rec->id, rec->owner, rec->region_id);
+                g_ptr_array_add(b->unmanaged, rec);
+                records->pdata[k] = NULL;
+        }
+
+        r = broker_save(b, error);
+        if (r < 0)
+                return r;
+        stable_paths_refresh(b);
+        log_info("Ready: %u pools, %u allocations", b->pools->len, g_hash_table_size(b->allocations));
+        return 0;
+}
+
+int broker_reload(Broker *b, Config *config, GError **error) {
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+                const PoolConfig *pc = config_find_pool(config, p->region_id, p->start);
+
+                p->align = pc && pc->align ? pc->align : config->default_align;
+                p->boundary = pc ? pc->boundary : 0;
+        }
+        config_free(b->config);
+        b->config = config;
+        log_info("Configuration reloaded; adding or removing pools takes a restart");
+        return 0;
+}
+
+int broker_new(sd_event *event, DaxBackend *backend, Config *config, const BrokerSettings *settings,
+               Broker **ret, GError **error) {
+        Broker *b = g_new0(Broker, 1);
+        int r;
+
+        b->event = event;
+        b->backend = backend;
+        b->config = config;
+        b->state_path = g_build_filename(settings->state_dir, "state.json", NULL);
+        b->runtime_dir = g_strdup(settings->runtime_dir);
+        b->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
+        b->allocations = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) allocation_free);
+        b->unmanaged = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
+
+        if (g_mkdir_with_parents(settings->state_dir, 0700) < 0) {
+                r = -errno;
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "Cannot create %s: %s",
+                            settings->state_dir, g_strerror(errno));
+                b->config = NULL;
+                broker_free(b);
+                return r;
+        }
+        r = worker_new(event, &b->worker);
+        if (r < 0) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "Cannot start worker: %s",
+                            g_strerror(-r));
+                b->config = NULL;
+                broker_free(b);
+                return r;
+        }
+        *ret = b;
+        return 0;
+}
+
+void broker_free(Broker *b) {
+        if (!b)
+                return;
+        worker_free(b->worker); /* finishes kernel work in flight */
+        g_hash_table_destroy(b->allocations);
+        g_ptr_array_free(b->pools, TRUE);
+        g_ptr_array_free(b->unmanaged, TRUE);
+        config_free(b->config);
+        g_free(b->state_path);
+        g_free(b->runtime_dir);
+        g_free(b);
+}

@@ -1,1 +1,779 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "bus.h"
+#include "log.h"
+#include "util.h"
+
+#define streq(a, b) (strcmp((a), (b)) == 0)
+
+struct Bus {
+        sd_bus *bus;
+        Broker *broker;
+        sd_bus_slot *name_owner_slot;
+};
+
+static const char *const error_names[] = {
+        [BROKER_ERROR_NO_SPACE] = BUS_ERROR_PREFIX "NoSpace",
+        [BROKER_ERROR_NO_SUCH_POOL] = BUS_ERROR_PREFIX "NoSuchPool",
+        [BROKER_ERROR_NO_SUCH_ALLOCATION] = BUS_ERROR_PREFIX "NoSuchAllocation",
+        [BROKER_ERROR_INVALID_ARGUMENT] = BUS_ERROR_PREFIX "InvalidArgument",
+        [BROKER_ERROR_ACCESS_DENIED] = BUS_ERROR_PREFIX "AccessDenied",
+        [BROKER_ERROR_BUSY] = BUS_ERROR_PREFIX "Busy",
+        [BROKER_ERROR_KERNEL_FAILURE] = BUS_ERROR_PREFIX "KernelFailure",
+};
+
+const char *bus_error_name(int code) {
+        if (code < 0 || (size_t) code >= G_N_ELEMENTS(error_names) || !error_names[code])
+                return BUS_ERROR_PREFIX "KernelFailure";
+        return error_names[code];
+}
+
+static int reply_gerror(sd_bus_message *m, const GError *e) {
+        if (e->domain != BROKER_ERROR)
+                return sd_bus_reply_method_errorf(m, BUS_ERROR_PREFIX "KernelFailure", "%s", e->message);
+        return sd_bus_reply_method_errorf(m, bus_error_name(e->code), "%s", e->message);
+}
+
+static int set_error(sd_bus_error *ret_error, BrokerError code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static int set_error(sd_bus_error *ret_error, BrokerError code, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = sd_bus_error_setfv(ret_error, bus_error_name(code), fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+static char *pool_path(const Pool *p) {
+        char *s = NULL;
+
+        if (sd_bus_path_encode(BUS_POOL_PREFIX, p->name, &s) < 0)
+                return NULL;
+        return s;
+}
+
+static char *allocation_path(const Allocation *a) {
+        return g_strdup_printf(BUS_ALLOCATION_PREFIX "/%s", a->rec->id);
+}
+
+static int sender_uid(sd_bus_message *m, uid_t *ret) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        int r;
+
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
+        if (r < 0)
+                return r;
+        return sd_bus_creds_get_euid(creds, ret);
+}
+
+/* Only root changes anything for now; the bus policy says the same. An
+ * allocation's owner uid may also reopen and release it. */
+static int authorize(sd_bus_message *m, const Allocation *a, uid_t *ret_uid, sd_bus_error *ret_error) {
+        uid_t uid;
+        int r;
+
+        r = sender_uid(m, &uid);
+        if (r < 0)
+                return set_error(ret_error, BROKER_ERROR_ACCESS_DENIED, "Cannot identify the caller: %s",
+                                 strerror(-r));
+        if (ret_uid)
+                *ret_uid = uid;
+        if (uid == 0 || (a && a->rec->owner_uid == uid))
+                return 1;
+        return set_error(ret_error, BROKER_ERROR_ACCESS_DENIED, "Caller uid %u is not allowed to do this",
+                         (unsigned) uid);
+}
+
+/* "/org/daxbroker/Broker1/allocation/ID" -> allocation, or a named error:
+ * InvalidArgument if it is not such a path at all, NoSuchAllocation if no
+ * allocation has that id. */
+static Allocation *lookup_allocation(Bus *bus, const char *path, sd_bus_error *ret_error) {
+        const char *id;
+        Allocation *a;
+
+        if (!g_str_has_prefix(path, BUS_ALLOCATION_PREFIX "/") ||
+            strlen(path) <= strlen(BUS_ALLOCATION_PREFIX "/")) {
+                set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,
+                          "'%s' is not an allocation path (" BUS_ALLOCATION_PREFIX "/ID)", path);
+                return NULL;
+        }
+        id = path + strlen(BUS_ALLOCATION_PREFIX "/");
+        a = broker_find_allocation(bus->broker, id);
+        if (!a)
+                set_error(ret_error, BROKER_ERROR_NO_SUCH_ALLOCATION, "No allocation %s", id);
+        return a;
+}
+
+/* ---- Manager methods ---- */
+
+typedef struct PendingCall {
+        Bus *bus;
+        sd_bus_message *m;
+} PendingCall;
+
+static PendingCall *pending_new(Bus *bus, sd_bus_message *m) {
+        PendingCall *p = g_new0(PendingCall, 1);
+
+        p->bus = bus;
+        p->m = sd_bus_message_ref(m);
+        return p;
+}
+
+static void pending_free(PendingCall *p) {
+        sd_bus_message_unref(p->m);
+        g_free(p);
+}
+
+typedef struct ClientCheck {
+        Bus *bus;
+        char client[];
+} ClientCheck;
+
+static int on_name_has_owner(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        ClientCheck *c = userdata;
+        int has = 1;
+
+        if (sd_bus_message_is_method_error(reply, NULL) || sd_bus_message_read(reply, "b", &has) < 0 || !has)
+                broker_client_vanished(c->bus->broker, c->client);
+        g_free(c);
+        return 0;
+}
+
+/* The client of a transient allocation may have left while the kernel
+ * work ran; NameOwnerChanged came before the allocation existed. */
+static void check_client_alive(Bus *bus, const char *client) {
+        ClientCheck *c = g_malloc(sizeof(ClientCheck) + strlen(client) + 1);
+        int r;
+
+        c->bus = bus;
+        strcpy(c->client, client);
+        r = sd_bus_call_method_async(bus->bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                     "org.freedesktop.DBus", "NameHasOwner", on_name_has_owner, c, "s", client);
+        if (r < 0) {
+                log_warning("Cannot check bus client %s: %s", client, strerror(-r));
+                g_free(c);
+        }
+}
+
+static void allocate_reply(Allocation *a, int fd, const GError *error, void *userdata) {
+        PendingCall *p = userdata;
+        int r;
+
+        if (error)
+                r = reply_gerror(p->m, error);
+        else {
+                g_autofree char *path = allocation_path(a);
+                r = sd_bus_reply_method_return(p->m, "oh", path, fd);
+                if (a->rec->transient && a->rec->client)
+                        check_client_alive(p->bus, a->rec->client);
+        }
+        if (r < 0)
+                log_warning("Cannot send Allocate reply: %s", strerror(-r));
+        pending_free(p);
+}
+
+static int read_options(sd_bus_message *m, AllocateRequest *req, sd_bus_error *ret_error) {
+        unsigned n = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key, *contents;
+                char type;
+
+                if (++n > OPTIONS_MAX)
+                        return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "More than %d options",
+                                         OPTIONS_MAX);
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_peek_type(m, &type, &contents);
+                if (r < 0)
+                        return r;
+
+#define WANT(sig)                                                                                      \
+        if (!streq(contents, sig))                                                                     \
+                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,                             \
+                                 "Option '%s' must have type '%s', not '%s'", key, sig, contents)
+
+                if (streq(key, "pool")) {
+                        WANT("s");
+                        r = sd_bus_message_read(m, "v", "s", &req->pool);
+                } else if (streq(key, "numa-node")) {
+                        WANT("i");
+                        r = sd_bus_message_read(m, "v", "i", &req->numa_node);
+                        req->has_numa_node = true;
+                } else if (streq(key, "align")) {
+                        WANT("t");
+                        r = sd_bus_message_read(m, "v", "t", &req->align);
+                } else if (streq(key, "contiguous")) {
+                        int b;
+                        WANT("b");
+                        r = sd_bus_message_read(m, "v", "b", &b);
+                        req->contiguous = b;
+                } else if (streq(key, "label")) {
+                        WANT("s");
+                        r = sd_bus_message_read(m, "v", "s", &req->label);
+                } else if (streq(key, "transient")) {
+                        int b;
+                        WANT("b");
+                        r = sd_bus_message_read(m, "v", "b", &b);
+                        req->transient = b;
+                } else
+                        return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,
+                                         "Unknown option '%s' (known: pool, numa-node, align, contiguous, "
+                                         "label, transient)",
+                                         key);
+#undef WANT
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static int method_allocate(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        AllocateRequest req = { .contiguous = true };
+        g_autoptr(GError) error = NULL;
+        PendingCall *p;
+        int r;
+
+        r = sd_bus_message_read(m, "st", &req.owner, &req.size);
+        if (r < 0)
+                return r;
+        r = read_options(m, &req, ret_error);
+        if (r < 0 || sd_bus_error_is_set(ret_error))
+                return r;
+        if (req.has_numa_node && req.numa_node < 0)
+                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "NUMA node %d is negative",
+                                 req.numa_node);
+
+        r = authorize(m, NULL, &req.owner_uid, ret_error);
+        if (r <= 0)
+                return r;
+        req.client = sd_bus_message_get_sender(m);
+
+        p = pending_new(bus, m);
+        if (!broker_allocate(bus->broker, &req, allocate_reply, p, &error)) {
+                pending_free(p);
+                return set_error(ret_error, error->code, "%s", error->message);
+        }
+        return 1;
+}
+
+static void done_reply(unsigned count, const GError *error, void *userdata) {
+        PendingCall *p = userdata;
+        const char *member = sd_bus_message_get_member(p->m);
+        int r;
+
+        if (error)
+                r = reply_gerror(p->m, error);
+        else if (streq(member, "ReleaseOwner"))
+                r = sd_bus_reply_method_return(p->m, "u", count);
+        else
+                r = sd_bus_reply_method_return(p->m, NULL);
+        if (r < 0)
+                log_warning("Cannot send %s reply: %s", member, strerror(-r));
+        pending_free(p);
+}
+
+static int method_release(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        g_autoptr(GError) error = NULL;
+        const char *path;
+        Allocation *a;
+        PendingCall *p;
+        int r;
+
+        r = sd_bus_message_read(m, "o", &path);
+        if (r < 0)
+                return r;
+        a = lookup_allocation(bus, path, ret_error);
+        if (!a)
+                return -EINVAL;
+        r = authorize(m, a, NULL, ret_error);
+        if (r <= 0)
+                return r;
+
+        p = pending_new(bus, m);
+        if (!broker_release(bus->broker, a, done_reply, p, &error)) {
+                pending_free(p);
+                return set_error(ret_error, error->code, "%s", error->message);
+        }
+        return 1;
+}
+
+static int method_release_owner(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        g_autoptr(GError) error = NULL;
+        const char *owner;
+        PendingCall *p;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &owner);
+        if (r < 0)
+                return r;
+        r = authorize(m, NULL, NULL, ret_error);
+        if (r <= 0)
+                return r;
+
+        p = pending_new(bus, m);
+        if (!broker_release_owner(bus->broker, owner, done_reply, p, &error)) {
+                pending_free(p);
+                return set_error(ret_error, error->code, "%s", error->message);
+        }
+        return 1;
+}
+
+static int method_open(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        g_autoptr(GError) error = NULL;
+        _cleanup_close_ int fd = -1;
+        const char *path;
+        Allocation *a;
+        int r;
+
+        r = sd_bus_message_read(m, "o", &path);
+        if (r < 0)
+                return r;
+        a = lookup_allocation(bus, path, ret_error);
+        if (!a)
+                return -EINVAL;
+        r = authorize(m, a, NULL, ret_error);
+        if (r <= 0)
+                return r;
+        fd = broker_open(bus->broker, a, &error);
+        if (fd < 0)
+                return set_error(ret_error, error->code, "%s", error->message);
+        return sd_bus_reply_method_return(m, "h", fd);
+}
+
+static int method_list_pools(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        GPtrArray *pools = broker_pools(bus->broker);
+        int r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(osuitttttttttt)");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < pools->len; i++) {
+                Pool *p = pools->pdata[i];
+                g_autofree char *path = pool_path(p);
+                PoolUsage u;
+
+                pool_usage(p, &u);
+                r = sd_bus_message_append(reply, "(osuitttttttttt)", path, p->name, p->region_id, p->numa_node,
+                                          p->start, p->size, p->align, p->boundary, u.free, u.allocated, u.host,
+                                          u.dirty, u.foreign, u.largest_free);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int append_ranges(sd_bus_message *reply, const AllocationRecord *rec) {
+        int r = sd_bus_message_open_container(reply, 'a', "(tt)");
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < rec->n_ranges; i++) {
+                r = sd_bus_message_append(reply, "(tt)", rec->ranges[i].start, rec->ranges[i].size);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static int method_list_allocations(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(GPtrArray) all = broker_list_allocations(bus->broker);
+        int r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(ossussttsbta(tt))");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < all->len; i++) {
+                Allocation *a = all->pdata[i];
+                const AllocationRecord *rec = a->rec;
+                g_autofree char *path = allocation_path(a);
+
+                r = sd_bus_message_open_container(reply, 'r', "ossussttsbta(tt)");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_append(reply, "ossussttsbt", path, rec->id, rec->owner, (uint32_t) rec->owner_uid,
+                                          rec->label, rec->pool, allocation_size(a), rec->align,
+                                          rec->device ? rec->device : "", rec->transient, rec->created_usec);
+                if (r < 0)
+                        return r;
+                r = append_ranges(reply, rec);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int property_get_manager_size(sd_bus *b, const char *path, const char *interface, const char *property,
+                                     sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        uint64_t total, v;
+        PoolUsage u;
+
+        broker_usage(bus->broker, &total, &u);
+        if (streq(property, "TotalSize"))
+                v = total;
+        else if (streq(property, "AllocatedSize"))
+                v = u.allocated;
+        else if (streq(property, "FreeSize"))
+                v = u.free;
+        else
+                v = u.host;
+        return sd_bus_message_append(reply, "t", v);
+}
+
+static int property_get_version(sd_bus *b, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
+}
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("TotalSize", "t", property_get_manager_size, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("AllocatedSize", "t", property_get_manager_size, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("FreeSize", "t", property_get_manager_size, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("HostSize", "t", property_get_manager_size, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("Allocate", SD_BUS_ARGS("s", owner, "t", size, "a{sv}", options),
+                                SD_BUS_RESULT("o", allocation, "h", fd), method_allocate, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Release", SD_BUS_ARGS("o", allocation), SD_BUS_NO_RESULT, method_release,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReleaseOwner", SD_BUS_ARGS("s", owner), SD_BUS_RESULT("u", count),
+                                method_release_owner, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Open", SD_BUS_ARGS("o", allocation), SD_BUS_RESULT("h", fd), method_open,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListPools", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(osuitttttttttt)", pools),
+                                method_list_pools, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListAllocations", SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a(ossussttsbta(tt))", allocations), method_list_allocations,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("AllocationNew", SD_BUS_ARGS("s", id, "o", path), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("AllocationRemoved", SD_BUS_ARGS("s", id, "o", path), 0),
+        SD_BUS_VTABLE_END,
+};
+
+/* ---- Pool objects ---- */
+
+static int pool_find(sd_bus *b, const char *path, const char *interface, void *userdata, void **found,
+                     sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        g_autofree char *name = NULL;
+        Pool *p;
+
+        if (sd_bus_path_decode(path, BUS_POOL_PREFIX, &name) <= 0)
+                return 0;
+        p = broker_find_pool(bus->broker, name);
+        if (!p)
+                return 0;
+        *found = p;
+        return 1;
+}
+
+static int pool_enumerate(sd_bus *b, const char *path, void *userdata, char ***ret_nodes,
+                          sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        GPtrArray *pools = broker_pools(bus->broker);
+        char **l = g_new0(char *, pools->len + 1);
+
+        for (guint i = 0; i < pools->len; i++)
+                l[i] = pool_path(pools->pdata[i]);
+        /* sd-bus frees the strv with free(); glib's allocator is malloc. */
+        *ret_nodes = l;
+        return 0;
+}
+
+static int property_get_pool(sd_bus *b, const char *path, const char *interface, const char *property,
+                             sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Pool *p = userdata;
+        PoolUsage u;
+
+        if (streq(property, "Name"))
+                return sd_bus_message_append(reply, "s", p->name);
+        if (streq(property, "RegionId"))
+                return sd_bus_message_append(reply, "u", p->region_id);
+        if (streq(property, "NumaNode"))
+                return sd_bus_message_append(reply, "i", p->numa_node);
+
+        pool_usage(p, &u);
+        static const struct {
+                const char *name;
+                size_t offset;
+        } sizes[] = {
+                { "FreeSize", offsetof(PoolUsage, free) },
+                { "AllocatedSize", offsetof(PoolUsage, allocated) },
+                { "HostSize", offsetof(PoolUsage, host) },
+                { "DirtySize", offsetof(PoolUsage, dirty) },
+                { "ForeignSize", offsetof(PoolUsage, foreign) },
+                { "LargestFreeExtent", offsetof(PoolUsage, largest_free) },
+        };
+        for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++)
+                if (streq(property, sizes[i].name))
+                        return sd_bus_message_append(reply, "t", *(uint64_t *) ((char *) &u + sizes[i].offset));
+
+        uint64_t v = streq(property, "Start") ? p->start
+                     : streq(property, "Size") ? p->size
+                     : streq(property, "Align") ? p->align
+                                                : p->boundary;
+        return sd_bus_message_append(reply, "t", v);
+}
+
+#define POOL_PROP(name, sig, flags) SD_BUS_PROPERTY(name, sig, property_get_pool, 0, flags)
+static const sd_bus_vtable pool_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        POOL_PROP("Name", "s", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("RegionId", "u", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("NumaNode", "i", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Start", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Size", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Align", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Boundary", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("FreeSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("AllocatedSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("HostSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("DirtySize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("ForeignSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("LargestFreeExtent", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_VTABLE_END,
+};
+
+/* ---- Allocation objects ---- */
+
+static int allocation_find(sd_bus *b, const char *path, const char *interface, void *userdata, void **found,
+                           sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        Allocation *a;
+
+        if (!g_str_has_prefix(path, BUS_ALLOCATION_PREFIX "/"))
+                return 0;
+        a = broker_find_allocation(bus->broker, path + strlen(BUS_ALLOCATION_PREFIX "/"));
+        if (!a)
+                return 0;
+        *found = a;
+        return 1;
+}
+
+static int allocation_enumerate(sd_bus *b, const char *path, void *userdata, char ***ret_nodes,
+                                sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        g_autoptr(GPtrArray) all = broker_list_allocations(bus->broker);
+        char **l = g_new0(char *, all->len + 1);
+
+        for (guint i = 0; i < all->len; i++)
+                l[i] = allocation_path(all->pdata[i]);
+        *ret_nodes = l;
+        return 0;
+}
+
+static int property_get_allocation(sd_bus *b, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Allocation *a = userdata;
+        const AllocationRecord *rec = a->rec;
+
+        if (streq(property, "Id"))
+                return sd_bus_message_append(reply, "s", rec->id);
+        if (streq(property, "Owner"))
+                return sd_bus_message_append(reply, "s", rec->owner);
+        if (streq(property, "OwnerUID"))
+                return sd_bus_message_append(reply, "u", (uint32_t) rec->owner_uid);
+        if (streq(property, "Label"))
+                return sd_bus_message_append(reply, "s", rec->label);
+        if (streq(property, "Pool")) {
+                g_autofree char *pp = pool_path(a->pool);
+                return sd_bus_message_append(reply, "o", pp);
+        }
+        if (streq(property, "Size"))
+                return sd_bus_message_append(reply, "t", allocation_size(a));
+        if (streq(property, "Align"))
+                return sd_bus_message_append(reply, "t", rec->align);
+        if (streq(property, "Device")) {
+                g_autofree char *dev = rec->device ? g_strdup_printf("/dev/%s", rec->device) : g_strdup("");
+                return sd_bus_message_append(reply, "s", dev);
+        }
+        if (streq(property, "Ranges"))
+                return append_ranges(reply, rec);
+        if (streq(property, "NumaNode"))
+                return sd_bus_message_append(reply, "i", a->pool->numa_node);
+        if (streq(property, "Transient"))
+                return sd_bus_message_append(reply, "b", (int) rec->transient);
+        return sd_bus_message_append(reply, "t", rec->created_usec);
+}
+
+#define ALLOC_PROP(name, sig, flags) SD_BUS_PROPERTY(name, sig, property_get_allocation, 0, flags)
+static const sd_bus_vtable allocation_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        ALLOC_PROP("Id", "s", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("Owner", "s", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("OwnerUID", "u", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("Label", "s", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("Pool", "o", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("Size", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("Align", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("Device", "s", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        ALLOC_PROP("Ranges", "a(tt)", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("NumaNode", "i", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("Transient", "b", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("CreatedUSec", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_VTABLE_END,
+};
+
+/* ---- broker events ---- */
+
+static void on_allocation_added(Allocation *a, void *userdata) {
+        Bus *bus = userdata;
+        g_autofree char *path = allocation_path(a);
+
+        (void) sd_bus_emit_object_added(bus->bus, path);
+        (void) sd_bus_emit_signal(bus->bus, BUS_PATH, BUS_MANAGER_IFACE, "AllocationNew", "so", a->rec->id, path);
+}
+
+static void on_allocation_removed(Allocation *a, void *userdata) {
+        Bus *bus = userdata;
+        g_autofree char *path = allocation_path(a);
+
+        (void) sd_bus_emit_object_removed(bus->bus, path);
+        (void) sd_bus_emit_signal(bus->bus, BUS_PATH, BUS_MANAGER_IFACE, "AllocationRemoved", "so", a->rec->id,
+                                  path);
+}
+
+static void on_sizes_changed(Pool *p, void *userdata) {
+        Bus *bus = userdata;
+        g_autofree char *path = pool_path(p);
+
+        (void) sd_bus_emit_properties_changed(bus->bus, BUS_PATH, BUS_MANAGER_IFACE, "AllocatedSize", "FreeSize",
+                                              "HostSize", NULL);
+        (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_POOL_IFACE, "FreeSize", "AllocatedSize",
+                                              "HostSize", "DirtySize", "ForeignSize", "LargestFreeExtent", NULL);
+}
+
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        const char *name, *old_owner, *new_owner;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
+                return 0;
+        if (name[0] == ':' && new_owner[0] == 0)
+                broker_client_vanished(bus->broker, name);
+        return 0;
+}
+
+/* Transient allocations that survived a daemon restart belong to clients
+ * that may have left while we were gone. */
+static void check_transient_clients(Bus *bus) {
+        g_autoptr(GPtrArray) all = broker_list_allocations(bus->broker);
+
+        for (guint i = 0; i < all->len; i++) {
+                Allocation *a = all->pdata[i];
+                if (a->rec->transient && a->rec->client)
+                        check_client_alive(bus, a->rec->client);
+        }
+}
+
+static const BrokerListener bus_listener = {
+        .allocation_added = on_allocation_added,
+        .allocation_removed = on_allocation_removed,
+        .sizes_changed = on_sizes_changed,
+};
+
+int bus_new(sd_event *event, Broker *broker, const char *address, Bus **ret) {
+        Bus *bus = g_new0(Bus, 1);
+        int r;
+
+        bus->broker = broker;
+        if (address) {
+                r = sd_bus_new(&bus->bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus->bus, address);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus->bus, 1);
+                if (r >= 0)
+                        r = sd_bus_start(bus->bus);
+        } else
+                r = sd_bus_open_system(&bus->bus);
+        if (r < 0) {
+                log_error("Cannot connect to the %s bus: %s", address ? address : "system", strerror(-r));
+                goto fail;
+        }
+
+        if ((r = sd_bus_add_object_vtable(bus->bus, NULL, BUS_PATH, BUS_MANAGER_IFACE, manager_vtable, bus)) < 0 ||
+            (r = sd_bus_add_fallback_vtable(bus->bus, NULL, BUS_POOL_PREFIX, BUS_POOL_IFACE, pool_vtable, pool_find,
+                                            bus)) < 0 ||
+            (r = sd_bus_add_node_enumerator(bus->bus, NULL, BUS_POOL_PREFIX, pool_enumerate, bus)) < 0 ||
+            (r = sd_bus_add_fallback_vtable(bus->bus, NULL, BUS_ALLOCATION_PREFIX, BUS_ALLOCATION_IFACE,
+                                            allocation_vtable, allocation_find, bus)) < 0 ||
+            (r = sd_bus_add_node_enumerator(bus->bus, NULL, BUS_ALLOCATION_PREFIX, allocation_enumerate, bus)) < 0 ||
+            (r = sd_bus_add_object_manager(bus->bus, NULL, BUS_PATH)) < 0) {
+                log_error("Cannot export objects: %s", strerror(-r));
+                goto fail;
+        }
+        r = sd_bus_match_signal(bus->bus, &bus->name_owner_slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, bus);
+        if (r < 0) {
+                log_error("Cannot watch bus clients: %s", strerror(-r));
+                goto fail;
+        }
+        r = sd_bus_attach_event(bus->bus, event, 0);
+        if (r < 0)
+                goto fail;
+        r = sd_bus_request_name(bus->bus, BUS_NAME, 0);
+        if (r < 0) {
+                log_error("Cannot own %s (is the bus policy installed, and is another daxbrokerd running?): %s",
+                          BUS_NAME, strerror(-r));
+                goto fail;
+        }
+        broker_set_listener(broker, &bus_listener, bus);
+        check_transient_clients(bus);
+        *ret = bus;
+        return 0;
+
+fail:
+        bus_free(bus);
+        return r;
+}
+
+void bus_free(Bus *bus) {
+        if (!bus)
+                return;
+        sd_bus_slot_unref(bus->name_owner_slot);
+        if (bus->bus)
+                sd_bus_flush_close_unref(bus->bus);
+        g_free(bus);
+}

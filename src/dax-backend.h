@@ -108,6 +108,12 @@ int dax_sysfs_new(const char *sysfs_root, const char *dev_root, DaxBackend **ret
  * file means a fresh boot. */
 int dax_sim_new(const char *spec, const char *boot_mode, const char *state_path, DaxBackend **ret);
 
+/* Test hooks of the model; -EOPNOTSUPP on other backends. Sets how many
+ * memory blocks of a kmem device are online (onlining writes host data into
+ * them), and what device_in_use() reports for a device. */
+int dax_sim_set_blocks_online(DaxBackend *b, const char *name, unsigned n_online);
+int dax_sim_set_in_use(DaxBackend *b, const char *name, bool in_use);
+
 /* "sysfs" or "sim:SPEC[;boot=MODE][;state=PATH]". */
 int dax_backend_new_from_string(const char *s, DaxBackend **ret);
 

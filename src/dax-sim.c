@@ -1,1 +1,1329 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * dax-sim: an in-memory device-dax bus that follows Linux 6.1's
+ * drivers/dax/bus.c rule for rule (same checks, same order, same errno), so
+ * the broker can be tested without soft-reserved memory.
+ *
+ * Where the model is stricter than the kernel, to catch broker bugs early:
+ *  - add_mapping on a bound device fails with -EBUSY (the kernel does not
+ *    check, and corrupts a live device);
+ *  - a device holds at most DAX_RANGES_MAX ranges (-E2BIG), the most a
+ *    DaxDeviceInfo can report;
+ *  - binding device_dax fails with -EINVAL if a range starts off the
+ *    device's align (the kernel binds, and faults on the mapping fail).
+ * Names that match no device give -ENODEV, except delete_device of an
+ * unknown device in an existing region, which is the kernel's -ENXIO.
+ * open_device of a device not bound to device_dax gives -ENOENT: the
+ * /dev node only exists while device_dax holds it.
+ *
+ * Bytes live at physical addresses, like real memory: each region has a
+ * sparse memfd (offset = address - region start). An open device gets its
+ * own memfd, filled from the region's bytes when first opened and written
+ * back when unbound or resized, so old data shows up in a new device that
+ * reuses the range. Onlining kmem blocks writes a page of "host data" at
+ * the start of each block, so missed scrubs are visible. Bytes do not
+ * survive dax_sim_new(); the layout does, through state_path.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "dax-backend.h"
+#include "util.h"
+
+#define SIM_REGION_ALIGN (2 * MiB)
+/* memremap_compat_align() on x86-64: the smallest mapping unit. */
+#define SIM_SUBSECTION (2 * MiB)
+#define SIM_MEMORY_BLOCK (128 * MiB)
+#define SIM_COPY_CHUNK (1 * MiB)
+#define SIM_HOST_DATA_SIZE (4 * KiB)
+#define SIM_STATE_VERSION 1
+
+typedef struct SimDevice {
+        unsigned instance;
+        uint64_t align;
+        DaxDriver driver;
+        unsigned n_ranges;
+        DaxRange ranges[DAX_RANGES_MAX];
+        unsigned blocks_online; /* kmem only */
+        bool in_use;            /* test hook */
+        int data_fd;            /* memfd with the device's bytes while opened, else -1 */
+} SimDevice;
+
+typedef struct SimRegion {
+        unsigned id;
+        uint64_t start;
+        uint64_t size;
+        int numa_node;
+        int backing_fd;     /* sparse memfd, offset = address - start */
+        GPtrArray *devices; /* SimDevice, sorted by instance */
+} SimRegion;
+
+typedef struct SimBackend {
+        DaxBackend backend;
+        GMutex lock;
+        char *state_path;
+        GPtrArray *regions; /* SimRegion, sorted by id */
+} SimBackend;
+
+static const DaxBackendOps sim_ops;
+
+static const char *const sim_driver_table[] = {
+        [DAX_DRIVER_NONE] = "none",
+        [DAX_DRIVER_DEVICE_DAX] = "device_dax",
+        [DAX_DRIVER_KMEM] = "kmem",
+        [DAX_DRIVER_OTHER] = "other",
+};
+
+static SimDevice *sim_device_new(unsigned instance) {
+        SimDevice *d = g_new0(SimDevice, 1);
+
+        d->instance = instance;
+        d->align = SIM_REGION_ALIGN;
+        d->data_fd = -1;
+        return d;
+}
+
+static void sim_device_free(void *p) {
+        SimDevice *d = p;
+
+        if (d->data_fd >= 0)
+                close(d->data_fd);
+        g_free(d);
+}
+
+static void sim_region_free(void *p) {
+        SimRegion *r = p;
+
+        if (r->backing_fd >= 0)
+                close(r->backing_fd);
+        g_ptr_array_unref(r->devices);
+        g_free(r);
+}
+
+static uint64_t sim_device_size(const SimDevice *d) {
+        uint64_t sum = 0;
+
+        for (unsigned i = 0; i < d->n_ranges; i++)
+                sum += d->ranges[i].size;
+        return sum;
+}
+
+/* kmem trims each range to whole memory blocks. */
+static unsigned sim_device_mem_blocks(const SimDevice *d) {
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < d->n_ranges; i++) {
+                uint64_t s = round_up_u64(d->ranges[i].start, SIM_MEMORY_BLOCK);
+                uint64_t e = round_down_u64(d->ranges[i].start + d->ranges[i].size, SIM_MEMORY_BLOCK);
+
+                if (e > s)
+                        n += (unsigned) ((e - s) / SIM_MEMORY_BLOCK);
+        }
+        return n;
+}
+
+/* The kernel's alloc_is_aligned(). */
+static bool sim_len_aligned(uint64_t align, uint64_t len) {
+        return len % max_u64(align, SIM_SUBSECTION) == 0;
+}
+
+static bool sim_align_valid(uint64_t align) {
+        return align == 4 * KiB || align == 2 * MiB || align == 1 * GiB;
+}
+
+static uint64_t sim_region_allocated(const SimRegion *r) {
+        uint64_t sum = 0;
+
+        for (unsigned i = 0; i < r->devices->len; i++)
+                sum += sim_device_size(r->devices->pdata[i]);
+        return sum;
+}
+
+/* __request_region(): the range must lie in the region and touch no
+ * allocated range. */
+static bool sim_region_range_free(const SimRegion *r, uint64_t start, uint64_t size) {
+        if (start < r->start || size > r->size || start - r->start > r->size - size)
+                return false;
+
+        for (unsigned i = 0; i < r->devices->len; i++) {
+                const SimDevice *d = r->devices->pdata[i];
+
+                for (unsigned j = 0; j < d->n_ranges; j++)
+                        if (start < d->ranges[j].start + d->ranges[j].size &&
+                            d->ranges[j].start < start + size)
+                                return false;
+        }
+        return true;
+}
+
+static SimRegion *sim_find_region(SimBackend *s, unsigned id) {
+        for (unsigned i = 0; i < s->regions->len; i++) {
+                SimRegion *r = s->regions->pdata[i];
+
+                if (r->id == id)
+                        return r;
+        }
+        return NULL;
+}
+
+static SimDevice *sim_find_device(SimRegion *r, unsigned instance) {
+        for (unsigned i = 0; i < r->devices->len; i++) {
+                SimDevice *d = r->devices->pdata[i];
+
+                if (d->instance == instance)
+                        return d;
+        }
+        return NULL;
+}
+
+static void sim_device_name(const SimRegion *r, const SimDevice *d, char ret[DAX_NAME_MAX]) {
+        snprintf(ret, DAX_NAME_MAX, "dax%u.%u", r->id, d->instance);
+}
+
+/* Accepts only the canonical "daxR.N" spelling. */
+static int sim_parse_name(const char *name, unsigned *ret_region, unsigned *ret_instance) {
+        char canonical[DAX_NAME_MAX];
+        unsigned region, instance;
+        int consumed = 0;
+
+        if (!name || sscanf(name, "dax%u.%u%n", &region, &instance, &consumed) != 2 || name[consumed] != 0)
+                return -ENODEV;
+        snprintf(canonical, sizeof(canonical), "dax%u.%u", region, instance);
+        if (strcmp(canonical, name) != 0)
+                return -ENODEV;
+
+        *ret_region = region;
+        *ret_instance = instance;
+        return 0;
+}
+
+static int sim_lookup(SimBackend *s, const char *name, SimRegion **ret_region, SimDevice **ret_device) {
+        unsigned region_id, instance;
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_parse_name(name, &region_id, &instance);
+        if (k < 0)
+                return k;
+        r = sim_find_region(s, region_id);
+        if (!r)
+                return -ENODEV;
+        d = sim_find_device(r, instance);
+        if (!d)
+                return -ENODEV;
+
+        *ret_region = r;
+        *ret_device = d;
+        return 0;
+}
+
+/* Copies the data (not the holes) of src [src_off, src_off+len) to dst at
+ * dst_off. The destination range is emptied first, so it ends up an exact
+ * copy while staying sparse. */
+static int sim_copy_data(int src, uint64_t src_off, int dst, uint64_t dst_off, uint64_t len) {
+        _cleanup_free_ char *buf = NULL;
+        uint64_t pos = src_off, end = src_off + len;
+
+        if (len == 0)
+                return 0;
+        if (fallocate(dst, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t) dst_off, (off_t) len) < 0)
+                return -errno;
+
+        while (pos < end) {
+                off_t data, hole;
+                uint64_t stop;
+
+                data = lseek(src, (off_t) pos, SEEK_DATA);
+                if (data < 0 && errno == ENXIO)
+                        break; /* only holes left */
+                if (data < 0)
+                        return -errno;
+                if ((uint64_t) data >= end)
+                        break;
+                hole = lseek(src, data, SEEK_HOLE);
+                if (hole < 0)
+                        return -errno;
+                stop = min_u64((uint64_t) hole, end);
+
+                if (!buf) {
+                        buf = malloc(SIM_COPY_CHUNK);
+                        if (!buf)
+                                return -ENOMEM;
+                }
+
+                for (pos = (uint64_t) data; pos < stop;) {
+                        size_t chunk = (size_t) min_u64(stop - pos, SIM_COPY_CHUNK);
+                        ssize_t k, w;
+
+                        k = pread(src, buf, chunk, (off_t) pos);
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k < 0)
+                                return -errno;
+                        if (k == 0)
+                                return -EIO;
+                        w = pwrite(dst, buf, (size_t) k, (off_t) (dst_off + (pos - src_off)));
+                        if (w < 0)
+                                return -errno;
+                        if (w != k)
+                                return -EIO;
+                        pos += (uint64_t) k;
+                }
+        }
+        return 0;
+}
+
+/* Gives the device its own memfd holding the bytes of its ranges. */
+static int sim_device_materialize(SimRegion *r, SimDevice *d) {
+        _cleanup_close_ int fd = -1;
+        char name[DAX_NAME_MAX];
+        uint64_t pgoff = 0;
+        int k;
+
+        if (d->data_fd >= 0)
+                return 0;
+
+        sim_device_name(r, d, name);
+        fd = memfd_create(name, MFD_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (ftruncate(fd, (off_t) sim_device_size(d)) < 0)
+                return -errno;
+
+        for (unsigned i = 0; i < d->n_ranges; i++) {
+                k = sim_copy_data(r->backing_fd, d->ranges[i].start - r->start, fd, pgoff, d->ranges[i].size);
+                if (k < 0)
+                        return k;
+                pgoff += d->ranges[i].size;
+        }
+
+        d->data_fd = fd;
+        fd = -1;
+        return 0;
+}
+
+/* Puts the device's bytes back at their physical addresses before its
+ * ranges change or its /dev node goes away. */
+static int sim_device_write_back(SimRegion *r, SimDevice *d) {
+        uint64_t pgoff = 0;
+        int k;
+
+        if (d->data_fd < 0)
+                return 0;
+
+        for (unsigned i = 0; i < d->n_ranges; i++) {
+                k = sim_copy_data(d->data_fd, pgoff, r->backing_fd, d->ranges[i].start - r->start, d->ranges[i].size);
+                if (k < 0)
+                        return k;
+                pgoff += d->ranges[i].size;
+        }
+
+        close(d->data_fd);
+        d->data_fd = -1;
+        return 0;
+}
+
+/* The host wrote to memory blocks [from, to) of a kmem device while they
+ * were online. */
+static int sim_write_host_data(SimRegion *r, const SimDevice *d, unsigned from, unsigned to) {
+        static const char marker[] = "daxbroker-sim: host data\n";
+        char page[SIM_HOST_DATA_SIZE];
+        unsigned block = 0;
+
+        for (size_t i = 0; i < sizeof(page); i++)
+                page[i] = marker[i % (sizeof(marker) - 1)];
+
+        for (unsigned i = 0; i < d->n_ranges; i++) {
+                uint64_t s = round_up_u64(d->ranges[i].start, SIM_MEMORY_BLOCK);
+                uint64_t e = round_down_u64(d->ranges[i].start + d->ranges[i].size, SIM_MEMORY_BLOCK);
+
+                for (uint64_t a = s; a < e && block < to; a += SIM_MEMORY_BLOCK, block++) {
+                        ssize_t w;
+
+                        if (block < from)
+                                continue;
+                        w = pwrite(r->backing_fd, page, sizeof(page), (off_t) (a - r->start));
+                        if (w < 0)
+                                return -errno;
+                        if (w != (ssize_t) sizeof(page))
+                                return -EIO;
+                }
+        }
+        return 0;
+}
+
+static void sim_fill_device_info(const SimRegion *r, const SimDevice *d, DaxDeviceInfo *ret) {
+        *ret = (DaxDeviceInfo) {
+                .region_id = r->id,
+                .instance = d->instance,
+                .size = sim_device_size(d),
+                .align = d->align,
+                .driver = d->driver,
+                .target_node = r->numa_node,
+                .n_ranges = d->n_ranges,
+        };
+        sim_device_name(r, d, ret->name);
+        memcpy(ret->ranges, d->ranges, d->n_ranges * sizeof(DaxRange));
+        if (d->driver == DAX_DRIVER_KMEM) {
+                ret->mem_blocks = sim_device_mem_blocks(d);
+                ret->mem_blocks_online = d->blocks_online;
+        }
+}
+
+static void sim_state_build_device(JsonBuilder *b, const SimDevice *d) {
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "instance");
+        json_builder_add_int_value(b, d->instance);
+        json_builder_set_member_name(b, "driver");
+        json_builder_add_string_value(b, sim_driver_table[d->driver]);
+        json_builder_set_member_name(b, "align");
+        json_builder_add_int_value(b, (gint64) d->align);
+        json_builder_set_member_name(b, "blocks_online");
+        json_builder_add_int_value(b, d->blocks_online);
+        json_builder_set_member_name(b, "ranges");
+        json_builder_begin_array(b);
+        for (unsigned i = 0; i < d->n_ranges; i++) {
+                json_builder_begin_object(b);
+                json_builder_set_member_name(b, "start");
+                json_builder_add_int_value(b, (gint64) d->ranges[i].start);
+                json_builder_set_member_name(b, "size");
+                json_builder_add_int_value(b, (gint64) d->ranges[i].size);
+                json_builder_end_object(b);
+        }
+        json_builder_end_array(b);
+        json_builder_end_object(b);
+}
+
+/* Writes the layout (not the bytes) atomically. A failure is logged and
+ * ignored: the operation itself has happened. */
+static void sim_save(SimBackend *s) {
+        g_autoptr(JsonBuilder) b = NULL;
+        g_autoptr(JsonGenerator) gen = NULL;
+        g_autoptr(JsonNode) root = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *data = NULL;
+
+        if (!s->state_path)
+                return;
+
+        b = json_builder_new();
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "version");
+        json_builder_add_int_value(b, SIM_STATE_VERSION);
+        json_builder_set_member_name(b, "regions");
+        json_builder_begin_array(b);
+        for (unsigned i = 0; i < s->regions->len; i++) {
+                const SimRegion *r = s->regions->pdata[i];
+
+                json_builder_begin_object(b);
+                json_builder_set_member_name(b, "id");
+                json_builder_add_int_value(b, r->id);
+                json_builder_set_member_name(b, "devices");
+                json_builder_begin_array(b);
+                for (unsigned j = 0; j < r->devices->len; j++)
+                        sim_state_build_device(b, r->devices->pdata[j]);
+                json_builder_end_array(b);
+                json_builder_end_object(b);
+        }
+        json_builder_end_array(b);
+        json_builder_end_object(b);
+
+        root = json_builder_get_root(b);
+        gen = json_generator_new();
+        json_generator_set_root(gen, root);
+        json_generator_set_pretty(gen, true);
+        data = json_generator_to_data(gen, NULL);
+
+        if (!g_file_set_contents(s->state_path, data, -1, &error))
+                g_warning("dax-sim: failed to save state to %s: %s, ignoring", s->state_path, error->message);
+}
+
+static int json_get_u64(JsonObject *o, const char *key, uint64_t *ret) {
+        JsonNode *n = json_object_get_member(o, key);
+        gint64 v;
+
+        if (!n || !JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_INT64)
+                return -EBADMSG;
+        v = json_node_get_int(n);
+        if (v < 0)
+                return -EBADMSG;
+        *ret = (uint64_t) v;
+        return 0;
+}
+
+static int json_get_unsigned(JsonObject *o, const char *key, unsigned *ret) {
+        uint64_t v;
+        int k;
+
+        k = json_get_u64(o, key, &v);
+        if (k < 0)
+                return k;
+        if (v > UINT_MAX)
+                return -EBADMSG;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+static const char *json_get_string(JsonObject *o, const char *key) {
+        JsonNode *n = json_object_get_member(o, key);
+
+        return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING ? json_node_get_string(n) : NULL;
+}
+
+static JsonArray *json_get_array(JsonObject *o, const char *key) {
+        JsonNode *n = json_object_get_member(o, key);
+
+        return n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+}
+
+static JsonObject *json_get_object_element(JsonArray *a, unsigned i) {
+        JsonNode *n = json_array_get_element(a, i);
+
+        return JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+static int sim_driver_from_string(const char *s, DaxDriver *ret) {
+        for (size_t i = 0; i < G_N_ELEMENTS(sim_driver_table); i++)
+                if (s && strcmp(s, sim_driver_table[i]) == 0) {
+                        *ret = (DaxDriver) i;
+                        return 0;
+                }
+        return -EBADMSG;
+}
+
+static gint sim_device_compare(gconstpointer a, gconstpointer b) {
+        const SimDevice *x = *(SimDevice *const *) a, *y = *(SimDevice *const *) b;
+
+        return x->instance < y->instance ? -1 : x->instance > y->instance;
+}
+
+/* Reads one saved device and adds it to devices, checking it against what
+ * the kernel could ever have produced in region r. */
+static int sim_load_device(const SimRegion *r, JsonObject *o, GPtrArray *devices) {
+        SimDevice *d = NULL;
+        SimRegion view = *r;
+        JsonArray *ranges;
+        uint64_t align;
+        unsigned instance;
+        int k;
+
+        k = json_get_unsigned(o, "instance", &instance);
+        if (k < 0)
+                return k;
+        for (unsigned i = 0; i < devices->len; i++)
+                if (((SimDevice *) devices->pdata[i])->instance == instance)
+                        return -EBADMSG;
+
+        d = sim_device_new(instance);
+        g_ptr_array_add(devices, d);
+
+        k = sim_driver_from_string(json_get_string(o, "driver"), &d->driver);
+        if (k < 0)
+                return k;
+        k = json_get_u64(o, "align", &align);
+        if (k < 0)
+                return k;
+        if (!sim_align_valid(align))
+                return -EBADMSG;
+        d->align = align;
+        k = json_get_unsigned(o, "blocks_online", &d->blocks_online);
+        if (k < 0)
+                return k;
+
+        ranges = json_get_array(o, "ranges");
+        if (!ranges || json_array_get_length(ranges) > DAX_RANGES_MAX)
+                return -EBADMSG;
+
+        /* Check each range against the ranges loaded so far. */
+        view.devices = devices;
+        for (unsigned i = 0; i < json_array_get_length(ranges); i++) {
+                JsonObject *ro = json_get_object_element(ranges, i);
+                uint64_t start, size;
+
+                if (!ro)
+                        return -EBADMSG;
+                k = json_get_u64(ro, "start", &start);
+                if (k < 0)
+                        return k;
+                k = json_get_u64(ro, "size", &size);
+                if (k < 0)
+                        return k;
+                if (size == 0 || !sim_len_aligned(d->align, size) || !sim_region_range_free(&view, start, size))
+                        return -EBADMSG;
+                d->ranges[d->n_ranges++] = (DaxRange) { .start = start, .size = size };
+        }
+
+        if (d->driver != DAX_DRIVER_NONE && d->n_ranges == 0)
+                return -EBADMSG;
+        if (d->blocks_online > (d->driver == DAX_DRIVER_KMEM ? sim_device_mem_blocks(d) : 0))
+                return -EBADMSG;
+        return 0;
+}
+
+static int sim_load_region(SimBackend *s, JsonObject *o) {
+        g_autoptr(GPtrArray) devices = g_ptr_array_new_with_free_func(sim_device_free);
+        JsonArray *a;
+        SimRegion *r;
+        unsigned id;
+        int k;
+
+        k = json_get_unsigned(o, "id", &id);
+        if (k < 0)
+                return k;
+        r = sim_find_region(s, id);
+        if (!r)
+                return -EBADMSG;
+
+        a = json_get_array(o, "devices");
+        if (!a)
+                return -EBADMSG;
+        for (unsigned i = 0; i < json_array_get_length(a); i++) {
+                JsonObject *dobj = json_get_object_element(a, i);
+
+                if (!dobj)
+                        return -EBADMSG;
+                k = sim_load_device(r, dobj, devices);
+                if (k < 0)
+                        return k;
+        }
+
+        g_ptr_array_sort(devices, sim_device_compare);
+        if (devices->len == 0 || ((SimDevice *) devices->pdata[0])->instance != 0)
+                return -EBADMSG;
+
+        g_ptr_array_unref(r->devices);
+        r->devices = g_steal_pointer(&devices);
+        return 0;
+}
+
+/* A missing file is a fresh boot; an unreadable or inconsistent one is an
+ * error rather than a silent reboot. */
+static int sim_load(SimBackend *s) {
+        g_autoptr(JsonParser) parser = json_parser_new();
+        g_autoptr(GError) error = NULL;
+        JsonObject *root;
+        JsonArray *regions;
+        uint64_t version;
+        int k;
+
+        if (!json_parser_load_from_mapped_file(parser, s->state_path, &error)) {
+                if (g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+                        return 0;
+                return error->domain == G_FILE_ERROR ? -EIO : -EBADMSG;
+        }
+
+        if (!JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser)))
+                return -EBADMSG;
+        root = json_node_get_object(json_parser_get_root(parser));
+        k = json_get_u64(root, "version", &version);
+        if (k < 0)
+                return k;
+        if (version != SIM_STATE_VERSION)
+                return -EBADMSG;
+
+        regions = json_get_array(root, "regions");
+        if (!regions)
+                return -EBADMSG;
+        for (unsigned i = 0; i < json_array_get_length(regions); i++) {
+                JsonObject *ro = json_get_object_element(regions, i);
+
+                if (!ro)
+                        return -EBADMSG;
+                k = sim_load_region(s, ro);
+                if (k < 0)
+                        return k;
+        }
+        return 0;
+}
+
+/* Decimal or 0x hex, with an optional K, M, G or T suffix. */
+static int sim_parse_size(const char *s, uint64_t *ret) {
+        uint64_t v, mult = 1;
+        bool hex;
+        char *end;
+
+        if (!s || !g_ascii_isdigit(s[0]))
+                return -EINVAL;
+        hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+
+        errno = 0;
+        v = g_ascii_strtoull(s, &end, hex ? 16 : 10);
+        if (errno != 0 || end == s + (hex ? 2 : 0))
+                return -EINVAL;
+
+        switch (*end) {
+        case 0:
+                break;
+        case 'K':
+                mult = KiB;
+                break;
+        case 'M':
+                mult = MiB;
+                break;
+        case 'G':
+                mult = GiB;
+                break;
+        case 'T':
+                mult = 1024 * GiB;
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (*end != 0 && end[1] != 0)
+                return -EINVAL;
+        if (v > UINT64_MAX / mult)
+                return -ERANGE;
+
+        *ret = v * mult;
+        return 0;
+}
+
+static gint sim_region_compare(gconstpointer a, gconstpointer b) {
+        const SimRegion *x = *(SimRegion *const *) a, *y = *(SimRegion *const *) b;
+
+        return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int sim_parse_region(const char *item, SimRegion **ret) {
+        g_auto(GStrv) fields = g_strsplit(item, ":", -1);
+        uint64_t id, start, size;
+        gint64 node;
+        SimRegion *r;
+        int k;
+
+        if (g_strv_length(fields) != 4)
+                return -EINVAL;
+        if (!g_ascii_string_to_unsigned(fields[0], 10, 0, UINT_MAX, &id, NULL))
+                return -EINVAL;
+        k = sim_parse_size(fields[1], &start);
+        if (k < 0)
+                return k;
+        k = sim_parse_size(fields[2], &size);
+        if (k < 0)
+                return k;
+        if (!g_ascii_string_to_signed(fields[3], 10, -1, INT_MAX, &node, NULL))
+                return -EINVAL;
+
+        /* alloc_dax_region() wants both aligned; the state file stores
+         * addresses as JSON integers, so stay below 2^63. */
+        if (size == 0 || start % SIM_REGION_ALIGN != 0 || size % SIM_REGION_ALIGN != 0)
+                return -EINVAL;
+        if (start > (uint64_t) INT64_MAX - size)
+                return -ERANGE;
+
+        r = g_new0(SimRegion, 1);
+        r->id = (unsigned) id;
+        r->start = start;
+        r->size = size;
+        r->numa_node = (int) node;
+        r->backing_fd = -1;
+        r->devices = g_ptr_array_new_with_free_func(sim_device_free);
+        *ret = r;
+        return 0;
+}
+
+static int sim_parse_spec(const char *spec, GPtrArray *regions) {
+        g_auto(GStrv) items = NULL;
+        int k;
+
+        if (!spec || !*spec)
+                return -EINVAL;
+
+        items = g_strsplit(spec, ",", -1);
+        for (char **i = items; *i; i++) {
+                SimRegion *r = NULL;
+
+                k = sim_parse_region(*i, &r);
+                if (k < 0)
+                        return k;
+                g_ptr_array_add(regions, r);
+        }
+
+        g_ptr_array_sort(regions, sim_region_compare);
+        for (unsigned i = 0; i < regions->len; i++) {
+                const SimRegion *a = regions->pdata[i];
+
+                for (unsigned j = i + 1; j < regions->len; j++) {
+                        const SimRegion *b = regions->pdata[j];
+
+                        if (a->id == b->id)
+                                return -EEXIST;
+                        if (a->start < b->start + b->size && b->start < a->start + a->size)
+                                return -EEXIST;
+                }
+        }
+        return 0;
+}
+
+/* What daxR.0 looks like after boot. */
+static int sim_boot_region(SimRegion *r, const char *boot_mode) {
+        SimDevice *d = sim_device_new(0);
+
+        g_ptr_array_add(r->devices, d);
+        if (strcmp(boot_mode, "idle") == 0)
+                return 0;
+
+        d->ranges[0] = (DaxRange) { .start = r->start, .size = r->size };
+        d->n_ranges = 1;
+
+        if (strcmp(boot_mode, "devdax") == 0)
+                d->driver = DAX_DRIVER_DEVICE_DAX;
+        else if (strcmp(boot_mode, "kmem-offline") == 0)
+                d->driver = DAX_DRIVER_KMEM;
+        else if (strcmp(boot_mode, "kmem-online") == 0) {
+                d->driver = DAX_DRIVER_KMEM;
+                d->blocks_online = sim_device_mem_blocks(d);
+                return sim_write_host_data(r, d, 0, d->blocks_online);
+        } else
+                return -EINVAL;
+        return 0;
+}
+
+static void sim_free(DaxBackend *b) {
+        SimBackend *s = (SimBackend *) b;
+
+        if (!s)
+                return;
+        g_ptr_array_unref(s->regions);
+        g_free(s->state_path);
+        g_mutex_clear(&s->lock);
+        g_free(s);
+}
+
+static int sim_list_regions(DaxBackend *b, DaxRegionInfo **ret, size_t *ret_n) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        DaxRegionInfo *v;
+
+        v = calloc(MAX(s->regions->len, 1u), sizeof(DaxRegionInfo));
+        if (!v)
+                return -ENOMEM;
+
+        for (unsigned i = 0; i < s->regions->len; i++) {
+                const SimRegion *r = s->regions->pdata[i];
+
+                v[i] = (DaxRegionInfo) {
+                        .id = r->id,
+                        .start = r->start,
+                        .size = r->size,
+                        .align = SIM_REGION_ALIGN,
+                        .available = r->size - sim_region_allocated(r),
+                        .numa_node = r->numa_node,
+                };
+        }
+
+        *ret = v;
+        *ret_n = s->regions->len;
+        return 0;
+}
+
+static int sim_list_devices(DaxBackend *b, unsigned region_id, DaxDeviceInfo **ret, size_t *ret_n) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        DaxDeviceInfo *v;
+        SimRegion *r;
+
+        r = sim_find_region(s, region_id);
+        if (!r)
+                return -ENODEV;
+
+        v = calloc(MAX(r->devices->len, 1u), sizeof(DaxDeviceInfo));
+        if (!v)
+                return -ENOMEM;
+        for (unsigned i = 0; i < r->devices->len; i++)
+                sim_fill_device_info(r, r->devices->pdata[i], &v[i]);
+
+        *ret = v;
+        *ret_n = r->devices->len;
+        return 0;
+}
+
+static int sim_get_device(DaxBackend *b, const char *name, DaxDeviceInfo *ret) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+        sim_fill_device_info(r, d, ret);
+        return 0;
+}
+
+static int sim_create_device(DaxBackend *b, unsigned region_id, char ret_name[DAX_NAME_MAX]) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        unsigned instance = 0;
+        SimRegion *r;
+        SimDevice *d;
+
+        r = sim_find_region(s, region_id);
+        if (!r)
+                return -ENODEV;
+        if (sim_region_allocated(r) == r->size)
+                return -ENOSPC;
+
+        /* The lowest free id, like the region's ida. */
+        while (instance < r->devices->len && ((SimDevice *) r->devices->pdata[instance])->instance == instance)
+                instance++;
+
+        d = sim_device_new(instance);
+        g_ptr_array_insert(r->devices, (gint) instance, d);
+        sim_device_name(r, d, ret_name);
+        sim_save(s);
+        return 0;
+}
+
+static int sim_set_align(DaxBackend *b, const char *name, uint64_t align) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+
+        /* align_store(): value, then driver, then existing range lengths. */
+        if (!sim_align_valid(align))
+                return -EINVAL;
+        if (d->driver != DAX_DRIVER_NONE)
+                return -EBUSY;
+        for (unsigned i = 0; i < d->n_ranges; i++)
+                if (!sim_len_aligned(align, d->ranges[i].size))
+                        return -EINVAL;
+
+        d->align = align;
+        sim_save(s);
+        return 0;
+}
+
+static int sim_add_mapping(DaxBackend *b, const char *name, uint64_t start, uint64_t size) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+
+        if (d->driver != DAX_DRIVER_NONE)
+                return -EBUSY; /* stricter than the kernel, see top */
+        if (!sim_len_aligned(d->align, size))
+                return -ENXIO;
+        if (size == 0)
+                /* alloc_dev_dax_range(): a 0-size allocation must be first. */
+                return d->n_ranges > 0 ? -EBUSY : 0;
+        if (!sim_region_range_free(r, start, size))
+                return -ENOMEM;
+        if (d->n_ranges >= DAX_RANGES_MAX)
+                return -E2BIG;
+
+        k = sim_device_write_back(r, d);
+        if (k < 0)
+                return k;
+
+        d->ranges[d->n_ranges++] = (DaxRange) { .start = start, .size = size };
+        sim_save(s);
+        return 0;
+}
+
+/* One step of dev_dax_resize()'s first-fit growth over the region's
+ * allocations, with the device's own ranges taken from ranges[0..n).
+ * Returns false if no free space is left. */
+static bool sim_first_fit_step(const SimRegion *r, const SimDevice *self, const DaxRange *ranges, unsigned n,
+                               uint64_t to_alloc, uint64_t *ret_start, uint64_t *ret_len, bool *ret_extend) {
+        g_autoptr(GArray) spans = g_array_new(false, false, sizeof(DaxRange));
+        uint64_t region_end = r->start + r->size, last_own = UINT64_MAX;
+
+        for (unsigned i = 0; i < r->devices->len; i++) {
+                const SimDevice *d = r->devices->pdata[i];
+
+                if (d != self)
+                        g_array_append_vals(spans, d->ranges, d->n_ranges);
+        }
+        g_array_append_vals(spans, ranges, n);
+        if (n > 0)
+                last_own = ranges[n - 1].start;
+
+        if (spans->len == 0) {
+                *ret_start = r->start;
+                *ret_len = to_alloc;
+                *ret_extend = false;
+                return true;
+        }
+
+        /* Region resources are kept in address order. */
+        for (unsigned i = 1; i < spans->len; i++) {
+                DaxRange t = g_array_index(spans, DaxRange, i);
+                unsigned j = i;
+
+                for (; j > 0 && g_array_index(spans, DaxRange, j - 1).start > t.start; j--)
+                        g_array_index(spans, DaxRange, j) = g_array_index(spans, DaxRange, j - 1);
+                g_array_index(spans, DaxRange, j) = t;
+        }
+
+        for (unsigned i = 0; i < spans->len; i++) {
+                const DaxRange *res = &g_array_index(spans, DaxRange, i);
+                const DaxRange *next = i + 1 < spans->len ? &g_array_index(spans, DaxRange, i + 1) : NULL;
+                uint64_t res_end = res->start + res->size, alloc = 0;
+
+                /* space at the beginning of the region */
+                if (i == 0 && res->start > r->start) {
+                        *ret_start = r->start;
+                        *ret_len = min_u64(res->start - r->start, to_alloc);
+                        *ret_extend = false;
+                        return true;
+                }
+
+                /* space between allocations, else at the end of the region */
+                if (next && next->start > res_end)
+                        alloc = min_u64(next->start - res_end, to_alloc);
+                if (alloc == 0 && !next && res_end < region_end)
+                        alloc = min_u64(region_end - res_end, to_alloc);
+                if (alloc == 0)
+                        continue;
+
+                /* adjust_ok(): grow the device's last range in place. */
+                *ret_extend = res->start == last_own;
+                *ret_start = res_end;
+                *ret_len = alloc;
+                return true;
+        }
+        return false;
+}
+
+static int sim_resize(SimRegion *r, SimDevice *d, uint64_t size) {
+        DaxRange ranges[DAX_RANGES_MAX];
+        uint64_t cur = sim_device_size(d);
+        unsigned n = d->n_ranges;
+
+        memcpy(ranges, d->ranges, sizeof(ranges));
+
+        if (size < cur) {
+                /* dev_dax_shrink(): from the last range backwards. */
+                uint64_t to_shrink = cur - size;
+
+                while (to_shrink > 0) {
+                        DaxRange *last = &ranges[n - 1];
+
+                        if (last->size <= to_shrink) {
+                                to_shrink -= last->size;
+                                n--;
+                        } else {
+                                last->size -= to_shrink;
+                                to_shrink = 0;
+                        }
+                }
+        } else {
+                uint64_t to_alloc = size - cur;
+
+                while (to_alloc > 0) {
+                        uint64_t start, len;
+                        bool extend;
+
+                        if (!sim_first_fit_step(r, d, ranges, n, to_alloc, &start, &len, &extend))
+                                return -ENOSPC;
+                        if (extend)
+                                ranges[n - 1].size += len;
+                        else if (n >= DAX_RANGES_MAX)
+                                return -E2BIG; /* stricter than the kernel, see top */
+                        else
+                                ranges[n++] = (DaxRange) { .start = start, .size = len };
+                        to_alloc -= len;
+                }
+        }
+
+        memcpy(d->ranges, ranges, sizeof(ranges));
+        d->n_ranges = n;
+        return 0;
+}
+
+static int sim_set_size(DaxBackend *b, const char *name, uint64_t size) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        SimRegion *r;
+        SimDevice *d;
+        uint64_t cur;
+        int k;
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+
+        /* size_store() checks alignment first, then dev_dax_resize(). */
+        if (!sim_len_aligned(d->align, size))
+                return -EINVAL;
+        if (d->driver != DAX_DRIVER_NONE)
+                return -EBUSY;
+        cur = sim_device_size(d);
+        if (size == cur)
+                return 0;
+        if (size > cur && size - cur > r->size - sim_region_allocated(r))
+                return -ENOSPC;
+
+        k = sim_device_write_back(r, d);
+        if (k < 0)
+                return k;
+        k = sim_resize(r, d, size);
+        if (k < 0)
+                return k;
+
+        sim_save(s);
+        return 0;
+}
+
+static int sim_bind_device_dax(DaxBackend *b, const char *name) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+
+        if (d->driver == DAX_DRIVER_DEVICE_DAX)
+                return 0;
+        if (d->driver != DAX_DRIVER_NONE)
+                return -EBUSY; /* the driver core refuses a bound device */
+        if (d->n_ranges == 0)
+                return -ENXIO; /* dax_bus_probe() */
+        for (unsigned i = 0; i < d->n_ranges; i++)
+                if (d->ranges[i].start % max_u64(d->align, SIM_SUBSECTION) != 0)
+                        return -EINVAL; /* memremap_pages() for 2 MiB; see top for larger */
+
+        d->driver = DAX_DRIVER_DEVICE_DAX;
+        sim_save(s);
+        return 0;
+}
+
+static int sim_unbind(DaxBackend *b, const char *name) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+
+        if (d->driver == DAX_DRIVER_NONE)
+                return 0;
+        if (d->driver == DAX_DRIVER_KMEM && d->blocks_online > 0)
+                return -EBUSY; /* would strand the range until reboot */
+
+        k = sim_device_write_back(r, d);
+        if (k < 0)
+                return k;
+
+        d->driver = DAX_DRIVER_NONE;
+        d->blocks_online = 0;
+        sim_save(s);
+        return 0;
+}
+
+static int sim_delete_device(DaxBackend *b, const char *name) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        unsigned region_id, instance;
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_parse_name(name, &region_id, &instance);
+        if (k < 0)
+                return k;
+        r = sim_find_region(s, region_id);
+        if (!r)
+                return -ENODEV;
+        d = sim_find_device(r, instance);
+        if (!d)
+                return -ENXIO; /* delete_store(): not a child of the region */
+
+        if (d->driver != DAX_DRIVER_NONE || d->n_ranges > 0 || d->instance == 0)
+                return -EBUSY;
+
+        g_ptr_array_remove(r->devices, d);
+        sim_save(s);
+        return 0;
+}
+
+static int sim_open_device(DaxBackend *b, const char *name) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        char path[64];
+        SimRegion *r;
+        SimDevice *d;
+        int k, fd;
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+        if (d->driver != DAX_DRIVER_DEVICE_DAX)
+                return -ENOENT;
+
+        k = sim_device_materialize(r, d);
+        if (k < 0)
+                return k;
+
+        /* A fresh open file description, like open() of the node: same
+         * bytes, but its own file offset. */
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", d->data_fd);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return fd;
+}
+
+static int sim_device_in_use(DaxBackend *b, const char *name) {
+        SimBackend *s = (SimBackend *) b;
+        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+        return d->in_use;
+}
+
+static const DaxBackendOps sim_ops = {
+        .name = "sim",
+        .free = sim_free,
+        .list_regions = sim_list_regions,
+        .list_devices = sim_list_devices,
+        .get_device = sim_get_device,
+        .create_device = sim_create_device,
+        .set_align = sim_set_align,
+        .add_mapping = sim_add_mapping,
+        .set_size = sim_set_size,
+        .bind_device_dax = sim_bind_device_dax,
+        .unbind = sim_unbind,
+        .delete_device = sim_delete_device,
+        .open_device = sim_open_device,
+        .device_in_use = sim_device_in_use,
+};
+
+int dax_sim_new(const char *spec, const char *boot_mode, const char *state_path, DaxBackend **ret) {
+        SimBackend *s;
+        int k;
+
+        if (!ret)
+                return -EINVAL;
+
+        s = g_new0(SimBackend, 1);
+        s->backend.ops = &sim_ops;
+        g_mutex_init(&s->lock);
+        s->state_path = g_strdup(state_path);
+        s->regions = g_ptr_array_new_with_free_func(sim_region_free);
+
+        k = sim_parse_spec(spec, s->regions);
+        if (k < 0)
+                goto fail;
+
+        for (unsigned i = 0; i < s->regions->len; i++) {
+                SimRegion *r = s->regions->pdata[i];
+
+                r->backing_fd = memfd_create("dax-sim-region", MFD_CLOEXEC);
+                if (r->backing_fd < 0) {
+                        k = -errno;
+                        goto fail;
+                }
+                if (ftruncate(r->backing_fd, (off_t) r->size) < 0) {
+                        k = -errno;
+                        goto fail;
+                }
+                k = sim_boot_region(r, boot_mode ?: "idle");
+                if (k < 0)
+                        goto fail;
+        }
+
+        if (state_path) {
+                k = sim_load(s);
+                if (k < 0)
+                        goto fail;
+        }
+
+        *ret = &s->backend;
+        return 0;
+
+fail:
+        sim_free(&s->backend);
+        return k;
+}
+
+static int sim_from_backend(DaxBackend *b, SimBackend **ret) {
+        if (!b || b->ops != &sim_ops)
+                return -EOPNOTSUPP;
+        *ret = (SimBackend *) b;
+        return 0;
+}
+
+int dax_sim_set_blocks_online(DaxBackend *b, const char *name, unsigned n_online) {
+        g_autoptr(GMutexLocker) locker = NULL;
+        SimBackend *s;
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_from_backend(b, &s);
+        if (k < 0)
+                return k;
+        locker = g_mutex_locker_new(&s->lock);
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+        if (d->driver != DAX_DRIVER_KMEM)
+                return -ENXIO;
+        if (n_online > sim_device_mem_blocks(d))
+                return -ERANGE;
+
+        if (n_online > d->blocks_online) {
+                k = sim_write_host_data(r, d, d->blocks_online, n_online);
+                if (k < 0)
+                        return k;
+        }
+        d->blocks_online = n_online;
+        sim_save(s);
+        return 0;
+}
+
+int dax_sim_set_in_use(DaxBackend *b, const char *name, bool in_use) {
+        g_autoptr(GMutexLocker) locker = NULL;
+        SimBackend *s;
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_from_backend(b, &s);
+        if (k < 0)
+                return k;
+        locker = g_mutex_locker_new(&s->lock);
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+        d->in_use = in_use;
+        return 0;
+}

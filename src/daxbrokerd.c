@@ -1,1 +1,209 @@
-int main(void) { return 0; }
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "broker.h"
+#include "build-config.h"
+#include "bus.h"
+#include "config.h"
+#include "dax-backend.h"
+#include "log.h"
+#include "util.h"
+
+typedef struct Options {
+        const char *config;
+        const char *state_dir;
+        const char *runtime_dir;
+        const char *backend;
+        const char *bus_address;
+} Options;
+
+static void help(void) {
+        printf("Usage: daxbrokerd [OPTIONS]\n\n"
+               "Carves soft-reserved memory into per-VM device-dax allocations, served on D-Bus\n"
+               "as org.daxbroker.Broker1.\n\n"
+               "  -h --help               Show this help\n"
+               "     --version            Show the version\n"
+               "     --config PATH        Configuration file (default " CONFIG_FILE ",\n"
+               "                          plus PATH.d/*.conf drop-ins)\n"
+               "     --state-dir DIR      State directory (default $STATE_DIRECTORY or " STATE_DIR ")\n"
+               "     --runtime-dir DIR    Runtime directory for stable paths (default\n"
+               "                          $RUNTIME_DIRECTORY or " RUNTIME_DIR ")\n"
+               "     --backend KIND       sysfs (default) or sim:SPEC for tests\n"
+               "     --bus-address ADDR   Connect to this bus instead of the system bus\n"
+               "     --debug              Log debug messages\n");
+}
+
+static int parse_args(int argc, char **argv, Options *o) {
+        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_STATE, ARG_RUNTIME, ARG_BACKEND, ARG_BUS, ARG_DEBUG };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "config", required_argument, NULL, ARG_CONFIG },
+                { "state-dir", required_argument, NULL, ARG_STATE },
+                { "runtime-dir", required_argument, NULL, ARG_RUNTIME },
+                { "backend", required_argument, NULL, ARG_BACKEND },
+                { "bus-address", required_argument, NULL, ARG_BUS },
+                { "debug", no_argument, NULL, ARG_DEBUG },
+                {},
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'h':
+                        help();
+                        exit(EXIT_SUCCESS);
+                case ARG_VERSION:
+                        printf("daxbrokerd %s\n", PACKAGE_VERSION);
+                        exit(EXIT_SUCCESS);
+                case ARG_CONFIG:
+                        o->config = optarg;
+                        break;
+                case ARG_STATE:
+                        o->state_dir = optarg;
+                        break;
+                case ARG_RUNTIME:
+                        o->runtime_dir = optarg;
+                        break;
+                case ARG_BACKEND:
+                        o->backend = optarg;
+                        break;
+                case ARG_BUS:
+                        o->bus_address = optarg;
+                        break;
+                case ARG_DEBUG:
+                        log_set_max_level(LOG_DEBUG);
+                        break;
+                default:
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "daxbrokerd: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+typedef struct Daemon {
+        Options options;
+        Broker *broker;
+        Bus *bus;
+} Daemon;
+
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Daemon *d = userdata;
+
+        (void) sd_notify(0, "STOPPING=1\nSTATUS=Finishing kernel work in progress");
+        /* Replies for work in flight go out before we leave. */
+        broker_drain(d->broker);
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Daemon *d = userdata;
+        g_autoptr(GError) error = NULL;
+        Config *c;
+
+        (void) sd_notify(0, "RELOADING=1");
+        c = config_load(d->options.config, &error);
+        if (!c)
+                log_error("Not reloading, the configuration is invalid: %s", error->message);
+        else if (broker_reload(d->broker, c, &error) < 0)
+                log_error("Reload failed: %s", error->message);
+        (void) sd_notify(0, "READY=1");
+        return 0;
+}
+
+static const char *dir_option(const char *opt, const char *env, const char *def) {
+        const char *e;
+
+        if (opt)
+                return opt;
+        e = getenv(env);
+        /* systemd may pass several colon-separated directories. */
+        if (e && *e && !strchr(e, ':'))
+                return e;
+        return def;
+}
+
+int main(int argc, char **argv) {
+        Daemon d = {};
+        g_autoptr(GError) error = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        DaxBackend *backend = NULL;
+        Config *config;
+        sigset_t mask;
+        int r;
+
+        if (parse_args(argc, argv, &d.options) < 0)
+                return 2;
+
+        config = config_load(d.options.config, &error);
+        if (!config) {
+                log_error("Invalid configuration: %s", error->message);
+                return 1;
+        }
+        r = dax_backend_new_from_string(d.options.backend, &backend);
+        if (r < 0) {
+                log_error("Cannot set up backend '%s': %s", d.options.backend ? d.options.backend : "sysfs",
+                          strerror(-r));
+                config_free(config);
+                return 1;
+        }
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+
+        r = sd_event_default(&event);
+        if (r < 0) {
+                log_error("Cannot create event loop: %s", strerror(-r));
+                return 1;
+        }
+        (void) sd_event_add_signal(event, NULL, SIGTERM, on_sigterm, &d);
+        (void) sd_event_add_signal(event, NULL, SIGINT, on_sigterm, &d);
+        (void) sd_event_add_signal(event, NULL, SIGHUP, on_sighup, &d);
+        (void) sd_event_set_watchdog(event, true);
+
+        BrokerSettings settings = {
+                .state_dir = dir_option(d.options.state_dir, "STATE_DIRECTORY", STATE_DIR),
+                .runtime_dir = dir_option(d.options.runtime_dir, "RUNTIME_DIRECTORY", RUNTIME_DIR),
+        };
+        r = broker_new(event, backend, config, &settings, &d.broker, &error);
+        if (r < 0) {
+                log_error("%s", error->message);
+                return 1;
+        }
+        (void) sd_notify(0, "STATUS=Reconciling state with the kernel");
+        r = broker_start(d.broker, &error);
+        if (r < 0) {
+                log_error("%s", error->message);
+                broker_free(d.broker);
+                dax_backend_free(backend);
+                return 1;
+        }
+        r = bus_new(event, d.broker, d.options.bus_address, &d.bus);
+        if (r < 0) {
+                broker_free(d.broker);
+                dax_backend_free(backend);
+                return 1;
+        }
+
+        (void) sd_notifyf(0, "READY=1\nSTATUS=Serving %u pools", broker_pools(d.broker)->len);
+        r = sd_event_loop(event);
+
+        bus_free(d.bus);
+        broker_free(d.broker);
+        dax_backend_free(backend);
+        return r < 0 ? 1 : 0;
+}

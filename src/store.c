@@ -1,1 +1,787 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * state.json, version 1:
+ *
+ * {
+ *   "version": 1,
+ *   "allocations": [
+ *     {
+ *       "id": "vm1-0",              1..64 of A-Z a-z 0-9 _ -, unique
+ *       "owner": "vm1",             1..255 bytes of UTF-8, no control chars
+ *       "owner_uid": 107,           0..4294967294
+ *       "label": "web" | null,      like owner; null = no label
+ *       "pool": "fast",             1..63 of A-Z a-z 0-9 _ -
+ *       "region": 0,                R of daxR.N
+ *       "align": 2097152,           4096, 2097152 or 1073741824
+ *       "device": "dax0.3" | null,  a device of that region; null while creating
+ *       "created_usec": 1700000000000000,   CLOCK_REALTIME
+ *       "transient": false,
+ *       "state": "active",          "active", "creating" or "releasing"
+ *       "ranges": [ { "start": 4294967296, "size": 1073741824 } ]
+ *     }
+ *   ]
+ * }
+ *
+ * Every member is required and unknown members are an error: a file this
+ * code did not write is not trusted. Numbers are JSON integers; json-glib
+ * reads them as gint64, which holds any physical address, and negative
+ * values are rejected. "ranges" holds 1..DAX_RANGES_MAX non-empty ranges in
+ * device offset order, each start and size a multiple of max(2 MiB, align);
+ * no two ranges overlap, within one allocation or across allocations.
+ */
+
+#include <fcntl.h>
+#include <json-glib/json-glib.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store.h"
+#include "util.h"
+
+#define STORE_VERSION 1
+#define ID_MAX 64
+#define POOL_NAME_MAX 63
+/* The format nests five levels; deeper input is not ours, and json-glib
+ * parses recursively, so a deep enough file would overflow the stack. */
+#define JSON_DEPTH_MAX 16
+/* Far above 100k allocations; guards against reading a wrong file whole. */
+#define STATE_SIZE_MAX (256 * 1024 * 1024)
+
+static const char *const state_names[] = {
+        [ALLOCATION_ACTIVE] = "active",
+        [ALLOCATION_CREATING] = "creating",
+        [ALLOCATION_RELEASING] = "releasing",
+};
+
+static const char *const allocation_members[] = {
+        "id", "owner", "owner_uid", "label", "pool", "region", "align",
+        "device", "created_usec", "transient", "state", "ranges",
+};
+
+AllocationRecord *allocation_record_new(void) {
+        return g_new0(AllocationRecord, 1);
+}
+
+void allocation_record_free(AllocationRecord *r) {
+        if (!r)
+                return;
+        g_free(r->id);
+        g_free(r->owner);
+        g_free(r->label);
+        g_free(r->pool);
+        g_free(r->device);
+        g_free(r);
+}
+
+const char *allocation_state_to_string(AllocationState s) {
+        if ((size_t) s >= G_N_ELEMENTS(state_names))
+                return NULL;
+        return state_names[s];
+}
+
+/* Errors about one allocation name it by index, and by id once known. */
+G_GNUC_PRINTF(5, 6)
+static int store_fail(GError **error, size_t index, const char *id, const char *field,
+                      const char *format, ...) {
+        g_autofree char *what = NULL;
+        va_list ap;
+
+        va_start(ap, format);
+        what = g_strdup_vprintf(format, ap);
+        va_end(ap);
+
+        if (id)
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                            "allocation %zu (id '%s'): %s: %s", index, id, field, what);
+        else
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                            "allocation %zu: %s: %s", index, field, what);
+        return -EBADMSG;
+}
+
+static bool identifier_valid(const char *s, size_t max) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > max)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!g_ascii_isalnum(*p) && *p != '_' && *p != '-')
+                        return false;
+        return true;
+}
+
+static bool parse_decimal(const char **p, uint64_t *ret) {
+        uint64_t v = 0;
+        const char *s = *p;
+
+        if (!g_ascii_isdigit(*s))
+                return false;
+        for (; g_ascii_isdigit(*s); s++) {
+                if (v > (UINT64_MAX - 9) / 10)
+                        return false;
+                v = v * 10 + (*s - '0');
+        }
+        *p = s;
+        *ret = v;
+        return true;
+}
+
+/* "daxR.N" with R the allocation's region. */
+static bool device_name_valid(const char *s, unsigned region_id) {
+        const char *p = s;
+        uint64_t r, n;
+
+        if (strlen(s) >= DAX_NAME_MAX || !g_str_has_prefix(s, "dax"))
+                return false;
+        p += 3;
+        if (!parse_decimal(&p, &r) || *p++ != '.' || !parse_decimal(&p, &n) || *p != 0)
+                return false;
+        return r == region_id && n <= UINT_MAX;
+}
+
+static bool align_valid(uint64_t a) {
+        return a == 4 * KiB || a == 2 * MiB || a == GiB;
+}
+
+/* The rules for one record, shared by load and save so that the daemon
+ * never writes a file it would refuse to read. */
+static int record_validate(const AllocationRecord *r, size_t index, GError **error) {
+        const char *reason;
+        uint64_t granule;
+
+        if (!r->id || !identifier_valid(r->id, ID_MAX))
+                return store_fail(error, index, NULL, "id",
+                                  "must be 1 to %d characters of A-Z, a-z, 0-9, '_' and '-' (value '%s')",
+                                  ID_MAX, r->id ? r->id : "");
+
+        reason = name_invalid_reason(r->owner);
+        if (reason)
+                return store_fail(error, index, r->id, "owner", "%s", reason);
+        if (r->owner_uid == (uid_t) -1)
+                return store_fail(error, index, r->id, "owner_uid", "must not be %u", (unsigned) -1);
+
+        if (r->label) {
+                reason = name_invalid_reason(r->label);
+                if (reason)
+                        return store_fail(error, index, r->id, "label", "%s", reason);
+        }
+
+        if (!r->pool || !identifier_valid(r->pool, POOL_NAME_MAX))
+                return store_fail(error, index, r->id, "pool",
+                                  "must be 1 to %d characters of A-Z, a-z, 0-9, '_' and '-' (value '%s')",
+                                  POOL_NAME_MAX, r->pool ? r->pool : "");
+
+        if (!align_valid(r->align))
+                return store_fail(error, index, r->id, "align",
+                                  "must be 4096, 2097152 or 1073741824 (value %" G_GUINT64_FORMAT ")",
+                                  r->align);
+
+        if (r->device && !device_name_valid(r->device, r->region_id))
+                return store_fail(error, index, r->id, "device",
+                                  "must be a device name daxR.N of region %u (value '%s')",
+                                  r->region_id, r->device);
+
+        if (r->created_usec > INT64_MAX)
+                return store_fail(error, index, r->id, "created_usec", "is out of range");
+
+        if (!allocation_state_to_string(r->state))
+                return store_fail(error, index, r->id, "state", "unknown state %d", (int) r->state);
+
+        if (r->n_ranges < 1 || r->n_ranges > DAX_RANGES_MAX)
+                return store_fail(error, index, r->id, "ranges", "must hold 1 to %d ranges (has %u)",
+                                  DAX_RANGES_MAX, r->n_ranges);
+
+        /* The kernel maps a device's ranges only in whole units of its
+         * alignment, and never below the 2 MiB region granularity. */
+        granule = max_u64(2 * MiB, r->align);
+        for (unsigned i = 0; i < r->n_ranges; i++) {
+                const DaxRange *range = &r->ranges[i];
+                char field[32];
+
+                if (range->size == 0) {
+                        snprintf(field, sizeof field, "ranges[%u].size", i);
+                        return store_fail(error, index, r->id, field, "must not be 0");
+                }
+                if (range->start > INT64_MAX || range->start % granule != 0) {
+                        snprintf(field, sizeof field, "ranges[%u].start", i);
+                        return store_fail(error, index, r->id, field,
+                                          "must be a multiple of %" G_GUINT64_FORMAT
+                                          " below 2^63 (value %" G_GUINT64_FORMAT ")",
+                                          granule, range->start);
+                }
+                if (range->size > INT64_MAX || range->size % granule != 0) {
+                        snprintf(field, sizeof field, "ranges[%u].size", i);
+                        return store_fail(error, index, r->id, field,
+                                          "must be a multiple of %" G_GUINT64_FORMAT
+                                          " below 2^63 (value %" G_GUINT64_FORMAT ")",
+                                          granule, range->size);
+                }
+        }
+
+        return 0;
+}
+
+typedef struct RangeRef {
+        uint64_t start, end;
+        size_t record;
+        unsigned range;
+} RangeRef;
+
+static int range_ref_compare(gconstpointer a, gconstpointer b) {
+        const RangeRef *x = a, *y = b;
+
+        return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Rules across records: unique ids, and no memory owned twice. */
+static int records_validate(AllocationRecord *const *records, size_t n, GError **error) {
+        g_autoptr(GHashTable) ids = g_hash_table_new(g_str_hash, g_str_equal);
+        g_autoptr(GArray) refs = g_array_new(false, false, sizeof(RangeRef));
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                const AllocationRecord *rec = records[i];
+                gpointer other;
+
+                r = record_validate(rec, i, error);
+                if (r < 0)
+                        return r;
+
+                if (g_hash_table_lookup_extended(ids, rec->id, NULL, &other))
+                        return store_fail(error, i, rec->id, "id", "duplicates allocation %zu",
+                                          GPOINTER_TO_SIZE(other));
+                g_hash_table_insert(ids, rec->id, GSIZE_TO_POINTER(i));
+
+                for (unsigned k = 0; k < rec->n_ranges; k++) {
+                        RangeRef ref = {
+                                .start = rec->ranges[k].start,
+                                .end = rec->ranges[k].start + rec->ranges[k].size,
+                                .record = i,
+                                .range = k,
+                        };
+                        g_array_append_val(refs, ref);
+                }
+        }
+
+        g_array_sort(refs, range_ref_compare);
+        for (size_t i = 1; i < refs->len; i++) {
+                const RangeRef *prev = &g_array_index(refs, RangeRef, i - 1);
+                const RangeRef *cur = &g_array_index(refs, RangeRef, i);
+                /* Name the later of the two in the file. */
+                const RangeRef *a = prev->record < cur->record ||
+                                (prev->record == cur->record && prev->range < cur->range) ? prev : cur;
+                const RangeRef *b = a == prev ? cur : prev;
+                char field[32];
+
+                if (cur->start >= prev->end)
+                        continue;
+
+                snprintf(field, sizeof field, "ranges[%u]", b->range);
+                if (a->record == b->record)
+                        return store_fail(error, b->record, records[b->record]->id, field,
+                                          "overlaps ranges[%u]", a->range);
+                return store_fail(error, b->record, records[b->record]->id, field,
+                                  "overlaps ranges[%u] of allocation %zu (id '%s')",
+                                  a->range, a->record, records[a->record]->id);
+        }
+
+        return 0;
+}
+
+static JsonNode *member_get(JsonObject *o, const char *name, size_t index, const char *id,
+                            const char *field, GError **error) {
+        JsonNode *node = json_object_get_member(o, name);
+
+        if (!node)
+                store_fail(error, index, id, field, "is missing");
+        return node;
+}
+
+static int member_uint(JsonObject *o, const char *name, uint64_t max, uint64_t *ret,
+                       size_t index, const char *id, const char *field, GError **error) {
+        JsonNode *node = member_get(o, name, index, id, field, error);
+        gint64 v;
+
+        if (!node)
+                return -EBADMSG;
+        if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_INT64)
+                return store_fail(error, index, id, field, "must be an integer");
+        v = json_node_get_int(node);
+        if (v < 0 || (uint64_t) v > max)
+                return store_fail(error, index, id, field,
+                                  "must be between 0 and %" G_GUINT64_FORMAT " (value %" G_GINT64_FORMAT ")",
+                                  max, v);
+        *ret = (uint64_t) v;
+        return 0;
+}
+
+static int member_string(JsonObject *o, const char *name, bool nullable, char **ret,
+                         size_t index, const char *id, GError **error) {
+        JsonNode *node = member_get(o, name, index, id, name, error);
+
+        if (!node)
+                return -EBADMSG;
+        if (nullable && JSON_NODE_HOLDS_NULL(node)) {
+                *ret = NULL;
+                return 0;
+        }
+        if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_STRING)
+                return store_fail(error, index, id, name, nullable ? "must be a string or null" : "must be a string");
+        *ret = g_strdup(json_node_get_string(node));
+        return 0;
+}
+
+static int parse_ranges(JsonObject *o, AllocationRecord *rec, size_t index, GError **error) {
+        JsonNode *node = member_get(o, "ranges", index, rec->id, "ranges", error);
+        JsonArray *array;
+        unsigned n;
+        int r;
+
+        if (!node)
+                return -EBADMSG;
+        if (!JSON_NODE_HOLDS_ARRAY(node))
+                return store_fail(error, index, rec->id, "ranges", "must be an array");
+        array = json_node_get_array(node);
+        n = json_array_get_length(array);
+        if (n < 1 || n > DAX_RANGES_MAX)
+                return store_fail(error, index, rec->id, "ranges", "must hold 1 to %d ranges (has %u)",
+                                  DAX_RANGES_MAX, n);
+
+        for (unsigned i = 0; i < n; i++) {
+                JsonNode *element = json_array_get_element(array, i);
+                JsonObject *range;
+                char field[32];
+
+                snprintf(field, sizeof field, "ranges[%u]", i);
+                if (!JSON_NODE_HOLDS_OBJECT(element))
+                        return store_fail(error, index, rec->id, field, "must be an object");
+                range = json_node_get_object(element);
+                if (json_object_get_size(range) != 2)
+                        return store_fail(error, index, rec->id, field,
+                                          "must have exactly the members start and size");
+
+                snprintf(field, sizeof field, "ranges[%u].start", i);
+                r = member_uint(range, "start", INT64_MAX, &rec->ranges[i].start, index, rec->id, field, error);
+                if (r < 0)
+                        return r;
+                snprintf(field, sizeof field, "ranges[%u].size", i);
+                r = member_uint(range, "size", INT64_MAX, &rec->ranges[i].size, index, rec->id, field, error);
+                if (r < 0)
+                        return r;
+        }
+        rec->n_ranges = n;
+
+        return 0;
+}
+
+static int parse_allocation(JsonNode *node, size_t index, AllocationRecord **ret, GError **error) {
+        g_autoptr(AllocationRecord) rec = allocation_record_new();
+        g_autofree char *state = NULL;
+        g_autoptr(GList) members = NULL;
+        JsonObject *o;
+        JsonNode *transient;
+        uint64_t v;
+        size_t s;
+        int r;
+
+        if (!JSON_NODE_HOLDS_OBJECT(node))
+                return store_fail(error, index, NULL, "allocation", "must be an object");
+        o = json_node_get_object(node);
+
+        members = json_object_get_members(o);
+        for (GList *l = members; l; l = l->next) {
+                bool known = false;
+
+                for (size_t i = 0; i < G_N_ELEMENTS(allocation_members); i++)
+                        known = known || strcmp(l->data, allocation_members[i]) == 0;
+                if (!known)
+                        return store_fail(error, index, NULL, (const char *) l->data, "unknown member");
+        }
+
+        /* id first, so that every later message can name the allocation. */
+        r = member_string(o, "id", false, &rec->id, index, NULL, error);
+        if (r < 0)
+                return r;
+        if (!identifier_valid(rec->id, ID_MAX))
+                return store_fail(error, index, NULL, "id",
+                                  "must be 1 to %d characters of A-Z, a-z, 0-9, '_' and '-' (value '%s')",
+                                  ID_MAX, rec->id);
+
+        r = member_string(o, "owner", false, &rec->owner, index, rec->id, error);
+        if (r < 0)
+                return r;
+        r = member_uint(o, "owner_uid", UINT32_MAX, &v, index, rec->id, "owner_uid", error);
+        if (r < 0)
+                return r;
+        rec->owner_uid = (uid_t) v;
+        r = member_string(o, "label", true, &rec->label, index, rec->id, error);
+        if (r < 0)
+                return r;
+        r = member_string(o, "pool", false, &rec->pool, index, rec->id, error);
+        if (r < 0)
+                return r;
+        r = member_uint(o, "region", UINT_MAX, &v, index, rec->id, "region", error);
+        if (r < 0)
+                return r;
+        rec->region_id = (unsigned) v;
+        r = member_uint(o, "align", INT64_MAX, &rec->align, index, rec->id, "align", error);
+        if (r < 0)
+                return r;
+        r = member_string(o, "device", true, &rec->device, index, rec->id, error);
+        if (r < 0)
+                return r;
+        r = member_uint(o, "created_usec", INT64_MAX, &rec->created_usec, index, rec->id,
+                        "created_usec", error);
+        if (r < 0)
+                return r;
+
+        transient = member_get(o, "transient", index, rec->id, "transient", error);
+        if (!transient)
+                return -EBADMSG;
+        if (!JSON_NODE_HOLDS_VALUE(transient) || json_node_get_value_type(transient) != G_TYPE_BOOLEAN)
+                return store_fail(error, index, rec->id, "transient", "must be true or false");
+        rec->transient = json_node_get_boolean(transient);
+
+        r = member_string(o, "state", false, &state, index, rec->id, error);
+        if (r < 0)
+                return r;
+        for (s = 0; s < G_N_ELEMENTS(state_names); s++)
+                if (strcmp(state, state_names[s]) == 0)
+                        break;
+        if (s >= G_N_ELEMENTS(state_names))
+                return store_fail(error, index, rec->id, "state",
+                                  "must be \"active\", \"creating\" or \"releasing\" (value '%s')", state);
+        rec->state = (AllocationState) s;
+
+        r = parse_ranges(o, rec, index, error);
+        if (r < 0)
+                return r;
+
+        *ret = g_steal_pointer(&rec);
+        return 0;
+}
+
+/* Counts brackets outside strings; enough to bound json-glib's recursion. */
+static bool json_depth_ok(const char *data, gsize len) {
+        bool in_string = false;
+        unsigned depth = 0;
+
+        for (gsize i = 0; i < len; i++) {
+                char c = data[i];
+
+                if (in_string) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_string = false;
+                } else if (c == '"')
+                        in_string = true;
+                else if (c == '[' || c == '{') {
+                        if (++depth > JSON_DEPTH_MAX)
+                                return false;
+                } else if ((c == ']' || c == '}') && depth > 0)
+                        depth--;
+        }
+        return true;
+}
+
+int store_load_data(const char *data, gsize len, GPtrArray **ret, GError **error) {
+        g_autoptr(JsonParser) parser = NULL;
+        g_autoptr(GPtrArray) records = NULL;
+        g_autoptr(GList) members = NULL;
+        JsonNode *root, *node;
+        JsonObject *top;
+        JsonArray *array;
+        unsigned n;
+        int r;
+
+        if (!json_depth_ok(data, len)) {
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                            "nested deeper than %d levels", JSON_DEPTH_MAX);
+                return -EBADMSG;
+        }
+
+        parser = json_parser_new_immutable();
+        if (!json_parser_load_from_data(parser, data, (gssize) len, error))
+                return -EBADMSG;
+
+        root = json_parser_get_root(parser);
+        if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                            "top level must be an object");
+                return -EBADMSG;
+        }
+        top = json_node_get_object(root);
+
+        members = json_object_get_members(top);
+        for (GList *l = members; l; l = l->next)
+                if (!g_str_equal(l->data, "version") && !g_str_equal(l->data, "allocations")) {
+                        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                                    "%s: unknown member", (const char *) l->data);
+                        return -EBADMSG;
+                }
+
+        node = json_object_get_member(top, "version");
+        if (!node || !JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_INT64) {
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                            "version: must be an integer");
+                return -EBADMSG;
+        }
+        if (json_node_get_int(node) != STORE_VERSION) {
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                            "version: unsupported version %" G_GINT64_FORMAT ", this broker reads version %d",
+                            json_node_get_int(node), STORE_VERSION);
+                return -EBADMSG;
+        }
+
+        node = json_object_get_member(top, "allocations");
+        if (!node || !JSON_NODE_HOLDS_ARRAY(node)) {
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                            "allocations: must be an array");
+                return -EBADMSG;
+        }
+        array = json_node_get_array(node);
+        n = json_array_get_length(array);
+
+        records = g_ptr_array_new_full(n, (GDestroyNotify) allocation_record_free);
+        for (unsigned i = 0; i < n; i++) {
+                AllocationRecord *rec = NULL;
+
+                r = parse_allocation(json_array_get_element(array, i), i, &rec, error);
+                if (r < 0)
+                        return r;
+                g_ptr_array_add(records, rec);
+        }
+
+        r = records_validate((AllocationRecord *const *) records->pdata, records->len, error);
+        if (r < 0)
+                return r;
+
+        *ret = g_steal_pointer(&records);
+        return 0;
+}
+
+static int read_file(const char *path, char **ret, gsize *ret_len) {
+        _cleanup_close_ int fd = -EBADF;
+        g_autofree char *buf = NULL;
+        gsize size = 0, allocated = 0;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+        if (st.st_size > STATE_SIZE_MAX)
+                return -EFBIG;
+
+        for (;;) {
+                ssize_t k;
+
+                if (allocated - size < 1) {
+                        allocated = MAX(MAX(allocated * 2, (gsize) st.st_size + 1), 4096);
+                        if (allocated > STATE_SIZE_MAX)
+                                return -EFBIG;
+                        buf = g_realloc(buf, allocated);
+                }
+
+                k = read(fd, buf + size, allocated - size);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                size += k;
+        }
+
+        *ret = g_steal_pointer(&buf);
+        *ret_len = size;
+        return 0;
+}
+
+int store_load(const char *path, GPtrArray **ret, GError **error) {
+        g_autofree char *data = NULL;
+        gsize len = 0;
+        int r;
+
+        r = read_file(path, &data, &len);
+        if (r == -ENOENT) {
+                *ret = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
+                return 0;
+        }
+        if (r < 0) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "%s: cannot read state: %s", path, g_strerror(-r));
+                return r;
+        }
+
+        r = store_load_data(data, len, ret, error);
+        if (r < 0)
+                g_prefix_error(error, "%s: ", path);
+        return r;
+}
+
+char *store_to_data(AllocationRecord *const *records, size_t n) {
+        g_autoptr(JsonBuilder) b = json_builder_new_immutable();
+        g_autoptr(JsonGenerator) gen = json_generator_new();
+        g_autoptr(JsonNode) root = NULL;
+        g_autofree char *text = NULL;
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "version");
+        json_builder_add_int_value(b, STORE_VERSION);
+        json_builder_set_member_name(b, "allocations");
+        json_builder_begin_array(b);
+
+        for (size_t i = 0; i < n; i++) {
+                const AllocationRecord *r = records[i];
+
+                json_builder_begin_object(b);
+                json_builder_set_member_name(b, "id");
+                json_builder_add_string_value(b, r->id);
+                json_builder_set_member_name(b, "owner");
+                json_builder_add_string_value(b, r->owner);
+                json_builder_set_member_name(b, "owner_uid");
+                json_builder_add_int_value(b, r->owner_uid);
+                json_builder_set_member_name(b, "label");
+                if (r->label)
+                        json_builder_add_string_value(b, r->label);
+                else
+                        json_builder_add_null_value(b);
+                json_builder_set_member_name(b, "pool");
+                json_builder_add_string_value(b, r->pool);
+                json_builder_set_member_name(b, "region");
+                json_builder_add_int_value(b, r->region_id);
+                json_builder_set_member_name(b, "align");
+                json_builder_add_int_value(b, (gint64) r->align);
+                json_builder_set_member_name(b, "device");
+                if (r->device)
+                        json_builder_add_string_value(b, r->device);
+                else
+                        json_builder_add_null_value(b);
+                json_builder_set_member_name(b, "created_usec");
+                json_builder_add_int_value(b, (gint64) r->created_usec);
+                json_builder_set_member_name(b, "transient");
+                json_builder_add_boolean_value(b, r->transient);
+                json_builder_set_member_name(b, "state");
+                json_builder_add_string_value(b, allocation_state_to_string(r->state));
+                json_builder_set_member_name(b, "ranges");
+                json_builder_begin_array(b);
+                for (unsigned k = 0; k < r->n_ranges && k < DAX_RANGES_MAX; k++) {
+                        json_builder_begin_object(b);
+                        json_builder_set_member_name(b, "start");
+                        json_builder_add_int_value(b, (gint64) r->ranges[k].start);
+                        json_builder_set_member_name(b, "size");
+                        json_builder_add_int_value(b, (gint64) r->ranges[k].size);
+                        json_builder_end_object(b);
+                }
+                json_builder_end_array(b);
+                json_builder_end_object(b);
+        }
+
+        json_builder_end_array(b);
+        json_builder_end_object(b);
+
+        root = json_builder_get_root(b);
+        json_generator_set_root(gen, root);
+        json_generator_set_pretty(gen, true);
+        json_generator_set_indent(gen, 2);
+        text = json_generator_to_data(gen, NULL);
+
+        return g_strconcat(text, "\n", NULL);
+}
+
+static int write_all(int fd, const char *data, size_t len) {
+        while (len > 0) {
+                ssize_t k = write(fd, data, len);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                data += k;
+                len -= k;
+        }
+        return 0;
+}
+
+static int fsync_directory_of(const char *path) {
+        g_autofree char *dir = g_path_get_dirname(path);
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+int store_save(const char *path, AllocationRecord *const *records, size_t n, GError **error) {
+        g_autofree char *tmp = g_strconcat(path, ".tmp-XXXXXX", NULL);
+        g_autofree char *data = NULL;
+        const char *step;
+        int fd, r;
+
+        r = records_validate(records, n, error);
+        if (r < 0) {
+                g_prefix_error(error, "%s: refusing to save invalid state: ", path);
+                return -EINVAL;
+        }
+
+        data = store_to_data(records, n);
+
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "%s: cannot create temporary file: %s", path, g_strerror(-r));
+                return r;
+        }
+
+        /* mkostemp()'s 0600 is filtered by the umask; make it exact. */
+        step = "set mode of";
+        r = fchmod(fd, 0600) < 0 ? -errno : 0;
+        if (r == 0) {
+                step = "write";
+                r = write_all(fd, data, strlen(data));
+        }
+        if (r == 0) {
+                step = "fsync";
+                r = fsync(fd) < 0 ? -errno : 0;
+        }
+        /* close() can report a deferred write error, e.g. on NFS. */
+        if (close(fd) < 0 && r == 0) {
+                step = "close";
+                r = -errno;
+        }
+        if (r == 0) {
+                step = "rename";
+                r = rename(tmp, path) < 0 ? -errno : 0;
+        }
+        if (r < 0) {
+                (void) unlink(tmp);
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "%s: cannot %s temporary file %s: %s", path, step, tmp, g_strerror(-r));
+                return r;
+        }
+
+        /* Without this the rename itself may not survive a power cut. */
+        r = fsync_directory_of(path);
+        if (r < 0) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "%s: cannot fsync directory: %s", path, g_strerror(-r));
+                return r;
+        }
+
+        return 0;
+}

@@ -33,6 +33,7 @@ typedef struct AllocationRecord {
         char *device;     /* "daxR.N", may be NULL while creating */
         uint64_t created_usec;
         bool transient;
+        char *client;     /* unique bus name a transient allocation is tied to, or NULL */
         AllocationState state;
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];

@@ -29,6 +29,7 @@ static inline void closep(int *fd) {
                 errno = saved;
         }
 }
+#define _cleanup_(f) __attribute__((cleanup(f)))
 #define _cleanup_free_ __attribute__((cleanup(freep)))
 #define _cleanup_close_ __attribute__((cleanup(closep)))
 

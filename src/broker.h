@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * broker: the transactions. It owns the pools (one per managed dax region,
+ * each with its extent map) and the allocations, and is the only code that
+ * changes them: allocate, release, open, and the start-up reconciliation of
+ * state.json with what the kernel really has. Kernel work runs on the
+ * worker; results come back to the event loop, where state is committed to
+ * the store before anyone is told. Everything here runs on the event loop
+ * thread.
+ */
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "dax-backend.h"
+#include "extent-map.h"
+#include "store.h"
+#include "worker.h"
+
+/* Errors the caller must react to; the bus layer maps each 1:1 to
+ * org.daxbroker.Broker1.Error.<Name>. */
+typedef enum BrokerError {
+        BROKER_ERROR_NO_SPACE,
+        BROKER_ERROR_NO_SUCH_POOL,
+        BROKER_ERROR_NO_SUCH_ALLOCATION,
+        BROKER_ERROR_INVALID_ARGUMENT,
+        BROKER_ERROR_ACCESS_DENIED,
+        BROKER_ERROR_BUSY,
+        BROKER_ERROR_KERNEL_FAILURE,
+} BrokerError;
+
+#define BROKER_ERROR (broker_error_quark())
+GQuark broker_error_quark(void);
+
+#define OPTIONS_MAX 16
+#define ALLOCATION_ID_LEN 16
+
+typedef struct Broker Broker;
+typedef struct Allocation Allocation;
+
+typedef struct Pool {
+        Broker *broker;
+        char *name;
+        unsigned region_id;
+        int numa_node;
+        uint64_t start;
+        uint64_t size;
+        uint64_t align;    /* default allocation align */
+        uint64_t boundary; /* 0 = none */
+        ExtentMap *map;
+} Pool;
+
+struct Allocation {
+        AllocationRecord *rec;
+        Pool *pool;
+        bool busy; /* a kernel operation on it is in flight */
+};
+
+typedef struct AllocateRequest {
+        const char *owner;
+        uid_t owner_uid;
+        uint64_t size;
+        const char *pool;   /* NULL = any */
+        bool has_numa_node;
+        int numa_node;
+        uint64_t align;     /* 0 = pool default */
+        bool contiguous;
+        const char *label;  /* NULL = the id */
+        bool transient;
+        const char *client; /* bus name a transient allocation is tied to */
+} AllocateRequest;
+
+/* Hooks for the layer above (the bus), called after state is committed. */
+typedef struct BrokerListener {
+        void (*allocation_added)(Allocation *a, void *userdata);
+        void (*allocation_removed)(Allocation *a, void *userdata);
+        void (*allocation_changed)(Allocation *a, void *userdata);
+        void (*sizes_changed)(Pool *p, void *userdata);
+} BrokerListener;
+
+typedef struct BrokerSettings {
+        const char *state_dir;
+        const char *runtime_dir; /* NULL: no stable paths */
+} BrokerSettings;
+
+int broker_new(sd_event *event, DaxBackend *backend, Config *config, const BrokerSettings *settings,
+               Broker **ret, GError **error);
+void broker_free(Broker *b);
+
+void broker_set_listener(Broker *b, const BrokerListener *l, void *userdata);
+
+/* Reconciles state.json with the kernel; blocking, run before serving. */
+int broker_start(Broker *b, GError **error);
+
+/* Applies a new configuration (allocation defaults of existing pools). */
+int broker_reload(Broker *b, Config *config, GError **error);
+
+/* Completion callbacks get error == NULL on success. For allocate and open,
+ * fd is owned by the callee: the callback must not close it, it is closed
+ * after the callback returns. */
+typedef void (*BrokerAllocateDone)(Allocation *a, int fd, const GError *error, void *userdata);
+typedef void (*BrokerDone)(unsigned count, const GError *error, void *userdata);
+
+/* Validates at once (returns false with error set, nothing changed) or
+ * queues the work and returns true; done runs later. */
+bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
+                     GError **error);
+bool broker_release(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error);
+bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *userdata,
+                          GError **error);
+/* Returns a new fd of the allocation's device, or -1 with error set. */
+int broker_open(Broker *b, Allocation *a, GError **error);
+
+/* Releases the transient allocations tied to a bus client that is gone. */
+void broker_client_vanished(Broker *b, const char *client);
+
+Allocation *broker_find_allocation(Broker *b, const char *id);
+Pool *broker_find_pool(Broker *b, const char *name);
+/* Pointers stay valid until the next broker change. */
+GPtrArray *broker_list_allocations(Broker *b); /* sorted by creation */
+GPtrArray *broker_pools(Broker *b);
+unsigned broker_pending(Broker *b);
+void broker_drain(Broker *b);
+
+typedef struct PoolUsage {
+        uint64_t free;
+        uint64_t allocated; /* allocations and operations in progress */
+        uint64_t host;
+        uint64_t dirty;
+        uint64_t foreign;
+        uint64_t largest_free;
+} PoolUsage;
+
+void pool_usage(const Pool *p, PoolUsage *ret);
+/* Sums over all pools. */
+void broker_usage(Broker *b, uint64_t *ret_total, PoolUsage *ret);
+
+uint64_t allocation_size(const Allocation *a);

@@ -1,0 +1,319 @@
+#!/bin/bash
+# run-vm.sh - boot a Debian kernel in QEMU and run one payload command inside
+# a chroot of this machine's root filesystem, against the guest kernel's real
+# /sys/bus/dax.  Part of the daxbroker test rig; see docs/test-rig.md.
+#
+# Usage: run-vm.sh [options] [--] PAYLOAD...
+#
+#   PAYLOAD        command line run as `sh -c "PAYLOAD"` inside the chroot
+#                  (several words are joined with spaces).  Its exit status
+#                  becomes run-vm.sh's exit status.
+#
+# Options (each also settable through the environment variable shown):
+#   --kernel 6.1|6.12   kernel flavour                    DAXRIG_KERNEL (6.1)
+#   --memhp offline|default                               DAXRIG_MEMHP (offline)
+#                       offline: guest gets memhp_default_state=offline, so
+#                       hotplugged (kmem) memory stays offline; default: no
+#                       parameter (Debian's 6.12 then onlines the hmem regions
+#                       as ZONE_NORMAL host RAM at boot).
+#   --iommu             q35 + intel-iommu + edu PCI device (1234:11e8), guest
+#                       intel_iommu=on iommu=pt, vfio modules loaded. DAXRIG_IOMMU=1
+#   --results DIR       host dir shared rw into the guest, mounted at the same
+#                       absolute path; the payload sees it as $DAXRIG_RESULTS.
+#                                                         DAXRIG_RESULTS
+#   --stage DIR         DESTDIR tree (meson install --destdir DIR) copied over
+#                       the guest's writable root before the payload. DAXRIG_STAGE
+#   --state-disk DIR    host dir shared rw at /var/lib/daxbroker in the guest
+#                       (boot twice with the same DIR to test persistence).
+#                                                         DAXRIG_STATE_DISK
+#   --dbus              start `dbus-daemon --system --fork` before the payload.
+#                                                         DAXRIG_DBUS=1
+#   --no-dax-modules    do not load device_dax, kmem, dax_hmem at boot.
+#                                                         DAXRIG_DAX_MODULES=0
+#   --append ARGS       extra kernel command line.        DAXRIG_APPEND
+#   --cache DIR         kernel + initramfs cache.         DAXRIG_CACHE
+#                       (default /var/tmp/daxbroker-vm-cache-$UID)
+#   --accel kvm|tcg|auto                                  DAXRIG_ACCEL (auto)
+#   --timeout SECONDS   hard limit around QEMU.           DAXRIG_TIMEOUT (600)
+#   --log FILE          also keep the console log here.   DAXRIG_LOG
+#
+# Guest layout: q35 machine, 2 vCPUs, -m 6G as two NUMA nodes of 3 GiB
+# (memory-backend-ram m0/m1; both CPUs on node 0), max-ram-below-4g=1G so
+# guest RAM is [0,1G) + [4G,9G).  Node 0 = [0,1G)+[4G,6G), node 1 = [6G,9G).
+# Two soft-reserved regions, 2 GiB each:
+#   0x100000000-0x17fffffff (node 0) and 0x180000000-0x1ffffffff (node 1),
+# via memmap=2G%4G-1+0xefffffff memmap=2G%6G-1+0xefffffff (nokaslr).
+#
+# Inside the payload: PATH is the usual one, cwd is run-vm.sh's cwd (when it
+# exists in the guest), and DAXRIG=1, DAXRIG_KERNEL, DAXRIG_KVER,
+# DAXRIG_MEMHP, DAXRIG_IOMMU, DAXRIG_RESULTS are set.  The guest kernel's
+# modules are bind-mounted at /lib/modules/$(uname -r), so modprobe works.
+#
+# Exit status: the payload's; 77 if QEMU or the kernel cannot be had; 124 on
+# timeout; 1 on a kernel panic, a missing marker or another rig failure.
+
+set -u
+SKIP=77
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+KERNEL=${DAXRIG_KERNEL:-6.1}
+MEMHP=${DAXRIG_MEMHP:-offline}
+IOMMU=${DAXRIG_IOMMU:-0}
+RESULTS=${DAXRIG_RESULTS:-}
+STAGE=${DAXRIG_STAGE:-}
+STATE=${DAXRIG_STATE_DISK:-}
+DBUS=${DAXRIG_DBUS:-0}
+DAXMODS=${DAXRIG_DAX_MODULES:-1}
+APPEND=${DAXRIG_APPEND:-}
+CACHE=${DAXRIG_CACHE:-/var/tmp/daxbroker-vm-cache-$(id -u)}
+ACCEL=${DAXRIG_ACCEL:-auto}
+TIMEOUT=${DAXRIG_TIMEOUT:-600}
+LOG=${DAXRIG_LOG:-}
+
+msg() { echo "run-vm: $*" >&2; }
+skip() { msg "SKIP: $*"; exit $SKIP; }
+fail() { msg "FAIL: $*"; exit 1; }
+need_arg() { [ $# -ge 2 ] || fail "option $1 needs an argument"; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --kernel) need_arg "$@"; KERNEL=$2; shift 2 ;;
+    --memhp) need_arg "$@"; MEMHP=$2; shift 2 ;;
+    --iommu) IOMMU=1; shift ;;
+    --results) need_arg "$@"; RESULTS=$2; shift 2 ;;
+    --stage) need_arg "$@"; STAGE=$2; shift 2 ;;
+    --state-disk) need_arg "$@"; STATE=$2; shift 2 ;;
+    --dbus) DBUS=1; shift ;;
+    --no-dax-modules) DAXMODS=0; shift ;;
+    --append) need_arg "$@"; APPEND="$APPEND $2"; shift 2 ;;
+    --cache) need_arg "$@"; CACHE=$2; shift 2 ;;
+    --accel) need_arg "$@"; ACCEL=$2; shift 2 ;;
+    --timeout) need_arg "$@"; TIMEOUT=$2; shift 2 ;;
+    --log) need_arg "$@"; LOG=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --) shift; break ;;
+    -*) fail "unknown option $1" ;;
+    *) break ;;
+    esac
+done
+[ $# -gt 0 ] || fail "no payload given (try --help)"
+PAYLOAD="$*"
+
+case $KERNEL in 6.1|6.12) ;; *) fail "--kernel must be 6.1 or 6.12" ;; esac
+case $MEMHP in offline|default) ;; *) fail "--memhp must be offline or default" ;; esac
+case $ACCEL in auto|kvm|tcg) ;; *) fail "--accel must be auto, kvm or tcg" ;; esac
+
+QEMU=${DAXRIG_QEMU:-qemu-system-x86_64}
+command -v "$QEMU" >/dev/null 2>&1 || skip "$QEMU not installed"
+for t in cpio gzip xz timeout; do
+    command -v $t >/dev/null 2>&1 || skip "$t not installed"
+done
+BUSYBOX=${DAXRIG_BUSYBOX:-/bin/busybox}
+[ -x "$BUSYBOX" ] || skip "busybox (busybox-static) not installed"
+if command -v file >/dev/null 2>&1 && ! file -L "$BUSYBOX" | grep -q 'statically linked'; then
+    skip "$BUSYBOX is not statically linked (install busybox-static)"
+fi
+
+abspath() { (cd "$1" && pwd); }
+for v in RESULTS STAGE STATE; do
+    d=${!v}
+    [ -n "$d" ] || continue
+    [ -d "$d" ] || fail "$v directory '$d' does not exist"
+    printf -v "$v" '%s' "$(abspath "$d")"
+done
+
+mkdir -p "$CACHE" || fail "cannot create $CACHE"
+CACHE=$(abspath "$CACHE")
+
+# --- kernel -----------------------------------------------------------------
+line=$("$HERE/fetch-kernels.sh" "$CACHE" "$KERNEL" | tail -n 1)
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || { [ "$rc" = $SKIP ] && exit $SKIP; fail "fetch-kernels.sh failed ($rc)"; }
+KVER=$(echo "$line" | awk '{print $2}')
+KDIR=$CACHE/$KVER
+VMLINUZ=$KDIR/boot/vmlinuz-$KVER
+[ -r "$VMLINUZ" ] || skip "no kernel image at $VMLINUZ"
+MODDIR=$KDIR/lib/modules/$KVER
+[ -d "$MODDIR" ] || MODDIR=$KDIR/usr/lib/modules/$KVER
+[ -f "$MODDIR/modules.dep" ] || fail "no modules.dep in $MODDIR"
+
+# --- base initramfs (cached per kernel version) -----------------------------
+MOD_BASE="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
+ virtio_rng netfs fscache 9pnet 9pnet_virtio 9p overlay"
+MOD_DAX="device_dax kmem dax_hmem"
+MOD_VFIO="irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio_pci_core vfio_pci"
+
+# Print, in load order, the modules.dep paths of the named modules and their
+# dependencies (built-in and missing modules are skipped).
+declare -A SEEN
+resolve_mods() {
+    local m key path deps d i
+    for m in "$@"; do
+        key=${m//-/_}
+        path=$(awk -F: -v k="$key" '{
+                n = $1; sub(/.*\//, "", n); sub(/\.ko(\.[a-z]+)?$/, "", n)
+                gsub(/-/, "_", n)
+                if (n == k) { print $1; exit } }' "$MODDIR/modules.dep")
+        if [ -z "$path" ]; then
+            grep -Eq "/${key//_/[_-]}\.ko\$" "$MODDIR/modules.builtin" ||
+                msg "note: module $m not found in $KVER"
+            continue
+        fi
+        [ -z "${SEEN[$path]:-}" ] || continue
+        deps=$(awk -F: -v p="$path" '$1 == p { print $2; exit }' "$MODDIR/modules.dep")
+        # modules.dep lists dependencies so that loading them in reverse
+        # order works (as modprobe does).
+        set -- $deps
+        for ((i = $#; i >= 1; i--)); do
+            d=${!i}
+            [ -z "${SEEN[$d]:-}" ] || continue
+            SEEN[$d]=1
+            echo "$d"
+        done
+        SEEN[$path]=1
+        echo "$path"
+    done
+}
+
+INIT=$HERE/guest/init
+[ -r "$INIT" ] || fail "missing $INIT"
+stamp=$( (cat "$INIT" "$0"; echo "$KVER"; cksum <"$BUSYBOX") | cksum | awk '{print $1}')
+BASE=$CACHE/initramfs-$KVER-$stamp.cpio.gz
+if [ ! -s "$BASE" ]; then
+    msg "building initramfs for $KVER"
+    work=$(mktemp -d "$CACHE/.initrd.XXXXXX")
+    mkdir -p "$work/bin" "$work/rig/modules" "$work/proc" "$work/sys" "$work/dev"
+    cp "$BUSYBOX" "$work/bin/busybox"
+    cp "$INIT" "$work/init"
+    chmod 0755 "$work/init" "$work/bin/busybox"
+    for g in base dax vfio; do
+        case $g in base) l=$MOD_BASE ;; dax) l=$MOD_DAX ;; vfio) l=$MOD_VFIO ;; esac
+        SEEN=()
+        : >"$work/rig/modules/$g.list"
+        for p in $(resolve_mods $l); do
+            n=$(basename "$p"); n=${n%.xz}; n=${n%.zst}; n=${n%.gz}
+            case $p in
+            *.xz) xz -dc "$MODDIR/$p" >"$work/rig/modules/$n" ;;
+            *.zst) zstd -qdc "$MODDIR/$p" >"$work/rig/modules/$n" ;;
+            *.gz) gzip -dc "$MODDIR/$p" >"$work/rig/modules/$n" ;;
+            *) cp "$MODDIR/$p" "$work/rig/modules/$n" ;;
+            esac || fail "cannot unpack module $p"
+            echo "$n" >>"$work/rig/modules/$g.list"
+        done
+    done
+    (cd "$work" && find . | cpio -o -H newc --quiet | gzip -1) >"$BASE.tmp" ||
+        fail "cpio failed"
+    mv "$BASE.tmp" "$BASE"
+    rm -rf "$work"
+    # Drop initramfs images of older rig versions for this kernel.
+    for old in "$CACHE"/initramfs-"$KVER"-*.cpio.gz; do
+        [ "$old" = "$BASE" ] || rm -f "$old"
+    done
+fi
+
+# --- per-run part -----------------------------------------------------------
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/daxrig.XXXXXX") || fail "mktemp failed"
+QPID=
+cleanup() {
+    [ -n "$QPID" ] && kill "$QPID" 2>/dev/null
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+NONCE=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+CWD=$(pwd)
+mkdir -p "$RUN/root/rig"
+{
+    echo "RIG_NONCE=$NONCE"
+    echo "RIG_FLAVOUR=$KERNEL"
+    echo "RIG_MEMHP=$MEMHP"
+    echo "RIG_IOMMU=$IOMMU"
+    echo "RIG_DBUS=$DBUS"
+    echo "RIG_DAX_MODULES=$DAXMODS"
+    echo "RIG_STAGE=$([ -n "$STAGE" ] && echo 1 || echo 0)"
+    echo "RIG_STATE=$([ -n "$STATE" ] && echo 1 || echo 0)"
+    echo "RIG_RESULTS=$(q "$RESULTS")"
+    echo "RIG_MODDIR=$(q "$MODDIR")"
+    echo "RIG_CWD=$(q "$CWD")"
+} >"$RUN/root/rig/conf"
+printf '%s\n' "$PAYLOAD" >"$RUN/root/rig/payload"
+(cd "$RUN/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$RUN/run.cpio.gz" ||
+    fail "cpio failed"
+cat "$BASE" "$RUN/run.cpio.gz" >"$RUN/initrd"
+
+# --- accelerator --------------------------------------------------------------
+kvm_works() {
+    [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
+    echo quit | timeout 20 "$QEMU" -accel kvm -machine none -nodefaults \
+        -display none -monitor stdio >/dev/null 2>&1
+}
+if [ "$ACCEL" = auto ]; then
+    if kvm_works; then ACCEL=kvm; else ACCEL=tcg; fi
+fi
+if [ "$ACCEL" = kvm ]; then
+    CPU="-cpu host"
+else
+    CPU="-cpu max"
+fi
+
+# --- QEMU command line --------------------------------------------------------
+CMDLINE="console=ttyS0 quiet panic=-1 nokaslr rdinit=/init"
+CMDLINE="$CMDLINE memmap=2G%4G-1+0xefffffff memmap=2G%6G-1+0xefffffff"
+[ "$MEMHP" = offline ] && CMDLINE="$CMDLINE memhp_default_state=offline"
+[ "$IOMMU" = 1 ] && CMDLINE="$CMDLINE intel_iommu=on iommu=pt"
+CMDLINE="$CMDLINE $APPEND"
+
+MACHINE="q35,max-ram-below-4g=1G"
+ARGS=(-accel "$ACCEL" $CPU -smp 2 -m 6G
+      -object memory-backend-ram,id=m0,size=3G
+      -object memory-backend-ram,id=m1,size=3G
+      -numa node,nodeid=0,memdev=m0,cpus=0-1
+      -numa node,nodeid=1,memdev=m1
+      -nodefaults -nographic -serial stdio -no-reboot
+      -kernel "$VMLINUZ" -initrd "$RUN/initrd" -append "$CMDLINE"
+      -device virtio-rng-pci
+      -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
+if [ "$IOMMU" = 1 ]; then
+    MACHINE="$MACHINE,kernel-irqchip=split"
+    ARGS+=(-device intel-iommu,intremap=on,caching-mode=on -device edu)
+fi
+ARGS=(-machine "$MACHINE" "${ARGS[@]}")
+[ -n "$RESULTS" ] && ARGS+=(-virtfs "local,path=$RESULTS,mount_tag=results,security_model=none,multidevs=remap")
+[ -n "$STAGE" ] && ARGS+=(-virtfs "local,path=$STAGE,mount_tag=stage,security_model=none,readonly=on,multidevs=remap")
+[ -n "$STATE" ] && ARGS+=(-virtfs "local,path=$STATE,mount_tag=statedisk,security_model=none,multidevs=remap")
+
+msg "kernel $KVER ($KERNEL), accel $ACCEL, memhp $MEMHP, iommu $IOMMU, timeout ${TIMEOUT}s"
+CONSOLE=$RUN/console.log
+start=$(date +%s.%N)
+timeout -k 10 "$TIMEOUT" "$QEMU" "${ARGS[@]}" </dev/null 2>"$RUN/qemu.err" |
+    tr -d '\r' | tee "$CONSOLE"
+qrc=${PIPESTATUS[0]}
+end=$(date +%s.%N)
+[ -n "$LOG" ] && cp "$CONSOLE" "$LOG"
+secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+
+if [ -s "$RUN/qemu.err" ]; then
+    sed 's/^/qemu: /' "$RUN/qemu.err" >&2
+fi
+if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+    msg "FAIL: timeout after ${TIMEOUT}s"
+    exit 124
+fi
+if grep -q 'Kernel panic' "$CONSOLE"; then
+    fail "guest kernel panic"
+fi
+if [ "$qrc" != 0 ]; then
+    if ! grep -q "^DAXRIG-$NONCE: BOOT" "$CONSOLE"; then
+        grep -qi 'kvm' "$RUN/qemu.err" && skip "QEMU could not start with $ACCEL"
+    fi
+    fail "QEMU exited with status $qrc"
+fi
+grep -q "^DAXRIG-$NONCE: BOOT" "$CONSOLE" || fail "guest never reached init (no BOOT marker)"
+grep -q "^DAXRIG-$NONCE: FAIL" "$CONSOLE" && fail "rig setup failed in the guest"
+grep -q "^DAXRIG-$NONCE: PAYLOAD-START" "$CONSOLE" || fail "payload never started"
+st=$(sed -n "s/^DAXRIG-$NONCE: EXIT=\([0-9][0-9]*\)\$/\1/p" "$CONSOLE" | tail -n 1)
+[ -n "$st" ] || fail "no exit marker from the guest (payload crashed the guest?)"
+msg "payload exit status $st (${secs}s, $ACCEL)"
+exit "$st"
