@@ -498,10 +498,11 @@ static Config *config_parser_finish(ConfigParser *p, GError **error) {
                 if (!source->has_align)
                         pool->align = c->default_align;
                 if (pool->boundary % pool->align != 0) {
+                        char buf[FORMAT_SIZE_MAX];
+
                         config_fail(error, source->boundary_file, section, "Boundary",
-                                    source->boundary_value,
-                                    "must be a multiple of the pool's alignment, %" G_GUINT64_FORMAT " bytes",
-                                    pool->align);
+                                    source->boundary_value, "must be a multiple of the pool's alignment, %s",
+                                    format_size(pool->align, buf, sizeof buf));
                         return NULL;
                 }
 

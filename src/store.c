@@ -150,6 +150,7 @@ static bool align_valid(uint64_t a) {
 /* The rules for one record, shared by load and save so that the daemon
  * never writes a file it would refuse to read. */
 static int record_validate(const AllocationRecord *r, size_t index, GError **error) {
+        char granule_text[FORMAT_SIZE_MAX];
         const char *reason;
         uint64_t granule;
 
@@ -162,7 +163,7 @@ static int record_validate(const AllocationRecord *r, size_t index, GError **err
         if (reason)
                 return store_fail(error, index, r->id, "owner", "%s", reason);
         if (r->owner_uid == (uid_t) -1)
-                return store_fail(error, index, r->id, "owner_uid", "must not be %u", (unsigned) -1);
+                return store_fail(error, index, r->id, "owner_uid", "must not be %u, the invalid uid", (unsigned) -1);
 
         if (r->label) {
                 reason = name_invalid_reason(r->label);
@@ -198,27 +199,29 @@ static int record_validate(const AllocationRecord *r, size_t index, GError **err
         /* The kernel maps a device's ranges only in whole units of its
          * alignment, and never below the 2 MiB region granularity. */
         granule = max_u64(2 * MiB, r->align);
+        format_size(granule, granule_text, sizeof granule_text);
         for (unsigned i = 0; i < r->n_ranges; i++) {
-                const DaxRange *range = &r->ranges[i];
+                const uint64_t values[] = { r->ranges[i].start, r->ranges[i].size };
+                const char *const names[] = { "start", "size" };
                 char field[32];
 
-                if (range->size == 0) {
+                if (r->ranges[i].size == 0) {
                         snprintf(field, sizeof field, "ranges[%u].size", i);
                         return store_fail(error, index, r->id, field, "must not be 0");
                 }
-                if (range->start > INT64_MAX || range->start % granule != 0) {
-                        snprintf(field, sizeof field, "ranges[%u].start", i);
+
+                for (size_t k = 0; k < G_N_ELEMENTS(values); k++) {
+                        if (values[k] <= INT64_MAX && values[k] % granule == 0)
+                                continue;
+
+                        snprintf(field, sizeof field, "ranges[%u].%s", i, names[k]);
+                        /* JSON integers are read back as gint64. */
+                        if (values[k] > INT64_MAX)
+                                return store_fail(error, index, r->id, field,
+                                                  "must be below 2^63 (value %" G_GUINT64_FORMAT ")", values[k]);
                         return store_fail(error, index, r->id, field,
-                                          "must be a multiple of %" G_GUINT64_FORMAT
-                                          " below 2^63 (value %" G_GUINT64_FORMAT ")",
-                                          granule, range->start);
-                }
-                if (range->size > INT64_MAX || range->size % granule != 0) {
-                        snprintf(field, sizeof field, "ranges[%u].size", i);
-                        return store_fail(error, index, r->id, field,
-                                          "must be a multiple of %" G_GUINT64_FORMAT
-                                          " below 2^63 (value %" G_GUINT64_FORMAT ")",
-                                          granule, range->size);
+                                          "must be a multiple of %s (value %" G_GUINT64_FORMAT ")",
+                                          granule_text, values[k]);
                 }
         }
 

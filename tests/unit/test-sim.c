@@ -1,6 +1,643 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <fcntl.h>
 #include <glib.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "dax-backend.h"
+#include "util.h"
+
+/* Two regions: dax0 at 4 GiB (node 1) and dax1 at 8 GiB (node 0), 1 GiB each. */
+#define SPEC "0:4G:1G:1,1:0x200000000:1024M:0"
+
+static DaxBackend *sim_new(const char *boot, const char *state) {
+        DaxBackend *b = NULL;
+
+        g_assert_cmpint(dax_sim_new(SPEC, boot, state, &b), ==, 0);
+        g_assert_nonnull(b);
+        return b;
+}
+
+static DaxDeviceInfo get(DaxBackend *b, const char *name) {
+        DaxDeviceInfo info;
+
+        g_assert_cmpint(b->ops->get_device(b, name, &info), ==, 0);
+        return info;
+}
+
+static uint64_t available(DaxBackend *b, unsigned region) {
+        DaxRegionInfo *v = NULL;
+        size_t n = 0;
+        uint64_t avail = UINT64_MAX;
+
+        g_assert_cmpint(b->ops->list_regions(b, &v, &n), ==, 0);
+        for (size_t i = 0; i < n; i++)
+                if (v[i].id == region)
+                        avail = v[i].available;
+        free(v);
+        g_assert_cmpuint(avail, !=, UINT64_MAX);
+        return avail;
+}
+
+/* Creates a device and gives it exactly these ranges. */
+static void make_device(DaxBackend *b, unsigned region, const DaxRange *r, size_t n, char name[DAX_NAME_MAX]) {
+        g_assert_cmpint(b->ops->create_device(b, region, name), ==, 0);
+        for (size_t i = 0; i < n; i++)
+                g_assert_cmpint(b->ops->add_mapping(b, name, r[i].start, r[i].size), ==, 0);
+}
+
+static void test_spec(void) {
+        DaxBackend *b = sim_new(NULL, NULL);
+        DaxRegionInfo *v = NULL;
+        size_t n = 0;
+
+        g_assert_cmpstr(b->ops->name, ==, "sim");
+        g_assert_cmpint(b->ops->list_regions(b, &v, &n), ==, 0);
+        g_assert_cmpuint(n, ==, 2);
+        g_assert_cmpuint(v[0].id, ==, 0);
+        g_assert_cmpuint(v[0].start, ==, 4 * GiB);
+        g_assert_cmpuint(v[0].size, ==, 1 * GiB);
+        g_assert_cmpuint(v[0].align, ==, 2 * MiB);
+        g_assert_cmpuint(v[0].available, ==, 1 * GiB);
+        g_assert_cmpint(v[0].numa_node, ==, 1);
+        g_assert_cmpuint(v[1].id, ==, 1);
+        g_assert_cmpuint(v[1].start, ==, 8 * GiB);
+        g_assert_cmpint(v[1].numa_node, ==, 0);
+        free(v);
+        dax_backend_free(b);
+
+        b = NULL;
+        g_assert_cmpint(dax_sim_new("0:4G:1G", NULL, NULL, &b), ==, -EINVAL);
+        g_assert_cmpint(dax_sim_new("0:4G:1G:x", NULL, NULL, &b), ==, -EINVAL);
+        g_assert_cmpint(dax_sim_new("0:4G:3K:0", NULL, NULL, &b), ==, -EINVAL);
+        g_assert_cmpint(dax_sim_new("0:4G:0:0", NULL, NULL, &b), ==, -EINVAL);
+        g_assert_cmpint(dax_sim_new("0:4Q:1G:0", NULL, NULL, &b), ==, -EINVAL);
+        g_assert_cmpint(dax_sim_new("0:4G:1G:0,0:8G:1G:0", NULL, NULL, &b), ==, -EEXIST);
+        g_assert_cmpint(dax_sim_new("0:4G:1G:0,1:4G:1G:0", NULL, NULL, &b), ==, -EEXIST);
+        g_assert_cmpint(dax_sim_new("0:99999999999G:1G:0", NULL, NULL, &b), ==, -ERANGE);
+        g_assert_cmpint(dax_sim_new(SPEC, "warm", NULL, &b), ==, -EINVAL);
+        g_assert_null(b);
+}
+
+static void test_boot_modes(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        DaxDeviceInfo i = get(b, "dax0.0");
+        char name[DAX_NAME_MAX];
+
+        g_assert_cmpstr(i.name, ==, "dax0.0");
+        g_assert_cmpuint(i.size, ==, 0);
+        g_assert_cmpint(i.driver, ==, DAX_DRIVER_NONE);
+        g_assert_cmpuint(i.align, ==, 2 * MiB);
+        g_assert_cmpint(i.target_node, ==, 1);
+        dax_backend_free(b);
+
+        b = sim_new("devdax", NULL);
+        i = get(b, "dax1.0");
+        g_assert_cmpuint(i.size, ==, 1 * GiB);
+        g_assert_cmpuint(i.n_ranges, ==, 1);
+        g_assert_cmpuint(i.ranges[0].start, ==, 8 * GiB);
+        g_assert_cmpint(i.driver, ==, DAX_DRIVER_DEVICE_DAX);
+        g_assert_cmpuint(i.mem_blocks, ==, 0);
+        g_assert_cmpuint(available(b, 1), ==, 0);
+        g_assert_cmpint(b->ops->create_device(b, 1, name), ==, -ENOSPC);
+        dax_backend_free(b);
+
+        b = sim_new("kmem-offline", NULL);
+        i = get(b, "dax0.0");
+        g_assert_cmpint(i.driver, ==, DAX_DRIVER_KMEM);
+        g_assert_cmpuint(i.mem_blocks, ==, 8);
+        g_assert_cmpuint(i.mem_blocks_online, ==, 0);
+        dax_backend_free(b);
+
+        b = sim_new("kmem-online", NULL);
+        i = get(b, "dax0.0");
+        g_assert_cmpint(i.driver, ==, DAX_DRIVER_KMEM);
+        g_assert_cmpuint(i.mem_blocks, ==, 8);
+        g_assert_cmpuint(i.mem_blocks_online, ==, 8);
+        dax_backend_free(b);
+}
+
+static void test_lookup(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        DaxDeviceInfo info;
+        DaxDeviceInfo *v = NULL;
+        size_t n = 0;
+
+        g_assert_cmpint(b->ops->get_device(b, "dax0.1", &info), ==, -ENODEV);
+        g_assert_cmpint(b->ops->get_device(b, "dax2.0", &info), ==, -ENODEV);
+        g_assert_cmpint(b->ops->get_device(b, "dax00.0", &info), ==, -ENODEV);
+        g_assert_cmpint(b->ops->get_device(b, "dax0.0 ", &info), ==, -ENODEV);
+        g_assert_cmpint(b->ops->get_device(b, "pmem0", &info), ==, -ENODEV);
+        g_assert_cmpint(b->ops->list_devices(b, 5, &v, &n), ==, -ENODEV);
+        g_assert_cmpint(b->ops->set_size(b, "dax0.7", 0), ==, -ENODEV);
+        g_assert_cmpint(b->ops->open_device(b, "dax0.7"), ==, -ENODEV);
+        g_assert_cmpint(b->ops->device_in_use(b, "dax0.7"), ==, -ENODEV);
+
+        g_assert_cmpint(b->ops->list_devices(b, 0, &v, &n), ==, 0);
+        g_assert_cmpuint(n, ==, 1);
+        g_assert_cmpstr(v[0].name, ==, "dax0.0");
+        free(v);
+
+        dax_backend_free(b);
+}
+
+static void test_create_delete(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        char n1[DAX_NAME_MAX], n2[DAX_NAME_MAX], n3[DAX_NAME_MAX];
+        DaxDeviceInfo i;
+
+        g_assert_cmpint(b->ops->create_device(b, 0, n1), ==, 0);
+        g_assert_cmpstr(n1, ==, "dax0.1");
+        g_assert_cmpint(b->ops->create_device(b, 0, n2), ==, 0);
+        g_assert_cmpstr(n2, ==, "dax0.2");
+        i = get(b, n2);
+        g_assert_cmpuint(i.size, ==, 0);
+        g_assert_cmpint(i.driver, ==, DAX_DRIVER_NONE);
+        g_assert_cmpuint(i.instance, ==, 2);
+        g_assert_cmpuint(i.region_id, ==, 0);
+
+        /* The lowest free instance number is reused. */
+        g_assert_cmpint(b->ops->delete_device(b, n1), ==, 0);
+        g_assert_cmpint(b->ops->create_device(b, 0, n3), ==, 0);
+        g_assert_cmpstr(n3, ==, "dax0.1");
+
+        /* delete_store(): daxR.0, sized or bound devices are busy. */
+        g_assert_cmpint(b->ops->delete_device(b, "dax0.0"), ==, -EBUSY);
+        g_assert_cmpint(b->ops->set_size(b, n2, 2 * MiB), ==, 0);
+        g_assert_cmpint(b->ops->delete_device(b, n2), ==, -EBUSY);
+        g_assert_cmpint(b->ops->bind_device_dax(b, n2), ==, 0);
+        g_assert_cmpint(b->ops->delete_device(b, n2), ==, -EBUSY);
+        g_assert_cmpint(b->ops->unbind(b, n2), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, n2, 0), ==, 0);
+        g_assert_cmpint(b->ops->delete_device(b, n2), ==, 0);
+        g_assert_cmpint(b->ops->get_device(b, n2, &i), ==, -ENODEV);
+
+        /* Not a child of the region: the kernel's ENXIO. */
+        g_assert_cmpint(b->ops->delete_device(b, "dax0.9"), ==, -ENXIO);
+        g_assert_cmpint(b->ops->delete_device(b, "dax1.0"), ==, -EBUSY);
+        g_assert_cmpint(b->ops->delete_device(b, "dax7.1"), ==, -ENODEV);
+
+        /* A full region cannot create. */
+        g_assert_cmpint(b->ops->set_size(b, "dax1.0", 1 * GiB), ==, 0);
+        g_assert_cmpint(b->ops->create_device(b, 1, n1), ==, -ENOSPC);
+        g_assert_cmpint(b->ops->create_device(b, 9, n1), ==, -ENODEV);
+
+        dax_backend_free(b);
+}
+
+static void test_size_rules(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        char a[DAX_NAME_MAX], c[DAX_NAME_MAX];
+        DaxDeviceInfo i;
+
+        g_assert_cmpint(b->ops->create_device(b, 0, a), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, a, 3 * MiB), ==, -EINVAL);
+        g_assert_cmpint(b->ops->set_size(b, a, 2 * GiB), ==, -ENOSPC);
+        g_assert_cmpint(b->ops->set_size(b, a, 256 * MiB), ==, 0);
+        g_assert_cmpuint(available(b, 0), ==, 768 * MiB);
+
+        /* Misaligned beats busy, as in size_store(). */
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, a, 3 * MiB), ==, -EINVAL);
+        g_assert_cmpint(b->ops->set_size(b, a, 512 * MiB), ==, -EBUSY);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+
+        /* With a 1 GiB align only whole GiBs are sizes. */
+        g_assert_cmpint(b->ops->create_device(b, 1, c), ==, 0);
+        g_assert_cmpint(b->ops->set_align(b, c, 1 * GiB), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, c, 512 * MiB), ==, -EINVAL);
+        g_assert_cmpint(b->ops->set_size(b, c, 1 * GiB), ==, 0);
+        i = get(b, c);
+        g_assert_cmpuint(i.ranges[0].start, ==, 8 * GiB);
+
+        dax_backend_free(b);
+}
+
+static void test_size_first_fit_and_shrink(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        DaxRange hole_maker = { .start = 4 * GiB + 512 * MiB, .size = 256 * MiB };
+        char a[DAX_NAME_MAX], x[DAX_NAME_MAX], c[DAX_NAME_MAX];
+        DaxDeviceInfo i;
+
+        /* a = [4G, 4G+256M), x = [4G+512M, 4G+768M) */
+        g_assert_cmpint(b->ops->create_device(b, 0, a), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, a, 256 * MiB), ==, 0);
+        make_device(b, 0, &hole_maker, 1, x);
+
+        /* Growing a extends its last range into the gap after it. */
+        g_assert_cmpint(b->ops->set_size(b, a, 384 * MiB), ==, 0);
+        i = get(b, a);
+        g_assert_cmpuint(i.n_ranges, ==, 1);
+        g_assert_cmpuint(i.ranges[0].size, ==, 384 * MiB);
+
+        /* c fills the first gap, then continues after x. */
+        g_assert_cmpint(b->ops->create_device(b, 0, c), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, c, 256 * MiB), ==, 0);
+        i = get(b, c);
+        g_assert_cmpuint(i.n_ranges, ==, 2);
+        g_assert_cmpuint(i.ranges[0].start, ==, 4 * GiB + 384 * MiB);
+        g_assert_cmpuint(i.ranges[0].size, ==, 128 * MiB);
+        g_assert_cmpuint(i.ranges[1].start, ==, 4 * GiB + 768 * MiB);
+        g_assert_cmpuint(i.ranges[1].size, ==, 128 * MiB);
+
+        /* Shrinking takes from the last range first. */
+        g_assert_cmpint(b->ops->set_size(b, c, 64 * MiB), ==, 0);
+        i = get(b, c);
+        g_assert_cmpuint(i.n_ranges, ==, 1);
+        g_assert_cmpuint(i.ranges[0].start, ==, 4 * GiB + 384 * MiB);
+        g_assert_cmpuint(i.ranges[0].size, ==, 64 * MiB);
+        g_assert_cmpuint(available(b, 0), ==, 1 * GiB - 384 * MiB - 256 * MiB - 64 * MiB);
+
+        /* Free space at the start of the region comes first. */
+        g_assert_cmpint(b->ops->set_size(b, a, 0), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, c, 128 * MiB), ==, 0);
+        i = get(b, c);
+        g_assert_cmpuint(i.n_ranges, ==, 2);
+        g_assert_cmpuint(i.ranges[1].start, ==, 4 * GiB);
+
+        dax_backend_free(b);
+}
+
+static void test_mapping_rules(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        DaxRange r = { .start = 4 * GiB + 256 * MiB, .size = 256 * MiB };
+        char a[DAX_NAME_MAX], c[DAX_NAME_MAX];
+        DaxDeviceInfo i;
+
+        make_device(b, 0, &r, 1, a);
+        g_assert_cmpint(b->ops->create_device(b, 0, c), ==, 0);
+
+        /* Unaligned length: ENXIO; overlap or outside the region: ENOMEM. */
+        g_assert_cmpint(b->ops->add_mapping(b, c, 4 * GiB, 3 * MiB), ==, -ENXIO);
+        g_assert_cmpint(b->ops->add_mapping(b, c, 4 * GiB + 254 * MiB, 4 * MiB), ==, -ENOMEM);
+        g_assert_cmpint(b->ops->add_mapping(b, c, 4 * GiB + 510 * MiB, 2 * MiB), ==, -ENOMEM);
+        g_assert_cmpint(b->ops->add_mapping(b, c, 4 * GiB - 2 * MiB, 2 * MiB), ==, -ENOMEM);
+        g_assert_cmpint(b->ops->add_mapping(b, c, 5 * GiB - 2 * MiB, 4 * MiB), ==, -ENOMEM);
+        g_assert_cmpint(b->ops->add_mapping(b, c, 8 * GiB, 2 * MiB), ==, -ENOMEM);
+        g_assert_cmpint(b->ops->add_mapping(b, c, UINT64_MAX - MiB + 1, 2 * MiB), ==, -ENOMEM);
+
+        /* Ranges are appended in the order given, not sorted. */
+        g_assert_cmpint(b->ops->add_mapping(b, c, 4 * GiB + 512 * MiB, 2 * MiB), ==, 0);
+        g_assert_cmpint(b->ops->add_mapping(b, c, 4 * GiB, 4 * MiB), ==, 0);
+        i = get(b, c);
+        g_assert_cmpuint(i.n_ranges, ==, 2);
+        g_assert_cmpuint(i.ranges[0].start, ==, 4 * GiB + 512 * MiB);
+        g_assert_cmpuint(i.ranges[1].start, ==, 4 * GiB);
+        g_assert_cmpuint(i.size, ==, 6 * MiB);
+
+        /* A 1 GiB align makes 2 MiB lengths unaligned. */
+        g_assert_cmpint(b->ops->create_device(b, 1, c), ==, 0);
+        g_assert_cmpint(b->ops->set_align(b, c, 1 * GiB), ==, 0);
+        g_assert_cmpint(b->ops->add_mapping(b, c, 8 * GiB, 2 * MiB), ==, -ENXIO);
+
+        /* The kernel would take it; the model refuses a bound device. */
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        g_assert_cmpint(b->ops->add_mapping(b, a, 4 * GiB + 768 * MiB, 2 * MiB), ==, -EBUSY);
+
+        dax_backend_free(b);
+}
+
+static void test_mapping_limit(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        char a[DAX_NAME_MAX];
+
+        g_assert_cmpint(b->ops->create_device(b, 0, a), ==, 0);
+        for (unsigned k = 0; k < DAX_RANGES_MAX; k++)
+                g_assert_cmpint(b->ops->add_mapping(b, a, 4 * GiB + 4 * k * MiB, 2 * MiB), ==, 0);
+        g_assert_cmpint(b->ops->add_mapping(b, a, 4 * GiB + 512 * MiB, 2 * MiB), ==, -E2BIG);
+        g_assert_cmpuint(get(b, a).n_ranges, ==, DAX_RANGES_MAX);
+
+        dax_backend_free(b);
+}
+
+static void test_align_rules(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        DaxRange r = { .start = 4 * GiB, .size = 2 * MiB };
+        char a[DAX_NAME_MAX];
+
+        make_device(b, 0, &r, 1, a);
+        g_assert_cmpint(b->ops->set_align(b, a, 8 * KiB), ==, -EINVAL);
+        g_assert_cmpint(b->ops->set_align(b, a, 0), ==, -EINVAL);
+        g_assert_cmpint(b->ops->set_align(b, a, 1 * GiB), ==, -EINVAL);
+        g_assert_cmpuint(get(b, a).align, ==, 2 * MiB);
+        g_assert_cmpint(b->ops->set_align(b, a, 4 * KiB), ==, 0);
+        g_assert_cmpuint(get(b, a).align, ==, 4 * KiB);
+
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        g_assert_cmpint(b->ops->set_align(b, a, 2 * MiB), ==, -EBUSY);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+
+        g_assert_cmpint(b->ops->set_size(b, a, 0), ==, 0);
+        g_assert_cmpint(b->ops->add_mapping(b, a, 4 * GiB, 1 * GiB), ==, 0);
+        g_assert_cmpint(b->ops->set_align(b, a, 1 * GiB), ==, 0);
+        g_assert_cmpuint(get(b, a).align, ==, 1 * GiB);
+
+        dax_backend_free(b);
+}
+
+static void test_bind_rules(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        char a[DAX_NAME_MAX];
+
+        g_assert_cmpint(b->ops->create_device(b, 0, a), ==, 0);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, -ENXIO);
+        g_assert_cmpint(b->ops->set_size(b, a, 64 * MiB), ==, 0);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        g_assert_cmpint(get(b, a).driver, ==, DAX_DRIVER_DEVICE_DAX);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        g_assert_cmpint(get(b, a).driver, ==, DAX_DRIVER_NONE);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        dax_backend_free(b);
+
+        /* 1 GiB align needs whole-GiB ranges; then it binds. */
+        b = sim_new("idle", NULL);
+        g_assert_cmpint(b->ops->set_size(b, "dax0.0", 512 * MiB), ==, 0);
+        g_assert_cmpint(b->ops->create_device(b, 0, a), ==, 0);
+        g_assert_cmpint(b->ops->add_mapping(b, a, 4 * GiB + 512 * MiB, 512 * MiB), ==, 0);
+        g_assert_cmpint(b->ops->set_align(b, a, 1 * GiB), ==, -EINVAL);
+        g_assert_cmpint(b->ops->set_size(b, a, 0), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, "dax0.0", 0), ==, 0);
+        g_assert_cmpint(b->ops->add_mapping(b, a, 4 * GiB, 1 * GiB), ==, 0);
+        g_assert_cmpint(b->ops->set_align(b, a, 1 * GiB), ==, 0);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        dax_backend_free(b);
+
+        /* kmem holds the device: device_dax cannot take it. */
+        b = sim_new("kmem-offline", NULL);
+        g_assert_cmpint(b->ops->bind_device_dax(b, "dax0.0"), ==, -EBUSY);
+        dax_backend_free(b);
+}
+
+static void test_bind_misaligned_start(void) {
+        DaxBackend *b = NULL;
+        char a[DAX_NAME_MAX];
+
+        /* Region at 5.5 GiB: a whole-GiB range cannot start on a GiB in
+         * its first half, and binding such a device is refused. */
+        g_assert_cmpint(dax_sim_new("0:0x160000000:2G:0", "idle", NULL, &b), ==, 0);
+        g_assert_cmpint(b->ops->create_device(b, 0, a), ==, 0);
+        g_assert_cmpint(b->ops->set_align(b, a, 1 * GiB), ==, 0);
+        g_assert_cmpint(b->ops->add_mapping(b, a, 0x160000000, 1 * GiB), ==, 0);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, -EINVAL);
+        g_assert_cmpint(get(b, a).driver, ==, DAX_DRIVER_NONE);
+        g_assert_cmpint(b->ops->set_size(b, a, 0), ==, 0);
+        g_assert_cmpint(b->ops->add_mapping(b, a, 6 * GiB, 1 * GiB), ==, 0);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        dax_backend_free(b);
+}
+
+static void test_kmem_one_shot(void) {
+        DaxBackend *b = sim_new("kmem-online", NULL);
+        DaxRange r = { .start = 4 * GiB, .size = 128 * MiB };
+        char a[DAX_NAME_MAX];
+        char buf[64] = {};
+        int fd;
+
+        g_assert_cmpint(b->ops->unbind(b, "dax0.0"), ==, -EBUSY);
+        g_assert_cmpint(b->ops->set_size(b, "dax0.0", 0), ==, -EBUSY);
+        g_assert_cmpint(b->ops->add_mapping(b, "dax0.0", 4 * GiB, 2 * MiB), ==, -EBUSY);
+        g_assert_cmpint(b->ops->open_device(b, "dax0.0"), ==, -ENOENT);
+
+        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax0.0", 9), ==, -ERANGE);
+        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax0.0", 1), ==, 0);
+        g_assert_cmpuint(get(b, "dax0.0").mem_blocks_online, ==, 1);
+        g_assert_cmpint(b->ops->unbind(b, "dax0.0"), ==, -EBUSY);
+        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax0.0", 0), ==, 0);
+        g_assert_cmpint(b->ops->unbind(b, "dax0.0"), ==, 0);
+        g_assert_cmpint(get(b, "dax0.0").driver, ==, DAX_DRIVER_NONE);
+        g_assert_cmpuint(get(b, "dax0.0").mem_blocks, ==, 0);
+        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax0.0", 0), ==, -ENXIO);
+
+        /* The host left its data behind: a new device over that memory sees it. */
+        g_assert_cmpint(b->ops->set_size(b, "dax0.0", 0), ==, 0);
+        make_device(b, 0, &r, 1, a);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        fd = b->ops->open_device(b, a);
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(pread(fd, buf, sizeof(buf) - 1, 0), ==, sizeof(buf) - 1);
+        g_assert_true(g_str_has_prefix(buf, "daxbroker-sim: host data"));
+        close(fd);
+
+        dax_backend_free(b);
+}
+
+static void test_open_mmap(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        DaxRange r[] = {
+                { .start = 4 * GiB + 512 * MiB, .size = 2 * MiB },
+                { .start = 4 * GiB, .size = 4 * MiB },
+        };
+        char a[DAX_NAME_MAX], c[DAX_NAME_MAX];
+        char buf[16] = {};
+        struct stat st;
+        char *p;
+        int fd, fd2, fd3;
+
+        make_device(b, 0, r, G_N_ELEMENTS(r), a);
+        g_assert_cmpint(b->ops->open_device(b, a), ==, -ENOENT);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+
+        fd = b->ops->open_device(b, a);
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(fstat(fd, &st), ==, 0);
+        g_assert_cmpint(st.st_size, ==, 6 * MiB);
+
+        p = mmap(NULL, 6 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        g_assert_true(p != MAP_FAILED);
+        memcpy(p, "first", 5);
+        memcpy(p + 2 * MiB, "second", 6);
+        g_assert_cmpint(munmap(p, 6 * MiB), ==, 0);
+
+        /* Another open sees the same bytes, with its own file offset. */
+        fd2 = b->ops->open_device(b, a);
+        g_assert_cmpint(fd2, >=, 0);
+        g_assert_cmpint(lseek(fd, 100, SEEK_SET), ==, 100);
+        g_assert_cmpint(read(fd2, buf, 5), ==, 5);
+        g_assert_cmpstr(buf, ==, "first");
+        close(fd2);
+        close(fd);
+
+        /* Unbind and rebind keep the bytes. */
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        fd = b->ops->open_device(b, a);
+        g_assert_cmpint(pread(fd, buf, 6, 2 * MiB), ==, 6);
+        g_assert_cmpstr(buf, ==, "second");
+        close(fd);
+
+        /* The bytes stay at their physical address: a new device that maps
+         * the old second range (4 GiB) first sees "second" at offset 0. */
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, a, 0), ==, 0);
+        g_assert_cmpint(b->ops->delete_device(b, a), ==, 0);
+        make_device(b, 0, &r[1], 1, c);
+        g_assert_cmpint(b->ops->bind_device_dax(b, c), ==, 0);
+        fd3 = b->ops->open_device(b, c);
+        g_assert_cmpint(fd3, >=, 0);
+        memset(buf, 0, sizeof(buf));
+        g_assert_cmpint(pread(fd3, buf, 6, 0), ==, 6);
+        g_assert_cmpstr(buf, ==, "second");
+        close(fd3);
+
+        dax_backend_free(b);
+}
+
+static void test_in_use_hook(void) {
+        DaxBackend *b = sim_new("devdax", NULL);
+
+        g_assert_cmpint(b->ops->device_in_use(b, "dax0.0"), ==, 0);
+        g_assert_cmpint(dax_sim_set_in_use(b, "dax0.0", true), ==, 0);
+        g_assert_cmpint(b->ops->device_in_use(b, "dax0.0"), ==, 1);
+        g_assert_cmpint(dax_sim_set_in_use(b, "dax0.0", false), ==, 0);
+        g_assert_cmpint(b->ops->device_in_use(b, "dax0.0"), ==, 0);
+        g_assert_cmpint(dax_sim_set_in_use(b, "dax0.5", true), ==, -ENODEV);
+
+        dax_backend_free(b);
+}
+
+static void assert_same_devices(DaxBackend *x, DaxBackend *y, unsigned region) {
+        DaxDeviceInfo *a = NULL, *c = NULL;
+        size_t na = 0, nc = 0;
+
+        g_assert_cmpint(x->ops->list_devices(x, region, &a, &na), ==, 0);
+        g_assert_cmpint(y->ops->list_devices(y, region, &c, &nc), ==, 0);
+        g_assert_cmpuint(na, ==, nc);
+        for (size_t i = 0; i < na; i++) {
+                g_assert_cmpstr(a[i].name, ==, c[i].name);
+                g_assert_cmpuint(a[i].size, ==, c[i].size);
+                g_assert_cmpuint(a[i].align, ==, c[i].align);
+                g_assert_cmpint(a[i].driver, ==, c[i].driver);
+                g_assert_cmpuint(a[i].mem_blocks_online, ==, c[i].mem_blocks_online);
+                g_assert_cmpuint(a[i].n_ranges, ==, c[i].n_ranges);
+                g_assert_cmpmem(a[i].ranges, a[i].n_ranges * sizeof(DaxRange), c[i].ranges,
+                                c[i].n_ranges * sizeof(DaxRange));
+        }
+        free(a);
+        free(c);
+}
+
+static void test_persistence(void) {
+        g_autofree char *dir = g_dir_make_tmp("dax-sim-XXXXXX", NULL);
+        g_autofree char *state = g_build_filename(dir, "state.json", NULL);
+        DaxRange r[] = {
+                { .start = 4 * GiB + 1 * GiB - 256 * MiB, .size = 128 * MiB },
+                { .start = 4 * GiB, .size = 64 * MiB },
+        };
+        DaxBackend *b, *b2 = NULL;
+        char a[DAX_NAME_MAX], c[DAX_NAME_MAX], d[DAX_NAME_MAX];
+
+        g_assert_nonnull(dir);
+
+        /* A missing file is a fresh boot in the given mode. */
+        b = sim_new("kmem-online", state);
+        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax1.0", 3), ==, 0);
+        g_assert_true(g_file_test(state, G_FILE_TEST_EXISTS));
+        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax0.0", 0), ==, 0);
+        g_assert_cmpint(b->ops->unbind(b, "dax0.0"), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, "dax0.0", 0), ==, 0);
+
+        make_device(b, 0, r, G_N_ELEMENTS(r), a);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        g_assert_cmpint(b->ops->create_device(b, 0, c), ==, 0);
+        g_assert_cmpint(b->ops->set_align(b, c, 4 * KiB), ==, 0);
+        g_assert_cmpint(b->ops->create_device(b, 0, d), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, d, 2 * MiB), ==, 0);
+        g_assert_cmpint(b->ops->delete_device(b, c), ==, 0);
+
+        /* A daemon restart (no reboot) finds the same layout, whatever the boot mode. */
+        g_assert_cmpint(dax_sim_new(SPEC, "devdax", state, &b2), ==, 0);
+        assert_same_devices(b, b2, 0);
+        assert_same_devices(b, b2, 1);
+        g_assert_cmpuint(available(b2, 0), ==, available(b, 0));
+        g_assert_cmpuint(get(b2, "dax1.0").mem_blocks_online, ==, 3);
+        g_assert_cmpint(b2->ops->unbind(b2, "dax1.0"), ==, -EBUSY);
+
+        /* The freed instance number is still free after the restart. */
+        g_assert_cmpint(b2->ops->create_device(b2, 0, c), ==, 0);
+        g_assert_cmpstr(c, ==, "dax0.2");
+        dax_backend_free(b2);
+        dax_backend_free(b);
+
+        /* A broken or inconsistent file is an error, not a silent reboot. */
+        b = NULL;
+        g_assert_true(g_file_set_contents(state, "{\"version\": 1, \"regions\": [", -1, NULL));
+        g_assert_cmpint(dax_sim_new(SPEC, "idle", state, &b), ==, -EBADMSG);
+        g_assert_true(g_file_set_contents(state, "{\"version\": 1, \"regions\": [{\"id\": 7, \"devices\": []}]}", -1, NULL));
+        g_assert_cmpint(dax_sim_new(SPEC, "idle", state, &b), ==, -EBADMSG);
+        g_assert_true(g_file_set_contents(state,
+                                          "{\"version\": 1, \"regions\": [{\"id\": 0, \"devices\": ["
+                                          "{\"instance\": 0, \"driver\": \"none\", \"align\": 2097152, \"blocks_online\": 0,"
+                                          " \"ranges\": [{\"start\": 4294967296, \"size\": 4194304}]},"
+                                          "{\"instance\": 1, \"driver\": \"none\", \"align\": 2097152, \"blocks_online\": 0,"
+                                          " \"ranges\": [{\"start\": 4296015872, \"size\": 4194304}]}]}]}",
+                                          -1, NULL));
+        g_assert_cmpint(dax_sim_new(SPEC, "idle", state, &b), ==, -EBADMSG);
+        g_assert_null(b);
+
+        g_assert_cmpint(g_unlink(state), ==, 0);
+        g_assert_cmpint(g_rmdir(dir), ==, 0);
+}
+
+typedef struct Worker {
+        DaxBackend *b;
+        unsigned region;
+} Worker;
+
+static void *churn(void *p) {
+        Worker *w = p;
+
+        for (unsigned k = 0; k < 200; k++) {
+                char name[DAX_NAME_MAX];
+
+                g_assert_cmpint(w->b->ops->create_device(w->b, w->region, name), ==, 0);
+                g_assert_cmpint(w->b->ops->set_size(w->b, name, 2 * MiB * (k % 8 + 1)), ==, 0);
+                g_assert_cmpint(w->b->ops->bind_device_dax(w->b, name), ==, 0);
+                g_assert_cmpint(w->b->ops->unbind(w->b, name), ==, 0);
+                g_assert_cmpint(w->b->ops->set_size(w->b, name, 0), ==, 0);
+                g_assert_cmpint(w->b->ops->delete_device(w->b, name), ==, 0);
+        }
+        return NULL;
+}
+
+static void test_threads(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        Worker w[2] = { { b, 0 }, { b, 1 } };
+        GThread *t[2];
+
+        for (unsigned i = 0; i < 2; i++)
+                t[i] = g_thread_new("churn", churn, &w[i]);
+        for (unsigned i = 0; i < 2; i++)
+                g_thread_join(t[i]);
+        g_assert_cmpuint(available(b, 0), ==, 1 * GiB);
+        g_assert_cmpuint(available(b, 1), ==, 1 * GiB);
+
+        dax_backend_free(b);
+}
+
 int main(int argc, char **argv) {
         g_test_init(&argc, &argv, NULL);
+
+        g_test_add_func("/sim/spec", test_spec);
+        g_test_add_func("/sim/boot-modes", test_boot_modes);
+        g_test_add_func("/sim/lookup-enodev", test_lookup);
+        g_test_add_func("/sim/create-delete", test_create_delete);
+        g_test_add_func("/sim/size/rules", test_size_rules);
+        g_test_add_func("/sim/size/first-fit-and-shrink", test_size_first_fit_and_shrink);
+        g_test_add_func("/sim/mapping/rules", test_mapping_rules);
+        g_test_add_func("/sim/mapping/range-limit", test_mapping_limit);
+        g_test_add_func("/sim/align/rules", test_align_rules);
+        g_test_add_func("/sim/bind/rules", test_bind_rules);
+        g_test_add_func("/sim/bind/misaligned-start", test_bind_misaligned_start);
+        g_test_add_func("/sim/kmem/one-shot", test_kmem_one_shot);
+        g_test_add_func("/sim/open/mmap-read-back", test_open_mmap);
+        g_test_add_func("/sim/in-use-hook", test_in_use_hook);
+        g_test_add_func("/sim/persistence", test_persistence);
+        g_test_add_func("/sim/threads", test_threads);
+
         return g_test_run();
 }

@@ -1,6 +1,628 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <glib.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store.h"
+#include "util.h"
+
+static char *test_dir;
+
+static void rm_rf(const char *path) {
+        GDir *dir = g_dir_open(path, 0, NULL);
+        const char *name;
+
+        if (!dir) {
+                g_assert_cmpint(g_unlink(path), ==, 0);
+                return;
+        }
+        while ((name = g_dir_read_name(dir))) {
+                g_autofree char *child = g_build_filename(path, name, NULL);
+
+                rm_rf(child);
+        }
+        g_dir_close(dir);
+        g_assert_cmpint(g_rmdir(path), ==, 0);
+}
+
+static char *make_case_dir(void) {
+        static unsigned counter;
+        char *dir = g_strdup_printf("%s/case%u", test_dir, counter++);
+
+        g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+        return dir;
+}
+
+static GStrv list_dir(const char *path) {
+        g_autoptr(GPtrArray) names = g_ptr_array_new();
+        GDir *dir = g_dir_open(path, 0, NULL);
+        const char *name;
+
+        g_assert_nonnull(dir);
+        while ((name = g_dir_read_name(dir)))
+                g_ptr_array_add(names, g_strdup(name));
+        g_dir_close(dir);
+        g_ptr_array_sort(names, (GCompareFunc) g_strcmp0);
+        g_ptr_array_add(names, NULL);
+        return (GStrv) g_ptr_array_free(g_steal_pointer(&names), false);
+}
+
+static AllocationRecord *record_new(const char *id, uint64_t start, uint64_t size) {
+        AllocationRecord *r = allocation_record_new();
+
+        r->id = g_strdup(id);
+        r->owner = g_strdup("vm-web1");
+        r->owner_uid = 107;
+        r->pool = g_strdup("fast");
+        r->region_id = 0;
+        r->align = 2 * MiB;
+        r->created_usec = UINT64_C(1700000000123456);
+        r->state = ALLOCATION_ACTIVE;
+        r->n_ranges = 1;
+        r->ranges[0] = (DaxRange) { start, size };
+        return r;
+}
+
+/* A varied set: every optional field both set and unset, every state,
+ * several ranges, addresses above 4 GiB and near the top of int64. */
+static GPtrArray *sample_records(void) {
+        GPtrArray *a = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
+        AllocationRecord *r;
+
+        r = record_new("vm1-0", 4 * GiB, 512 * MiB);
+        r->label = g_strdup("web tier \xe2\x80\x94 prod");
+        r->device = g_strdup("dax0.1");
+        g_ptr_array_add(a, r);
+
+        r = record_new("vm2_0", 8 * GiB, GiB);
+        g_free(r->owner);
+        r->owner = g_strdup("qemu/instance 2");
+        r->owner_uid = 0;
+        r->align = GiB;
+        r->n_ranges = 3;
+        r->ranges[1] = (DaxRange) { 16 * GiB, 2 * GiB };
+        r->ranges[2] = (DaxRange) { 10 * GiB, GiB };
+        r->transient = true;
+        r->state = ALLOCATION_CREATING;
+        r->created_usec = 0;
+        g_ptr_array_add(a, r);
+
+        r = record_new("x", UINT64_C(0x7ff0000000000000), 4 * MiB);
+        g_free(r->pool);
+        r->pool = g_strdup("region-12");
+        r->region_id = 12;
+        r->device = g_strdup("dax12.345");
+        r->align = 4 * KiB;
+        r->owner_uid = 4294967294u;
+        r->state = ALLOCATION_RELEASING;
+        g_ptr_array_add(a, r);
+
+        r = record_new("max-ranges", 64 * GiB, 2 * MiB);
+        r->n_ranges = DAX_RANGES_MAX;
+        for (unsigned i = 0; i < DAX_RANGES_MAX; i++)
+                r->ranges[i] = (DaxRange) { 64 * GiB + (DAX_RANGES_MAX - i) * 4 * MiB, 2 * MiB };
+        g_ptr_array_add(a, r);
+
+        return a;
+}
+
+static void assert_records_equal(GPtrArray *a, GPtrArray *b) {
+        g_assert_cmpuint(a->len, ==, b->len);
+        for (unsigned i = 0; i < a->len; i++) {
+                const AllocationRecord *x = a->pdata[i], *y = b->pdata[i];
+
+                g_assert_cmpstr(x->id, ==, y->id);
+                g_assert_cmpstr(x->owner, ==, y->owner);
+                g_assert_cmpuint(x->owner_uid, ==, y->owner_uid);
+                g_assert_cmpstr(x->label, ==, y->label);
+                g_assert_cmpstr(x->pool, ==, y->pool);
+                g_assert_cmpuint(x->region_id, ==, y->region_id);
+                g_assert_cmpuint(x->align, ==, y->align);
+                g_assert_cmpstr(x->device, ==, y->device);
+                g_assert_cmpuint(x->created_usec, ==, y->created_usec);
+                g_assert_cmpint(x->transient, ==, y->transient);
+                g_assert_cmpint(x->state, ==, y->state);
+                g_assert_cmpuint(x->n_ranges, ==, y->n_ranges);
+                for (unsigned k = 0; k < x->n_ranges; k++) {
+                        g_assert_cmpuint(x->ranges[k].start, ==, y->ranges[k].start);
+                        g_assert_cmpuint(x->ranges[k].size, ==, y->ranges[k].size);
+                }
+        }
+}
+
+static AllocationRecord *const *records_of(GPtrArray *a) {
+        return (AllocationRecord *const *) a->pdata;
+}
+
+/* One allocation as JSON text: a valid one, with members replaced, added
+ * (name not in the base) or removed (value NULL) by name/value pairs. */
+G_GNUC_NULL_TERMINATED
+static char *allocation_json(const char *first, ...) {
+        static const char *const base[][2] = {
+                { "id", "\"a\"" },
+                { "owner", "\"vm1\"" },
+                { "owner_uid", "107" },
+                { "label", "\"web\"" },
+                { "pool", "\"fast\"" },
+                { "region", "0" },
+                { "align", "2097152" },
+                { "device", "\"dax0.1\"" },
+                { "created_usec", "1700000000000000" },
+                { "transient", "false" },
+                { "state", "\"active\"" },
+                { "ranges", "[{\"start\": 4294967296, \"size\": 2097152}]" },
+        };
+        g_autoptr(GHashTable) overrides = g_hash_table_new(g_str_hash, g_str_equal);
+        g_autoptr(GString) s = g_string_new("{");
+        bool comma = false;
+        GHashTableIter iter;
+        gpointer k, v;
+        va_list ap;
+
+        va_start(ap, first);
+        for (const char *name = first; name; name = va_arg(ap, const char *))
+                g_hash_table_insert(overrides, (gpointer) name, va_arg(ap, char *));
+        va_end(ap);
+
+        for (size_t i = 0; i < G_N_ELEMENTS(base); i++) {
+                const char *value = base[i][1];
+
+                if (g_hash_table_lookup_extended(overrides, base[i][0], NULL, &v)) {
+                        g_hash_table_remove(overrides, base[i][0]);
+                        value = v;
+                }
+                if (!value)
+                        continue;
+                g_string_append_printf(s, "%s\"%s\": %s", comma ? ", " : "", base[i][0], value);
+                comma = true;
+        }
+
+        g_hash_table_iter_init(&iter, overrides);
+        while (g_hash_table_iter_next(&iter, &k, &v))
+                g_string_append_printf(s, "%s\"%s\": %s", comma ? ", " : "", (char *) k, (char *) v);
+
+        g_string_append_c(s, '}');
+        return g_string_free(g_steal_pointer(&s), false);
+}
+
+static char *document(const char *allocations) {
+        return g_strdup_printf("{\"version\": 1, \"allocations\": [%s]}", allocations);
+}
+
+static void load_fails(const char *text, const char *fragment) {
+        g_autoptr(GError) error = NULL;
+        GPtrArray *ret = NULL;
+
+        g_assert_cmpint(store_load_data(text, strlen(text), &ret, &error), ==, -EBADMSG);
+        g_assert_null(ret);
+        g_assert_nonnull(error);
+        g_test_message("rejected: %s", error->message);
+        if (!strstr(error->message, fragment))
+                g_error("message '%s' lacks '%s' (input: %s)", error->message, fragment, text);
+}
+
+static void test_state_names(void) {
+        g_assert_cmpstr(allocation_state_to_string(ALLOCATION_ACTIVE), ==, "active");
+        g_assert_cmpstr(allocation_state_to_string(ALLOCATION_CREATING), ==, "creating");
+        g_assert_cmpstr(allocation_state_to_string(ALLOCATION_RELEASING), ==, "releasing");
+        g_assert_null(allocation_state_to_string((AllocationState) 3));
+}
+
+static void test_round_trip_data(void) {
+        g_autoptr(GPtrArray) records = sample_records();
+        g_autoptr(GPtrArray) loaded = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text = store_to_data(records_of(records), records->len);
+        g_autofree char *again = NULL;
+
+        g_assert_cmpint(store_load_data(text, strlen(text), &loaded, &error), ==, 0);
+        g_assert_no_error(error);
+        assert_records_equal(records, loaded);
+
+        /* Stable: what was read serializes to the same text. */
+        again = store_to_data(records_of(loaded), loaded->len);
+        g_assert_cmpstr(text, ==, again);
+}
+
+static void test_format_on_disk(void) {
+        g_autoptr(GPtrArray) records = sample_records();
+        g_autofree char *text = store_to_data(records_of(records), records->len);
+        g_autoptr(JsonParser) parser = json_parser_new();
+        JsonObject *top, *a;
+        JsonNode *start;
+
+        g_assert_true(g_str_has_suffix(text, "}\n"));
+        g_assert_true(json_parser_load_from_data(parser, text, -1, NULL));
+        top = json_node_get_object(json_parser_get_root(parser));
+        g_assert_cmpint(json_object_get_int_member(top, "version"), ==, 1);
+        a = json_array_get_object_element(json_object_get_array_member(top, "allocations"), 2);
+        g_assert_cmpstr(json_object_get_string_member(a, "state"), ==, "releasing");
+        g_assert_cmpstr(json_object_get_string_member(a, "device"), ==, "dax12.345");
+        g_assert_true(json_object_get_null_member(a, "label"));
+        /* Addresses are JSON integers, not strings or doubles. */
+        start = json_object_get_member(
+                json_array_get_object_element(json_object_get_array_member(a, "ranges"), 0), "start");
+        g_assert_cmpint(json_node_get_value_type(start), ==, G_TYPE_INT64);
+        g_assert_cmpint(json_node_get_int(start), ==, INT64_C(0x7ff0000000000000));
+}
+
+static void test_empty(void) {
+        g_autoptr(GPtrArray) loaded = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text = store_to_data(NULL, 0);
+        const char *minimal = "{\"allocations\":[],\"version\":1}";
+
+        g_assert_cmpint(store_load_data(text, strlen(text), &loaded, &error), ==, 0);
+        g_assert_cmpuint(loaded->len, ==, 0);
+        g_clear_pointer(&loaded, g_ptr_array_unref);
+
+        g_assert_cmpint(store_load_data(minimal, strlen(minimal), &loaded, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpuint(loaded->len, ==, 0);
+}
+
+static void test_load_missing(void) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state.json", NULL);
+        g_autoptr(GPtrArray) loaded = NULL;
+        g_autoptr(GError) error = NULL;
+
+        g_assert_cmpint(store_load(path, &loaded, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_nonnull(loaded);
+        g_assert_cmpuint(loaded->len, ==, 0);
+}
+
+static void test_save_and_load(void) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state.json", NULL);
+        g_autoptr(GPtrArray) records = sample_records();
+        g_autoptr(GPtrArray) loaded = NULL;
+        g_autoptr(GError) error = NULL;
+        g_auto(GStrv) names = NULL;
+        struct stat st;
+        mode_t old_umask;
+
+        /* Even a permissive umask must not widen the mode. */
+        old_umask = umask(0);
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, 0);
+        umask(old_umask);
+        g_assert_no_error(error);
+
+        g_assert_cmpint(g_stat(path, &st), ==, 0);
+        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+
+        names = list_dir(dir);
+        g_assert_cmpuint(g_strv_length(names), ==, 1);
+        g_assert_cmpstr(names[0], ==, "state.json");
+
+        g_assert_cmpint(store_load(path, &loaded, &error), ==, 0);
+        g_assert_no_error(error);
+        assert_records_equal(records, loaded);
+        g_clear_pointer(&loaded, g_ptr_array_unref);
+
+        /* Replacing: the new content wins, still no leftovers. */
+        g_ptr_array_remove_index(records, 1);
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, 0);
+        g_assert_cmpint(store_load(path, &loaded, &error), ==, 0);
+        assert_records_equal(records, loaded);
+        g_strfreev(names);
+        names = list_dir(dir);
+        g_assert_cmpuint(g_strv_length(names), ==, 1);
+}
+
+static void test_save_failures(void) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state.json", NULL);
+        g_autofree char *missing = g_build_filename(dir, "no-such-dir", "state.json", NULL);
+        g_autoptr(GPtrArray) records = sample_records();
+        g_autoptr(GError) error = NULL;
+        g_auto(GStrv) names = NULL;
+
+        /* rename() over a directory fails after the temp file was written:
+         * the temp file must go. */
+        g_assert_cmpint(g_mkdir(path, 0700), ==, 0);
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EISDIR);
+        g_assert_error(error, G_FILE_ERROR, G_FILE_ERROR_ISDIR);
+        g_assert_nonnull(strstr(error->message, "rename"));
+        g_clear_error(&error);
+        names = list_dir(dir);
+        g_assert_cmpuint(g_strv_length(names), ==, 1);
+        g_assert_cmpstr(names[0], ==, "state.json");
+        g_assert_cmpint(g_rmdir(path), ==, 0);
+
+        g_assert_cmpint(store_save(missing, records_of(records), records->len, &error), ==, -ENOENT);
+        g_assert_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+}
+
+static void test_save_refuses_invalid(void) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state.json", NULL);
+        g_autoptr(GPtrArray) records = sample_records();
+        g_autoptr(GPtrArray) loaded = NULL;
+        g_autoptr(GError) error = NULL;
+        g_auto(GStrv) names = NULL;
+        AllocationRecord *r;
+
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, 0);
+
+        /* Never write what could not be read back: the old file stays. */
+        r = records->pdata[0];
+        g_free(r->label);
+        r->label = g_strdup("");
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EINVAL);
+        g_assert_nonnull(strstr(error->message, "allocation 0 (id 'vm1-0'): label: must not be empty"));
+        g_clear_error(&error);
+
+        g_free(r->label);
+        r->label = NULL;
+        r->ranges[0].start += 4 * KiB;
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EINVAL);
+        g_assert_nonnull(strstr(error->message, "ranges[0].start"));
+        g_clear_error(&error);
+
+        r->ranges[0].start -= 4 * KiB;
+        r->n_ranges = 0;
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EINVAL);
+        g_clear_error(&error);
+
+        r->n_ranges = DAX_RANGES_MAX + 1;
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EINVAL);
+        g_clear_error(&error);
+
+        r->n_ranges = 1;
+        r->owner_uid = (uid_t) -1;
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EINVAL);
+        g_clear_error(&error);
+
+        r->owner_uid = 0;
+        r->state = (AllocationState) 7;
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EINVAL);
+        g_clear_error(&error);
+
+        r->state = ALLOCATION_ACTIVE;
+        r->created_usec = UINT64_MAX;
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EINVAL);
+        g_clear_error(&error);
+
+        names = list_dir(dir);
+        g_assert_cmpuint(g_strv_length(names), ==, 1);
+        g_assert_cmpint(store_load(path, &loaded, &error), ==, 0);
+        g_assert_cmpuint(loaded->len, ==, records->len);
+        g_assert_cmpstr(((AllocationRecord *) loaded->pdata[0])->label, ==, "web tier \xe2\x80\x94 prod");
+}
+
+static void test_load_errors_name_path(void) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state.json", NULL);
+        g_autofree char *expected = g_strdup_printf("%s: version: unsupported version 2", path);
+        g_autoptr(GPtrArray) loaded = NULL;
+        g_autoptr(GError) error = NULL;
+
+        g_assert_true(g_file_set_contents(path, "{\"version\": 2, \"allocations\": []}", -1, NULL));
+        g_assert_cmpint(store_load(path, &loaded, &error), ==, -EBADMSG);
+        g_assert_null(loaded);
+        g_assert_true(g_str_has_prefix(error->message, expected));
+        g_clear_error(&error);
+
+        g_assert_cmpint(g_unlink(path), ==, 0);
+        g_assert_cmpint(g_mkdir(path, 0700), ==, 0);
+        g_assert_cmpint(store_load(path, &loaded, &error), ==, -EISDIR);
+        g_assert_null(loaded);
+        g_assert_error(error, G_FILE_ERROR, G_FILE_ERROR_ISDIR);
+}
+
+static void test_reject_document(void) {
+        g_autoptr(GString) deep = g_string_new("{\"version\": 1, \"allocations\": ");
+        g_autofree char *a = allocation_json(NULL, NULL);
+        g_autofree char *two = g_strdup_printf("{\"version\": 1, \"allocations\": [%s, 5]}", a);
+        g_autofree char *extra = g_strdup_printf("{\"version\": 1, \"allocations\": [%s], \"chunks\": []}", a);
+
+        load_fails("", "");
+        load_fails("{", "");
+        load_fails("not json", "");
+        load_fails("[]", "top level must be an object");
+        load_fails("{}", "version: must be an integer");
+        load_fails("{\"version\": \"1\", \"allocations\": []}", "version: must be an integer");
+        load_fails("{\"version\": 1.0, \"allocations\": []}", "version: must be an integer");
+        load_fails("{\"version\": 0, \"allocations\": []}", "version: unsupported version 0");
+        load_fails("{\"version\": 2, \"allocations\": []}", "version: unsupported version 2");
+        load_fails("{\"version\": 1}", "allocations: must be an array");
+        load_fails("{\"version\": 1, \"allocations\": {}}", "allocations: must be an array");
+        load_fails(extra, "chunks: unknown member");
+        load_fails(two, "allocation 1: allocation: must be an object");
+
+        /* Deep nesting is refused before json-glib's recursive parser
+         * can run out of stack. */
+        for (unsigned i = 0; i < 200000; i++)
+                g_string_append_c(deep, '[');
+        load_fails(deep->str, "nested deeper than");
+}
+
+static void test_reject_allocation_fields(void) {
+        g_autofree char *id65 = g_strnfill(65, 'i'), *owner256 = g_strnfill(256, 'o'), *pool64 = g_strnfill(64, 'p');
+        g_autofree char *long_id = g_strdup_printf("\"%s\"", id65);
+        g_autofree char *long_owner = g_strdup_printf("\"%s\"", owner256);
+        g_autofree char *long_pool = g_strdup_printf("\"%s\"", pool64);
+        g_autoptr(GString) many = g_string_new("[");
+        static const char *const cases[][3] = {
+                { "id", NULL, "allocation 0: id: is missing" },
+                { "id", "\"\"", "allocation 0: id: must be 1 to 64 characters" },
+                { "id", "\"a b\"", "allocation 0: id: must be 1 to 64 characters" },
+                { "id", "\"a/b\"", "allocation 0: id: must be 1 to 64 characters" },
+                { "id", "7", "allocation 0: id: must be a string" },
+                { "id", "null", "allocation 0: id: must be a string" },
+                { "owner", NULL, "allocation 0 (id 'a'): owner: is missing" },
+                { "owner", "\"\"", "allocation 0 (id 'a'): owner: must not be empty" },
+                { "owner", "\"a\\u0001b\"", "allocation 0 (id 'a'): owner: contains control characters" },
+                { "owner", "null", "allocation 0 (id 'a'): owner: must be a string" },
+                { "owner_uid", "-1", "allocation 0 (id 'a'): owner_uid: must be between 0 and" },
+                { "owner_uid", "4294967295", "allocation 0 (id 'a'): owner_uid: must not be" },
+                { "owner_uid", "4294967296", "allocation 0 (id 'a'): owner_uid: must be between" },
+                { "owner_uid", "\"0\"", "allocation 0 (id 'a'): owner_uid: must be an integer" },
+                { "owner_uid", "1.5", "allocation 0 (id 'a'): owner_uid: must be an integer" },
+                { "label", "\"\"", "allocation 0 (id 'a'): label: must not be empty" },
+                { "label", "\"tab\\there\"", "allocation 0 (id 'a'): label: contains control characters" },
+                { "label", "3", "allocation 0 (id 'a'): label: must be a string or null" },
+                { "label", NULL, "allocation 0 (id 'a'): label: is missing" },
+                { "pool", "\"a.b\"", "allocation 0 (id 'a'): pool: must be 1 to 63 characters" },
+                { "pool", "\"\"", "allocation 0 (id 'a'): pool: must be 1 to 63 characters" },
+                { "pool", "null", "allocation 0 (id 'a'): pool: must be a string" },
+                { "region", "-1", "allocation 0 (id 'a'): region: must be between 0 and 4294967295" },
+                { "region", "4294967296", "allocation 0 (id 'a'): region: must be between" },
+                { "region", "true", "allocation 0 (id 'a'): region: must be an integer" },
+                { "align", "8192", "allocation 0 (id 'a'): align: must be 4096, 2097152 or 1073741824" },
+                { "align", "0", "allocation 0 (id 'a'): align: must be 4096" },
+                { "align", "-2097152", "allocation 0 (id 'a'): align: must be between" },
+                { "device", "\"dax1.0\"", "allocation 0 (id 'a'): device: must be a device name daxR.N of region 0" },
+                { "device", "\"foo\"", "allocation 0 (id 'a'): device: must be a device name" },
+                { "device", "\"dax0\"", "allocation 0 (id 'a'): device: must be a device name" },
+                { "device", "\"dax0.\"", "allocation 0 (id 'a'): device: must be a device name" },
+                { "device", "\"dax0.1x\"", "allocation 0 (id 'a'): device: must be a device name" },
+                { "device", "\"dax0.1/../../x\"", "allocation 0 (id 'a'): device: must be a device name" },
+                { "device", "\"dax0.99999999999999999999\"", "allocation 0 (id 'a'): device: must be a device name" },
+                { "device", "\"\"", "allocation 0 (id 'a'): device: must be a device name" },
+                { "device", "5", "allocation 0 (id 'a'): device: must be a string or null" },
+                { "created_usec", "-5", "allocation 0 (id 'a'): created_usec: must be between" },
+                { "created_usec", "\"now\"", "allocation 0 (id 'a'): created_usec: must be an integer" },
+                { "transient", "1", "allocation 0 (id 'a'): transient: must be true or false" },
+                { "transient", "\"true\"", "allocation 0 (id 'a'): transient: must be true or false" },
+                { "transient", NULL, "allocation 0 (id 'a'): transient: is missing" },
+                { "state", "\"gone\"", "allocation 0 (id 'a'): state: must be \"active\", \"creating\" or \"releasing\" (value 'gone')" },
+                { "state", "\"Active\"", "allocation 0 (id 'a'): state: must be" },
+                { "state", "0", "allocation 0 (id 'a'): state: must be a string" },
+                { "ranges", NULL, "allocation 0 (id 'a'): ranges: is missing" },
+                { "ranges", "{}", "allocation 0 (id 'a'): ranges: must be an array" },
+                { "ranges", "[]", "allocation 0 (id 'a'): ranges: must hold 1 to 64 ranges (has 0)" },
+                { "ranges", "[5]", "allocation 0 (id 'a'): ranges[0]: must be an object" },
+                { "ranges", "[{\"start\": 4294967296}]", "allocation 0 (id 'a'): ranges[0]: must have exactly the members start and size" },
+                { "ranges", "[{\"start\": 4294967296, \"size\": 2097152, \"node\": 0}]", "allocation 0 (id 'a'): ranges[0]: must have exactly" },
+                { "ranges", "[{\"begin\": 4294967296, \"size\": 2097152}]", "allocation 0 (id 'a'): ranges[0].start: is missing" },
+                { "ranges", "[{\"start\": 4294967296, \"size\": 0}]", "allocation 0 (id 'a'): ranges[0].size: must not be 0" },
+                { "ranges", "[{\"start\": 4294967296, \"size\": 4096}]", "allocation 0 (id 'a'): ranges[0].size: must be a multiple of 2 MiB" },
+                { "ranges", "[{\"start\": 4096, \"size\": 2097152}]", "allocation 0 (id 'a'): ranges[0].start: must be a multiple of 2 MiB" },
+                { "ranges", "[{\"start\": -2097152, \"size\": 2097152}]", "allocation 0 (id 'a'): ranges[0].start: must be between" },
+                { "ranges", "[{\"start\": \"4G\", \"size\": 2097152}]", "allocation 0 (id 'a'): ranges[0].start: must be an integer" },
+                { "ranges", "[{\"start\": 4294967296, \"size\": 2097152}, {\"start\": 4294967296, \"size\": 4194304}]", "allocation 0 (id 'a'): ranges[1]: overlaps ranges[0]" },
+                { "ranges", "[{\"start\": 8589934592, \"size\": 4194304}, {\"start\": 8589934592, \"size\": 2097152}]", "allocation 0 (id 'a'): ranges[1]: overlaps ranges[0]" },
+                { "extra", "1", "allocation 0: extra: unknown member" },
+        };
+
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+                g_autofree char *a = allocation_json(cases[i][0], cases[i][1], NULL);
+                g_autofree char *doc = document(a);
+
+                load_fails(doc, cases[i][2]);
+        }
+
+        {
+                g_autofree char *a = allocation_json("id", long_id, NULL);
+                g_autofree char *doc = document(a);
+
+                load_fails(doc, "allocation 0: id: must be 1 to 64 characters");
+        }
+        {
+                g_autofree char *a = allocation_json("owner", long_owner, NULL);
+                g_autofree char *doc = document(a);
+
+                load_fails(doc, "allocation 0 (id 'a'): owner: is longer than 255 bytes");
+        }
+        {
+                g_autofree char *a = allocation_json("pool", long_pool, NULL);
+                g_autofree char *doc = document(a);
+
+                load_fails(doc, "allocation 0 (id 'a'): pool: must be 1 to 63 characters");
+        }
+        {
+                g_autofree char *a = NULL, *doc = NULL;
+
+                for (unsigned i = 0; i <= DAX_RANGES_MAX; i++)
+                        g_string_append_printf(many, "%s{\"start\": %" G_GUINT64_FORMAT ", \"size\": 2097152}",
+                                               i ? ", " : "", 4 * GiB + i * 2 * MiB);
+                g_string_append_c(many, ']');
+                a = allocation_json("ranges", many->str, NULL);
+                doc = document(a);
+                load_fails(doc, "allocation 0 (id 'a'): ranges: must hold 1 to 64 ranges (has 65)");
+        }
+        {
+                /* A 1 GiB aligned device maps only whole, aligned gigabytes. */
+                g_autofree char *a = allocation_json("align", "1073741824", NULL);
+                g_autofree char *doc = document(a);
+
+                load_fails(doc, "allocation 0 (id 'a'): ranges[0].size: must be a multiple of 1 GiB");
+        }
+}
+
+static void test_reject_across_allocations(void) {
+        g_autofree char *a = allocation_json("id", "\"a\"", NULL);
+        g_autofree char *dup = allocation_json("id", "\"a\"", "ranges", "[{\"start\": 8589934592, \"size\": 2097152}]", NULL);
+        g_autofree char *overlap = allocation_json("id", "\"b\"", "ranges",
+                                                   "[{\"start\": 8589934592, \"size\": 2097152},"
+                                                   " {\"start\": 4292870144, \"size\": 4194304}]", NULL);
+        g_autofree char *adjacent = allocation_json("id", "\"b\"", "ranges",
+                                                    "[{\"start\": 4297064448, \"size\": 2097152},"
+                                                    " {\"start\": 4292870144, \"size\": 2097152}]", NULL);
+        g_autofree char *doc_dup = g_strdup_printf("{\"version\": 1, \"allocations\": [%s, %s]}", a, dup);
+        g_autofree char *doc_overlap = g_strdup_printf("{\"version\": 1, \"allocations\": [%s, %s]}", a, overlap);
+        g_autofree char *doc_adjacent = g_strdup_printf("{\"version\": 1, \"allocations\": [%s, %s]}", a, adjacent);
+        g_autoptr(GPtrArray) loaded = NULL;
+        g_autoptr(GError) error = NULL;
+
+        load_fails(doc_dup, "allocation 1 (id 'a'): id: duplicates allocation 0");
+        load_fails(doc_overlap, "allocation 1 (id 'b'): ranges[1]: overlaps ranges[0] of allocation 0 (id 'a')");
+
+        /* Touching is not overlapping. */
+        g_assert_cmpint(store_load_data(doc_adjacent, strlen(doc_adjacent), &loaded, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpuint(loaded->len, ==, 2);
+}
+
+static void test_accept_nulls(void) {
+        g_autofree char *a = allocation_json("label", "null", "device", "null", "state", "\"creating\"", NULL);
+        g_autofree char *doc = document(a);
+        g_autoptr(GPtrArray) loaded = NULL;
+        g_autoptr(GError) error = NULL;
+        const AllocationRecord *r;
+
+        g_assert_cmpint(store_load_data(doc, strlen(doc), &loaded, &error), ==, 0);
+        g_assert_no_error(error);
+        r = loaded->pdata[0];
+        g_assert_null(r->label);
+        g_assert_null(r->device);
+        g_assert_cmpint(r->state, ==, ALLOCATION_CREATING);
+        g_assert_cmpuint(r->ranges[0].start, ==, 4 * GiB);
+        g_assert_cmpuint(r->ranges[0].size, ==, 2 * MiB);
+}
+
 int main(int argc, char **argv) {
+        int r;
+
         g_test_init(&argc, &argv, NULL);
-        return g_test_run();
+
+        test_dir = g_dir_make_tmp("test-store-XXXXXX", NULL);
+        g_assert_nonnull(test_dir);
+
+        g_test_add_func("/store/state-names", test_state_names);
+        g_test_add_func("/store/round-trip-data", test_round_trip_data);
+        g_test_add_func("/store/format-on-disk", test_format_on_disk);
+        g_test_add_func("/store/empty", test_empty);
+        g_test_add_func("/store/load-missing", test_load_missing);
+        g_test_add_func("/store/save-and-load", test_save_and_load);
+        g_test_add_func("/store/save-failures", test_save_failures);
+        g_test_add_func("/store/save-refuses-invalid", test_save_refuses_invalid);
+        g_test_add_func("/store/load-errors-name-path", test_load_errors_name_path);
+        g_test_add_func("/store/reject-document", test_reject_document);
+        g_test_add_func("/store/reject-allocation-fields", test_reject_allocation_fields);
+        g_test_add_func("/store/reject-across-allocations", test_reject_across_allocations);
+        g_test_add_func("/store/accept-nulls", test_accept_nulls);
+
+        r = g_test_run();
+
+        rm_rf(test_dir);
+        g_free(test_dir);
+        return r;
 }

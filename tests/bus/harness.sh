@@ -1,0 +1,106 @@
+#!/bin/bash
+# Runs daxbrokerd on the sim backend on a private dbus-daemon, then one test
+# against it. Usage: harness.sh BUILD_ROOT SOURCE_ROOT TEST
+#   scenarios   the scenario suite
+#   crash       three allocations, kill -9, restart: all three come back
+#   introspect  exported API equals dbus/org.daxbroker.Broker1.xml
+#   ctl         daxbrokerctl verbs, human and --json
+set -u
+build=$1 src=$2 what=$3
+tmp=$(mktemp -d /tmp/daxbroker-bus.XXXXXX)
+daemon_pid= bus_pid=
+cleanup() {
+        [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null
+        [ -n "$bus_pid" ] && kill "$bus_pid" 2>/dev/null
+        wait 2>/dev/null
+        rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+command -v dbus-daemon >/dev/null || { echo "1..0 # SKIP dbus-daemon is not installed"; exit 77; }
+
+cat > "$tmp/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$tmp/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_type="method_return"/>
+    <allow send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="signal"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+  </policy>
+</busconfig>
+CONF
+dbus-daemon --config-file="$tmp/bus.conf" --nofork --nopidfile &
+bus_pid=$!
+addr="unix:path=$tmp/bus"
+for _ in $(seq 100); do [ -S "$tmp/bus" ] && break; sleep 0.05; done
+
+mkdir -p "$tmp/state" "$tmp/run"
+cat > "$tmp/daxbroker.conf" <<CONF
+[Pool bounded]
+Region=0
+Boundary=512M
+
+[Pool open]
+Region=1
+CONF
+backend="sim:0:4G:2G:0,1:8G:2G:1;boot=devdax;state=$tmp/sim-kernel.json"
+
+start_daemon() {
+        "$build/src/daxbrokerd" --config "$tmp/daxbroker.conf" --state-dir "$tmp/state" \
+                --runtime-dir "$tmp/run" --backend "$backend" --bus-address "$addr" \
+                2>>"$tmp/daemon.log" &
+        daemon_pid=$!
+        for _ in $(seq 200); do
+                if busctl --address="$addr" call org.freedesktop.DBus /org/freedesktop/DBus \
+                        org.freedesktop.DBus NameHasOwner s org.daxbroker.Broker1 2>/dev/null | grep -q true; then
+                        return 0
+                fi
+                kill -0 "$daemon_pid" 2>/dev/null || break
+                sleep 0.05
+        done
+        echo "# daxbrokerd did not come up:"; sed 's/^/# /' "$tmp/daemon.log"
+        return 1
+}
+
+start_daemon || exit 1
+scn=("$build/tests/scenarios/scenarios" --bus-address "$addr" --runtime-dir "$tmp/run")
+rc=0
+case "$what" in
+scenarios)
+        "${scn[@]}" run || rc=1
+        ;;
+crash)
+        "${scn[@]}" setup-persist "$tmp/persist" || rc=1
+        kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+        start_daemon || exit 1
+        "${scn[@]}" check-persist "$tmp/persist" || rc=1
+        ;;
+introspect)
+        out=$(busctl --address="$addr" call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
+                org.daxbroker.Broker1.Manager Allocate sta{sv} scn-intro 2097152 0 2>&1)
+        path=$(echo "$out" | awk '{print $2}' | tr -d '"')
+        python3 "$src/tests/bus/check-introspection.py" --xml "$src/dbus/org.daxbroker.Broker1.xml" \
+                --bus-address "$addr" --allocation-path "$path" || rc=1
+        [ $rc = 0 ] && echo "1..1" && echo "ok 1 - introspection equals the contract"
+        ;;
+ctl)
+        "$src/tests/bus/ctl-test.sh" "$build/src/daxbrokerctl" "$addr" || rc=1
+        ;;
+*)
+        echo "unknown test $what"; exit 2 ;;
+esac
+if [ $rc != 0 ]; then
+        echo "# daemon log:"; sed 's/^/# /' "$tmp/daemon.log"
+fi
+exit $rc

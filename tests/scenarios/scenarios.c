@@ -1,0 +1,865 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The scenario suite: what daxbroker must do, spoken over D-Bus exactly as
+ * a VM manager would. The same binary runs against the daemon on the sim
+ * backend (private bus) and on the real kernel inside the QEMU rig (system
+ * bus, --sysfs: then every claim is also checked against /sys/bus/dax).
+ *
+ *   scenarios [--bus-address ADDR] [--sysfs] run
+ *   scenarios [...] setup-persist FILE   three allocations, recorded in FILE
+ *   scenarios [...] check-persist FILE   the same three, same ranges, after a
+ *                                        daemon crash or host reboot
+ *   scenarios [...] cleanup              releases everything of owner "scn-*"
+ *
+ * Output is TAP; exit status 0 only if every check passed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <glob.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <systemd/sd-bus.h>
+
+#define MiB (UINT64_C(1) << 20)
+#define GiB (UINT64_C(1) << 30)
+#define MAX_RANGES 64
+
+static sd_bus *bus;
+static bool use_sysfs;
+static const char *runtime_dir = "/run/daxbroker";
+static unsigned n_test, n_fail;
+
+#define DEST "org.daxbroker.Broker1"
+#define PATH "/org/daxbroker/Broker1"
+#define MGR "org.daxbroker.Broker1.Manager"
+
+static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check(bool ok, const char *fmt, ...) {
+        va_list ap;
+
+        n_test++;
+        if (!ok)
+                n_fail++;
+        printf("%s %u - ", ok ? "ok" : "not ok", n_test);
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+        printf("\n");
+        fflush(stdout);
+}
+
+static void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void diag(const char *fmt, ...) {
+        va_list ap;
+
+        printf("# ");
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+        printf("\n");
+}
+
+typedef struct Range {
+        uint64_t start, size;
+} Range;
+
+typedef struct PoolInfo {
+        char path[256], name[64];
+        uint32_t region;
+        int32_t node;
+        uint64_t start, size, align, boundary, free, allocated, host, dirty, foreign, largest;
+} PoolInfo;
+
+typedef struct AllocInfo {
+        char path[256], id[80], owner[300], label[300], device[64];
+        uint64_t size;
+        unsigned n_ranges;
+        Range ranges[MAX_RANGES];
+} AllocInfo;
+
+static int list_pools(PoolInfo *pools, unsigned max) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        unsigned n = 0;
+        int r;
+
+        r = sd_bus_call_method(bus, DEST, PATH, MGR, "ListPools", &error, &reply, NULL);
+        if (r < 0) {
+                diag("ListPools failed: %s", error.message);
+                sd_bus_error_free(&error);
+                return r;
+        }
+        sd_bus_message_enter_container(reply, 'a', "(osuitttttttttt)");
+        for (;;) {
+                const char *path, *name;
+                PoolInfo p = {};
+
+                r = sd_bus_message_read(reply, "(osuitttttttttt)", &path, &name, &p.region, &p.node, &p.start,
+                                        &p.size, &p.align, &p.boundary, &p.free, &p.allocated, &p.host, &p.dirty,
+                                        &p.foreign, &p.largest);
+                if (r <= 0)
+                        break;
+                snprintf(p.path, sizeof(p.path), "%s", path);
+                snprintf(p.name, sizeof(p.name), "%s", name);
+                if (n < max)
+                        pools[n++] = p;
+        }
+        sd_bus_message_unref(reply);
+        return r < 0 ? r : (int) n;
+}
+
+static int list_allocations(AllocInfo *out, unsigned max) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        unsigned n = 0;
+        int r;
+
+        r = sd_bus_call_method(bus, DEST, PATH, MGR, "ListAllocations", &error, &reply, NULL);
+        if (r < 0) {
+                diag("ListAllocations failed: %s", error.message);
+                sd_bus_error_free(&error);
+                return r;
+        }
+        sd_bus_message_enter_container(reply, 'a', "(ossussttsbta(tt))");
+        while ((r = sd_bus_message_enter_container(reply, 'r', "ossussttsbta(tt)")) > 0) {
+                const char *path, *id, *owner, *label, *pool, *device;
+                uint32_t uid;
+                uint64_t size, align, created;
+                int transient;
+                AllocInfo a = {};
+
+                sd_bus_message_read(reply, "ossussttsbt", &path, &id, &owner, &uid, &label, &pool, &size, &align,
+                                    &device, &transient, &created);
+                snprintf(a.path, sizeof(a.path), "%s", path);
+                snprintf(a.id, sizeof(a.id), "%s", id);
+                snprintf(a.owner, sizeof(a.owner), "%s", owner);
+                snprintf(a.label, sizeof(a.label), "%s", label);
+                snprintf(a.device, sizeof(a.device), "%s", device);
+                a.size = size;
+                sd_bus_message_enter_container(reply, 'a', "(tt)");
+                uint64_t s, l;
+                while (sd_bus_message_read(reply, "(tt)", &s, &l) > 0)
+                        if (a.n_ranges < MAX_RANGES)
+                                a.ranges[a.n_ranges++] = (Range) { s, l };
+                sd_bus_message_exit_container(reply);
+                sd_bus_message_exit_container(reply);
+                if (n < max)
+                        out[n++] = a;
+        }
+        sd_bus_message_unref(reply);
+        return r < 0 ? r : (int) n;
+}
+
+static bool find_allocation(const char *path, AllocInfo *ret) {
+        static AllocInfo all[1024];
+        int n = list_allocations(all, 1024);
+
+        for (int i = 0; i < n; i++)
+                if (strcmp(all[i].path, path) == 0) {
+                        *ret = all[i];
+                        return true;
+                }
+        return false;
+}
+
+typedef struct AllocOpts {
+        const char *pool;
+        int numa_node; /* -1: not given */
+        uint64_t align;
+        int contiguous; /* -1: not given */
+        const char *label;
+        bool bad_key, bad_type;
+} AllocOpts;
+
+#define OPTS(...) ((AllocOpts) { .numa_node = -1, .contiguous = -1, __VA_ARGS__ })
+
+/* Returns 0 with path and fd, or the D-Bus error name in ret_error_name. */
+static int allocate(const char *owner, uint64_t size, AllocOpts o, char *ret_path, int *ret_fd,
+                    char *ret_error_name, size_t errlen) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL, *reply = NULL;
+        const char *path;
+        int fd, r;
+
+        sd_bus_message_new_method_call(bus, &m, DEST, PATH, MGR, "Allocate");
+        sd_bus_message_append(m, "st", owner, size);
+        sd_bus_message_open_container(m, 'a', "{sv}");
+        if (o.pool)
+                sd_bus_message_append(m, "{sv}", "pool", "s", o.pool);
+        if (o.numa_node >= 0)
+                sd_bus_message_append(m, "{sv}", "numa-node", "i", o.numa_node);
+        if (o.align)
+                sd_bus_message_append(m, "{sv}", "align", "t", o.align);
+        if (o.contiguous >= 0)
+                sd_bus_message_append(m, "{sv}", "contiguous", "b", o.contiguous);
+        if (o.label)
+                sd_bus_message_append(m, "{sv}", "label", "s", o.label);
+        if (o.bad_key)
+                sd_bus_message_append(m, "{sv}", "colour", "s", "blue");
+        if (o.bad_type)
+                sd_bus_message_append(m, "{sv}", "align", "s", "2M");
+        sd_bus_message_close_container(m);
+
+        r = sd_bus_call(bus, m, 0, &error, &reply);
+        sd_bus_message_unref(m);
+        if (ret_error_name)
+                ret_error_name[0] = 0;
+        if (r < 0) {
+                if (ret_error_name)
+                        snprintf(ret_error_name, errlen, "%s", error.name ? error.name : "?");
+                diag("Allocate(%s, %" PRIu64 ") -> %s: %s", owner, size, error.name, error.message);
+                sd_bus_error_free(&error);
+                return r;
+        }
+        sd_bus_message_read(reply, "oh", &path, &fd);
+        snprintf(ret_path, 256, "%s", path);
+        *ret_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        sd_bus_message_unref(reply);
+        return 0;
+}
+
+static int release(const char *path, char *ret_error_name, size_t errlen) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r = sd_bus_call_method(bus, DEST, PATH, MGR, "Release", &error, NULL, "o", path);
+
+        if (ret_error_name)
+                snprintf(ret_error_name, errlen, "%s", r < 0 && error.name ? error.name : "");
+        if (r < 0)
+                diag("Release(%s) -> %s: %s", path, error.name, error.message);
+        sd_bus_error_free(&error);
+        return r;
+}
+
+/* ---- kernel-side checks (only with --sysfs) ---- */
+
+static int sysfs_read_u64(const char *path, uint64_t *ret) {
+        char buf[64] = {};
+        FILE *f = fopen(path, "re");
+
+        if (!f)
+                return -errno;
+        if (!fgets(buf, sizeof(buf), f)) {
+                fclose(f);
+                return -EIO;
+        }
+        fclose(f);
+        *ret = strtoull(buf, NULL, 0);
+        return 0;
+}
+
+/* Ranges of /sys/bus/dax/devices/NAME/mappingN, sorted by start. */
+static int sysfs_ranges(const char *dev, Range *out, unsigned max) {
+        char pattern[256];
+        glob_t g;
+        unsigned n = 0;
+
+        snprintf(pattern, sizeof(pattern), "/sys/bus/dax/devices/%s/mapping[0-9]*", dev);
+        if (glob(pattern, 0, NULL, &g) != 0)
+                return 0;
+        for (size_t i = 0; i < g.gl_pathc && n < max; i++) {
+                char p[512];
+                uint64_t s, e;
+
+                snprintf(p, sizeof(p), "%s/start", g.gl_pathv[i]);
+                if (sysfs_read_u64(p, &s) < 0)
+                        continue;
+                snprintf(p, sizeof(p), "%s/end", g.gl_pathv[i]);
+                if (sysfs_read_u64(p, &e) < 0)
+                        continue;
+                out[n++] = (Range) { s, e - s + 1 };
+        }
+        globfree(&g);
+        for (unsigned i = 1; i < n; i++)
+                for (unsigned k = i; k > 0 && out[k - 1].start > out[k].start; k--) {
+                        Range t = out[k];
+                        out[k] = out[k - 1];
+                        out[k - 1] = t;
+                }
+        return n;
+}
+
+static bool sysfs_device_exists(const char *dev) {
+        char p[256];
+
+        snprintf(p, sizeof(p), "/sys/bus/dax/devices/%s", dev);
+        return access(p, F_OK) == 0;
+}
+
+static int sysfs_region_available(uint32_t region, uint64_t *ret) {
+        char p[256];
+
+        snprintf(p, sizeof(p), "/sys/bus/dax/devices/dax%u.0/../dax_region/available_size", region);
+        return sysfs_read_u64(p, ret);
+}
+
+/* Everything the kernel shows of dax devices, for "nothing changed". */
+static char *sysfs_snapshot(void) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        glob_t g;
+
+        if (use_sysfs && glob("/sys/bus/dax/devices/dax*", 0, NULL, &g) == 0) {
+                for (size_t i = 0; i < g.gl_pathc; i++) {
+                        const char *dev = strrchr(g.gl_pathv[i], '/') + 1;
+                        Range r[MAX_RANGES];
+                        int n = sysfs_ranges(dev, r, MAX_RANGES);
+
+                        fprintf(f, "%s:", dev);
+                        for (int k = 0; k < n; k++)
+                                fprintf(f, " %" PRIx64 "+%" PRIx64, r[k].start, r[k].size);
+                        fprintf(f, "\n");
+                }
+                globfree(&g);
+        }
+        fclose(f);
+        return buf;
+}
+
+static char *state_snapshot(void) {
+        static AllocInfo all[1024];
+        PoolInfo pools[16];
+        char *buf = NULL, *sys;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        int n = list_allocations(all, 1024), np = list_pools(pools, 16);
+
+        for (int i = 0; i < n; i++) {
+                fprintf(f, "%s %s %s %" PRIu64, all[i].id, all[i].owner, all[i].device, all[i].size);
+                for (unsigned k = 0; k < all[i].n_ranges; k++)
+                        fprintf(f, " %" PRIx64 "+%" PRIx64, all[i].ranges[k].start, all[i].ranges[k].size);
+                fprintf(f, "\n");
+        }
+        for (int i = 0; i < np; i++)
+                fprintf(f, "%s free=%" PRIu64 " alloc=%" PRIu64 "\n", pools[i].name, pools[i].free, pools[i].allocated);
+        sys = sysfs_snapshot();
+        fputs(sys, f);
+        free(sys);
+        fclose(f);
+        return buf;
+}
+
+static bool ranges_match_kernel(const AllocInfo *a) {
+        Range k[MAX_RANGES];
+        const char *dev = strrchr(a->device, '/') ? strrchr(a->device, '/') + 1 : a->device;
+        int n = sysfs_ranges(dev, k, MAX_RANGES);
+
+        if (n != (int) a->n_ranges)
+                return false;
+        for (int i = 0; i < n; i++)
+                if (k[i].start != a->ranges[i].start || k[i].size != a->ranges[i].size)
+                        return false;
+        return true;
+}
+
+static const char *devname(const AllocInfo *a) {
+        return strrchr(a->device, '/') ? strrchr(a->device, '/') + 1 : a->device;
+}
+
+/* A pool with room for the scenario, preferring the one with a boundary or
+ * without, as asked. */
+static bool pick_pool(bool want_boundary, uint64_t need, PoolInfo *ret) {
+        PoolInfo pools[16];
+        int n = list_pools(pools, 16);
+
+        for (int i = 0; i < n; i++)
+                if ((pools[i].boundary > 0) == want_boundary && pools[i].largest >= need) {
+                        *ret = pools[i];
+                        return true;
+                }
+        return false;
+}
+
+/* ---- scenarios ---- */
+
+static void scenario_allocate_1g(void) {
+        char path[256], err[256];
+        PoolInfo p;
+        AllocInfo a;
+        int fd;
+
+        diag("Allocate 1 GiB, map it, write and read back, release");
+        if (!pick_pool(false, GiB, &p)) {
+                check(false, "a pool without Boundary= has a free 1 GiB extent");
+                return;
+        }
+        if (allocate("scn-vm1", GiB, OPTS(.pool = p.name, .label = "mem0"), path, &fd, err, sizeof(err)) < 0) {
+                check(false, "Allocate 1 GiB in %s", p.name);
+                return;
+        }
+        check(true, "Allocate 1 GiB in %s -> %s", p.name, path);
+
+        void *mem = mmap(NULL, GiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        check(mem != MAP_FAILED, "the returned fd mmaps 1 GiB MAP_SHARED");
+        if (mem != MAP_FAILED) {
+                bool ok = true;
+                for (uint64_t off = 0; off < GiB; off += 2 * MiB)
+                        ((volatile uint64_t *) mem)[off / 8] = off ^ 0x5a5a5a5a;
+                for (uint64_t off = 0; off < GiB; off += 2 * MiB)
+                        ok = ok && ((volatile uint64_t *) mem)[off / 8] == (off ^ 0x5a5a5a5a);
+                check(ok, "what was written through the mapping reads back");
+                munmap(mem, GiB);
+        }
+        close(fd);
+
+        check(find_allocation(path, &a), "ListAllocations shows the allocation");
+        check(a.size == GiB && a.n_ranges == 1, "it is one range of 1 GiB");
+
+        /* A path-based consumer's view. */
+        char link[PATH_MAX], target[PATH_MAX] = {};
+        snprintf(link, sizeof(link), "%s/owners/scn-vm1/mem0", runtime_dir);
+        ssize_t l = readlink(link, target, sizeof(target) - 1);
+        check(l > 0 && strcmp(target, a.device) == 0, "stable path %s points at %s (is '%s')", link, a.device,
+              target);
+
+        if (use_sysfs) {
+                PoolInfo after;
+                uint64_t avail = 0;
+
+                check(ranges_match_kernel(&a), "sysfs mappingN of %s equal the reported ranges", a.device);
+                pick_pool(false, 0, &after);
+                list_pools(&after, 1);
+                PoolInfo pools[16];
+                int n = list_pools(pools, 16);
+                for (int i = 0; i < n; i++)
+                        if (strcmp(pools[i].name, p.name) == 0)
+                                after = pools[i];
+                sysfs_region_available(p.region, &avail);
+                check(after.free + after.dirty == avail, "pool free size %" PRIu64 " equals region available_size %" PRIu64,
+                      after.free + after.dirty, avail);
+        }
+
+        check(release(path, err, sizeof(err)) >= 0, "Release");
+        check(!find_allocation(path, &a), "the allocation is gone from ListAllocations");
+        if (use_sysfs)
+                check(!sysfs_device_exists(devname(&a)), "%s is gone from sysfs", devname(&a));
+        PoolInfo pools[16];
+        int n = list_pools(pools, 16);
+        for (int i = 0; i < n; i++)
+                if (strcmp(pools[i].name, p.name) == 0)
+                        check(pools[i].free == p.free, "the pool's free size is back to %" PRIu64, p.free);
+        check(access(link, F_OK) < 0, "the stable path is gone");
+}
+
+static void scenario_boundary(void) {
+        char path[3][256], err[256];
+        PoolInfo p;
+        int fd;
+
+        diag("Boundary=: every range of every allocation starts and ends on the boundary");
+        if (!pick_pool(true, 0, &p)) {
+                check(false, "a pool with Boundary= is configured");
+                return;
+        }
+        uint64_t sizes[3] = { p.boundary, 2 * p.boundary, p.boundary };
+        for (int i = 0; i < 3; i++) {
+                int r = allocate("scn-bound", sizes[i], OPTS(.pool = p.name, .contiguous = i == 1 ? 0 : 1), path[i],
+                                 &fd, err, sizeof(err));
+                check(r >= 0, "allocate %" PRIu64 " MiB in %s", sizes[i] / MiB, p.name);
+                if (r >= 0)
+                        close(fd);
+                else
+                        path[i][0] = 0;
+        }
+        uint64_t odd = p.boundary / 2;
+        int r = allocate("scn-bound", odd, OPTS(.pool = p.name), path[0] + 0, &fd, err, sizeof(err));
+        if (r >= 0)
+                close(fd);
+        check(r < 0 && strstr(err, "InvalidArgument"), "a size that is not a multiple of the boundary is refused (%s)", err);
+
+        static AllocInfo all[1024];
+        int n = list_allocations(all, 1024);
+        bool ok = true;
+        unsigned seen = 0;
+        for (int i = 0; i < n; i++) {
+                if (strcmp(all[i].owner, "scn-bound") != 0)
+                        continue;
+                for (unsigned k = 0; k < all[i].n_ranges; k++) {
+                        uint64_t s = all[i].ranges[k].start - p.start, e = s + all[i].ranges[k].size;
+                        seen++;
+                        if (s % p.boundary || e % p.boundary)
+                                ok = false;
+                }
+                if (use_sysfs)
+                        check(ranges_match_kernel(&all[i]), "kernel ranges of %s equal reported ranges", all[i].device);
+        }
+        check(ok && seen >= 3, "all %u ranges start and end on %" PRIu64 " MiB boundaries", seen, p.boundary / MiB);
+        sd_bus_call_method(bus, DEST, PATH, MGR, "ReleaseOwner", NULL, NULL, "s", "scn-bound");
+}
+
+static void scenario_fragmentation(void) {
+        char a[256], b[256], c[256], d[256], err[256];
+        PoolInfo p;
+        AllocInfo info;
+        int fd;
+
+        diag("Fragmentation: contiguous fails with NoSpace naming the largest extent; split succeeds");
+        if (!pick_pool(false, 0, &p) || p.free != p.size) {
+                check(false, "an empty pool without Boundary= exists");
+                return;
+        }
+        uint64_t unit = p.size / 4 / (2 * MiB) * (2 * MiB);
+        bool ok = allocate("scn-frag", unit, OPTS(.pool = p.name), a, &fd, err, sizeof(err)) >= 0;
+        if (ok)
+                close(fd);
+        ok = ok && allocate("scn-frag", unit, OPTS(.pool = p.name), b, &fd, err, sizeof(err)) >= 0;
+        if (ok)
+                close(fd);
+        ok = ok && allocate("scn-frag", unit, OPTS(.pool = p.name), c, &fd, err, sizeof(err)) >= 0;
+        if (ok)
+                close(fd);
+        check(ok, "allocate A, B, C of %" PRIu64 " MiB", unit / MiB);
+        check(release(b, err, sizeof(err)) >= 0, "release B");
+
+        /* Holes now: B's and the tail; more than either, less than both. */
+        uint64_t want = unit + unit / 2 / (2 * MiB) * (2 * MiB);
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL, *reply = NULL;
+        sd_bus_message_new_method_call(bus, &m, DEST, PATH, MGR, "Allocate");
+        sd_bus_message_append(m, "sta{sv}", "scn-frag", want, 2, "pool", "s", p.name, "contiguous", "b", 1);
+        int r = sd_bus_call(bus, m, 0, &error, &reply);
+        sd_bus_message_unref(m);
+        char largest[64];
+        snprintf(largest, sizeof(largest), "%" PRIu64 " MiB", unit / MiB);
+        check(r < 0 && sd_bus_error_has_name(&error, "org.daxbroker.Broker1.Error.NoSpace") && error.message &&
+                      strstr(error.message, largest),
+              "contiguous %" PRIu64 " MiB fails with NoSpace naming the largest free extent (%s: %s)", want / MiB,
+              error.name, error.message);
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(reply);
+
+        r = allocate("scn-frag", want, OPTS(.pool = p.name, .contiguous = 0), d, &fd, err, sizeof(err));
+        if (r >= 0)
+                close(fd);
+        check(r >= 0 && find_allocation(d, &info) && info.n_ranges > 1 && info.size == want,
+              "contiguous=false succeeds with %u ranges", r >= 0 ? info.n_ranges : 0);
+        if (r >= 0 && use_sysfs)
+                check(ranges_match_kernel(&info), "kernel ranges equal the reported ranges");
+        if (r >= 0) {
+                int mfd = -1;
+                sd_bus_message *om = NULL;
+                if (sd_bus_call_method(bus, DEST, PATH, MGR, "Open", NULL, &om, "o", d) >= 0)
+                        sd_bus_message_read(om, "h", &mfd);
+                void *mem = mfd >= 0 ? mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0) : MAP_FAILED;
+                check(mem != MAP_FAILED, "Open returns an fd that maps the whole split allocation");
+                if (mem != MAP_FAILED) {
+                        memset(mem, 0xab, 4096);
+                        ((char *) mem)[want - 1] = 1;
+                        munmap(mem, want);
+                }
+                sd_bus_message_unref(om);
+        }
+        sd_bus_call_method(bus, DEST, PATH, MGR, "ReleaseOwner", NULL, NULL, "s", "scn-frag");
+}
+
+static void expect_error(const char *what, const char *want, const char *got) {
+        check(strcmp(want, got) == 0, "%s: %s (got %s)", what, want, got[0] ? got : "success");
+}
+
+static void scenario_bad_input(void) {
+        char path[256], err[256], owner_long[300], owner_ctl[] = "vm\x01x";
+        PoolInfo pools[16];
+        int np = list_pools(pools, 16), fd;
+        uint64_t biggest = 0;
+        char *before, *after;
+
+        diag("Bad input gets a named error and changes nothing");
+        for (int i = 0; i < np; i++)
+                if (pools[i].size > biggest)
+                        biggest = pools[i].size;
+        memset(owner_long, 'o', 256);
+        owner_long[256] = 0;
+
+        before = state_snapshot();
+
+#define TRY(what, name, owner, size, opts)                                                       \
+        do {                                                                                     \
+                if (allocate(owner, size, opts, path, &fd, err, sizeof(err)) >= 0) {             \
+                        close(fd);                                                               \
+                        release(path, NULL, 0);                                                  \
+                }                                                                                \
+                expect_error(what, "org.daxbroker.Broker1.Error." name, err);                    \
+        } while (0)
+
+        TRY("size 0", "InvalidArgument", "scn-bad", 0, OPTS());
+        TRY("size not a multiple of 2 MiB", "InvalidArgument", "scn-bad", 3 * MiB, OPTS());
+        TRY("larger than any pool", "NoSpace", "scn-bad", biggest + 2 * MiB * 512, OPTS());
+        TRY("unknown pool", "NoSuchPool", "scn-bad", 2 * MiB, OPTS(.pool = "no-such-pool"));
+        TRY("align 3 MiB", "InvalidArgument", "scn-bad", 6 * MiB, OPTS(.align = 3 * MiB));
+        TRY("unknown option key", "InvalidArgument", "scn-bad", 2 * MiB, OPTS(.bad_key = true));
+        TRY("wrong option type", "InvalidArgument", "scn-bad", 2 * MiB, OPTS(.bad_type = true));
+        TRY("empty owner", "InvalidArgument", "", 2 * MiB, OPTS());
+        TRY("owner over 255 bytes", "InvalidArgument", owner_long, 2 * MiB, OPTS());
+        TRY("owner with control characters", "InvalidArgument", owner_ctl, 2 * MiB, OPTS());
+        TRY("unknown NUMA node", "NoSuchPool", "scn-bad", 2 * MiB, OPTS(.numa_node = 77));
+#undef TRY
+
+        release("/org/daxbroker/Broker1/allocation/0000000000000000", err, sizeof(err));
+        expect_error("unknown allocation path", "org.daxbroker.Broker1.Error.NoSuchAllocation", err);
+        release("/org/daxbroker/Broker1/pool", err, sizeof(err));
+        expect_error("malformed allocation path", "org.daxbroker.Broker1.Error.InvalidArgument", err);
+        release("/", err, sizeof(err));
+        expect_error("malformed allocation path /", "org.daxbroker.Broker1.Error.InvalidArgument", err);
+
+        after = state_snapshot();
+        check(strcmp(before, after) == 0, "state and sysfs are identical before and after");
+        if (strcmp(before, after) != 0)
+                diag("before:\n%s\nafter:\n%s", before, after);
+        free(before);
+        free(after);
+}
+
+static void scenario_numa(void) {
+        PoolInfo pools[16];
+        int np = list_pools(pools, 16);
+        char path[256], err[256];
+        AllocInfo a;
+        int fd;
+
+        diag("numa-node picks among pools");
+        for (int i = 0; i < np; i++) {
+                if (pools[i].largest < 2 * MiB || pools[i].node < 0)
+                        continue;
+                int r = allocate("scn-numa", 2 * MiB, OPTS(.numa_node = pools[i].node), path, &fd, err, sizeof(err));
+                if (r >= 0)
+                        close(fd);
+                bool in_pool = r >= 0 && find_allocation(path, &a) && a.ranges[0].start >= pools[i].start &&
+                               a.ranges[0].start < pools[i].start + pools[i].size;
+                check(in_pool, "numa-node %d lands in a pool on node %d", pools[i].node, pools[i].node);
+                if (r >= 0)
+                        release(path, NULL, 0);
+        }
+}
+
+static void scenario_align_1g(void) {
+        PoolInfo p;
+        char path[256], err[256];
+        AllocInfo a;
+        int fd;
+
+        diag("align 1 GiB places ranges on 1 GiB physical boundaries");
+        if (!pick_pool(false, GiB, &p)) {
+                check(false, "a pool has a free 1 GiB extent");
+                return;
+        }
+        int r = allocate("scn-align", GiB, OPTS(.pool = p.name, .align = GiB), path, &fd, err, sizeof(err));
+        check(r >= 0, "allocate 1 GiB with align 1 GiB");
+        if (r < 0)
+                return;
+        close(fd);
+        bool ok = find_allocation(path, &a);
+        for (unsigned k = 0; ok && k < a.n_ranges; k++)
+                ok = a.ranges[k].start % GiB == 0 && a.ranges[k].size % GiB == 0;
+        check(ok, "every range starts on a 1 GiB physical boundary");
+        if (use_sysfs) {
+                uint64_t align = 0;
+                char p2[256];
+                snprintf(p2, sizeof(p2), "/sys/bus/dax/devices/%s/align", devname(&a));
+                sysfs_read_u64(p2, &align);
+                check(align == GiB, "the device's align is 1 GiB (%" PRIu64 ")", align);
+                check(ranges_match_kernel(&a), "kernel ranges equal the reported ranges");
+        }
+        release(path, NULL, 0);
+}
+
+/* ---- persistence ---- */
+
+static int setup_persist(const char *file) {
+        PoolInfo pools[16];
+        int np = list_pools(pools, 16);
+        FILE *f = fopen(file, "we");
+        char path[256], err[256];
+        const char *labels[3] = { "disk-a", "disk-b", "disk-c" };
+        int fd;
+
+        if (!f) {
+                check(false, "cannot write %s", file);
+                return 1;
+        }
+        for (int i = 0; i < 3; i++) {
+                PoolInfo *p = &pools[i % np];
+                uint64_t sz = p->boundary ? p->boundary : 256 * MiB;
+                int r = allocate("scn-persist", sz, OPTS(.pool = p->name, .label = labels[i]), path, &fd, err,
+                                 sizeof(err));
+                check(r >= 0, "persistent allocation %d in %s", i, p->name);
+                if (r < 0)
+                        continue;
+                /* A pattern that must survive a daemon crash (same device). */
+                void *mem = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                if (mem != MAP_FAILED) {
+                        memset(mem, 0x40 + i, 4096);
+                        munmap(mem, sz);
+                }
+                close(fd);
+                AllocInfo a;
+                find_allocation(path, &a);
+                fprintf(f, "%s %s %s %u", a.path, a.label, a.device, a.n_ranges);
+                for (unsigned k = 0; k < a.n_ranges; k++)
+                        fprintf(f, " %" PRIu64 " %" PRIu64, a.ranges[k].start, a.ranges[k].size);
+                fprintf(f, "\n");
+        }
+        fclose(f);
+        return n_fail ? 1 : 0;
+}
+
+static int check_persist(const char *file) {
+        FILE *f = fopen(file, "re");
+        char line[4096];
+        unsigned count = 0;
+
+        if (!f) {
+                check(false, "cannot read %s", file);
+                return 1;
+        }
+        while (fgets(line, sizeof(line), f)) {
+                char path[256], label[256], dev[64];
+                unsigned n;
+                int off = 0;
+                AllocInfo a;
+
+                if (sscanf(line, "%255s %255s %63s %u%n", path, label, dev, &n, &off) != 4)
+                        continue;
+                count++;
+                bool found = find_allocation(path, &a);
+                check(found, "%s is still there", path);
+                if (!found)
+                        continue;
+                bool same = a.n_ranges == n;
+                char *p = line + off;
+                for (unsigned k = 0; same && k < n; k++) {
+                        uint64_t s, l;
+                        int used;
+                        if (sscanf(p, " %" SCNu64 " %" SCNu64 "%n", &s, &l, &used) != 2)
+                                same = false;
+                        else {
+                                same = a.ranges[k].start == s && a.ranges[k].size == l;
+                                p += used;
+                        }
+                }
+                check(same, "%s has identical ranges", a.id);
+                if (use_sysfs) {
+                        check(sysfs_device_exists(devname(&a)), "%s exists", a.device);
+                        check(ranges_match_kernel(&a), "kernel ranges of %s equal the recorded ranges", a.device);
+                }
+                char link[PATH_MAX], target[PATH_MAX] = {};
+                snprintf(link, sizeof(link), "%s/owners/scn-persist/%s", runtime_dir, label);
+                ssize_t l = readlink(link, target, sizeof(target) - 1);
+                check(l > 0 && strcmp(target, a.device) == 0, "stable path %s points at %s", link, a.device);
+        }
+        fclose(f);
+        check(count == 3, "three allocations were recorded");
+
+        static AllocInfo all[1024];
+        int n = list_allocations(all, 1024);
+        check(n == 3, "exactly three allocations exist (%d)", n);
+
+        if (use_sysfs) {
+                /* No orphans: every non-zero device is an allocation's, or
+                 * daxR.0; no zero-size device besides daxR.0. */
+                glob_t g;
+                bool clean = true;
+                if (glob("/sys/bus/dax/devices/dax*", 0, NULL, &g) == 0) {
+                        for (size_t i = 0; i < g.gl_pathc; i++) {
+                                const char *dev = strrchr(g.gl_pathv[i], '/') + 1;
+                                char sp[512];
+                                uint64_t size = 0;
+                                bool ours = false;
+                                snprintf(sp, sizeof(sp), "%s/size", g.gl_pathv[i]);
+                                sysfs_read_u64(sp, &size);
+                                for (int k = 0; k < n; k++)
+                                        ours = ours || strcmp(devname(&all[k]), dev) == 0;
+                                bool zero_idx = strstr(dev, ".0") && strlen(strstr(dev, ".0")) == 2;
+                                if (!ours && !zero_idx) {
+                                        diag("orphan device %s (size %" PRIu64 ")", dev, size);
+                                        clean = false;
+                                }
+                        }
+                        globfree(&g);
+                }
+                check(clean, "no orphan or zero-size devices");
+        }
+        return n_fail ? 1 : 0;
+}
+
+static int cleanup(void) {
+        static AllocInfo all[1024];
+        int n = list_allocations(all, 1024);
+
+        for (int i = 0; i < n; i++)
+                if (strncmp(all[i].owner, "scn-", 4) == 0)
+                        check(release(all[i].path, NULL, 0) >= 0, "release %s", all[i].id);
+        return n_fail ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+        static const struct option options[] = {
+                { "bus-address", required_argument, NULL, 'b' },
+                { "sysfs", no_argument, NULL, 's' },
+                { "runtime-dir", required_argument, NULL, 'r' },
+                {},
+        };
+        const char *address = NULL;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
+                if (c == 'b')
+                        address = optarg;
+                else if (c == 's')
+                        use_sysfs = true;
+                else if (c == 'r')
+                        runtime_dir = optarg;
+                else
+                        return 2;
+        }
+        if (optind >= argc) {
+                fprintf(stderr, "usage: scenarios [--bus-address A] [--sysfs] [--runtime-dir D] run|setup-persist F|check-persist F|cleanup\n");
+                return 2;
+        }
+        if (address) {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, address);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus, 1);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+        } else
+                r = sd_bus_open_system(&bus);
+        if (r < 0) {
+                fprintf(stderr, "cannot connect to the bus: %s\n", strerror(-r));
+                return 1;
+        }
+
+        const char *cmd = argv[optind];
+        if (strcmp(cmd, "run") == 0) {
+                scenario_allocate_1g();
+                scenario_align_1g();
+                scenario_boundary();
+                scenario_fragmentation();
+                scenario_numa();
+                scenario_bad_input();
+                r = n_fail ? 1 : 0;
+        } else if (strcmp(cmd, "setup-persist") == 0 && optind + 1 < argc)
+                r = setup_persist(argv[optind + 1]);
+        else if (strcmp(cmd, "check-persist") == 0 && optind + 1 < argc)
+                r = check_persist(argv[optind + 1]);
+        else if (strcmp(cmd, "cleanup") == 0)
+                r = cleanup();
+        else {
+                fprintf(stderr, "unknown command '%s'\n", cmd);
+                return 2;
+        }
+        printf("1..%u\n", n_test);
+        sd_bus_flush_close_unref(bus);
+        return r;
+}
