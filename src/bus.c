@@ -421,13 +421,14 @@ static int method_list_allocations(sd_bus_message *m, void *userdata, sd_bus_err
                 Allocation *a = all->pdata[i];
                 const AllocationRecord *rec = a->rec;
                 g_autofree char *path = allocation_path(a);
+                g_autofree char *dev = rec->device ? g_strdup_printf("/dev/%s", rec->device) : g_strdup("");
 
                 r = sd_bus_message_open_container(reply, 'r', "ossussttsbta(tt)");
                 if (r < 0)
                         return r;
                 r = sd_bus_message_append(reply, "ossussttsbt", path, rec->id, rec->owner, (uint32_t) rec->owner_uid,
-                                          rec->label, rec->pool, allocation_size(a), rec->align,
-                                          rec->device ? rec->device : "", rec->transient, rec->created_usec);
+                                          rec->label, rec->pool, allocation_size(a), rec->align, dev,
+                                          rec->transient, rec->created_usec);
                 if (r < 0)
                         return r;
                 r = append_ranges(reply, rec);

@@ -1131,10 +1131,6 @@ static int sim_unbind(DaxBackend *b, const char *name) {
         if (d->driver == DAX_DRIVER_KMEM && d->blocks_online > 0)
                 return -EBUSY; /* would strand the range until reboot */
 
-        k = sim_device_write_back(r, d);
-        if (k < 0)
-                return k;
-
         d->driver = DAX_DRIVER_NONE;
         d->blocks_online = 0;
         sim_save(s);

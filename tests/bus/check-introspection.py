@@ -37,22 +37,27 @@ class CheckError(Exception):
     """The check could not be made (as opposed to finding a difference)."""
 
 
-def busctl_introspect(bus_args, path):
-    cmd = ["busctl", "--no-pager", *bus_args, "introspect", "--xml-interface", BUS_NAME, path]
+def busctl(bus_args, *args):
+    cmd = ["busctl", "--no-pager", *bus_args, *args]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise CheckError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def busctl_introspect(bus_args, path):
     try:
-        return ET.fromstring(result.stdout)
+        return ET.fromstring(busctl(bus_args, "introspect", "--xml-interface", BUS_NAME, path))
     except ET.ParseError as e:
         raise CheckError(f"introspection of {path} is not valid XML: {e}") from e
 
 
-def first_child(bus_args, parent):
-    """Path of the first child object of parent, or None if it has none."""
-    node = busctl_introspect(bus_args, parent)
-    names = sorted(n.get("name") for n in node.findall("node") if n.get("name"))
-    return f"{parent}/{names[0]}" if names else None
+def first_child(objects, parent):
+    """Path of the first object directly below parent, or None."""
+    children = sorted(
+        o for o in objects if o.startswith(parent + "/") and "/" not in o[len(parent) + 1 :]
+    )
+    return children[0] if children else None
 
 
 def describe_interface(iface):
@@ -110,10 +115,11 @@ def check(args):
     contract = {i.get("name"): i for i in ET.parse(args.xml).getroot().findall("interface")}
     differences = []
 
-    paths = {"manager": MANAGER_PATH, "pool": first_child(bus_args, POOL_PARENT)}
+    objects = busctl(bus_args, "tree", "--list", BUS_NAME).split()
+    paths = {"manager": MANAGER_PATH, "pool": first_child(objects, POOL_PARENT)}
     if not paths["pool"]:
         raise CheckError(f"no pool object under {POOL_PARENT}; start the daemon with at least one pool")
-    paths["allocation"] = args.allocation_path or first_child(bus_args, ALLOCATION_PARENT)
+    paths["allocation"] = args.allocation_path or first_child(objects, ALLOCATION_PARENT)
 
     exported = {}
     for role, path in paths.items():

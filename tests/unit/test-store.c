@@ -389,6 +389,13 @@ static void test_save_refuses_invalid(void) {
         g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EINVAL);
         g_clear_error(&error);
 
+        /* Would come back negative from json-glib's gint64. */
+        r->created_usec = 0;
+        r->ranges[0].start = UINT64_C(1) << 63;
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EINVAL);
+        g_assert_nonnull(strstr(error->message, "ranges[0].start: must be below 2^63"));
+        g_clear_error(&error);
+
         names = list_dir(dir);
         g_assert_cmpuint(g_strv_length(names), ==, 1);
         g_assert_cmpint(store_load(path, &loaded, &error), ==, 0);
