@@ -7,7 +7,7 @@
  *
  * Where the model is stricter than the kernel, to catch broker bugs early:
  *  - add_mapping on a bound device fails with -EBUSY (the kernel does not
- *    check, and corrupts a live device);
+ *    check);
  *  - a device holds at most DAX_RANGES_MAX ranges (-E2BIG), the most a
  *    DaxDeviceInfo can report;
  *  - binding device_dax fails with -EINVAL if a range starts off the
@@ -449,7 +449,7 @@ static void sim_save(SimBackend *s) {
                 g_warning("dax-sim: failed to save state to %s: %s, ignoring", s->state_path, error->message);
 }
 
-static int json_get_u64(JsonObject *o, const char *key, uint64_t *ret) {
+static int sim_json_get_u64(JsonObject *o, const char *key, uint64_t *ret) {
         JsonNode *n = json_object_get_member(o, key);
         gint64 v;
 
@@ -462,11 +462,11 @@ static int json_get_u64(JsonObject *o, const char *key, uint64_t *ret) {
         return 0;
 }
 
-static int json_get_unsigned(JsonObject *o, const char *key, unsigned *ret) {
+static int sim_json_get_unsigned(JsonObject *o, const char *key, unsigned *ret) {
         uint64_t v;
         int k;
 
-        k = json_get_u64(o, key, &v);
+        k = sim_json_get_u64(o, key, &v);
         if (k < 0)
                 return k;
         if (v > UINT_MAX)
@@ -475,19 +475,19 @@ static int json_get_unsigned(JsonObject *o, const char *key, unsigned *ret) {
         return 0;
 }
 
-static const char *json_get_string(JsonObject *o, const char *key) {
+static const char *sim_json_get_string(JsonObject *o, const char *key) {
         JsonNode *n = json_object_get_member(o, key);
 
         return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING ? json_node_get_string(n) : NULL;
 }
 
-static JsonArray *json_get_array(JsonObject *o, const char *key) {
+static JsonArray *sim_json_get_array(JsonObject *o, const char *key) {
         JsonNode *n = json_object_get_member(o, key);
 
         return n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
 }
 
-static JsonObject *json_get_object_element(JsonArray *a, unsigned i) {
+static JsonObject *sim_json_get_object_element(JsonArray *a, unsigned i) {
         JsonNode *n = json_array_get_element(a, i);
 
         return JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
@@ -518,7 +518,7 @@ static int sim_load_device(const SimRegion *r, JsonObject *o, GPtrArray *devices
         unsigned instance;
         int k;
 
-        k = json_get_unsigned(o, "instance", &instance);
+        k = sim_json_get_unsigned(o, "instance", &instance);
         if (k < 0)
                 return k;
         for (unsigned i = 0; i < devices->len; i++)
@@ -528,35 +528,35 @@ static int sim_load_device(const SimRegion *r, JsonObject *o, GPtrArray *devices
         d = sim_device_new(instance);
         g_ptr_array_add(devices, d);
 
-        k = sim_driver_from_string(json_get_string(o, "driver"), &d->driver);
+        k = sim_driver_from_string(sim_json_get_string(o, "driver"), &d->driver);
         if (k < 0)
                 return k;
-        k = json_get_u64(o, "align", &align);
+        k = sim_json_get_u64(o, "align", &align);
         if (k < 0)
                 return k;
         if (!sim_align_valid(align))
                 return -EBADMSG;
         d->align = align;
-        k = json_get_unsigned(o, "blocks_online", &d->blocks_online);
+        k = sim_json_get_unsigned(o, "blocks_online", &d->blocks_online);
         if (k < 0)
                 return k;
 
-        ranges = json_get_array(o, "ranges");
+        ranges = sim_json_get_array(o, "ranges");
         if (!ranges || json_array_get_length(ranges) > DAX_RANGES_MAX)
                 return -EBADMSG;
 
         /* Check each range against the ranges loaded so far. */
         view.devices = devices;
         for (unsigned i = 0; i < json_array_get_length(ranges); i++) {
-                JsonObject *ro = json_get_object_element(ranges, i);
+                JsonObject *ro = sim_json_get_object_element(ranges, i);
                 uint64_t start, size;
 
                 if (!ro)
                         return -EBADMSG;
-                k = json_get_u64(ro, "start", &start);
+                k = sim_json_get_u64(ro, "start", &start);
                 if (k < 0)
                         return k;
-                k = json_get_u64(ro, "size", &size);
+                k = sim_json_get_u64(ro, "size", &size);
                 if (k < 0)
                         return k;
                 if (size == 0 || !sim_len_aligned(d->align, size) || !sim_region_range_free(&view, start, size))
@@ -578,18 +578,18 @@ static int sim_load_region(SimBackend *s, JsonObject *o) {
         unsigned id;
         int k;
 
-        k = json_get_unsigned(o, "id", &id);
+        k = sim_json_get_unsigned(o, "id", &id);
         if (k < 0)
                 return k;
         r = sim_find_region(s, id);
         if (!r)
                 return -EBADMSG;
 
-        a = json_get_array(o, "devices");
+        a = sim_json_get_array(o, "devices");
         if (!a)
                 return -EBADMSG;
         for (unsigned i = 0; i < json_array_get_length(a); i++) {
-                JsonObject *dobj = json_get_object_element(a, i);
+                JsonObject *dobj = sim_json_get_object_element(a, i);
 
                 if (!dobj)
                         return -EBADMSG;
@@ -626,17 +626,17 @@ static int sim_load(SimBackend *s) {
         if (!JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser)))
                 return -EBADMSG;
         root = json_node_get_object(json_parser_get_root(parser));
-        k = json_get_u64(root, "version", &version);
+        k = sim_json_get_u64(root, "version", &version);
         if (k < 0)
                 return k;
         if (version != SIM_STATE_VERSION)
                 return -EBADMSG;
 
-        regions = json_get_array(root, "regions");
+        regions = sim_json_get_array(root, "regions");
         if (!regions)
                 return -EBADMSG;
         for (unsigned i = 0; i < json_array_get_length(regions); i++) {
-                JsonObject *ro = json_get_object_element(regions, i);
+                JsonObject *ro = sim_json_get_object_element(regions, i);
 
                 if (!ro)
                         return -EBADMSG;
@@ -803,7 +803,7 @@ static void sim_free(DaxBackend *b) {
 
 static int sim_list_regions(DaxBackend *b, DaxRegionInfo **ret, size_t *ret_n) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         DaxRegionInfo *v;
 
         v = calloc(MAX(s->regions->len, 1u), sizeof(DaxRegionInfo));
@@ -830,7 +830,7 @@ static int sim_list_regions(DaxBackend *b, DaxRegionInfo **ret, size_t *ret_n) {
 
 static int sim_list_devices(DaxBackend *b, unsigned region_id, DaxDeviceInfo **ret, size_t *ret_n) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         DaxDeviceInfo *v;
         SimRegion *r;
 
@@ -851,7 +851,7 @@ static int sim_list_devices(DaxBackend *b, unsigned region_id, DaxDeviceInfo **r
 
 static int sim_get_device(DaxBackend *b, const char *name, DaxDeviceInfo *ret) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         SimRegion *r;
         SimDevice *d;
         int k;
@@ -865,7 +865,7 @@ static int sim_get_device(DaxBackend *b, const char *name, DaxDeviceInfo *ret) {
 
 static int sim_create_device(DaxBackend *b, unsigned region_id, char ret_name[DAX_NAME_MAX]) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         unsigned instance = 0;
         SimRegion *r;
         SimDevice *d;
@@ -889,7 +889,7 @@ static int sim_create_device(DaxBackend *b, unsigned region_id, char ret_name[DA
 
 static int sim_set_align(DaxBackend *b, const char *name, uint64_t align) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         SimRegion *r;
         SimDevice *d;
         int k;
@@ -914,7 +914,7 @@ static int sim_set_align(DaxBackend *b, const char *name, uint64_t align) {
 
 static int sim_add_mapping(DaxBackend *b, const char *name, uint64_t start, uint64_t size) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         SimRegion *r;
         SimDevice *d;
         int k;
@@ -1057,7 +1057,7 @@ static int sim_resize(SimRegion *r, SimDevice *d, uint64_t size) {
 
 static int sim_set_size(DaxBackend *b, const char *name, uint64_t size) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         SimRegion *r;
         SimDevice *d;
         uint64_t cur;
@@ -1091,7 +1091,7 @@ static int sim_set_size(DaxBackend *b, const char *name, uint64_t size) {
 
 static int sim_bind_device_dax(DaxBackend *b, const char *name) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         SimRegion *r;
         SimDevice *d;
         int k;
@@ -1117,7 +1117,7 @@ static int sim_bind_device_dax(DaxBackend *b, const char *name) {
 
 static int sim_unbind(DaxBackend *b, const char *name) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         SimRegion *r;
         SimDevice *d;
         int k;
@@ -1131,6 +1131,10 @@ static int sim_unbind(DaxBackend *b, const char *name) {
         if (d->driver == DAX_DRIVER_KMEM && d->blocks_online > 0)
                 return -EBUSY; /* would strand the range until reboot */
 
+        k = sim_device_write_back(r, d);
+        if (k < 0)
+                return k;
+
         d->driver = DAX_DRIVER_NONE;
         d->blocks_online = 0;
         sim_save(s);
@@ -1139,7 +1143,7 @@ static int sim_unbind(DaxBackend *b, const char *name) {
 
 static int sim_delete_device(DaxBackend *b, const char *name) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         unsigned region_id, instance;
         SimRegion *r;
         SimDevice *d;
@@ -1165,7 +1169,7 @@ static int sim_delete_device(DaxBackend *b, const char *name) {
 
 static int sim_open_device(DaxBackend *b, const char *name) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         char path[64];
         SimRegion *r;
         SimDevice *d;
@@ -1192,7 +1196,7 @@ static int sim_open_device(DaxBackend *b, const char *name) {
 
 static int sim_device_in_use(DaxBackend *b, const char *name) {
         SimBackend *s = (SimBackend *) b;
-        g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         SimRegion *r;
         SimDevice *d;
         int k;
@@ -1268,24 +1272,20 @@ fail:
         return k;
 }
 
-static int sim_from_backend(DaxBackend *b, SimBackend **ret) {
-        if (!b || b->ops != &sim_ops)
-                return -EOPNOTSUPP;
-        *ret = (SimBackend *) b;
-        return 0;
+static SimBackend *sim_from_backend(DaxBackend *b) {
+        return b && b->ops == &sim_ops ? (SimBackend *) b : NULL;
 }
 
 int dax_sim_set_blocks_online(DaxBackend *b, const char *name, unsigned n_online) {
-        g_autoptr(GMutexLocker) locker = NULL;
-        SimBackend *s;
+        SimBackend *s = sim_from_backend(b);
         SimRegion *r;
         SimDevice *d;
         int k;
 
-        k = sim_from_backend(b, &s);
-        if (k < 0)
-                return k;
-        locker = g_mutex_locker_new(&s->lock);
+        if (!s)
+                return -EOPNOTSUPP;
+
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
 
         k = sim_lookup(s, name, &r, &d);
         if (k < 0)
@@ -1306,16 +1306,15 @@ int dax_sim_set_blocks_online(DaxBackend *b, const char *name, unsigned n_online
 }
 
 int dax_sim_set_in_use(DaxBackend *b, const char *name, bool in_use) {
-        g_autoptr(GMutexLocker) locker = NULL;
-        SimBackend *s;
+        SimBackend *s = sim_from_backend(b);
         SimRegion *r;
         SimDevice *d;
         int k;
 
-        k = sim_from_backend(b, &s);
-        if (k < 0)
-                return k;
-        locker = g_mutex_locker_new(&s->lock);
+        if (!s)
+                return -EOPNOTSUPP;
+
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
 
         k = sim_lookup(s, name, &r, &d);
         if (k < 0)

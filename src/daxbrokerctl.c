@@ -22,10 +22,6 @@
 #include "config.h"
 #include "util.h"
 
-#ifndef _cleanup_
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#endif
-
 #define BUS_NAME "org.daxbroker.Broker1"
 #define MANAGER_PATH "/org/daxbroker/Broker1"
 #define MANAGER_IFACE "org.daxbroker.Broker1.Manager"

@@ -56,6 +56,7 @@ static void test_set_split_merge(void) {
         assert_invariants(m);
         g_assert_true(extent_map_is(m, 4 * GiB + 256 * MiB, 2 * GiB, EXTENT_PENDING, NULL));
         g_assert_true(extent_map_is(m, 6 * GiB + 256 * MiB, 256 * MiB, EXTENT_ALLOCATED, &tag_a));
+        g_assert_false(extent_map_is(m, 6 * GiB + 256 * MiB, 256 * MiB, EXTENT_ALLOCATED, &tag_b));
         g_assert_false(extent_map_is(m, 6 * GiB, 512 * MiB, EXTENT_ALLOCATED, NULL));
 
         /* Freeing everything merges back into one extent. */
@@ -298,16 +299,17 @@ static void test_random_against_reference(void) {
         uint64_t base = 16 * GiB;
         ExtentMap *m = extent_map_new(base, UNITS * 2 * MiB);
         GRand *rand = g_rand_new_with_seed(42);
+        size_t most = 0;
 
         for (unsigned i = 0; i < UNITS; i++) {
                 ref_kind[i] = EXTENT_FREE;
                 ref_tag[i] = NULL;
         }
 
-        for (unsigned iter = 0; iter < 20000; iter++) {
+        for (unsigned iter = 0; iter < 40000; iter++) {
                 unsigned a = g_rand_int_range(rand, 0, UNITS);
-                unsigned len = g_rand_int_range(rand, 1, iter % 100 == 0 ? UNITS / 4 : 8);
-                ExtentKind kind = g_rand_int_range(rand, 0, 3);
+                unsigned len = g_rand_int_range(rand, 1, iter % 2000 == 0 ? UNITS / 4 : 8);
+                ExtentKind kind = g_rand_int_range(rand, 0, _EXTENT_KIND_MAX);
                 const void *tag = kind == EXTENT_FREE ? NULL : &tags[g_rand_int_range(rand, 0, 3)];
                 DaxRange r[16];
                 uint64_t best = 0;
@@ -320,6 +322,7 @@ static void test_random_against_reference(void) {
                         ref_tag[i] = tag;
                 }
 
+                most = MAX(most, extent_map_count(m));
                 if (iter % 500 != 0)
                         continue;
 
@@ -350,6 +353,8 @@ static void test_random_against_reference(void) {
                 }
         }
 
+        /* The point is a big map: make sure it was one. */
+        g_assert_cmpuint(most, >, 2500);
         g_rand_free(rand);
         extent_map_free(m);
 }

@@ -462,12 +462,18 @@ static void test_open_mmap(void) {
         close(fd2);
         close(fd);
 
-        /* Unbind and rebind keep the bytes. */
+        /* Unbind and rebind keep the bytes, but a descriptor from before
+         * the unbind no longer reaches the device (the kernel kills it). */
+        fd2 = b->ops->open_device(b, a);
         g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
         g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        g_assert_cmpint(pwrite(fd2, "stale", 5, 0), ==, 5);
+        close(fd2);
         fd = b->ops->open_device(b, a);
         g_assert_cmpint(pread(fd, buf, 6, 2 * MiB), ==, 6);
         g_assert_cmpstr(buf, ==, "second");
+        g_assert_cmpint(pread(fd, buf, 5, 0), ==, 5);
+        g_assert_cmpmem(buf, 5, "first", 5);
         close(fd);
 
         /* The bytes stay at their physical address: a new device that maps
@@ -488,6 +494,8 @@ static void test_open_mmap(void) {
 }
 
 static void test_in_use_hook(void) {
+        static const DaxBackendOps other_ops = { .name = "other" };
+        DaxBackend other = { .ops = &other_ops };
         DaxBackend *b = sim_new("devdax", NULL);
 
         g_assert_cmpint(b->ops->device_in_use(b, "dax0.0"), ==, 0);
@@ -496,6 +504,10 @@ static void test_in_use_hook(void) {
         g_assert_cmpint(dax_sim_set_in_use(b, "dax0.0", false), ==, 0);
         g_assert_cmpint(b->ops->device_in_use(b, "dax0.0"), ==, 0);
         g_assert_cmpint(dax_sim_set_in_use(b, "dax0.5", true), ==, -ENODEV);
+
+        /* The hooks refuse other backends. */
+        g_assert_cmpint(dax_sim_set_in_use(&other, "dax0.0", true), ==, -EOPNOTSUPP);
+        g_assert_cmpint(dax_sim_set_blocks_online(&other, "dax0.0", 0), ==, -EOPNOTSUPP);
 
         dax_backend_free(b);
 }
@@ -521,6 +533,19 @@ static void assert_same_devices(DaxBackend *x, DaxBackend *y, unsigned region) {
         free(c);
 }
 
+/* A daemon restart (no reboot) right now must find the same layout,
+ * whatever boot mode it asks for. */
+static void assert_restart_same(DaxBackend *b, const char *state) {
+        DaxBackend *b2 = NULL;
+
+        g_assert_cmpint(dax_sim_new(SPEC, "devdax", state, &b2), ==, 0);
+        assert_same_devices(b, b2, 0);
+        assert_same_devices(b, b2, 1);
+        g_assert_cmpuint(available(b2, 0), ==, available(b, 0));
+        g_assert_cmpuint(available(b2, 1), ==, available(b, 1));
+        dax_backend_free(b2);
+}
+
 static void test_persistence(void) {
         g_autofree char *dir = g_dir_make_tmp("dax-sim-XXXXXX", NULL);
         g_autofree char *state = g_build_filename(dir, "state.json", NULL);
@@ -528,39 +553,51 @@ static void test_persistence(void) {
                 { .start = 4 * GiB + 1 * GiB - 256 * MiB, .size = 128 * MiB },
                 { .start = 4 * GiB, .size = 64 * MiB },
         };
-        DaxBackend *b, *b2 = NULL;
+        DaxBackend *b;
         char a[DAX_NAME_MAX], c[DAX_NAME_MAX], d[DAX_NAME_MAX];
 
         g_assert_nonnull(dir);
 
         /* A missing file is a fresh boot in the given mode. */
         b = sim_new("kmem-online", state);
-        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax1.0", 3), ==, 0);
-        g_assert_true(g_file_test(state, G_FILE_TEST_EXISTS));
-        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax0.0", 0), ==, 0);
-        g_assert_cmpint(b->ops->unbind(b, "dax0.0"), ==, 0);
-        g_assert_cmpint(b->ops->set_size(b, "dax0.0", 0), ==, 0);
+        g_assert_false(g_file_test(state, G_FILE_TEST_EXISTS));
+        g_assert_cmpuint(get(b, "dax1.0").mem_blocks_online, ==, 8);
 
-        make_device(b, 0, r, G_N_ELEMENTS(r), a);
+        /* Every mutating operation is saved before it returns. */
+        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax1.0", 3), ==, 0);
+        assert_restart_same(b, state);
+        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax0.0", 0), ==, 0);
+        assert_restart_same(b, state);
+        g_assert_cmpint(b->ops->unbind(b, "dax0.0"), ==, 0);
+        assert_restart_same(b, state);
+        g_assert_cmpint(b->ops->set_size(b, "dax0.0", 0), ==, 0);
+        assert_restart_same(b, state);
+        g_assert_cmpint(b->ops->create_device(b, 0, a), ==, 0);
+        assert_restart_same(b, state);
+        for (size_t i = 0; i < G_N_ELEMENTS(r); i++) {
+                g_assert_cmpint(b->ops->add_mapping(b, a, r[i].start, r[i].size), ==, 0);
+                assert_restart_same(b, state);
+        }
         g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        assert_restart_same(b, state);
         g_assert_cmpint(b->ops->create_device(b, 0, c), ==, 0);
         g_assert_cmpint(b->ops->set_align(b, c, 4 * KiB), ==, 0);
+        assert_restart_same(b, state);
         g_assert_cmpint(b->ops->create_device(b, 0, d), ==, 0);
         g_assert_cmpint(b->ops->set_size(b, d, 2 * MiB), ==, 0);
+        assert_restart_same(b, state);
         g_assert_cmpint(b->ops->delete_device(b, c), ==, 0);
+        assert_restart_same(b, state);
+        dax_backend_free(b);
 
-        /* A daemon restart (no reboot) finds the same layout, whatever the boot mode. */
-        g_assert_cmpint(dax_sim_new(SPEC, "devdax", state, &b2), ==, 0);
-        assert_same_devices(b, b2, 0);
-        assert_same_devices(b, b2, 1);
-        g_assert_cmpuint(available(b2, 0), ==, available(b, 0));
-        g_assert_cmpuint(get(b2, "dax1.0").mem_blocks_online, ==, 3);
-        g_assert_cmpint(b2->ops->unbind(b2, "dax1.0"), ==, -EBUSY);
-
-        /* The freed instance number is still free after the restart. */
-        g_assert_cmpint(b2->ops->create_device(b2, 0, c), ==, 0);
+        /* Restarted: kmem blocks are still online, and the freed instance
+         * number is still the lowest free one. */
+        b = sim_new("idle", state);
+        g_assert_cmpuint(get(b, "dax1.0").mem_blocks_online, ==, 3);
+        g_assert_cmpint(b->ops->unbind(b, "dax1.0"), ==, -EBUSY);
+        g_assert_cmpint(get(b, a).driver, ==, DAX_DRIVER_DEVICE_DAX);
+        g_assert_cmpint(b->ops->create_device(b, 0, c), ==, 0);
         g_assert_cmpstr(c, ==, "dax0.2");
-        dax_backend_free(b2);
         dax_backend_free(b);
 
         /* A broken or inconsistent file is an error, not a silent reboot. */
@@ -575,6 +612,12 @@ static void test_persistence(void) {
                                           " \"ranges\": [{\"start\": 4294967296, \"size\": 4194304}]},"
                                           "{\"instance\": 1, \"driver\": \"none\", \"align\": 2097152, \"blocks_online\": 0,"
                                           " \"ranges\": [{\"start\": 4296015872, \"size\": 4194304}]}]}]}",
+                                          -1, NULL));
+        g_assert_cmpint(dax_sim_new(SPEC, "idle", state, &b), ==, -EBADMSG);
+        g_assert_true(g_file_set_contents(state,
+                                          "{\"version\": 1, \"regions\": [{\"id\": 0, \"devices\": ["
+                                          "{\"instance\": 0, \"driver\": 3, \"align\": 2097152, \"blocks_online\": 0,"
+                                          " \"ranges\": []}]}]}",
                                           -1, NULL));
         g_assert_cmpint(dax_sim_new(SPEC, "idle", state, &b), ==, -EBADMSG);
         g_assert_null(b);
