@@ -773,6 +773,8 @@ fail:
 void bus_free(Bus *bus) {
         if (!bus)
                 return;
+        /* Work finishing after this must not call into a freed bus. */
+        broker_set_listener(bus->broker, &(BrokerListener) {}, NULL);
         sd_bus_slot_unref(bus->name_owner_slot);
         if (bus->bus)
                 sd_bus_flush_close_unref(bus->bus);

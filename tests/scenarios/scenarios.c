@@ -681,6 +681,62 @@ static void scenario_align_1g(void) {
         release(path, NULL, 0);
 }
 
+static void scenario_transient(void) {
+        sd_bus *saved = bus, *client = NULL;
+        char path[256], err[256];
+        PoolInfo p;
+        AllocInfo a;
+        int fd, r;
+
+        diag("A transient allocation goes away with its client's bus connection");
+        if (!pick_pool(false, 2 * MiB, &p)) {
+                check(false, "a pool without Boundary= has room");
+                return;
+        }
+        /* A second connection plays the client that dies. */
+        r = sd_bus_new(&client);
+        if (r >= 0) {
+                const char *address = NULL;
+                sd_bus_get_address(saved, &address);
+                r = sd_bus_set_address(client, address);
+        }
+        if (r >= 0)
+                r = sd_bus_set_bus_client(client, 1);
+        if (r >= 0)
+                r = sd_bus_start(client);
+        if (r < 0) {
+                check(false, "second bus connection: %s", strerror(-r));
+                return;
+        }
+        bus = client;
+        sd_bus_message *m = NULL, *reply = NULL;
+        sd_bus_message_new_method_call(bus, &m, DEST, PATH, MGR, "Allocate");
+        sd_bus_message_append(m, "sta{sv}", "scn-transient", 2 * MiB, 2, "pool", "s", p.name, "transient", "b", 1);
+        r = sd_bus_call(bus, m, 0, NULL, &reply);
+        sd_bus_message_unref(m);
+        bus = saved;
+        check(r >= 0, "Allocate with transient=true");
+        if (r < 0) {
+                sd_bus_flush_close_unref(client);
+                return;
+        }
+        const char *op;
+        sd_bus_message_read(reply, "oh", &op, &fd);
+        snprintf(path, sizeof(path), "%s", op);
+        sd_bus_message_unref(reply);
+        check(find_allocation(path, &a), "it exists while the client is connected");
+        sd_bus_flush_close_unref(client);
+
+        bool gone = false;
+        for (int i = 0; i < 100 && !gone; i++) {
+                gone = !find_allocation(path, &a);
+                if (!gone)
+                        usleep(50 * 1000);
+        }
+        check(gone, "it is released once the client has left the bus");
+        (void) err;
+}
+
 /* ---- persistence ---- */
 
 static int setup_persist(const char *file) {
@@ -856,6 +912,7 @@ int main(int argc, char **argv) {
                 scenario_boundary();
                 scenario_fragmentation();
                 scenario_numa();
+                scenario_transient();
                 scenario_bad_input();
                 r = n_fail ? 1 : 0;
         } else if (strcmp(cmd, "setup-persist") == 0 && optind + 1 < argc)

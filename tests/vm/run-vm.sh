@@ -305,15 +305,15 @@ if grep -q 'Kernel panic' "$CONSOLE"; then
     fail "guest kernel panic"
 fi
 if [ "$qrc" != 0 ]; then
-    if ! grep -q "^DAXRIG-$NONCE: BOOT" "$CONSOLE"; then
+    if ! grep -q "DAXRIG-$NONCE: BOOT" "$CONSOLE"; then
         grep -qi 'kvm' "$RUN/qemu.err" && skip "QEMU could not start with $ACCEL"
     fi
     fail "QEMU exited with status $qrc"
 fi
-grep -q "^DAXRIG-$NONCE: BOOT" "$CONSOLE" || fail "guest never reached init (no BOOT marker)"
-grep -q "^DAXRIG-$NONCE: FAIL" "$CONSOLE" && fail "rig setup failed in the guest"
-grep -q "^DAXRIG-$NONCE: PAYLOAD-START" "$CONSOLE" || fail "payload never started"
-st=$(sed -n "s/^DAXRIG-$NONCE: EXIT=\([0-9][0-9]*\)\$/\1/p" "$CONSOLE" | tail -n 1)
+grep -q "DAXRIG-$NONCE: BOOT" "$CONSOLE" || fail "guest never reached init (no BOOT marker)"
+grep -q "DAXRIG-$NONCE: FAIL" "$CONSOLE" && fail "rig setup failed in the guest"
+grep -q "DAXRIG-$NONCE: PAYLOAD-START" "$CONSOLE" || fail "payload never started"
+st=$(sed -n "s/.*DAXRIG-$NONCE: EXIT=\([0-9][0-9]*\)\$/\1/p" "$CONSOLE" | tail -n 1)
 [ -n "$st" ] || fail "no exit marker from the guest (payload crashed the guest?)"
 msg "payload exit status $st (${secs}s, $ACCEL)"
 exit "$st"
