@@ -8,8 +8,9 @@ the Allocation interface is skipped) and compares, per interface of the
 contract XML, the methods (argument names, types and directions), the
 signals (argument names and types) and the properties (type and access).
 Annotations and org.freedesktop.* interfaces are ignored. Every difference is
-printed; the exit status is 0 when there are none, 1 otherwise, and 77 (skip)
-when busctl is not available.
+printed, as a TAP comment so that a TAP harness can wrap the script; the exit
+status is 0 when there are none, 1 otherwise, and 77 (skip) when busctl is not
+available.
 """
 
 import argparse
@@ -134,12 +135,12 @@ def check(args):
             differences.append(f"{name}: missing from the contract {args.xml}")
             continue
         if role not in exported:
-            print(f"SKIP {name}: no object under {ALLOCATION_PARENT} to check")
+            print(f"# SKIP {name}: no object under {ALLOCATION_PARENT} to check")
             continue
         if name not in exported[role]:
             differences.append(f"{name}: not exported on {paths[role]}")
             continue
-        print(f"checking {name} on {paths[role]}")
+        print(f"# checking {name} on {paths[role]}")
         differences += compare_interface(
             name, describe_interface(contract[name]), describe_interface(exported[role][name])
         )
@@ -173,11 +174,11 @@ def main():
         return 1
 
     for d in differences:
-        print(f"DIFF {d}")
+        print(f"# DIFF {d}")
     if differences:
-        print(f"{len(differences)} difference(s) between {args.xml} and the exported API")
+        print(f"# {len(differences)} difference(s) between {args.xml} and the exported API")
         return 1
-    print("exported API matches the contract")
+    print("# exported API matches the contract")
     return 0
 
 

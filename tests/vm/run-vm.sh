@@ -244,10 +244,30 @@ printf '%s\n' "$PAYLOAD" >"$RUN/root/rig/payload"
 cat "$BASE" "$RUN/run.cpio.gz" >"$RUN/initrd"
 
 # --- accelerator --------------------------------------------------------------
+# /dev/kvm can exist and even initialise while guests hang (broken nested
+# virtualisation), so the probe boots the real kernel without an initramfs:
+# with working KVM it panics ("VFS: Unable to mount root") within seconds.
+# The verdict is cached per host boot.
 kvm_works() {
+    local bootid verdict f out
     [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
-    echo quit | timeout 20 "$QEMU" -accel kvm -machine none -nodefaults \
-        -display none -monitor stdio >/dev/null 2>&1
+    bootid=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown)
+    f=$CACHE/kvm-probe-$bootid
+    if [ ! -s "$f" ]; then
+        rm -f "$CACHE"/kvm-probe-*
+        out=$(timeout -k 5 "${DAXRIG_KVM_PROBE_TIMEOUT:-25}" "$QEMU" -accel kvm -cpu host \
+            -machine q35 -m 512M -nodefaults -nographic -serial stdio -no-reboot \
+            -kernel "$VMLINUZ" -append "console=ttyS0 panic=-1 root=/dev/nonexistent" \
+            </dev/null 2>&1)
+        if printf '%s' "$out" | grep -q 'Kernel panic'; then
+            echo kvm >"$f"
+        else
+            echo tcg >"$f"
+            msg "KVM probe failed (guest did not boot under KVM): using TCG"
+        fi
+    fi
+    read -r verdict <"$f"
+    [ "$verdict" = kvm ]
 }
 if [ "$ACCEL" = auto ]; then
     if kvm_works; then ACCEL=kvm; else ACCEL=tcg; fi

@@ -1,0 +1,46 @@
+#!/bin/bash
+# daxbrokerctl against a running daemon: every verb, human and --json output,
+# and its errors. Usage: ctl-test.sh DAXBROKERCTL BUS_ADDRESS
+set -u
+ctl=$1 addr=$2
+n=0 fail=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+nok() { n=$((n + 1)); fail=$((fail + 1)); echo "not ok $n - $*"; }
+c() { "$ctl" --bus-address "$addr" "$@"; }
+
+out=$(c status) && echo "$out" | grep -q "bounded" && ok "status lists the pools" || nok "status: $out"
+out=$(c --json status) && echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d' \
+        && ok "status --json is JSON" || nok "status --json: $out"
+out=$(c pools) && echo "$out" | grep -q "open" && ok "pools" || nok "pools: $out"
+
+out=$(c allocate ctl-vm 512M --pool bounded --label ram0 2>&1) && ok "allocate 512M" || nok "allocate: $out"
+path=$(echo "$out" | grep -o '/org/daxbroker/Broker1/allocation/[0-9a-f]*' | head -1)
+[ -n "$path" ] && ok "allocate prints the object path" || nok "no path in: $out"
+
+out=$(c --json list) && echo "$out" | python3 -c '
+import json,sys
+d=json.load(sys.stdin)
+items = d if isinstance(d, list) else d.get("allocations", [])
+assert any(a.get("owner") == "ctl-vm" and a.get("size") == 512*1024*1024 for a in items), d
+' && ok "list --json shows the allocation with its size in bytes" || nok "list --json: $out"
+out=$(c list) && echo "$out" | grep -q "ctl-vm" && ok "list" || nok "list: $out"
+
+out=$(c allocate ctl-vm 3M 2>&1); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "InvalidArgument" && ok "a bad size is refused by the daemon with InvalidArgument" \
+        || nok "allocate 3M: rc=$rc $out"
+out=$(c allocate ctl-vm banana 2>&1); rc=$?
+[ $rc = 2 ] && ok "an unparsable size is a usage error (exit 2)" || nok "allocate banana: rc=$rc $out"
+out=$(c frobnicate 2>&1); rc=$?
+[ $rc = 2 ] && ok "an unknown verb is a usage error" || nok "frobnicate: rc=$rc $out"
+out=$(c release /org/daxbroker/Broker1/allocation/ffffffffffffffff 2>&1); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "NoSuchAllocation" && ok "release of an unknown allocation" \
+        || nok "release unknown: rc=$rc $out"
+
+id=${path##*/}
+out=$(c release "$id" 2>&1) && ok "release by id" || nok "release $id: $out"
+c allocate ctl-vm 512M --pool bounded >/dev/null && c allocate ctl-vm 512M --pool bounded >/dev/null
+out=$(c release-owner ctl-vm 2>&1) && echo "$out" | grep -q 2 && ok "release-owner releases two" \
+        || nok "release-owner: $out"
+out=$(c --json list) && echo "$out" | grep -vq ctl-vm && ok "nothing of ctl-vm is left" || nok "left: $out"
+echo "1..$n"
+[ $fail = 0 ]
