@@ -487,7 +487,13 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
         }
 
         if (!any_candidate) {
-                if (req->pool)
+                Pool *named = req->pool ? broker_find_pool(b, req->pool) : NULL;
+
+                if (named)
+                        g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SUCH_POOL,
+                                    "Pool '%s' is on NUMA node %d, not on node %d", req->pool, named->numa_node,
+                                    req->numa_node);
+                else if (req->pool)
                         g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SUCH_POOL, "No pool named '%s'",
                                     req->pool);
                 else if (req->has_numa_node)
@@ -1111,6 +1117,7 @@ int broker_reload(Broker *b, Config *config, GError **error) {
 
                 p->align = pc && pc->align ? pc->align : config->default_align;
                 p->boundary = pc ? pc->boundary : 0;
+                notify_sizes(b, p);
         }
         config_free(b->config);
         b->config = config;

@@ -565,8 +565,8 @@ static const sd_bus_vtable pool_vtable[] = {
         POOL_PROP("NumaNode", "i", SD_BUS_VTABLE_PROPERTY_CONST),
         POOL_PROP("Start", "t", SD_BUS_VTABLE_PROPERTY_CONST),
         POOL_PROP("Size", "t", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("Align", "t", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("Boundary", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Align", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("Boundary", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("FreeSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("AllocatedSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("HostSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -682,7 +682,8 @@ static void on_sizes_changed(Pool *p, void *userdata) {
         (void) sd_bus_emit_properties_changed(bus->bus, BUS_PATH, BUS_MANAGER_IFACE, "AllocatedSize", "FreeSize",
                                               "HostSize", NULL);
         (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_POOL_IFACE, "FreeSize", "AllocatedSize",
-                                              "HostSize", "DirtySize", "ForeignSize", "LargestFreeExtent", NULL);
+                                              "HostSize", "DirtySize", "ForeignSize", "LargestFreeExtent", "Align",
+                                              "Boundary", NULL);
 }
 
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {

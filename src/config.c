@@ -19,8 +19,8 @@
  * are merged can still name the file and quote the value. */
 typedef struct PoolSource {
         const char *section_file;
-        const char *region_file, *start_file, *boundary_file;
-        char *region_value, *start_value, *boundary_value;
+        const char *region_file, *start_file;
+        char *region_value, *start_value;
         bool has_align;
 } PoolSource;
 
@@ -203,7 +203,6 @@ static void pool_source_clear(gpointer p) {
 
         g_free(s->region_value);
         g_free(s->start_value);
-        g_free(s->boundary_value);
 }
 
 static void pool_config_clear(gpointer p) {
@@ -316,12 +315,12 @@ static bool parse_pool_key(ConfigParser *p, size_t index, const char *file, cons
                 pool->boundary = 0;
                 if (!empty && parse_size(value, &pool->boundary) < 0)
                         return config_fail(error, file, section, key, value, "is not a size");
-                if (pool->boundary % BOUNDARY_GRANULE != 0)
+                /* Placement (extent-map) works with power-of-two boundaries
+                 * only; anything else would fail every allocation later. */
+                if (pool->boundary != 0 &&
+                    (pool->boundary % BOUNDARY_GRANULE != 0 || (pool->boundary & (pool->boundary - 1)) != 0))
                         return config_fail(error, file, section, key, value,
-                                           "must be 0 or a multiple of 2 MiB");
-                source->boundary_file = file;
-                g_free(source->boundary_value);
-                source->boundary_value = g_strdup(value);
+                                           "must be 0 or a power of two of at least 2 MiB");
 
         } else if (strcmp(key, "Align") == 0) {
                 source->has_align = !empty;
@@ -497,14 +496,6 @@ static Config *config_parser_finish(ConfigParser *p, GError **error) {
 
                 if (!source->has_align)
                         pool->align = c->default_align;
-                if (pool->boundary % pool->align != 0) {
-                        char buf[FORMAT_SIZE_MAX];
-
-                        config_fail(error, source->boundary_file, section, "Boundary",
-                                    source->boundary_value, "must be a multiple of the pool's alignment, %s",
-                                    format_size(pool->align, buf, sizeof buf));
-                        return NULL;
-                }
 
                 for (size_t j = 0; j < i; j++) {
                         const PoolConfig *other = &g_array_index(p->pools, PoolConfig, j);

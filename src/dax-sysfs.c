@@ -1,1 +1,1142 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * dax-sysfs: the backend contract on the real kernel, through /sys/bus/dax.
+ *
+ * Every change (create, delete, size, align, mapping, bind, unbind) is one
+ * direct sysfs write, so callers see the kernel's own errno. Nothing about
+ * regions or devices is cached: each call reads what the kernel holds now,
+ * so daxctl, udev rules or an earlier run of the daemon never leave us with
+ * stale objects. The only cached value is the memory block size, fixed at
+ * boot. libdaxctl serves one purpose: loading device_dax when it is missing
+ * (the only public way to its kmod handling), with a context made for that
+ * call and dropped.
+ *
+ * What this relies on, read in Linux 6.1 and 6.12 drivers/dax/ and checked
+ * on both kernels in the QEMU rig:
+ *  - /sys/bus/dax/devices/daxR.N links into the region's parent device
+ *    (hmem.R); the region's attributes sit in that parent's dax_region/, so
+ *    "daxR.0/../dax_region" reaches them without a readlink (the kernel
+ *    resolves ".." after following the link). A dynamic region never loses
+ *    daxR.0 (delete_store() refuses id 0). Static regions (pmem namespaces)
+ *    have no "create" and cannot be carved: they are not listed.
+ *  - Region start: no attribute holds it. A device's "resource" shows the
+ *    region's start while the device has no range (resource_show() falls
+ *    back to dax_region->res.start), so a zero-size device answers; with
+ *    available_size 0 the ranges tile the region and the lowest one starts
+ *    it; otherwise a zero-size device is created for a moment. /proc/iomem
+ *    is no help: hmem.R owns no resource there on 6.1 or 6.12 (only the
+ *    Soft Reserved range, which HMAT may split into several regions).
+ *  - NUMA node: every device of a region shows the region's target_node
+ *    (hidden when negative); the parent platform device's numa_node is the
+ *    fallback (the nearest online node, hmem_register_device()).
+ *  - Ranges: mappingN/{start,end}, hex, end inclusive, N in range order.
+ *  - kmem hotplugs the memory blocks that lie wholly inside each range
+ *    (dev_dax_kmem_range() trims to block boundaries); unbinding kmem while
+ *    one of them is online loses that range until reboot.
+ */
+
+#include <daxctl/libdaxctl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "dax-backend.h"
+#include "util.h"
+
+/* devtmpfs creates the node before device_add() returns; the retry only
+ * covers a /dev that some other agent (udev in a container) populates. */
+#define OPEN_RETRY_USEC (10 * 1000)
+#define OPEN_RETRIES 50
+
+/* memremap_compat_align() on x86-64: the smallest unit of a range. */
+#define DAX_SUBSECTION (2 * MiB)
+
+typedef struct SysfsBackend {
+        DaxBackend backend;
+        char *sysfs;         /* "/sys" */
+        char *dev;           /* "/dev" */
+        uint64_t block_size; /* memory block size; 0 without memory hotplug */
+        /* Writing "create" and reading back the youngest device must not
+         * interleave with another create of ours in the same region. */
+        pthread_mutex_t create_lock;
+} SysfsBackend;
+
+/* One device name seen on the bus. */
+typedef struct DaxId {
+        unsigned region;
+        unsigned instance;
+} DaxId;
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
+static inline void fclosep(FILE **f) {
+        if (*f)
+                fclose(*f);
+}
+#define _cleanup_closedir_ _cleanup_(closedirp)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+static int pathf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int pathf(char *buf, size_t len, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t) n >= len)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+/* Parses "daxR.N" exactly as the kernel prints it (no signs, spaces or
+ * leading zeros), which also keeps names from walking out of the sysfs
+ * directories they are pasted into. Unknown names are -ENODEV, like a
+ * device that does not exist. */
+static int dax_name_parse(const char *name, unsigned *ret_region, unsigned *ret_instance) {
+        unsigned v[2];
+        const char *p;
+
+        if (!name || strncmp(name, "dax", 3) != 0)
+                return -ENODEV;
+
+        p = name + 3;
+        for (int i = 0; i < 2; i++) {
+                size_t n = strspn(p, "0123456789");
+
+                if (n == 0 || n > 9 || (n > 1 && p[0] == '0'))
+                        return -ENODEV;
+                v[i] = (unsigned) strtoul(p, NULL, 10);
+                p += n;
+                if (*p != (i == 0 ? '.' : '\0'))
+                        return -ENODEV;
+                p++;
+        }
+
+        if (ret_region)
+                *ret_region = v[0];
+        if (ret_instance)
+                *ret_instance = v[1];
+        return 0;
+}
+
+static int dax_id_compare(const void *a, const void *b) {
+        const DaxId *x = a, *y = b;
+
+        if (x->region != y->region)
+                return x->region < y->region ? -1 : 1;
+        if (x->instance != y->instance)
+                return x->instance < y->instance ? -1 : 1;
+        return 0;
+}
+
+static int unsigned_compare(const void *a, const void *b) {
+        unsigned x = *(const unsigned *) a, y = *(const unsigned *) b;
+
+        return x < y ? -1 : x > y;
+}
+
+static int device_path(SysfsBackend *s, char *buf, size_t len, const char *name, const char *attr) {
+        return pathf(buf, len, "%s/bus/dax/devices/%s/%s", s->sysfs, name, attr);
+}
+
+static int region_path(SysfsBackend *s, char *buf, size_t len, const char *device, const char *attr) {
+        return pathf(buf, len, "%s/bus/dax/devices/%s/../dax_region/%s", s->sysfs, device, attr);
+}
+
+static int driver_path(SysfsBackend *s, char *buf, size_t len, const char *driver, const char *attr) {
+        return pathf(buf, len, "%s/bus/dax/drivers/%s/%s", s->sysfs, driver, attr);
+}
+
+/* A missing attribute of a device means a missing device. */
+static int enoent_to_enodev(int r) {
+        return r == -ENOENT ? -ENODEV : r;
+}
+
+static int device_write(SysfsBackend *s, const char *name, const char *attr, const char *value) {
+        char path[PATH_MAX];
+        int r;
+
+        r = device_path(s, path, sizeof(path), name, attr);
+        if (r < 0)
+                return r;
+        return enoent_to_enodev(write_attr(path, value));
+}
+
+static int device_exists(SysfsBackend *s, const char *name) {
+        char path[PATH_MAX];
+        int r;
+
+        r = device_path(s, path, sizeof(path), name, "");
+        if (r < 0)
+                return r;
+        if (access(path, F_OK) < 0)
+                return errno == ENOENT ? -ENODEV : -errno;
+        return 0;
+}
+
+/* The driver's directory name ("device_dax", "kmem", ...), or "" when the
+ * device is unbound or does not exist: callers that must tell those apart
+ * ask device_exists(), the others learn it from their next write. */
+static int device_driver_name(SysfsBackend *s, const char *name, char *buf, size_t len) {
+        char path[PATH_MAX], target[PATH_MAX];
+        const char *base;
+        ssize_t n;
+        int r;
+
+        r = device_path(s, path, sizeof(path), name, "driver");
+        if (r < 0)
+                return r;
+
+        n = readlink(path, target, sizeof(target) - 1);
+        if (n < 0) {
+                if (errno != ENOENT)
+                        return -errno;
+                buf[0] = 0;
+                return 0;
+        }
+        target[n] = 0;
+
+        base = strrchr(target, '/');
+        base = base ? base + 1 : target;
+        if (strlen(base) >= len)
+                return -ENAMETOOLONG;
+        strcpy(buf, base);
+        return 0;
+}
+
+static DaxDriver driver_from_name(const char *drv) {
+        if (drv[0] == 0)
+                return DAX_DRIVER_NONE;
+        if (strcmp(drv, "device_dax") == 0)
+                return DAX_DRIVER_DEVICE_DAX;
+        if (strcmp(drv, "kmem") == 0)
+                return DAX_DRIVER_KMEM;
+        return DAX_DRIVER_OTHER;
+}
+
+static int device_driver(SysfsBackend *s, const char *name, DaxDriver *ret) {
+        char drv[NAME_MAX + 1];
+        int r;
+
+        r = device_driver_name(s, name, drv, sizeof(drv));
+        if (r < 0)
+                return r;
+        *ret = driver_from_name(drv);
+        return 0;
+}
+
+/* The kernel refuses size and align changes of a bound device, but not a
+ * mapping write, which would corrupt a live device: check all three here. */
+static int device_require_unbound(SysfsBackend *s, const char *name) {
+        DaxDriver drv;
+        int r;
+
+        r = dax_name_parse(name, NULL, NULL);
+        if (r < 0)
+                return r;
+        r = device_driver(s, name, &drv);
+        if (r < 0)
+                return r;
+        return drv == DAX_DRIVER_NONE ? 0 : -EBUSY;
+}
+
+/* "mapping7" -> 7; the write-only "mapping" attribute is not a range. */
+static bool mapping_id_parse(const char *entry, unsigned *ret) {
+        const char *p = entry + strlen("mapping");
+        size_t n;
+
+        if (strncmp(entry, "mapping", strlen("mapping")) != 0)
+                return false;
+        n = strspn(p, "0123456789");
+        if (n == 0 || n > 9 || p[n] != 0)
+                return false;
+        *ret = (unsigned) strtoul(p, NULL, 10);
+        return true;
+}
+
+static int device_read_ranges(SysfsBackend *s, const char *name, DaxRange *ranges, unsigned *ret_n) {
+        _cleanup_closedir_ DIR *dir = NULL;
+        unsigned ids[DAX_RANGES_MAX], n = 0;
+        char path[PATH_MAX];
+        struct dirent *de;
+        int r;
+
+        r = device_path(s, path, sizeof(path), name, "");
+        if (r < 0)
+                return r;
+        dir = opendir(path);
+        if (!dir)
+                return enoent_to_enodev(-errno);
+
+        while ((de = readdir(dir))) {
+                unsigned id;
+
+                if (!mapping_id_parse(de->d_name, &id))
+                        continue;
+                /* More ranges than a DaxDeviceInfo holds: refuse rather
+                 * than report a device smaller than it is. */
+                if (n >= DAX_RANGES_MAX)
+                        return -E2BIG;
+                ids[n++] = id;
+        }
+
+        /* The kernel numbers mappings in range order (lowest free id, and
+         * ranges only ever leave from the end), which is also the order of
+         * their offsets in the device. */
+        qsort(ids, n, sizeof(ids[0]), unsigned_compare);
+
+        for (unsigned i = 0; i < n; i++) {
+                char attr[32];
+                uint64_t start, end;
+
+                snprintf(attr, sizeof(attr), "mapping%u/start", ids[i]);
+                r = device_path(s, path, sizeof(path), name, attr);
+                if (r < 0)
+                        return r;
+                r = read_attr_u64(path, &start);
+                if (r < 0)
+                        return r;
+
+                snprintf(attr, sizeof(attr), "mapping%u/end", ids[i]);
+                r = device_path(s, path, sizeof(path), name, attr);
+                if (r < 0)
+                        return r;
+                r = read_attr_u64(path, &end);
+                if (r < 0)
+                        return r;
+
+                if (end < start)
+                        return -EIO;
+                ranges[i] = (DaxRange) { .start = start, .size = end - start + 1 };
+        }
+
+        *ret_n = n;
+        return 0;
+}
+
+/* Counts the memory blocks kmem hotplugged for these ranges and how many
+ * are not offline ("online" or "going-offline": neither may be removed). */
+static int count_memory_blocks(SysfsBackend *s, const DaxRange *ranges, unsigned n_ranges, unsigned *ret_blocks,
+                               unsigned *ret_online) {
+        unsigned blocks = 0, online = 0;
+        uint64_t bs = s->block_size;
+
+        for (unsigned i = 0; i < n_ranges && bs > 0; i++) {
+                uint64_t first = round_up_u64(ranges[i].start, bs) / bs;
+                uint64_t end = round_down_u64(ranges[i].start + ranges[i].size, bs) / bs;
+
+                for (uint64_t m = first; m < end; m++) {
+                        _cleanup_free_ char *state = NULL;
+                        char path[PATH_MAX];
+                        int r;
+
+                        r = pathf(path, sizeof(path), "%s/devices/system/memory/memory%" PRIu64 "/state", s->sysfs,
+                                  m);
+                        if (r < 0)
+                                return r;
+                        r = read_attr(path, &state);
+                        if (r == -ENOENT)
+                                continue; /* kmem could not add this range: nothing to strand */
+                        if (r < 0)
+                                return r;
+                        blocks++;
+                        if (strcmp(state, "offline") != 0)
+                                online++;
+                }
+        }
+
+        *ret_blocks = blocks;
+        *ret_online = online;
+        return 0;
+}
+
+static int device_read(SysfsBackend *s, const char *name, unsigned region, unsigned instance,
+                       DaxDeviceInfo *ret) {
+        DaxDeviceInfo d = { .region_id = region, .instance = instance, .target_node = -1 };
+        char path[PATH_MAX];
+        int r;
+
+        snprintf(d.name, sizeof(d.name), "%s", name);
+
+        r = device_path(s, path, sizeof(path), name, "align");
+        if (r < 0)
+                return r;
+        r = read_attr_u64(path, &d.align);
+        if (r < 0)
+                return enoent_to_enodev(r);
+
+        r = device_driver(s, name, &d.driver);
+        if (r < 0)
+                return r;
+
+        r = device_path(s, path, sizeof(path), name, "target_node");
+        if (r < 0)
+                return r;
+        r = read_attr_int(path, &d.target_node);
+        if (r == -ENOENT)
+                d.target_node = -1; /* hidden while the region has no target node */
+        else if (r < 0)
+                return r;
+
+        /* The kernel's size is the sum of the ranges: no need to read it. */
+        r = device_read_ranges(s, name, d.ranges, &d.n_ranges);
+        if (r < 0)
+                return r;
+        d.size = dax_ranges_size(d.ranges, d.n_ranges);
+
+        if (d.driver == DAX_DRIVER_KMEM) {
+                r = count_memory_blocks(s, d.ranges, d.n_ranges, &d.mem_blocks, &d.mem_blocks_online);
+                if (r < 0)
+                        return r;
+        }
+
+        *ret = d;
+        return 0;
+}
+
+/* Device names in a directory (the bus, or a region's parent device),
+ * sorted by region and instance. only_region < 0 takes every region. */
+static int list_dax_ids(const char *dir_path, long only_region, DaxId **ret, size_t *ret_n) {
+        _cleanup_closedir_ DIR *dir = NULL;
+        _cleanup_free_ DaxId *ids = NULL;
+        size_t n = 0, allocated = 0;
+        struct dirent *de;
+
+        dir = opendir(dir_path);
+        if (!dir)
+                return -errno;
+
+        while ((de = readdir(dir))) {
+                DaxId id;
+
+                if (dax_name_parse(de->d_name, &id.region, &id.instance) < 0)
+                        continue;
+                if (only_region >= 0 && id.region != (unsigned long) only_region)
+                        continue;
+                if (n == allocated) {
+                        size_t want = allocated ? allocated * 2 : 16;
+                        DaxId *p = reallocarray(ids, want, sizeof(DaxId));
+
+                        if (!p)
+                                return -ENOMEM;
+                        ids = p;
+                        allocated = want;
+                }
+                ids[n++] = id;
+        }
+
+        if (n > 0)
+                qsort(ids, n, sizeof(DaxId), dax_id_compare);
+        *ret = ids;
+        ids = NULL;
+        *ret_n = n;
+        return 0;
+}
+
+static int region_create(SysfsBackend *s, unsigned region_id, char ret_name[DAX_NAME_MAX]) {
+        _cleanup_free_ char *youngest = NULL;
+        char seed[DAX_NAME_MAX], path[PATH_MAX];
+        unsigned region;
+        int r;
+
+        snprintf(seed, sizeof(seed), "dax%u.0", region_id);
+        r = region_path(s, path, sizeof(path), seed, "create");
+        if (r < 0)
+                return r;
+
+        pthread_mutex_lock(&s->create_lock);
+        r = write_attr(path, "1");
+        if (r >= 0)
+                /* "create" reads back the youngest device of the region. */
+                r = read_attr(path, &youngest);
+        pthread_mutex_unlock(&s->create_lock);
+        if (r < 0)
+                return enoent_to_enodev(r);
+
+        /* Empty or foreign when another agent created or deleted a device
+         * at the same moment; we cannot tell which device is ours then. */
+        if (dax_name_parse(youngest, &region, NULL) < 0 || region != region_id || strlen(youngest) >= DAX_NAME_MAX)
+                return -EIO;
+
+        strcpy(ret_name, youngest);
+        return 0;
+}
+
+static int region_delete(SysfsBackend *s, unsigned region_id, const char *name) {
+        char seed[DAX_NAME_MAX], path[PATH_MAX];
+        int r;
+
+        snprintf(seed, sizeof(seed), "dax%u.0", region_id);
+        r = region_path(s, path, sizeof(path), seed, "delete");
+        if (r < 0)
+                return r;
+        return enoent_to_enodev(write_attr(path, name));
+}
+
+/* See the top of the file for why these three ways, in this order. */
+static int region_find_start(SysfsBackend *s, const DaxId *ids, size_t n, uint64_t available, uint64_t *ret) {
+        char name[DAX_NAME_MAX], path[PATH_MAX], probe[DAX_NAME_MAX];
+        uint64_t lowest = UINT64_MAX;
+        int r, k;
+
+        for (size_t i = 0; i < n; i++) {
+                uint64_t size;
+
+                snprintf(name, sizeof(name), "dax%u.%u", ids[i].region, ids[i].instance);
+                r = device_path(s, path, sizeof(path), name, "size");
+                if (r < 0)
+                        return r;
+                r = read_attr_u64(path, &size);
+                if (r == -ENOENT)
+                        continue; /* deleted meanwhile */
+                if (r < 0)
+                        return r;
+                if (size > 0)
+                        continue;
+
+                r = device_path(s, path, sizeof(path), name, "resource");
+                if (r < 0)
+                        return r;
+                return read_attr_u64(path, ret);
+        }
+
+        if (available == 0) {
+                for (size_t i = 0; i < n; i++) {
+                        DaxRange ranges[DAX_RANGES_MAX];
+                        unsigned nr;
+
+                        snprintf(name, sizeof(name), "dax%u.%u", ids[i].region, ids[i].instance);
+                        r = device_read_ranges(s, name, ranges, &nr);
+                        if (r < 0)
+                                return r;
+                        for (unsigned j = 0; j < nr; j++)
+                                lowest = min_u64(lowest, ranges[j].start);
+                }
+                if (lowest == UINT64_MAX)
+                        return -EIO;
+                *ret = lowest;
+                return 0;
+        }
+
+        r = region_create(s, ids[0].region, probe);
+        if (r < 0)
+                return r;
+        r = device_path(s, path, sizeof(path), probe, "resource");
+        if (r >= 0)
+                r = read_attr_u64(path, ret);
+        k = region_delete(s, ids[0].region, probe);
+        return r < 0 ? r : k;
+}
+
+static int region_read(SysfsBackend *s, const DaxId *ids, size_t n, DaxRegionInfo *ret) {
+        DaxRegionInfo info = { .id = ids[0].region, .numa_node = -1 };
+        char first[DAX_NAME_MAX], path[PATH_MAX];
+        int r;
+
+        /* Any device of the region leads to the region's attributes; the
+         * lowest instance is daxR.0 for every dynamic region. */
+        snprintf(first, sizeof(first), "dax%u.%u", ids[0].region, ids[0].instance);
+
+        r = region_path(s, path, sizeof(path), first, "create");
+        if (r < 0)
+                return r;
+        if (access(path, F_OK) < 0)
+                return errno == ENOENT ? 0 : -errno; /* static region */
+
+        r = region_path(s, path, sizeof(path), first, "size");
+        if (r < 0)
+                return r;
+        r = read_attr_u64(path, &info.size);
+        if (r < 0)
+                return r;
+        r = region_path(s, path, sizeof(path), first, "align");
+        if (r < 0)
+                return r;
+        r = read_attr_u64(path, &info.align);
+        if (r < 0)
+                return r;
+        r = region_path(s, path, sizeof(path), first, "available_size");
+        if (r < 0)
+                return r;
+        r = read_attr_u64(path, &info.available);
+        if (r < 0)
+                return r;
+
+        r = device_path(s, path, sizeof(path), first, "target_node");
+        if (r < 0)
+                return r;
+        r = read_attr_int(path, &info.numa_node);
+        if (r == -ENOENT) {
+                r = device_path(s, path, sizeof(path), first, "../numa_node");
+                if (r < 0)
+                        return r;
+                if (read_attr_int(path, &info.numa_node) < 0)
+                        info.numa_node = -1;
+        } else if (r < 0)
+                return r;
+
+        r = region_find_start(s, ids, n, info.available, &info.start);
+        if (r < 0)
+                return r;
+
+        *ret = info;
+        return 1;
+}
+
+static int sysfs_list_regions(DaxBackend *b, DaxRegionInfo **ret, size_t *ret_n) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        _cleanup_free_ DaxRegionInfo *regions = NULL;
+        _cleanup_free_ DaxId *ids = NULL;
+        char path[PATH_MAX];
+        size_t n_ids = 0, n = 0;
+        int r;
+
+        r = pathf(path, sizeof(path), "%s/bus/dax/devices", s->sysfs);
+        if (r < 0)
+                return r;
+        r = list_dax_ids(path, -1, &ids, &n_ids);
+        if (r == -ENOENT)
+                n_ids = 0; /* no dax bus: no regions */
+        else if (r < 0)
+                return r;
+
+        /* At most one region per device. */
+        regions = calloc(n_ids ?: 1, sizeof(DaxRegionInfo));
+        if (!regions)
+                return -ENOMEM;
+
+        for (size_t i = 0, j; i < n_ids; i = j) {
+                for (j = i + 1; j < n_ids && ids[j].region == ids[i].region; j++)
+                        ;
+                r = region_read(s, ids + i, j - i, &regions[n]);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        n++;
+        }
+
+        *ret = regions;
+        regions = NULL;
+        *ret_n = n;
+        return 0;
+}
+
+static int sysfs_list_devices(DaxBackend *b, unsigned region_id, DaxDeviceInfo **ret, size_t *ret_n) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        _cleanup_free_ DaxDeviceInfo *devices = NULL;
+        _cleanup_free_ DaxId *ids = NULL;
+        char path[PATH_MAX];
+        size_t n_ids = 0, n = 0;
+        int r;
+
+        /* The region's parent device holds exactly its devices: no need to
+         * walk the whole bus. */
+        r = pathf(path, sizeof(path), "%s/bus/dax/devices/dax%u.0/..", s->sysfs, region_id);
+        if (r < 0)
+                return r;
+        r = list_dax_ids(path, region_id, &ids, &n_ids);
+        if (r < 0)
+                return enoent_to_enodev(r);
+
+        devices = calloc(n_ids ?: 1, sizeof(DaxDeviceInfo));
+        if (!devices)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < n_ids; i++) {
+                char name[DAX_NAME_MAX];
+
+                snprintf(name, sizeof(name), "dax%u.%u", ids[i].region, ids[i].instance);
+                r = device_read(s, name, ids[i].region, ids[i].instance, &devices[n]);
+                if (r == -ENODEV)
+                        continue; /* deleted since the directory was read */
+                if (r < 0)
+                        return r;
+                n++;
+        }
+
+        *ret = devices;
+        devices = NULL;
+        *ret_n = n;
+        return 0;
+}
+
+static int sysfs_get_device(DaxBackend *b, const char *name, DaxDeviceInfo *ret) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        unsigned region, instance;
+        int r;
+
+        r = dax_name_parse(name, &region, &instance);
+        if (r < 0)
+                return r;
+        return device_read(s, name, region, instance, ret);
+}
+
+/* Drops a name from a driver's id list; nothing to do if it is not there
+ * or the driver is not loaded. */
+static void driver_remove_id(SysfsBackend *s, const char *driver, const char *name) {
+        char path[PATH_MAX];
+
+        if (driver_path(s, path, sizeof(path), driver, "remove_id") >= 0)
+                (void) write_attr(path, name);
+}
+
+static int sysfs_create_device(DaxBackend *b, unsigned region_id, char ret_name[DAX_NAME_MAX]) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        char name[DAX_NAME_MAX];
+        int r;
+
+        r = region_create(s, region_id, name);
+        if (r < 0)
+                return r;
+
+        /* Names are reused (lowest free instance). A name left in a
+         * driver's id list (by a crash, or another agent) would let that
+         * driver grab this device on its next driver_attach, halfway
+         * through being mapped. */
+        driver_remove_id(s, "device_dax", name);
+        driver_remove_id(s, "kmem", name);
+
+        strcpy(ret_name, name);
+        return 0;
+}
+
+static int sysfs_set_align(DaxBackend *b, const char *name, uint64_t align) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        char value[32];
+        int r;
+
+        r = device_require_unbound(s, name);
+        if (r < 0)
+                return r;
+        snprintf(value, sizeof(value), "%" PRIu64, align);
+        return device_write(s, name, "align", value);
+}
+
+static int sysfs_add_mapping(DaxBackend *b, const char *name, uint64_t start, uint64_t size) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        char path[PATH_MAX], value[64];
+        uint64_t align;
+        int r;
+
+        /* An empty range would hit a kernel WARN (alloc_dev_dax_range()). */
+        if (size == 0 || start + size - 1 < start)
+                return -EINVAL;
+
+        r = device_require_unbound(s, name);
+        if (r < 0)
+                return r;
+
+        r = device_path(s, path, sizeof(path), name, "align");
+        if (r < 0)
+                return r;
+        r = read_attr_u64(path, &align);
+        if (r < 0)
+                return enoent_to_enodev(r);
+        align = max_u64(align, DAX_SUBSECTION);
+        /* Since Linux 6.9 (dax_region_rwsem) mapping_store() answers an
+         * unaligned length with success and adds nothing; 6.1 said ENXIO,
+         * and so do we, on every kernel. */
+        if (size % align != 0)
+                return -ENXIO;
+        /* The kernel checks only lengths: a range starting off the align
+         * binds, then every fault on it fails (or memremap_pages() refuses
+         * a start off 2 MiB at bind time). */
+        if (start % align != 0)
+                return -EINVAL;
+
+        snprintf(value, sizeof(value), "%#" PRIx64 "-%#" PRIx64, start, start + size - 1);
+        return device_write(s, name, "mapping", value);
+}
+
+static int sysfs_set_size(DaxBackend *b, const char *name, uint64_t size) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        char value[32];
+        int r;
+
+        r = device_require_unbound(s, name);
+        if (r < 0)
+                return r;
+        snprintf(value, sizeof(value), "%" PRIu64, size);
+        return device_write(s, name, "size", value);
+}
+
+/* Loads device_dax through libdaxctl (kmod, honouring the modprobe
+ * blacklist) and lets it enable this device. Only reached when the driver
+ * is not loaded: udev loads it as soon as a dax device appears. */
+static int device_dax_load(SysfsBackend *s, const char *name) {
+        struct daxctl_ctx *ctx = NULL;
+        struct daxctl_region *region;
+        struct daxctl_dev *dev, *found = NULL;
+        int r;
+
+        /* libdaxctl only knows the real /sys. */
+        if (strcmp(s->sysfs, "/sys") != 0)
+                return -ENOENT;
+
+        r = daxctl_new(&ctx);
+        if (r < 0)
+                return r;
+        daxctl_region_foreach(ctx, region)
+                daxctl_dev_foreach(region, dev)
+                        if (strcmp(daxctl_dev_get_devname(dev), name) == 0)
+                                found = dev;
+        r = found ? daxctl_dev_enable_devdax(found) : -ENODEV;
+        daxctl_unref(ctx);
+        return r;
+}
+
+static int sysfs_bind_device_dax(DaxBackend *b, const char *name) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        char bind[PATH_MAX], new_id[PATH_MAX];
+        bool added_id = false;
+        DaxDriver drv;
+        int r, k;
+
+        r = dax_name_parse(name, NULL, NULL);
+        if (r < 0)
+                return r;
+        r = device_driver(s, name, &drv);
+        if (r < 0)
+                return r;
+        if (drv == DAX_DRIVER_DEVICE_DAX)
+                return 0;
+        if (drv != DAX_DRIVER_NONE)
+                return -EBUSY;
+
+        r = driver_path(s, bind, sizeof(bind), "device_dax", "bind");
+        if (r < 0)
+                return r;
+        r = driver_path(s, new_id, sizeof(new_id), "device_dax", "new_id");
+        if (r < 0)
+                return r;
+
+        /* "bind" first: it probes only this device. "new_id" makes the
+         * kernel re-probe every unbound device the driver matches, and on
+         * 6.1 device_dax matches them all, so it would also bind devices
+         * that another region's worker is still mapping. */
+        r = write_attr(bind, name);
+        if (r == -ENODEV) {
+                /* 6.3+: in a region meant for kmem (hmem's default)
+                 * device_dax matches only names in its id list. new_id
+                 * may attach the device by itself; bind if it did not. */
+                added_id = true;
+                r = write_attr(new_id, name);
+                if (r == -EEXIST)
+                        r = 0;
+                if (r >= 0) {
+                        r = device_driver(s, name, &drv);
+                        if (r >= 0 && drv == DAX_DRIVER_NONE)
+                                r = write_attr(bind, name);
+                }
+        } else if (r == -ENOENT)
+                r = device_dax_load(s, name);
+
+        /* Whatever the writes said (EBUSY may mean someone else bound it
+         * in between), the driver link is the truth. */
+        k = device_driver(s, name, &drv);
+        if (k >= 0 && drv == DAX_DRIVER_DEVICE_DAX)
+                return 0;
+        if (added_id)
+                /* A stale id would capture a later device of this name. */
+                driver_remove_id(s, "device_dax", name);
+        if (k < 0)
+                return k;
+        if (drv != DAX_DRIVER_NONE)
+                return -EBUSY;
+        return r < 0 ? r : -ENXIO;
+}
+
+static int sysfs_unbind(DaxBackend *b, const char *name) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        char drv[NAME_MAX + 1], path[PATH_MAX];
+        int r;
+
+        r = dax_name_parse(name, NULL, NULL);
+        if (r < 0)
+                return r;
+        r = device_driver_name(s, name, drv, sizeof(drv));
+        if (r < 0)
+                return r;
+        if (drv[0] == 0)
+                return device_exists(s, name);
+
+        if (driver_from_name(drv) == DAX_DRIVER_KMEM) {
+                DaxRange ranges[DAX_RANGES_MAX];
+                unsigned n, blocks, online;
+
+                /* kmem's remove cannot fail: it drops online blocks and
+                 * leaves their range unusable until reboot. Refuse instead.
+                 * (Nothing onlines blocks later on its own: udev rules and
+                 * auto_online_blocks act when kmem adds them.) */
+                r = device_read_ranges(s, name, ranges, &n);
+                if (r < 0)
+                        return r;
+                r = count_memory_blocks(s, ranges, n, &blocks, &online);
+                if (r < 0)
+                        return r;
+                if (online > 0)
+                        return -EBUSY;
+        }
+
+        /* Drop the id first: once unbound, a device still in the driver's
+         * id list would be re-attached by the next driver_attach (another
+         * new_id write, a module load). */
+        driver_remove_id(s, drv, name);
+
+        r = driver_path(s, path, sizeof(path), drv, "unbind");
+        if (r < 0)
+                return r;
+        r = write_attr(path, name);
+        if (r == -ENODEV) {
+                /* Not bound to that driver (any more): fine if unbound. */
+                r = device_driver_name(s, name, drv, sizeof(drv));
+                if (r < 0)
+                        return r;
+                return drv[0] == 0 ? device_exists(s, name) : -EBUSY;
+        }
+        return r;
+}
+
+static int sysfs_delete_device(DaxBackend *b, const char *name) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        unsigned region;
+        int r;
+
+        r = dax_name_parse(name, &region, NULL);
+        if (r < 0)
+                return r;
+        return region_delete(s, region, name);
+}
+
+static int sysfs_open_device(DaxBackend *b, const char *name) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        char node[PATH_MAX], sys[PATH_MAX];
+        int r;
+
+        r = dax_name_parse(name, NULL, NULL);
+        if (r < 0)
+                return r;
+        r = pathf(node, sizeof(node), "%s/%s", s->dev, name);
+        if (r < 0)
+                return r;
+        r = device_path(s, sys, sizeof(sys), name, "");
+        if (r < 0)
+                return r;
+
+        for (unsigned i = 0;; i++) {
+                int fd = open(node, O_RDWR | O_CLOEXEC | O_NOCTTY);
+
+                if (fd >= 0)
+                        return fd;
+                if (errno != ENOENT)
+                        return -errno;
+                /* Waiting only helps if the device exists. */
+                if (access(sys, F_OK) < 0)
+                        return errno == ENOENT ? -ENODEV : -errno;
+                if (i >= OPEN_RETRIES)
+                        return -ENOENT;
+                usleep(OPEN_RETRY_USEC);
+        }
+}
+
+/* Does /proc/PID/maps map a file whose path ends in "/NAME"? Matching the
+ * name, not the whole path, also finds mappings made in another mount
+ * namespace (libvirt gives QEMU its own /dev). */
+static bool maps_have(int pid_fd, const char *name) {
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ char *line = NULL;
+        size_t allocated = 0, name_len = strlen(name);
+        ssize_t n;
+        int fd;
+
+        fd = openat(pid_fd, "maps", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        f = fdopen(fd, "re");
+        if (!f) {
+                close(fd);
+                return false;
+        }
+
+        while ((n = getline(&line, &allocated, f)) > 0) {
+                size_t len = (size_t) n;
+
+                if (line[len - 1] == '\n')
+                        line[--len] = 0;
+                if (len > strlen(" (deleted)") && strcmp(line + len - strlen(" (deleted)"), " (deleted)") == 0)
+                        len -= strlen(" (deleted)");
+                if (len > name_len && line[len - name_len - 1] == '/' &&
+                    strncmp(line + len - name_len, name, name_len) == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* Does some fd of the process refer to this character device? */
+static bool fds_have(int pid_fd, dev_t rdev) {
+        _cleanup_closedir_ DIR *dir = NULL;
+        struct dirent *de;
+        int fd;
+
+        fd = openat(pid_fd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        dir = fdopendir(fd);
+        if (!dir) {
+                close(fd);
+                return false;
+        }
+
+        while ((de = readdir(dir))) {
+                struct stat st;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                /* Follows the link to the open file itself, whatever path
+                 * it was opened by. */
+                if (fstatat(dirfd(dir), de->d_name, &st, 0) < 0)
+                        continue;
+                if (S_ISCHR(st.st_mode) && st.st_rdev == rdev)
+                        return true;
+        }
+        return false;
+}
+
+static int sysfs_device_in_use(DaxBackend *b, const char *name) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        _cleanup_closedir_ DIR *proc = NULL;
+        _cleanup_free_ char *devnum = NULL;
+        unsigned major_nr, minor_nr;
+        char path[PATH_MAX], tail;
+        struct dirent *de;
+        dev_t rdev;
+        int r;
+
+        r = dax_name_parse(name, NULL, NULL);
+        if (r < 0)
+                return r;
+
+        /* "dev" is the device number, from its creation on. */
+        r = device_path(s, path, sizeof(path), name, "dev");
+        if (r < 0)
+                return r;
+        r = read_attr(path, &devnum);
+        if (r < 0)
+                return enoent_to_enodev(r);
+        if (sscanf(devnum, "%u:%u%c", &major_nr, &minor_nr, &tail) != 2)
+                return -EIO;
+        rdev = makedev(major_nr, minor_nr);
+
+        proc = opendir("/proc");
+        if (!proc)
+                return -errno;
+
+        while ((de = readdir(proc))) {
+                _cleanup_close_ int pid_fd = -EBADF;
+
+                if (strspn(de->d_name, "0123456789") != strlen(de->d_name))
+                        continue;
+                /* Processes come and go while we look: skip what vanished. */
+                pid_fd = openat(dirfd(proc), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (pid_fd < 0)
+                        continue;
+                if (fds_have(pid_fd, rdev) || maps_have(pid_fd, name))
+                        return 1;
+        }
+        return 0;
+}
+
+static void sysfs_free(DaxBackend *b) {
+        SysfsBackend *s = (SysfsBackend *) b;
+
+        pthread_mutex_destroy(&s->create_lock);
+        free(s->sysfs);
+        free(s->dev);
+        free(s);
+}
+
+static const DaxBackendOps sysfs_ops = {
+        .name = "sysfs",
+        .free = sysfs_free,
+        .list_regions = sysfs_list_regions,
+        .list_devices = sysfs_list_devices,
+        .get_device = sysfs_get_device,
+        .create_device = sysfs_create_device,
+        .set_align = sysfs_set_align,
+        .add_mapping = sysfs_add_mapping,
+        .set_size = sysfs_set_size,
+        .bind_device_dax = sysfs_bind_device_dax,
+        .unbind = sysfs_unbind,
+        .delete_device = sysfs_delete_device,
+        .open_device = sysfs_open_device,
+        .device_in_use = sysfs_device_in_use,
+};
+
+/* block_size_bytes is hex without a "0x" prefix. */
+static int read_block_size(const char *sysfs, uint64_t *ret) {
+        _cleanup_free_ char *s = NULL;
+        char path[PATH_MAX], *end;
+        unsigned long long v;
+        int r;
+
+        r = pathf(path, sizeof(path), "%s/devices/system/memory/block_size_bytes", sysfs);
+        if (r < 0)
+                return r;
+        r = read_attr(path, &s);
+        if (r == -ENOENT) {
+                *ret = 0; /* no memory hotplug: nothing can be kmem */
+                return 0;
+        }
+        if (r < 0)
+                return r;
+
+        errno = 0;
+        v = strtoull(s, &end, 16);
+        if (errno != 0 || end == s || *end != 0 || v == 0)
+                return -EIO;
+        *ret = v;
+        return 0;
+}
+
+int dax_sysfs_new(const char *sysfs_root, const char *dev_root, DaxBackend **ret) {
+        SysfsBackend *s;
+        int r;
+
+        if (!sysfs_root || !dev_root || !ret)
+                return -EINVAL;
+
+        s = calloc(1, sizeof(SysfsBackend));
+        if (!s)
+                return -ENOMEM;
+        s->backend.ops = &sysfs_ops;
+        pthread_mutex_init(&s->create_lock, NULL);
+        s->sysfs = strdup(sysfs_root);
+        s->dev = strdup(dev_root);
+        if (!s->sysfs || !s->dev) {
+                sysfs_free(&s->backend);
+                return -ENOMEM;
+        }
+
+        r = read_block_size(s->sysfs, &s->block_size);
+        if (r < 0) {
+                sysfs_free(&s->backend);
+                return r;
+        }
+
+        *ret = &s->backend;
+        return 0;
+}

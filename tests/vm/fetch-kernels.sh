@@ -36,6 +36,12 @@ CACHE=$1; shift
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
 
+# Serialise concurrent callers (parallel meson tests share one cache).
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE/.fetch.lock"
+    flock 9
+fi
+
 have() { command -v "$1" >/dev/null 2>&1; }
 have apt-cache || skip "apt-cache not available"
 have apt-get || skip "apt-get not available"

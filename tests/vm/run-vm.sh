@@ -36,6 +36,7 @@
 #   --accel kvm|tcg|auto                                  DAXRIG_ACCEL (auto)
 #   --timeout SECONDS   hard limit around QEMU.           DAXRIG_TIMEOUT (600)
 #   --log FILE          also keep the console log here.   DAXRIG_LOG
+#   DAXRIG_TCG_THREAD=single|multi   TCG threading (default single)
 #
 # Guest layout: q35 machine, 2 vCPUs, -m 6G as two NUMA nodes of 3 GiB
 # (memory-backend-ram m0/m1; both CPUs on node 0), max-ram-below-4g=1G so
@@ -272,10 +273,12 @@ kvm_works() {
 if [ "$ACCEL" = auto ]; then
     if kvm_works; then ACCEL=kvm; else ACCEL=tcg; fi
 fi
+# Multi-threaded TCG occasionally oopses 6.12 at boot ("Oops: int3" while
+# the kernel live-patches its text), so the default is one TCG thread.
 if [ "$ACCEL" = kvm ]; then
-    CPU="-cpu host"
+    CPU="-cpu host"; ACCEL_OPT=kvm
 else
-    CPU="-cpu max"
+    CPU="-cpu max"; ACCEL_OPT="tcg,thread=${DAXRIG_TCG_THREAD:-single}"
 fi
 
 # --- QEMU command line --------------------------------------------------------
@@ -286,7 +289,7 @@ CMDLINE="$CMDLINE memmap=2G%4G-1+0xefffffff memmap=2G%6G-1+0xefffffff"
 CMDLINE="$CMDLINE $APPEND"
 
 MACHINE="q35,max-ram-below-4g=1G"
-ARGS=(-accel "$ACCEL" $CPU -smp 2 -m 6G
+ARGS=(-accel "$ACCEL_OPT" $CPU -smp 2 -m 6G
       -object memory-backend-ram,id=m0,size=3G
       -object memory-backend-ram,id=m1,size=3G
       -numa node,nodeid=0,memdev=m0,cpus=0-1

@@ -1,0 +1,802 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * test-sysfs-backend: drives every DaxBackendOps call of the sysfs backend
+ * against a real kernel's /sys/bus/dax and checks the kernel's answers
+ * (placement, errno, memory contents, kmem memory blocks). Destructive: it
+ * takes over every dax region, so it runs inside the QEMU rig
+ * (tests/vm/run-vm.sh), never on a host. Without a dax bus or root it exits
+ * 77 (skip).
+ *
+ * Output: one "ok - ..." or "not ok - ..." line per check, "# ..." notes.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dax-backend.h"
+#include "util.h"
+
+#define SKIP 77
+
+static unsigned n_failed, n_passed;
+
+static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check(bool ok, const char *fmt, ...) {
+        va_list ap;
+
+        printf("%s - ", ok ? "ok" : "not ok");
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+        printf("\n");
+        fflush(stdout);
+        if (ok)
+                n_passed++;
+        else
+                n_failed++;
+}
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...) {
+        va_list ap;
+
+        printf("# ");
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+        printf("\n");
+        fflush(stdout);
+}
+
+static const char *errname(int r) {
+        static char buf[32];
+
+        if (r >= 0) {
+                snprintf(buf, sizeof(buf), "%d", r);
+                return buf;
+        }
+        switch (-r) {
+        case EBUSY:
+                return "-EBUSY";
+        case ENXIO:
+                return "-ENXIO";
+        case ENOSPC:
+                return "-ENOSPC";
+        case ENOMEM:
+                return "-ENOMEM";
+        case EINVAL:
+                return "-EINVAL";
+        case ENODEV:
+                return "-ENODEV";
+        case ENOENT:
+                return "-ENOENT";
+        default:
+                snprintf(buf, sizeof(buf), "-%d", -r);
+                return buf;
+        }
+}
+
+#define CHECK_RC(expr, want)                                                                                   \
+        ({                                                                                                     \
+                int _r = (expr);                                                                               \
+                check(_r == (want), "%s = %s (want %s)", #expr, errname(_r), errname(want));                   \
+                _r;                                                                                            \
+        })
+
+static DaxBackend *be;
+static uint64_t block_size;
+
+static int write_memory_block(uint64_t block, const char *state) {
+        char path[128];
+
+        snprintf(path, sizeof(path), "/sys/devices/system/memory/memory%" PRIu64 "/state", block);
+        return write_attr(path, state);
+}
+
+/* Counts blocks that lie wholly in the ranges, independently of the backend. */
+static void count_blocks(const DaxDeviceInfo *d, unsigned *ret_blocks, unsigned *ret_online) {
+        *ret_blocks = *ret_online = 0;
+        for (unsigned i = 0; i < d->n_ranges; i++)
+                for (uint64_t m = round_up_u64(d->ranges[i].start, block_size) / block_size;
+                     m < (d->ranges[i].start + d->ranges[i].size) / block_size; m++) {
+                        _cleanup_free_ char *state = NULL;
+                        char path[128];
+
+                        snprintf(path, sizeof(path), "/sys/devices/system/memory/memory%" PRIu64 "/state", m);
+                        if (read_attr(path, &state) < 0)
+                                continue;
+                        (*ret_blocks)++;
+                        if (strcmp(state, "offline") != 0)
+                                (*ret_online)++;
+                }
+}
+
+/* The first block of a device's ranges that kmem added. */
+static uint64_t first_block(const DaxDeviceInfo *d) {
+        for (unsigned i = 0; i < d->n_ranges; i++) {
+                uint64_t m = round_up_u64(d->ranges[i].start, block_size) / block_size;
+                if (m < (d->ranges[i].start + d->ranges[i].size) / block_size)
+                        return m;
+        }
+        return UINT64_MAX;
+}
+
+/* Reads new kernel messages and reports whether one contains the text. */
+static bool kmsg_contains(int fd, const char *text) {
+        char buf[8192];
+        bool found = false;
+
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof(buf) - 1);
+
+                if (n < 0) {
+                        if (errno == EPIPE)
+                                continue; /* overwritten records */
+                        break;
+                }
+                buf[n] = 0;
+                if (strstr(buf, text))
+                        found = true;
+        }
+        return found;
+}
+
+/* "Soft Reserved" lines of /proc/iomem, for an independent look at where
+ * the regions are. */
+static bool iomem_soft_reserved(uint64_t start, uint64_t size) {
+        _cleanup_free_ char *line = NULL;
+        size_t allocated = 0;
+        bool found = false;
+        FILE *f;
+
+        f = fopen("/proc/iomem", "re");
+        if (!f)
+                return false;
+        while (getline(&line, &allocated, f) > 0) {
+                unsigned long long s, e;
+                char name[64];
+
+                if (sscanf(line, " %llx-%llx : %63[^\n]", &s, &e, name) == 3 && strcmp(name, "Soft Reserved") == 0 &&
+                    s == start && e - s + 1 == size)
+                        found = true;
+        }
+        fclose(f);
+        return found;
+}
+
+static bool ranges_are(const DaxDeviceInfo *d, const DaxRange *want, unsigned n) {
+        if (d->n_ranges != n)
+                return false;
+        for (unsigned i = 0; i < n; i++)
+                if (d->ranges[i].start != want[i].start || d->ranges[i].size != want[i].size)
+                        return false;
+        return true;
+}
+
+static int find_region(unsigned id, DaxRegionInfo *ret) {
+        _cleanup_free_ DaxRegionInfo *regions = NULL;
+        size_t n = 0;
+        int r;
+
+        r = be->ops->list_regions(be, &regions, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if (regions[i].id == id) {
+                        *ret = regions[i];
+                        return 0;
+                }
+        return -ENODEV;
+}
+
+static size_t count_devices(unsigned region) {
+        _cleanup_free_ DaxDeviceInfo *devs = NULL;
+        size_t n = 0;
+
+        if (be->ops->list_devices(be, region, &devs, &n) < 0)
+                return SIZE_MAX;
+        return n;
+}
+
+/* Binds to kmem by hand (the backend has no call for it): bind, or new_id on
+ * kernels where kmem only matches listed names. */
+static int bind_kmem(const char *name) {
+        int r = write_attr("/sys/bus/dax/drivers/kmem/bind", name);
+
+        if (r == -ENODEV) {
+                r = write_attr("/sys/bus/dax/drivers/kmem/new_id", name);
+                if (r >= 0) {
+                        DaxDeviceInfo d;
+
+                        if (be->ops->get_device(be, name, &d) >= 0 && d.driver == DAX_DRIVER_NONE)
+                                r = write_attr("/sys/bus/dax/drivers/kmem/bind", name);
+                }
+        }
+        return r;
+}
+
+/* The physical address behind a virtual one, from /proc/self/pagemap
+ * (root only); 0 if the page is not present or the kernel hides it. */
+static uint64_t phys_of(const void *p) {
+        uint64_t entry = 0, page = (uint64_t) sysconf(_SC_PAGESIZE);
+        int fd;
+
+        fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        if (pread(fd, &entry, sizeof(entry), (off_t) ((uintptr_t) p / page * sizeof(entry))) != sizeof(entry))
+                entry = 0;
+        close(fd);
+        if (!(entry & (UINT64_C(1) << 63)) || (entry & ((UINT64_C(1) << 55) - 1)) == 0)
+                return 0;
+        return (entry & ((UINT64_C(1) << 55) - 1)) * page + (uintptr_t) p % page;
+}
+
+/* Boot state: what hmem made of each region, and the kmem guard on it.
+ * Returns whether the region can be taken over. */
+static bool test_boot_region(const DaxRegionInfo *reg, int kmsg) {
+        char name[DAX_NAME_MAX];
+        DaxDeviceInfo d;
+        unsigned blocks, online;
+        int r;
+
+        snprintf(name, sizeof(name), "dax%u.0", reg->id);
+        note("region %u: start %#" PRIx64 " size %#" PRIx64 " align %#" PRIx64 " available %#" PRIx64 " node %d",
+             reg->id, reg->start, reg->size, reg->align, reg->available, reg->numa_node);
+        check(iomem_soft_reserved(reg->start, reg->size), "region %u matches a Soft Reserved range in /proc/iomem",
+              reg->id);
+        check(reg->align == 2 * MiB, "region %u align is 2 MiB", reg->id);
+
+        if (CHECK_RC(be->ops->get_device(be, name, &d), 0) < 0)
+                return false;
+        note("%s: size %#" PRIx64 ", driver %s, %u ranges, target node %d, %u memory blocks (%u online)", name, d.size,
+             dax_driver_to_string(d.driver), d.n_ranges, d.target_node, d.mem_blocks, d.mem_blocks_online);
+        check(d.target_node == reg->numa_node, "%s target node equals the region's node", name);
+        if (d.size == reg->size) {
+                DaxRange whole = { reg->start, reg->size };
+                check(ranges_are(&d, &whole, 1), "%s covers its region exactly", name);
+        }
+
+        if (d.driver != DAX_DRIVER_KMEM)
+                return true;
+
+        count_blocks(&d, &blocks, &online);
+        check(d.mem_blocks == blocks && blocks == reg->size / block_size,
+              "%s: backend counts %u memory blocks, sysfs has %u", name, d.mem_blocks, blocks);
+        check(d.mem_blocks_online == online, "%s: backend counts %u online blocks, sysfs has %u", name,
+              d.mem_blocks_online, online);
+
+        if (online == 0) {
+                /* Put one block online, as an agent might, and see the
+                 * guard refuse to strand it. */
+                uint64_t m = first_block(&d) + blocks / 2;
+
+                r = write_memory_block(m, "online_movable");
+                check(r == 0, "onlining memory block %" PRIu64 ": %s", m, errname(r));
+                CHECK_RC(be->ops->get_device(be, name, &d), 0);
+                check(d.mem_blocks_online == 1, "%s: one block online after onlining one (%u)", name,
+                      d.mem_blocks_online);
+                CHECK_RC(be->ops->unbind(be, name), -EBUSY);
+                CHECK_RC(be->ops->get_device(be, name, &d), 0);
+                check(d.driver == DAX_DRIVER_KMEM, "%s still kmem after the refused unbind", name);
+                r = write_memory_block(m, "offline");
+                check(r == 0, "offlining memory block %" PRIu64 ": %s", m, errname(r));
+        } else {
+                CHECK_RC(be->ops->unbind(be, name), -EBUSY);
+                /* Try to give the memory back the way the broker's
+                 * operator would; some blocks may hold unmovable pages. */
+                unsigned refused = 0;
+                for (uint64_t m = first_block(&d); m < first_block(&d) + blocks; m++)
+                        if (write_memory_block(m, "offline") < 0)
+                                refused++;
+                if (refused > 0) {
+                        note("%s: %u of %u blocks refuse to go offline; the region stays host RAM", name, refused,
+                             blocks);
+                        CHECK_RC(be->ops->unbind(be, name), -EBUSY);
+                        return false;
+                }
+        }
+
+        CHECK_RC(be->ops->unbind(be, name), 0);
+        CHECK_RC(be->ops->get_device(be, name, &d), 0);
+        check(d.driver == DAX_DRIVER_NONE && d.mem_blocks == 0, "%s unbound from kmem", name);
+        check(!kmsg_contains(kmsg, "cannot be hotremoved"), "no memory stranded by the kmem unbind");
+        return true;
+}
+
+static void test_takeover(const DaxRegionInfo *reg) {
+        char name[DAX_NAME_MAX];
+        DaxRegionInfo now;
+
+        snprintf(name, sizeof(name), "dax%u.0", reg->id);
+        CHECK_RC(be->ops->unbind(be, name), 0);
+        CHECK_RC(be->ops->set_size(be, name, 0), 0);
+        CHECK_RC(find_region(reg->id, &now), 0);
+        check(now.available == now.size, "region %u all available after shrinking %s", reg->id, name);
+        check(now.start == reg->start, "region %u start %#" PRIx64 " unchanged with %s empty", reg->id, now.start,
+              name);
+}
+
+/* The region start with daxR.0 partly used and space free: no zero-size
+ * device to ask, so the backend makes one for a moment. */
+static void test_start_probe(const DaxRegionInfo *reg) {
+        char name[DAX_NAME_MAX];
+        DaxRegionInfo now;
+        size_t before;
+
+        snprintf(name, sizeof(name), "dax%u.0", reg->id);
+        before = count_devices(reg->id);
+        CHECK_RC(be->ops->add_mapping(be, name, reg->start + 64 * MiB, 64 * MiB), 0);
+        CHECK_RC(find_region(reg->id, &now), 0);
+        check(now.start == reg->start, "region start %#" PRIx64 " found with %s partly used", now.start, name);
+        check(count_devices(reg->id) == before, "finding the start left no device behind");
+        CHECK_RC(be->ops->set_size(be, name, 0), 0);
+}
+
+static void test_errno_and_accounting(const DaxRegionInfo *reg) {
+        char c[DAX_NAME_MAX], extra[DAX_NAME_MAX];
+        DaxRegionInfo now;
+        DaxDeviceInfo d;
+
+        CHECK_RC(find_region(reg->id, &now), 0);
+        if (CHECK_RC(be->ops->create_device(be, reg->id, c), 0) < 0)
+                return;
+        CHECK_RC(be->ops->set_size(be, c, now.available + 2 * MiB), -ENOSPC);
+        CHECK_RC(be->ops->set_size(be, c, 3 * MiB), -EINVAL);
+        CHECK_RC(be->ops->set_size(be, c, now.available), 0);
+        CHECK_RC(be->ops->create_device(be, reg->id, extra), -ENOSPC);
+        CHECK_RC(find_region(reg->id, &now), 0);
+        check(now.available == 0 && now.start == reg->start, "region full: available 0, start still %#" PRIx64,
+              now.start);
+        CHECK_RC(be->ops->set_size(be, c, 0), 0);
+        CHECK_RC(be->ops->delete_device(be, c), 0);
+        CHECK_RC(be->ops->get_device(be, c, &d), -ENODEV);
+        CHECK_RC(be->ops->delete_device(be, c), -ENXIO);
+        CHECK_RC(be->ops->get_device(be, "dax99.1", &d), -ENODEV);
+        CHECK_RC(be->ops->get_device(be, "dax0.01", &d), -ENODEV);
+        CHECK_RC(be->ops->get_device(be, "../dax0.0", &d), -ENODEV);
+        CHECK_RC(be->ops->create_device(be, 99, extra), -ENODEV);
+}
+
+/* Writes a pattern through one mapping and reads it through another. */
+static bool pattern_roundtrip(const char *name, uint64_t size, uint64_t step) {
+        bool ok = true;
+        uint64_t *p;
+        int fd;
+
+        fd = be->ops->open_device(be, name);
+        if (fd < 0)
+                return false;
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        if (p == MAP_FAILED)
+                return false;
+        for (uint64_t off = 0; off < size; off += step)
+                p[off / 8] = off ^ UINT64_C(0x5a5a5a5a5a5a5a5a);
+        p[size / 8 - 1] = UINT64_C(0xfeedface);
+        munmap(p, size);
+
+        fd = be->ops->open_device(be, name);
+        if (fd < 0)
+                return false;
+        p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+        close(fd);
+        if (p == MAP_FAILED)
+                return false;
+        for (uint64_t off = 0; off < size; off += step)
+                if (p[off / 8] != (off ^ UINT64_C(0x5a5a5a5a5a5a5a5a)))
+                        ok = false;
+        if (p[size / 8 - 1] != UINT64_C(0xfeedface))
+                ok = false;
+        munmap(p, size);
+        return ok;
+}
+
+static void test_devices(const DaxRegionInfo *reg) {
+        char a[DAX_NAME_MAX], b[DAX_NAME_MAX], seed[DAX_NAME_MAX];
+        uint64_t s = reg->start, giant = round_down_u64(reg->start + reg->size - GiB, GiB);
+        /* Out of order on purpose: the device must keep the order given. */
+        const DaxRange want_b[] = {
+                { s + 256 * MiB, 64 * MiB },
+                { s, 32 * MiB },
+                { s + 514 * MiB, 6 * MiB },
+        };
+        const DaxRange want_a[] = { { giant, GiB } };
+        uint64_t size_b = dax_ranges_size(want_b, 3);
+        DaxRegionInfo now;
+        DaxDeviceInfo d;
+        uint64_t *p;
+        int fd;
+
+        snprintf(seed, sizeof(seed), "dax%u.0", reg->id);
+        if (giant < reg->start || giant < s + 520 * MiB) {
+                check(false, "region %u too small for the device tests", reg->id);
+                return;
+        }
+
+        /* Device a: one 1 GiB range on a 1 GiB boundary, align 1 GiB. */
+        if (CHECK_RC(be->ops->create_device(be, reg->id, a), 0) < 0)
+                return;
+        CHECK_RC(be->ops->get_device(be, a, &d), 0);
+        check(d.instance > 0 && d.region_id == reg->id && d.size == 0 && d.n_ranges == 0 &&
+                      d.driver == DAX_DRIVER_NONE,
+              "new device %s is empty and unbound", a);
+        CHECK_RC(be->ops->bind_device_dax(be, a), -ENXIO);
+        CHECK_RC(be->ops->set_align(be, a, GiB), 0);
+        CHECK_RC(be->ops->add_mapping(be, a, giant, 2 * MiB), -ENXIO);
+        CHECK_RC(be->ops->add_mapping(be, a, giant - 512 * MiB, GiB), -EINVAL);
+        CHECK_RC(be->ops->add_mapping(be, a, giant, GiB), 0);
+        CHECK_RC(be->ops->get_device(be, a, &d), 0);
+        check(d.align == GiB && d.size == GiB && ranges_are(&d, want_a, 1), "%s holds [%#" PRIx64 ", +1G), align 1G",
+              a, giant);
+
+        /* Device b: three ranges, 2 MiB align. */
+        if (CHECK_RC(be->ops->create_device(be, reg->id, b), 0) < 0)
+                return;
+        for (unsigned i = 0; i < 3; i++)
+                CHECK_RC(be->ops->add_mapping(be, b, want_b[i].start, want_b[i].size), 0);
+        CHECK_RC(be->ops->add_mapping(be, b, s + 288 * MiB, 64 * MiB), -ENOMEM);
+        CHECK_RC(be->ops->add_mapping(be, b, s + 600 * MiB, 3 * MiB), -ENXIO);
+        CHECK_RC(be->ops->add_mapping(be, b, s + 600 * MiB, 0), -EINVAL);
+        CHECK_RC(be->ops->add_mapping(be, b, s + 601 * MiB, 2 * MiB), -EINVAL);
+        CHECK_RC(be->ops->get_device(be, b, &d), 0);
+        check(d.size == size_b, "refused mappings added nothing to %s", b);
+        CHECK_RC(be->ops->get_device(be, b, &d), 0);
+        check(ranges_are(&d, want_b, 3) && d.size == size_b && d.align == 2 * MiB,
+              "%s mappingN are exactly the requested ranges, in order", b);
+        CHECK_RC(find_region(reg->id, &now), 0);
+        check(now.available == reg->size - GiB - size_b, "available_size %#" PRIx64 " accounts for both devices",
+              now.available);
+
+        /* Bound: the kernel checks size and align, we check mapping. */
+        CHECK_RC(be->ops->bind_device_dax(be, a), 0);
+        CHECK_RC(be->ops->bind_device_dax(be, b), 0);
+        CHECK_RC(be->ops->bind_device_dax(be, b), 0);
+        CHECK_RC(be->ops->get_device(be, b, &d), 0);
+        check(d.driver == DAX_DRIVER_DEVICE_DAX && ranges_are(&d, want_b, 3), "%s bound to device_dax, ranges kept",
+              b);
+        CHECK_RC(be->ops->add_mapping(be, b, s + 600 * MiB, 2 * MiB), -EBUSY);
+        CHECK_RC(be->ops->set_size(be, b, 2 * size_b), -EBUSY);
+        CHECK_RC(be->ops->set_align(be, b, 4096), -EBUSY);
+        CHECK_RC(be->ops->delete_device(be, b), -EBUSY);
+        CHECK_RC(be->ops->delete_device(be, seed), -EBUSY);
+        CHECK_RC(be->ops->get_device(be, b, &d), 0);
+        check(ranges_are(&d, want_b, 3), "%s unchanged by the refused calls", b);
+
+        /* Memory: MAP_SHARED write and read back through a new open. */
+        check(pattern_roundtrip(b, size_b, 2 * MiB), "%s: data written through one mmap reads back through another",
+              b);
+        check(pattern_roundtrip(a, GiB, 128 * MiB), "%s: 1 GiB device data reads back", a);
+
+        /* Offsets land on the ranges in the given order. */
+        fd = be->ops->open_device(be, b);
+        check(fd >= 0, "open_device(%s) = %s", b, errname(fd));
+        if (fd < 0)
+                return;
+        CHECK_RC(be->ops->device_in_use(be, b), 1);
+        CHECK_RC(be->ops->device_in_use(be, a), 0);
+        p = mmap(NULL, size_b, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        check(p != MAP_FAILED, "mmap of %s", b);
+        close(fd);
+        if (p != MAP_FAILED) {
+                uint64_t off = 0;
+
+                CHECK_RC(be->ops->device_in_use(be, b), 1); /* mapped only */
+                for (unsigned i = 0; i < 3; i++) {
+                        uint64_t phys;
+
+                        p[off / 8] = 1;
+                        phys = phys_of((char *) p + off);
+                        if (phys == 0)
+                                note("pagemap shows no frame for offset %#" PRIx64 "; placement not checked", off);
+                        else
+                                check(phys == want_b[i].start, "%s offset %#" PRIx64 " is physical %#" PRIx64
+                                      " (want %#" PRIx64 ")", b, off, phys, want_b[i].start);
+                        off += want_b[i].size;
+                }
+                munmap(p, size_b);
+        }
+        CHECK_RC(be->ops->device_in_use(be, b), 0);
+
+        /* 1 GiB alignment is honoured by mmap. */
+        fd = be->ops->open_device(be, a);
+        if (fd >= 0) {
+                p = mmap(NULL, GiB, PROT_READ, MAP_SHARED, fd, 0);
+                check(p != MAP_FAILED && (uintptr_t) p % GiB == 0, "%s maps at a 1 GiB aligned address", a);
+                if (p != MAP_FAILED)
+                        munmap(p, GiB);
+                close(fd);
+        }
+
+        /* Tear down. */
+        CHECK_RC(be->ops->unbind(be, b), 0);
+        CHECK_RC(be->ops->unbind(be, b), 0);
+        CHECK_RC(be->ops->get_device(be, b, &d), 0);
+        check(d.driver == DAX_DRIVER_NONE, "%s unbound", b);
+        CHECK_RC(be->ops->open_device(be, b), -ENXIO);
+        CHECK_RC(be->ops->set_size(be, b, 0), 0);
+        CHECK_RC(be->ops->get_device(be, b, &d), 0);
+        check(d.size == 0 && d.n_ranges == 0, "%s has no range after size 0", b);
+        CHECK_RC(be->ops->delete_device(be, b), 0);
+        CHECK_RC(be->ops->get_device(be, b, &d), -ENODEV);
+        CHECK_RC(be->ops->open_device(be, b), -ENODEV);
+        CHECK_RC(be->ops->device_in_use(be, b), -ENODEV);
+        CHECK_RC(be->ops->unbind(be, a), 0);
+        CHECK_RC(be->ops->set_size(be, a, 0), 0);
+        CHECK_RC(be->ops->delete_device(be, a), 0);
+        CHECK_RC(find_region(reg->id, &now), 0);
+        check(now.available == reg->size, "region %u all available again", reg->id);
+}
+
+/* kmem on a device of several ranges, one not on block boundaries: the
+ * block count follows kmem's trimming, and the guard holds per block.
+ * Returns whether the region is free again. */
+static bool test_kmem_ranges(const DaxRegionInfo *reg, int kmsg) {
+        uint64_t s = reg->start;
+        const DaxRange want[] = {
+                { s + 512 * MiB, 256 * MiB },
+                { s + GiB + 64 * MiB, 192 * MiB },
+        };
+        unsigned expect = 0, blocks, online;
+        char k[DAX_NAME_MAX];
+        DaxDeviceInfo d;
+        uint64_t m;
+        int r;
+
+        for (unsigned i = 0; i < 2; i++)
+                expect += (round_down_u64(want[i].start + want[i].size, block_size) -
+                           round_up_u64(want[i].start, block_size)) / block_size;
+
+        if (CHECK_RC(be->ops->create_device(be, reg->id, k), 0) < 0)
+                return false;
+        for (unsigned i = 0; i < 2; i++)
+                CHECK_RC(be->ops->add_mapping(be, k, want[i].start, want[i].size), 0);
+        r = bind_kmem(k);
+        check(r == 0, "binding %s to kmem: %s", k, errname(r));
+        CHECK_RC(be->ops->get_device(be, k, &d), 0);
+        count_blocks(&d, &blocks, &online);
+        check(d.driver == DAX_DRIVER_KMEM && d.mem_blocks == expect && blocks == expect &&
+                      d.mem_blocks_online == online,
+              "%s: kmem with %u blocks (%u online), sysfs has %u (%u online), kmem trimming gives %u", k,
+              d.mem_blocks, d.mem_blocks_online, blocks, online, expect);
+        if (online > 0) {
+                /* Auto-onlined (memhp default): take it offline first. */
+                CHECK_RC(be->ops->unbind(be, k), -EBUSY);
+                for (unsigned i = 0; i < 2; i++)
+                        for (m = round_up_u64(want[i].start, block_size) / block_size;
+                             m < (want[i].start + want[i].size) / block_size; m++)
+                                if (write_memory_block(m, "offline") < 0) {
+                                        note("block %" PRIu64 " refuses to go offline; %s stays kmem", m, k);
+                                        return false;
+                                }
+        }
+
+        /* A block of the second, trimmed range goes online. */
+        m = round_up_u64(want[1].start, block_size) / block_size;
+        r = write_memory_block(m, "online_movable");
+        check(r == 0, "onlining block %" PRIu64 ": %s", m, errname(r));
+        CHECK_RC(be->ops->get_device(be, k, &d), 0);
+        check(d.mem_blocks_online == 1, "%s: 1 block online (%u)", k, d.mem_blocks_online);
+        CHECK_RC(be->ops->unbind(be, k), -EBUSY);
+        r = write_memory_block(m, "offline");
+        check(r == 0, "offlining block %" PRIu64 ": %s", m, errname(r));
+        CHECK_RC(be->ops->unbind(be, k), 0);
+        check(!kmsg_contains(kmsg, "cannot be hotremoved"), "no memory stranded by the kmem unbind");
+        CHECK_RC(be->ops->set_size(be, k, 0), 0);
+        CHECK_RC(be->ops->delete_device(be, k), 0);
+
+        /* The memory is usable again as device-dax. */
+        if (CHECK_RC(be->ops->create_device(be, reg->id, k), 0) < 0)
+                return false;
+        for (unsigned i = 0; i < 2; i++)
+                CHECK_RC(be->ops->add_mapping(be, k, want[i].start, want[i].size), 0);
+        CHECK_RC(be->ops->bind_device_dax(be, k), 0);
+        check(pattern_roundtrip(k, dax_ranges_size(want, 2), 2 * MiB), "%s: former kmem ranges usable as device-dax",
+              k);
+        CHECK_RC(be->ops->unbind(be, k), 0);
+        CHECK_RC(be->ops->set_size(be, k, 0), 0);
+        CHECK_RC(be->ops->delete_device(be, k), 0);
+        return true;
+}
+
+static uint64_t now_ns(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000 + (uint64_t) ts.tv_nsec;
+}
+
+/* Time of one step, kept as the minimum over rounds: TCG makes single
+ * runs of bind vary by a factor of ten. */
+#define STEP(slot, expr)                                                                                       \
+        ({                                                                                                     \
+                uint64_t _t = now_ns();                                                                        \
+                int _r = (expr);                                                                               \
+                _t = now_ns() - _t;                                                                            \
+                if (_t < (slot))                                                                               \
+                        (slot) = _t;                                                                           \
+                _r;                                                                                            \
+        })
+
+enum { SPEED_CREATE, SPEED_MAPPING, SPEED_BIND, SPEED_GET, SPEED_OPEN, _SPEED_MAX };
+
+/* The minimal program: create -> mapping -> bind -> open, by hand. */
+static int raw_allocate(unsigned region, uint64_t start, uint64_t size, uint64_t t[_SPEED_MAX],
+                        char name[DAX_NAME_MAX]) {
+        _cleanup_free_ char *youngest = NULL;
+        char create[256], path[256], value[64];
+        int r;
+
+        snprintf(create, sizeof(create), "/sys/bus/dax/devices/dax%u.0/../dax_region/create", region);
+        r = STEP(t[SPEED_CREATE], write_attr(create, "1") ?: read_attr(create, &youngest));
+        if (r < 0)
+                return r;
+        snprintf(name, DAX_NAME_MAX, "%s", youngest);
+        snprintf(path, sizeof(path), "/sys/bus/dax/devices/%s/mapping", name);
+        snprintf(value, sizeof(value), "%#" PRIx64 "-%#" PRIx64, start, start + size - 1);
+        r = STEP(t[SPEED_MAPPING], write_attr(path, value));
+        if (r < 0)
+                return r;
+        r = STEP(t[SPEED_BIND], write_attr("/sys/bus/dax/drivers/device_dax/bind", name) == -ENODEV
+                                        ? write_attr("/sys/bus/dax/drivers/device_dax/new_id", name)
+                                        : 0);
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof(path), "/dev/%s", name);
+        r = STEP(t[SPEED_OPEN], open(path, O_RDWR | O_CLOEXEC));
+        return r < 0 ? -errno : r;
+}
+
+static int raw_release(unsigned region, const char *name) {
+        char path[256];
+        int r;
+
+        r = write_attr("/sys/bus/dax/drivers/device_dax/remove_id", name);
+        if (r < 0)
+                return r;
+        r = write_attr("/sys/bus/dax/drivers/device_dax/unbind", name);
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof(path), "/sys/bus/dax/devices/%s/size", name);
+        r = write_attr(path, "0");
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof(path), "/sys/bus/dax/devices/dax%u.0/../dax_region/delete", region);
+        return write_attr(path, name);
+}
+
+/* The backend's part of Allocate (create, mapping, bind, read back, open)
+ * against the minimal program, alternating. */
+static void test_speed(const DaxRegionInfo *reg, uint64_t size) {
+        uint64_t raw[_SPEED_MAX], bk[_SPEED_MAX], total_raw = 0, total_be = 0;
+        const unsigned rounds = 20;
+
+        for (unsigned i = 0; i < _SPEED_MAX; i++)
+                raw[i] = bk[i] = UINT64_MAX;
+        raw[SPEED_GET] = 0; /* the minimal program trusts the kernel */
+
+        for (unsigned i = 0; i < rounds; i++) {
+                char name[DAX_NAME_MAX];
+                DaxDeviceInfo d;
+                int fd, r;
+
+                fd = raw_allocate(reg->id, reg->start, size, raw, name);
+                if (fd < 0) {
+                        check(false, "minimal create/mapping/bind/open: %s", errname(fd));
+                        return;
+                }
+                close(fd);
+                r = raw_release(reg->id, name);
+                if (r < 0) {
+                        check(false, "minimal release: %s", errname(r));
+                        return;
+                }
+
+                r = STEP(bk[SPEED_CREATE], be->ops->create_device(be, reg->id, name));
+                if (r >= 0)
+                        r = STEP(bk[SPEED_MAPPING], be->ops->add_mapping(be, name, reg->start, size));
+                if (r >= 0)
+                        r = STEP(bk[SPEED_BIND], be->ops->bind_device_dax(be, name));
+                if (r >= 0)
+                        r = STEP(bk[SPEED_GET], be->ops->get_device(be, name, &d));
+                if (r >= 0)
+                        r = fd = STEP(bk[SPEED_OPEN], be->ops->open_device(be, name));
+                if (r < 0) {
+                        check(false, "backend create/mapping/bind/get/open: %s", errname(r));
+                        return;
+                }
+                close(fd);
+                if (be->ops->unbind(be, name) < 0 || be->ops->set_size(be, name, 0) < 0 ||
+                    be->ops->delete_device(be, name) < 0) {
+                        check(false, "backend release of %s", name);
+                        return;
+                }
+        }
+
+        for (unsigned i = 0; i < _SPEED_MAX; i++) {
+                total_raw += raw[i];
+                total_be += bk[i];
+        }
+        note("allocate %" PRIu64 " MiB, fastest of %u per step, minimal/backend in ms: create %.2f/%.2f, "
+             "mapping %.2f/%.2f, bind %.2f/%.2f, read back -/%.2f, open %.2f/%.2f",
+             size / MiB, rounds, raw[SPEED_CREATE] / 1e6, bk[SPEED_CREATE] / 1e6, raw[SPEED_MAPPING] / 1e6,
+             bk[SPEED_MAPPING] / 1e6, raw[SPEED_BIND] / 1e6, bk[SPEED_BIND] / 1e6, bk[SPEED_GET] / 1e6,
+             raw[SPEED_OPEN] / 1e6, bk[SPEED_OPEN] / 1e6);
+        check(total_be <= total_raw * 13 / 10, "backend allocate %.2f ms within 1.3x of the minimal %.2f ms (%.2fx)",
+              total_be / 1e6, total_raw / 1e6, (double) total_be / (double) total_raw);
+}
+
+int main(int argc, char *argv[]) {
+        _cleanup_free_ DaxRegionInfo *regions = NULL;
+        _cleanup_close_ int kmsg = -EBADF;
+        const DaxRegionInfo *usable = NULL;
+        bool driver_missing;
+        size_t n = 0;
+        int r;
+
+        if (geteuid() != 0 || access("/sys/bus/dax/devices", F_OK) < 0) {
+                printf("# SKIP: needs root and a dax bus (run inside tests/vm/run-vm.sh)\n");
+                return SKIP;
+        }
+        setvbuf(stdout, NULL, _IOLBF, 0);
+
+        kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (kmsg >= 0)
+                lseek(kmsg, 0, SEEK_END);
+        {
+                _cleanup_free_ char *bs = NULL;
+                if (read_attr("/sys/devices/system/memory/block_size_bytes", &bs) < 0) {
+                        printf("# SKIP: no memory hotplug\n");
+                        return SKIP;
+                }
+                block_size = strtoull(bs, NULL, 16);
+        }
+        driver_missing = access("/sys/bus/dax/drivers/device_dax", F_OK) < 0;
+
+        r = dax_sysfs_new("/sys", "/dev", &be);
+        if (r < 0) {
+                printf("not ok - dax_sysfs_new: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+
+        CHECK_RC(be->ops->list_regions(be, &regions, &n), 0);
+        check(n > 0, "%zu dax regions", n);
+
+        for (size_t i = 0; i < n; i++)
+                if (test_boot_region(&regions[i], kmsg)) {
+                        test_takeover(&regions[i]);
+                        if (!usable)
+                                usable = &regions[i];
+                }
+
+        if (!usable) {
+                note("no region could be taken over (host RAM with unmovable pages)");
+                check(n_passed > 0, "kmem guard checks ran");
+        } else {
+                note("testing on region %u", usable->id);
+                test_start_probe(usable);
+                test_errno_and_accounting(usable);
+                test_devices(usable);
+                if (driver_missing)
+                        check(access("/sys/bus/dax/drivers/device_dax", F_OK) == 0,
+                              "device_dax was loaded on first bind");
+                if (test_kmem_ranges(usable, kmsg)) {
+                        test_speed(usable, 2 * MiB);
+                        test_speed(usable, GiB);
+                        check(count_devices(usable->id) == 1, "only dax%u.0 left", usable->id);
+                }
+        }
+
+        dax_backend_free(be);
+        printf("# %u passed, %u failed\n", n_passed, n_failed);
+        return n_failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
