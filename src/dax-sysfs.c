@@ -33,7 +33,11 @@
  *  - Ranges: mappingN/{start,end}, hex, end inclusive, N in range order.
  *  - kmem hotplugs the memory blocks that lie wholly inside each range
  *    (dev_dax_kmem_range() trims to block boundaries); unbinding kmem while
- *    one of them is online loses that range until reboot.
+ *    one of them is online loses that range until reboot. Since 6.3 hmem
+ *    regions come up bound to kmem (on Debian's 6.12 with every block
+ *    online unless memhp_default_state=offline): such a device is reported
+ *    as kmem with its block counts, and unbind() refuses it until every
+ *    block is offline.
  */
 
 #include <daxctl/libdaxctl.h>
@@ -105,7 +109,8 @@ static int pathf(char *buf, size_t len, const char *fmt, ...) {
 /* Parses "daxR.N" exactly as the kernel prints it (no signs, spaces or
  * leading zeros), which also keeps names from walking out of the sysfs
  * directories they are pasted into. Unknown names are -ENODEV, like a
- * device that does not exist. */
+ * device that does not exist. A name that parses fits DAX_NAME_MAX. */
+_Static_assert(sizeof("dax") - 1 + 9 + 1 + 9 < DAX_NAME_MAX, "dax names must fit DAX_NAME_MAX");
 static int dax_name_parse(const char *name, unsigned *ret_region, unsigned *ret_instance) {
         unsigned v[2];
         const char *p;
@@ -256,11 +261,12 @@ static int device_require_unbound(SysfsBackend *s, const char *name) {
 
 /* "mapping7" -> 7; the write-only "mapping" attribute is not a range. */
 static bool mapping_id_parse(const char *entry, unsigned *ret) {
-        const char *p = entry + strlen("mapping");
+        const char *p;
         size_t n;
 
         if (strncmp(entry, "mapping", strlen("mapping")) != 0)
                 return false;
+        p = entry + strlen("mapping");
         n = strspn(p, "0123456789");
         if (n == 0 || n > 9 || p[n] != 0)
                 return false;
@@ -449,12 +455,12 @@ static int list_dax_ids(const char *dir_path, long only_region, DaxId **ret, siz
 
 static int region_create(SysfsBackend *s, unsigned region_id, char ret_name[DAX_NAME_MAX]) {
         _cleanup_free_ char *youngest = NULL;
-        char seed[DAX_NAME_MAX], path[PATH_MAX];
+        char dev0[DAX_NAME_MAX], path[PATH_MAX];
         unsigned region;
         int r;
 
-        snprintf(seed, sizeof(seed), "dax%u.0", region_id);
-        r = region_path(s, path, sizeof(path), seed, "create");
+        snprintf(dev0, sizeof(dev0), "dax%u.0", region_id);
+        r = region_path(s, path, sizeof(path), dev0, "create");
         if (r < 0)
                 return r;
 
@@ -469,7 +475,7 @@ static int region_create(SysfsBackend *s, unsigned region_id, char ret_name[DAX_
 
         /* Empty or foreign when another agent created or deleted a device
          * at the same moment; we cannot tell which device is ours then. */
-        if (dax_name_parse(youngest, &region, NULL) < 0 || region != region_id || strlen(youngest) >= DAX_NAME_MAX)
+        if (dax_name_parse(youngest, &region, NULL) < 0 || region != region_id)
                 return -EIO;
 
         strcpy(ret_name, youngest);
@@ -477,11 +483,11 @@ static int region_create(SysfsBackend *s, unsigned region_id, char ret_name[DAX_
 }
 
 static int region_delete(SysfsBackend *s, unsigned region_id, const char *name) {
-        char seed[DAX_NAME_MAX], path[PATH_MAX];
+        char dev0[DAX_NAME_MAX], path[PATH_MAX];
         int r;
 
-        snprintf(seed, sizeof(seed), "dax%u.0", region_id);
-        r = region_path(s, path, sizeof(path), seed, "delete");
+        snprintf(dev0, sizeof(dev0), "dax%u.0", region_id);
+        r = region_path(s, path, sizeof(path), dev0, "delete");
         if (r < 0)
                 return r;
         return enoent_to_enodev(write_attr(path, name));
@@ -842,8 +848,10 @@ static int sysfs_bind_device_dax(DaxBackend *b, const char *name) {
                         if (r >= 0 && drv == DAX_DRIVER_NONE)
                                 r = write_attr(bind, name);
                 }
-        } else if (r == -ENOENT)
+        } else if (r == -ENOENT) {
+                added_id = true; /* libdaxctl binds through new_id */
                 r = device_dax_load(s, name);
+        }
 
         /* Whatever the writes said (EBUSY may mean someone else bound it
          * in between), the driver link is the truth. */
@@ -938,7 +946,7 @@ static int sysfs_open_device(DaxBackend *b, const char *name) {
                 return r;
 
         for (unsigned i = 0;; i++) {
-                int fd = open(node, O_RDWR | O_CLOEXEC | O_NOCTTY);
+                int fd = open(node, O_RDWR | O_CLOEXEC);
 
                 if (fd >= 0)
                         return fd;

@@ -674,52 +674,70 @@ static int raw_release(unsigned region, const char *name) {
         return write_attr(path, name);
 }
 
+static bool raw_cycle(const DaxRegionInfo *reg, uint64_t size, uint64_t t[_SPEED_MAX]) {
+        char name[DAX_NAME_MAX];
+        int fd, r;
+
+        fd = raw_allocate(reg->id, reg->start, size, t, name);
+        if (fd < 0) {
+                check(false, "minimal create/mapping/bind/open: %s", errname(fd));
+                return false;
+        }
+        close(fd);
+        r = raw_release(reg->id, name);
+        if (r < 0) {
+                check(false, "minimal release: %s", errname(r));
+                return false;
+        }
+        return true;
+}
+
+static bool backend_cycle(const DaxRegionInfo *reg, uint64_t size, uint64_t t[_SPEED_MAX]) {
+        char name[DAX_NAME_MAX];
+        DaxDeviceInfo d;
+        int fd = -1, r;
+
+        r = STEP(t[SPEED_CREATE], be->ops->create_device(be, reg->id, name));
+        if (r >= 0)
+                r = STEP(t[SPEED_MAPPING], be->ops->add_mapping(be, name, reg->start, size));
+        if (r >= 0)
+                r = STEP(t[SPEED_BIND], be->ops->bind_device_dax(be, name));
+        if (r >= 0)
+                r = STEP(t[SPEED_GET], be->ops->get_device(be, name, &d));
+        if (r >= 0)
+                r = fd = STEP(t[SPEED_OPEN], be->ops->open_device(be, name));
+        if (r < 0) {
+                check(false, "backend create/mapping/bind/get/open: %s", errname(r));
+                return false;
+        }
+        close(fd);
+        if (be->ops->unbind(be, name) < 0 || be->ops->set_size(be, name, 0) < 0 ||
+            be->ops->delete_device(be, name) < 0) {
+                check(false, "backend release of %s", name);
+                return false;
+        }
+        return true;
+}
+
 /* The backend's part of Allocate (create, mapping, bind, read back, open)
- * against the minimal program, alternating. */
+ * against the minimal program, taking turns at going first. */
 static void test_speed(const DaxRegionInfo *reg, uint64_t size) {
         uint64_t raw[_SPEED_MAX], bk[_SPEED_MAX], total_raw = 0, total_be = 0;
-        const unsigned rounds = 20;
+        const unsigned rounds = 40;
 
         for (unsigned i = 0; i < _SPEED_MAX; i++)
                 raw[i] = bk[i] = UINT64_MAX;
         raw[SPEED_GET] = 0; /* the minimal program trusts the kernel */
 
         for (unsigned i = 0; i < rounds; i++) {
-                char name[DAX_NAME_MAX];
-                DaxDeviceInfo d;
-                int fd, r;
+                bool ok;
 
-                fd = raw_allocate(reg->id, reg->start, size, raw, name);
-                if (fd < 0) {
-                        check(false, "minimal create/mapping/bind/open: %s", errname(fd));
+                if (i % 2 == 0)
+                        ok = raw_cycle(reg, size, raw) && backend_cycle(reg, size, bk);
+                else
+                        ok = backend_cycle(reg, size, bk) && raw_cycle(reg, size, raw);
+                if (!ok)
                         return;
-                }
-                close(fd);
-                r = raw_release(reg->id, name);
-                if (r < 0) {
-                        check(false, "minimal release: %s", errname(r));
-                        return;
-                }
-
-                r = STEP(bk[SPEED_CREATE], be->ops->create_device(be, reg->id, name));
-                if (r >= 0)
-                        r = STEP(bk[SPEED_MAPPING], be->ops->add_mapping(be, name, reg->start, size));
-                if (r >= 0)
-                        r = STEP(bk[SPEED_BIND], be->ops->bind_device_dax(be, name));
-                if (r >= 0)
-                        r = STEP(bk[SPEED_GET], be->ops->get_device(be, name, &d));
-                if (r >= 0)
-                        r = fd = STEP(bk[SPEED_OPEN], be->ops->open_device(be, name));
-                if (r < 0) {
-                        check(false, "backend create/mapping/bind/get/open: %s", errname(r));
-                        return;
-                }
-                close(fd);
-                if (be->ops->unbind(be, name) < 0 || be->ops->set_size(be, name, 0) < 0 ||
-                    be->ops->delete_device(be, name) < 0) {
-                        check(false, "backend release of %s", name);
-                        return;
-                }
         }
 
         for (unsigned i = 0; i < _SPEED_MAX; i++) {

@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * bus-bench: times daxbrokerd as a client sees it. Allocate is timed from
+ * sending the call until the reply is read and its fd is in hand, Release
+ * from sending the call until its reply. With --held K, K allocations of
+ * 2 MiB are made first and kept while measuring, then released.
+ *
+ * A Peer.Ping of the daemon is timed too: the cost of one round trip
+ * through the bus, which every method call pays.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <systemd/sd-bus.h>
+
+#include "bench-util.h"
+
+#define SIZES_MAX 8
+#define CALL_TIMEOUT_USEC (600ULL * 1000 * 1000)
+
+#define BROKER_NAME "org.daxbroker.Broker1"
+#define BROKER_PATH "/org/daxbroker/Broker1"
+#define BROKER_MANAGER "org.daxbroker.Broker1.Manager"
+
+typedef struct Options {
+        const char *address;
+        const char *pool;
+        const char *owner;
+        unsigned iterations;
+        unsigned warmup;
+        unsigned held;
+        uint64_t sizes[SIZES_MAX];
+        size_t n_sizes;
+} Options;
+
+static int allocate(sd_bus *bus, const Options *o, const char *owner, uint64_t size, char **ret_path,
+                    double *ret_us) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL, *reply = NULL;
+        const char *path;
+        double t0;
+        int fd, r;
+
+        r = sd_bus_message_new_method_call(bus, &m, BROKER_NAME, BROKER_PATH, BROKER_MANAGER, "Allocate");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "st", owner, size);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && o->pool)
+                r = sd_bus_message_append(m, "{sv}", "pool", "s", o->pool);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0) {
+                fprintf(stderr, "bus-bench: cannot build Allocate: %s\n", strerror(-r));
+                goto finish;
+        }
+
+        t0 = bench_now_us();
+        r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &error, &reply);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "oh", &path, &fd);
+        *ret_us = bench_now_us() - t0;
+        if (r < 0) {
+                fprintf(stderr, "bus-bench: Allocate(%s, %" PRIu64 "): %s\n", owner, size,
+                        error.message ?: strerror(-r));
+                goto finish;
+        }
+        *ret_path = strdup(path);
+        if (!*ret_path)
+                r = -ENOMEM;
+        /* The fd goes with the reply: closed before Release, as a VM
+         * manager would have closed it by then. */
+finish:
+        sd_bus_message_unref(reply);
+        sd_bus_message_unref(m);
+        sd_bus_error_free(&error);
+        return r;
+}
+
+static int release(sd_bus *bus, const char *path, double *ret_us) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL, *reply = NULL;
+        double t0;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, BROKER_NAME, BROKER_PATH, BROKER_MANAGER, "Release");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "o", path);
+        if (r < 0) {
+                fprintf(stderr, "bus-bench: cannot build Release: %s\n", strerror(-r));
+                goto finish;
+        }
+        t0 = bench_now_us();
+        r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &error, &reply);
+        *ret_us = bench_now_us() - t0;
+        if (r < 0)
+                fprintf(stderr, "bus-bench: Release(%s): %s\n", path, error.message ?: strerror(-r));
+finish:
+        sd_bus_message_unref(reply);
+        sd_bus_message_unref(m);
+        sd_bus_error_free(&error);
+        return r;
+}
+
+static int ping(sd_bus *bus, double *ret_us) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        double t0 = bench_now_us();
+        int r;
+
+        r = sd_bus_call_method(bus, BROKER_NAME, BROKER_PATH, "org.freedesktop.DBus.Peer", "Ping", &error, NULL,
+                               "");
+        *ret_us = bench_now_us() - t0;
+        if (r < 0)
+                fprintf(stderr, "bus-bench: Ping: %s\n", error.message ?: strerror(-r));
+        sd_bus_error_free(&error);
+        return r;
+}
+
+static int measure(sd_bus *bus, const Options *o, uint64_t size) {
+        BenchSeries alloc = {}, rel = {};
+        int r = 0;
+
+        for (unsigned i = 0; i < o->warmup + o->iterations; i++) {
+                char *path = NULL;
+                double a, b;
+
+                r = allocate(bus, o, o->owner, size, &path, &a);
+                if (r < 0)
+                        break;
+                r = release(bus, path, &b);
+                free(path);
+                if (r < 0)
+                        break;
+                if (i < o->warmup)
+                        continue;
+                bench_series_add(&alloc, a);
+                bench_series_add(&rel, b);
+        }
+        if (r >= 0) {
+                bench_print("daemon", size, o->held, "allocate", &alloc);
+                bench_print("daemon", size, o->held, "release", &rel);
+        }
+        bench_series_free(&alloc);
+        bench_series_free(&rel);
+        return r;
+}
+
+static void help(void) {
+        printf("Usage: bus-bench [OPTIONS]\n\n"
+               "Times daxbrokerd's Allocate and Release over D-Bus.\n\n"
+               "  -h --help              Show this help\n"
+               "     --address ADDR      Bus address (default: the system bus)\n"
+               "  -p --pool NAME         Allocate from this pool\n"
+               "  -o --owner NAME        Owner of the measured allocations (default bench)\n"
+               "  -n --iterations N      Measured cycles per size (default 50)\n"
+               "  -w --warmup N          Unmeasured cycles first (default 2)\n"
+               "  -s --sizes LIST        Sizes, comma-separated (default 2M,1G)\n"
+               "  -H --held K            Keep K allocations of 2 MiB while measuring (default 0)\n");
+}
+
+static int parse_args(int argc, char **argv, Options *o) {
+        enum { ARG_ADDRESS = 0x100 };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "address", required_argument, NULL, ARG_ADDRESS },
+                { "pool", required_argument, NULL, 'p' },
+                { "owner", required_argument, NULL, 'o' },
+                { "iterations", required_argument, NULL, 'n' },
+                { "warmup", required_argument, NULL, 'w' },
+                { "sizes", required_argument, NULL, 's' },
+                { "held", required_argument, NULL, 'H' },
+                {},
+        };
+        int c, r = 0;
+
+        while ((c = getopt_long(argc, argv, "hp:o:n:w:s:H:", options, NULL)) >= 0) {
+                switch (c) {
+                case 'h':
+                        help();
+                        exit(EXIT_SUCCESS);
+                case ARG_ADDRESS:
+                        o->address = optarg;
+                        break;
+                case 'p':
+                        o->pool = optarg;
+                        break;
+                case 'o':
+                        o->owner = optarg;
+                        break;
+                case 'n':
+                        r = bench_parse_unsigned(optarg, &o->iterations);
+                        if (r == 0 && o->iterations == 0)
+                                r = -EINVAL;
+                        break;
+                case 'w':
+                        r = bench_parse_unsigned(optarg, &o->warmup);
+                        break;
+                case 's':
+                        r = bench_parse_sizes(optarg, o->sizes, SIZES_MAX, &o->n_sizes);
+                        break;
+                case 'H':
+                        r = bench_parse_unsigned(optarg, &o->held);
+                        break;
+                default:
+                        return -EINVAL;
+                }
+                if (r < 0) {
+                        fprintf(stderr, "bus-bench: invalid value '%s'\n", optarg);
+                        return r;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "bus-bench: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int bus_connect(const Options *o, sd_bus **ret) {
+        sd_bus *bus = NULL;
+        int r;
+
+        if (!o->address)
+                r = sd_bus_open_system(&bus);
+        else {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, o->address);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus, true);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+        }
+        if (r < 0) {
+                fprintf(stderr, "bus-bench: cannot connect to the bus: %s\n", strerror(-r));
+                sd_bus_unref(bus);
+                return r;
+        }
+        *ret = bus;
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        Options o = {
+                .owner = "bench",
+                .iterations = 50,
+                .warmup = 2,
+                .sizes = { 2 * BENCH_MiB, BENCH_GiB },
+                .n_sizes = 2,
+        };
+        BenchSeries pings = {}, fill = {}, drain = {};
+        sd_bus *bus = NULL;
+        char **held = NULL;
+        unsigned n_held = 0;
+        int r = 0;
+
+        if (parse_args(argc, argv, &o) < 0)
+                return 2;
+        if (bus_connect(&o, &bus) < 0)
+                return 1;
+
+        for (unsigned i = 0; i < o.warmup + o.iterations; i++) {
+                double t;
+
+                r = ping(bus, &t);
+                if (r < 0)
+                        goto finish;
+                if (i >= o.warmup)
+                        bench_series_add(&pings, t);
+        }
+        bench_print("daemon", 0, o.held, "ping", &pings);
+
+        held = calloc(o.held ?: 1, sizeof(char *));
+        if (!held) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        for (; n_held < o.held; n_held++) {
+                double t;
+
+                r = allocate(bus, &o, "bench-held", 2 * BENCH_MiB, &held[n_held], &t);
+                if (r < 0)
+                        goto finish;
+                bench_series_add(&fill, t);
+        }
+        if (o.held > 0)
+                bench_print("daemon", 2 * BENCH_MiB, o.held, "fill", &fill);
+
+        for (size_t i = 0; i < o.n_sizes; i++) {
+                r = measure(bus, &o, o.sizes[i]);
+                if (r < 0)
+                        break;
+        }
+
+finish:
+        while (n_held > 0) {
+                double t;
+                int k;
+
+                n_held--;
+                k = release(bus, held[n_held], &t);
+                if (k < 0 && r >= 0)
+                        r = k;
+                bench_series_add(&drain, t);
+                free(held[n_held]);
+        }
+        if (o.held > 0)
+                bench_print("daemon", 2 * BENCH_MiB, o.held, "drain", &drain);
+        free(held);
+        bench_series_free(&pings);
+        bench_series_free(&fill);
+        bench_series_free(&drain);
+        sd_bus_flush_close_unref(bus);
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,160 @@
+#!/bin/bash
+# guest-bench.sh - the guest half of bench/run-bench.sh: runs inside the QEMU
+# rig (chroot of the host root, installed daxbroker tree on top, system bus
+# up) and measures region 1 three ways, one after the other so that nothing
+# else touches the region meanwhile:
+#   floor   the raw sysfs cycle (bench/floor)
+#   daemon  daxbrokerd's Allocate / Release over D-Bus (bench/bus-bench)
+#   daxctl  daxctl create-device / disable-device + destroy-device
+# Each round runs floor, then starts daxbrokerd, runs bus-bench and stops it
+# again; rounds alternate so that a change in host load hits both sides.
+#
+# Usage: guest-bench.sh [OPTIONS] BUILD_DIR SOURCE_DIR
+#   --iterations N          measured cycles per size and round (default 30)
+#   --rounds R              floor/daemon rounds (default 3)
+#   --held K                live 2 MiB allocations for the flatness runs (500)
+#   --daxctl-iterations N   daxctl cycles per size (default 10; 0 skips)
+#   --trace                 afterwards, run a few daemon cycles under
+#                           strace -f -T (kept in the results directory)
+# Raw result lines go to $DAXRIG_RESULTS/raw-KERNEL.txt, the table to
+# stdout (bench/report.awk).
+set -u
+
+iterations=30 rounds=3 held=500 daxctl_iterations=10 trace=0
+while [ $# -gt 0 ]; do
+        case $1 in
+        --iterations) iterations=$2; shift 2 ;;
+        --rounds) rounds=$2; shift 2 ;;
+        --held) held=$2; shift 2 ;;
+        --daxctl-iterations) daxctl_iterations=$2; shift 2 ;;
+        --trace) trace=1; shift ;;
+        --) shift; break ;;
+        -*) echo "guest-bench: unknown option $1" >&2; exit 2 ;;
+        *) break ;;
+        esac
+done
+[ $# = 2 ] || { echo "usage: guest-bench.sh [OPTIONS] BUILD_DIR SOURCE_DIR" >&2; exit 2; }
+build=$1 src=$2
+res=${DAXRIG_RESULTS:?guest-bench.sh runs inside the QEMU rig (tests/vm/run-vm.sh --results)}
+region=1
+kernel=${DAXRIG_KERNEL:-unknown}
+raw=$res/raw-$kernel.txt
+floor=$build/bench/floor
+busbench=$build/bench/bus-bench
+pid=
+
+say() { echo "guest-bench: $*" >&2; }
+die() { say "$*"; stop_daemon; exit 1; }
+
+# The daemon logs to a tmpfs file: a line per call written to the 9p results
+# share would be timed as part of each call.
+start_daemon() {
+        /usr/sbin/daxbrokerd >>/tmp/daxbrokerd.log 2>&1 &
+        pid=$!
+        for _ in $(seq 600); do
+                busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
+                        NameHasOwner s org.daxbroker.Broker1 2>/dev/null | grep -q true && return 0
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+        done
+        pid=
+        return 1
+}
+
+stop_daemon() {
+        [ -n "$pid" ] || return 0
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        pid=
+}
+
+# utime + stime of the daemon in clock ticks.
+daemon_cpu() {
+        awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0
+}
+
+# dax1.0 holds the whole region at boot: bound to device_dax (6.1) or to
+# kmem with every block offline (6.3+ with memhp_default_state=offline).
+# Empty it so that the benchmarks can carve the region.
+take_over_region() {
+        local dev=/sys/bus/dax/devices/dax$region.0 drv size bs start end state m
+        [ -e "$dev" ] || die "no dax region $region"
+        size=$(cat "$dev/size")
+        [ "$size" = 0 ] && return 0
+        drv=$(basename "$(readlink "$dev/driver" 2>/dev/null)" 2>/dev/null)
+        if [ "$drv" = kmem ]; then
+                # Unbinding kmem with a block online strands it until reboot.
+                bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
+                start=$(cat "$dev/mapping0/start") end=$(cat "$dev/mapping0/end")
+                for ((m = start / bs; m < (end + 1) / bs; m++)); do
+                        state=$(cat "/sys/devices/system/memory/memory$m/state" 2>/dev/null) || continue
+                        [ "$state" = offline ] || die "memory block $m of dax$region.0 is $state; not taking it over"
+                done
+        fi
+        if [ -n "$drv" ]; then
+                echo "dax$region.0" >"/sys/bus/dax/drivers/$drv/unbind" || die "cannot unbind dax$region.0 from $drv"
+        fi
+        echo 0 >"$dev/size" || die "cannot shrink dax$region.0"
+        say "took over region $region (dax$region.0 was ${drv:-unbound}, $size bytes)"
+}
+
+run() { # label command...
+        local label=$1
+        shift
+        say "$label"
+        "$@" >>"$raw" || die "$label failed"
+}
+
+mkdir -p /etc/daxbroker
+cat >/etc/daxbroker/daxbroker.conf <<CONF
+# Written by bench/guest-bench.sh: the daemon manages region $region only.
+[Pool bench]
+Region=$region
+CONF
+
+{
+        echo "# kernel $(uname -r) (flavour $kernel, memhp ${DAXRIG_MEMHP:-?})"
+        echo "# $(dmesg | grep -o 'Hypervisor detected: .*' | head -n 1)"
+        echo "# cpu: $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2-)"
+        echo "# iterations $iterations x $rounds rounds, held $held, daxctl iterations $daxctl_iterations"
+} >"$raw"
+
+take_over_region
+
+for ((round = 1; round <= rounds; round++)); do
+        echo "# round $round" >>"$raw"
+        run "round $round: floor, 1 live" "$floor" -r $region -n "$iterations" -H 0
+        run "round $round: floor, $held held" "$floor" -r $region -n "$iterations" -H "$held"
+
+        start_daemon || die "daxbrokerd did not come up: $(tail -n 20 /tmp/daxbrokerd.log)"
+        cpu0=$(daemon_cpu)
+        run "round $round: daemon, 1 live" "$busbench" -p bench -n "$iterations" -H 0
+        cpu1=$(daemon_cpu)
+        run "round $round: daemon, $held held" "$busbench" -p bench -n "$iterations" -H "$held"
+        cpu2=$(daemon_cpu)
+        echo "# daemon cpu ticks (utime+stime, $(getconf CLK_TCK)/s): held 0 pass $((cpu1 - cpu0)), held $held pass $((cpu2 - cpu1))" >>"$raw"
+        stop_daemon
+done
+
+if [ "$daxctl_iterations" -gt 0 ]; then
+        run "daxctl, 1 live" "$floor" --daxctl -r $region -n "$daxctl_iterations" -w 1 -H 0
+        run "daxctl, $held held" "$floor" --daxctl -r $region -n "$daxctl_iterations" -w 1 -H "$held"
+fi
+
+if [ "$trace" = 1 ]; then
+        # Where the daemon's time goes: every syscall with its duration.
+        for h in 0 "$held"; do
+                start_daemon || die "daxbrokerd did not come up"
+                # Fill outside the trace; then trace a few measured cycles.
+                strace -f -tt -T -o "/tmp/strace-held$h.txt" -p "$pid" &
+                spid=$!
+                sleep 1
+                "$busbench" -p bench -n 5 -w 0 -H "$h" >"/tmp/trace-held$h.txt" || say "traced run failed"
+                kill "$spid"; wait "$spid" 2>/dev/null
+                stop_daemon
+                cp "/tmp/strace-held$h.txt" "/tmp/trace-held$h.txt" "$res/" 2>/dev/null
+        done
+fi
+
+cp /tmp/daxbrokerd.log "$res/daxbrokerd-$kernel.log" 2>/dev/null
+awk -f "$src/bench/report.awk" "$raw"

@@ -1,0 +1,86 @@
+#!/bin/bash
+# run-bench.sh - latency of daxbrokerd's Allocate and Release against the raw
+# sysfs floor (bench/floor) and daxctl, on Debian's 6.1 and 6.12 kernels in
+# the QEMU rig (tests/vm/run-vm.sh, --memhp offline). See docs/benchmarks.md.
+#
+# Usage: run-bench.sh [OPTIONS] BUILD_DIR SOURCE_DIR
+#   (or: meson compile -C BUILD_DIR bench)
+#
+#   --kernel 6.1|6.12       kernel to boot; repeatable (default: both)
+#   --accel kvm|tcg|auto    passed to run-vm.sh (default auto)
+#   --results DIR           where raw numbers, logs and report.txt go
+#                           (default: a new /var/tmp/daxbroker-bench.XXXXXX)
+#   --iterations N, --rounds R, --held K, --daxctl-iterations N, --trace
+#                           passed to bench/guest-bench.sh
+#
+# Prints, per kernel, the median latencies and the ratios with the targets
+# (each of Allocate and Release at most 1.3x its floor; with 500 live
+# allocations at most 1.1x the latency with one). It reports; it does not
+# fail on a missed target. Exit status: 0 when every kernel was measured,
+# 77 when the rig is unavailable, 1 otherwise.
+set -u
+
+kernels=() accel=${DAXRIG_ACCEL:-auto} results= guest_opts=()
+while [ $# -gt 0 ]; do
+        case $1 in
+        --kernel) kernels+=("$2"); shift 2 ;;
+        --accel) accel=$2; shift 2 ;;
+        --results) results=$2; shift 2 ;;
+        --iterations|--rounds|--held|--daxctl-iterations) guest_opts+=("$1" "$2"); shift 2 ;;
+        --trace) guest_opts+=("$1"); shift ;;
+        -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --) shift; break ;;
+        -*) echo "run-bench: unknown option $1" >&2; exit 2 ;;
+        *) break ;;
+        esac
+done
+[ $# = 2 ] || { echo "usage: run-bench.sh [OPTIONS] BUILD_DIR SOURCE_DIR" >&2; exit 2; }
+build=$(cd "$1" && pwd) src=$(cd "$2" && pwd)
+[ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
+
+for b in bench/floor bench/bus-bench src/daxbrokerd; do
+        [ -x "$build/$b" ] || { echo "run-bench: $build/$b is not built" >&2; exit 1; }
+done
+
+if [ -z "$results" ]; then
+        results=$(mktemp -d /var/tmp/daxbroker-bench.XXXXXX) || exit 1
+fi
+mkdir -p "$results" || exit 1
+results=$(cd "$results" && pwd)
+stage=$(mktemp -d /var/tmp/daxbroker-bench-stage.XXXXXX) || exit 1
+trap 'rm -rf "$stage"' EXIT
+
+meson install -C "$build" --destdir "$stage" --quiet >/dev/null || { echo "run-bench: meson install failed" >&2; exit 1; }
+
+rc=0 skipped=0
+: >"$results/report.txt"
+for k in "${kernels[@]}"; do
+        log=$results/console-$k.log
+        echo "run-bench: kernel $k (console: $log)"
+        "$src/tests/vm/run-vm.sh" --kernel "$k" --memhp offline --dbus --accel "$accel" --timeout 3600 \
+                --stage "$stage" --results "$results" \
+                -- "$src/bench/guest-bench.sh" "${guest_opts[@]}" "$build" "$src" 2>&1 |
+                tee "$log" | grep --line-buffered -E '^(guest-bench|run-vm):'
+        st=${PIPESTATUS[0]}
+        if [ "$st" = 77 ]; then
+                skipped=$((skipped + 1))
+                continue
+        fi
+        if [ "$st" != 0 ] || [ ! -s "$results/raw-$k.txt" ]; then
+                echo "run-bench: the run on kernel $k failed (status $st)" >&2
+                rc=1
+                continue
+        fi
+        machine=$(sed -n 's/^run-vm: kernel .*, accel \([a-z]*\),.*/\1/p' "$log" | head -n 1)
+        {
+                awk -f "$src/bench/report.awk" "$results/raw-$k.txt"
+                echo "  QEMU accelerator: ${machine:-unknown}; host: $(nproc) CPUs," \
+                        "$(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+                echo
+        } >>"$results/report.txt"
+done
+
+cat "$results/report.txt"
+echo "run-bench: raw numbers, logs and report.txt in $results"
+[ "$rc" = 0 ] && [ "$skipped" = ${#kernels[@]} ] && exit 77
+exit $rc
