@@ -451,7 +451,7 @@ static bool align_valid(uint64_t a) {
 static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret_align, DaxRange *ranges,
                             int *ret_n, GError **error) {
         char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
-        uint64_t largest = 0, biggest_pool = 0, granule_needed = 0;
+        uint64_t largest = 0, biggest_pool = 0, granule_needed = 0, host = 0;
         bool any_candidate = false;
 
         for (guint i = 0; i < b->pools->len; i++) {
@@ -473,6 +473,7 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                         continue;
                 any_candidate = true;
                 biggest_pool = max_u64(biggest_pool, p->size);
+                host += extent_map_total(p->map, EXTENT_HOST);
                 if (req->size % granule != 0) {
                         granule_needed = granule;
                         continue;
@@ -510,11 +511,16 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT,
                             "Size %s is not a multiple of %s (the pool's boundary or the requested alignment)",
                             format_size(req->size, sz, sizeof(sz)), format_size(granule_needed, sz2, sizeof(sz2)));
-        else
+        else {
+                char sz3[FORMAT_SIZE_MAX];
+
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
-                            "No room for %s%s; the largest free extent is %s",
+                            "No room for %s%s; the largest free extent is %s%s%s%s",
                             format_size(req->size, sz, sizeof(sz)), req->contiguous ? " in one contiguous range" : "",
-                            format_size(largest, sz2, sizeof(sz2)));
+                            format_size(largest, sz2, sizeof(sz2)), host ? " (" : "",
+                            host ? format_size(host, sz3, sizeof(sz3)) : "",
+                            host ? " is online as host RAM through kmem and stays there)" : "");
+        }
         return NULL;
 }
 

@@ -87,8 +87,7 @@ for p in json.load(sys.stdin)["data"][0]:
                 total=$((total + 1))
         done
         [ "$total" -ge 2 ] || { echo "not ok - expected two pools"; rc=1; }
-        out=$(busctl --system call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
-                org.daxbroker.Broker1.Manager Allocate 'sta{sv}' vm1 1073741824 0 2>&1)
+        out=$(daxbrokerctl allocate vm1 1G 2>&1)
         echo "$out" | grep -q NoSpace && echo "ok - Allocate says NoSpace while the host holds the memory" \
                 || { echo "not ok - Allocate: $out"; rc=1; }
         no_stranding || rc=1
