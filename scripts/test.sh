@@ -34,7 +34,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print
 # Fuzzer smoke runs need clang's libFuzzer.
 CC=clang run_build clang "fuzz"
 # Real kernels in QEMU.
-run_build release "vm"
+run_build release "vm" --prefix=/usr --sysconfdir=/etc --localstatedir=/var
 
 python3 - "${builds[@]}" <<'PY'
 import json, sys, os

@@ -171,6 +171,68 @@ static int enoent_to_enodev(int r) {
         return r == -ENOENT ? -ENODEV : r;
 }
 
+/* Reads a short attribute (a number, a name) in one read(): sysfs hands
+ * over the whole value at once. Relative to dfd (or AT_FDCWD), so the
+ * attributes of one device cost one path walk, not one each; this is the
+ * hot path of every allocation. */
+static int read_small(int dfd, const char *attr, char *buf, size_t len) {
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t n;
+
+        fd = openat(dfd, attr, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        n = read(fd, buf, len);
+        if (n < 0)
+                return -errno;
+        if ((size_t) n >= len)
+                return -EFBIG;
+        buf[n] = 0;
+        if (n > 0 && buf[n - 1] == '\n')
+                buf[n - 1] = 0;
+        return 0;
+}
+
+/* Decimal, or hex with "0x" (mappingN, resource). */
+static int read_u64(int dfd, const char *attr, uint64_t *ret) {
+        unsigned long long v;
+        char buf[64], *p, *end;
+        int base = 10, r;
+
+        r = read_small(dfd, attr, buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        p = buf;
+        if (p[0] == '0' && p[1] == 'x') {
+                base = 16;
+                p += 2;
+        }
+        if (!isxdigit((unsigned char) p[0]))
+                return -EIO;
+        errno = 0;
+        v = strtoull(p, &end, base);
+        if (errno != 0 || *end != 0)
+                return -EIO;
+        *ret = v;
+        return 0;
+}
+
+static int read_int(int dfd, const char *attr, int *ret) {
+        char buf[32], *end;
+        long v;
+        int r;
+
+        r = read_small(dfd, attr, buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        errno = 0;
+        v = strtol(buf, &end, 10);
+        if (errno != 0 || end == buf || *end != 0 || v < INT_MIN || v > INT_MAX)
+                return -EIO;
+        *ret = (int) v;
+        return 0;
+}
+
 static int device_write(SysfsBackend *s, const char *name, const char *attr, const char *value) {
         char path[PATH_MAX];
         int r;
@@ -193,20 +255,13 @@ static int device_exists(SysfsBackend *s, const char *name) {
         return 0;
 }
 
-/* The driver's directory name ("device_dax", "kmem", ...), or "" when the
- * device is unbound or does not exist: callers that must tell those apart
- * ask device_exists(), the others learn it from their next write. */
-static int device_driver_name(SysfsBackend *s, const char *name, char *buf, size_t len) {
-        char path[PATH_MAX], target[PATH_MAX];
+/* The name of the driver a "driver" link points to, or "" without link. */
+static int read_driver_link(int dfd, const char *link, char *buf, size_t len) {
+        char target[PATH_MAX];
         const char *base;
         ssize_t n;
-        int r;
 
-        r = device_path(s, path, sizeof(path), name, "driver");
-        if (r < 0)
-                return r;
-
-        n = readlink(path, target, sizeof(target) - 1);
+        n = readlinkat(dfd, link, target, sizeof(target) - 1);
         if (n < 0) {
                 if (errno != ENOENT)
                         return -errno;
@@ -221,6 +276,19 @@ static int device_driver_name(SysfsBackend *s, const char *name, char *buf, size
                 return -ENAMETOOLONG;
         strcpy(buf, base);
         return 0;
+}
+
+/* The driver's directory name ("device_dax", "kmem", ...), or "" when the
+ * device is unbound or does not exist: callers that must tell those apart
+ * ask device_exists(), the others learn it from their next write. */
+static int device_driver_name(SysfsBackend *s, const char *name, char *buf, size_t len) {
+        char path[PATH_MAX];
+        int r;
+
+        r = device_path(s, path, sizeof(path), name, "driver");
+        if (r < 0)
+                return r;
+        return read_driver_link(AT_FDCWD, path, buf, len);
 }
 
 static DaxDriver driver_from_name(const char *drv) {

@@ -276,9 +276,9 @@ fi
 # Multi-threaded TCG occasionally oopses 6.12 at boot ("Oops: int3" while
 # the kernel live-patches its text), so the default is one TCG thread.
 if [ "$ACCEL" = kvm ]; then
-    CPU="-cpu host"; ACCEL_OPT=kvm
+    CPU=(-cpu host); ACCEL_OPT=kvm
 else
-    CPU="-cpu max"; ACCEL_OPT="tcg,thread=${DAXRIG_TCG_THREAD:-single}"
+    CPU=(-cpu max); ACCEL_OPT="tcg,thread=${DAXRIG_TCG_THREAD:-single}"
 fi
 
 # --- QEMU command line --------------------------------------------------------
@@ -289,7 +289,7 @@ CMDLINE="$CMDLINE memmap=2G%4G-1+0xefffffff memmap=2G%6G-1+0xefffffff"
 CMDLINE="$CMDLINE $APPEND"
 
 MACHINE="q35,max-ram-below-4g=1G"
-ARGS=(-accel "$ACCEL_OPT" $CPU -smp 2 -m 6G
+ARGS=(-accel "$ACCEL_OPT" "${CPU[@]}" -smp 2 -m 6G  # shellcheck disable=SC2054
       -object memory-backend-ram,id=m0,size=3G
       -object memory-backend-ram,id=m1,size=3G
       -numa node,nodeid=0,memdev=m0,cpus=0-1

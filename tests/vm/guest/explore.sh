@@ -71,7 +71,7 @@ for r in 0 1; do
     for f in $D/$dev/../dax_region/*; do [ -f "$f" ] && show "$f"; done
     p=$(readlink -f $D/$dev/..)
     echo "  parent $p: $(ls $p | tr '\n' ' ')"
-    for f in $p/resource $p/dax_region/resource $p/numa_node $p/driver_override; do [ -e $f ] && show $f; done; echo "  parent driver: $(basename $(readlink $p/driver))"
+    for f in $p/resource $p/dax_region/resource $p/numa_node $p/driver_override; do [ -e $f ] && show $f; done; echo "  parent driver: $(basename "$(readlink $p/driver)")"
     show $D/$dev/target_node $D/$dev/numa_node
     st=$(cat $D/$dev/mapping0/start 2>/dev/null); en=$(cat $D/$dev/mapping0/end 2>/dev/null)
     [ -n "$st" ] && blocks $st $en
