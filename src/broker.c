@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,9 +25,20 @@ struct Broker {
         /* Records of regions we do not manage right now (config changed,
          * region missing): kept verbatim so nothing is forgotten. */
         GPtrArray *unmanaged;    /* AllocationRecord* */
+        GPtrArray *scrubbing;    /* Allocation* released, being zeroed */
+        GQueue *waiting;         /* WaitingAllocate* */
+        Scrubber *scrubber;
+        char *boot_id;
+        bool stopping;
         BrokerListener listener;
         void *listener_data;
 };
+
+/* Zeroing runs on a lane of its own per region, so that allocations in the
+ * region never wait behind it. */
+#define SCRUB_LANE(region) ((region) + 0x10000u)
+
+static void broker_scrub_kick(Broker *b);
 
 /* ---- small helpers ---- */
 
@@ -163,16 +175,37 @@ static bool ranges_overlap(const DaxRange *a, size_t na, const DaxRange *c, size
 
 /* ---- state file and stable paths ---- */
 
+/* Every DIRTY extent goes on record, whoever holds it: after a crash the
+ * start-up finds which device (if any) still holds each piece. */
+static void collect_dirty(Broker *b, GArray *dirty) {
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+
+                for (size_t e = 0; e < extent_map_count(p->map); e++) {
+                        const Extent *x = extent_map_get(p->map, e);
+                        DirtyRange d = { p->region_id, x->start, x->size };
+
+                        if (x->kind == EXTENT_DIRTY)
+                                g_array_append_val(dirty, d);
+                }
+        }
+}
+
 static int broker_save(Broker *b, GError **error) {
-        g_autoptr(GPtrArray) recs = g_ptr_array_new();
         g_autoptr(GPtrArray) allocs = broker_list_allocations(b);
+        g_autoptr(GPtrArray) recs = g_ptr_array_new();
+        g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(DirtyRange));
+        StoreState st = { .allocations = recs, .boot_id = b->boot_id, .dirty = dirty };
 
         for (guint i = 0; i < allocs->len; i++)
                 g_ptr_array_add(recs, ((Allocation *) allocs->pdata[i])->rec);
+        for (guint i = 0; i < b->scrubbing->len; i++)
+                g_ptr_array_add(recs, ((Allocation *) b->scrubbing->pdata[i])->rec);
         for (guint i = 0; i < b->unmanaged->len; i++)
                 g_ptr_array_add(recs, b->unmanaged->pdata[i]);
+        collect_dirty(b, dirty);
 
-        return store_save(b->state_path, (AllocationRecord *const *) recs->pdata, recs->len, error);
+        return store_save_state(b->state_path, &st, error);
 }
 
 static char *stable_path(Broker *b, const AllocationRecord *r, char **ret_dir) {
@@ -326,26 +359,79 @@ fail_nodev:
         res->name[0] = 0;
 }
 
+/* ---- zeroing (runs on worker lanes) ---- */
+
+/* A piece of a device to zero, as an offset into the device. */
+typedef struct ZeroPart {
+        uint64_t offset;
+        uint64_t size;
+} ZeroPart;
+
+/* Zeroes parts of a device through its own mapping. n == 0 zeroes all. */
+static int kernel_zero(Broker *b, const char *name, uint64_t size, const ZeroPart *parts, size_t n,
+                       const char **ret_step) {
+        DaxBackend *be = b->backend;
+        _cleanup_close_ int fd = -1;
+        void *mem;
+        int r = 0;
+
+        fd = be->ops->open_device(be, name);
+        if (fd < 0) {
+                *ret_step = "opening the device to zero it";
+                return fd;
+        }
+        mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (mem == MAP_FAILED) {
+                *ret_step = "mapping the device to zero it";
+                return -errno;
+        }
+        if (n == 0)
+                r = scrubber_zero(b->scrubber, mem, size);
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = scrubber_zero(b->scrubber, (char *) mem + parts[i].offset, parts[i].size);
+        if (r < 0)
+                *ret_step = "zeroing the device";
+        munmap(mem, size);
+        return r;
+}
+
+/* The parts of ranges that are bare dirty memory, as device offsets. */
+static size_t dirty_parts(const Pool *p, const DaxRange *ranges, size_t n, ZeroPart *ret, size_t max) {
+        uint64_t offset = 0;
+        size_t k = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                for (size_t e = 0; e < extent_map_count(p->map); e++) {
+                        const Extent *x = extent_map_get(p->map, e);
+                        uint64_t s = max_u64(x->start, ranges[i].start);
+                        uint64_t t = min_u64(x->start + x->size, ranges[i].start + ranges[i].size);
+
+                        if (x->kind != EXTENT_DIRTY || s >= t)
+                                continue;
+                        if (k < max)
+                                ret[k++] = (ZeroPart) { offset + (s - ranges[i].start), t - s };
+                        else /* too fragmented to list: zero everything */
+                                return SIZE_MAX;
+                }
+                offset += ranges[i].size;
+        }
+        return k;
+}
+
 /* ---- allocate ---- */
 
-typedef struct ReleaseJob ReleaseJob;
-struct ReleaseJob {
-        Broker *broker;
-        Allocation *allocation;
-        char name[DAX_NAME_MAX];
-        int err;
-        const char *step;
-        BrokerDone done;
-        void *userdata;
-};
-static void release_work(void *p);
-static void release_done(void *p);
+#define ZERO_PARTS_MAX 256
 
 typedef struct AllocateJob {
         Broker *broker;
         Allocation *allocation;
         unsigned region_id;
         uint64_t align;
+        bool chown;
+        uid_t device_uid;
+        gid_t device_gid;
+        size_t n_zero;    /* SIZE_MAX: zero the whole device */
+        ZeroPart zero[ZERO_PARTS_MAX];
         KernelResult res;
         BrokerAllocateDone done;
         void *userdata;
@@ -354,14 +440,34 @@ typedef struct AllocateJob {
 static void allocate_work(void *p) {
         AllocateJob *j = p;
         const AllocationRecord *r = j->allocation->rec;
+        const char *step = NULL;
+        int k;
 
         kernel_create(j->broker->backend, j->region_id, j->align, r->ranges, r->n_ranges, &j->res);
+        if (j->res.err < 0)
+                return;
+
+        /* Old data in the ranges never reaches the new owner. */
+        k = j->n_zero == 0 ? 0
+                           : kernel_zero(j->broker, j->res.name, dax_ranges_size(r->ranges, r->n_ranges), j->zero,
+                                         j->n_zero == SIZE_MAX ? 0 : j->n_zero, &step);
+        if (k >= 0 && j->chown && fchown(j->res.fd, j->device_uid, j->device_gid) < 0) {
+                k = -errno;
+                step = "changing the owner of the device node";
+        }
+        if (k < 0) {
+                const char *ignored;
+
+                close(j->res.fd);
+                j->res.fd = -1;
+                (void) kernel_destroy(j->broker->backend, j->res.name, &ignored);
+                j->res.err = k;
+                j->res.step = step;
+        }
 }
 
-static void allocation_drop(Broker *b, Allocation *a) {
-        extent_map_set_ranges(a->pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_FREE, NULL);
-        g_hash_table_remove(b->allocations, a->rec->id);
-}
+static void allocation_retire(Broker *b, Allocation *a);
+static void waiting_retry(Broker *b);
 
 static void allocate_done(void *p) {
         AllocateJob *j = p;
@@ -377,11 +483,14 @@ static void allocate_done(void *p) {
                             "Kernel refused while %s in region %u: %s", j->res.step, j->region_id,
                             g_strerror(-j->res.err));
                 log_error("Allocate %s for '%s' failed: %s", a->rec->id, a->rec->owner, error->message);
-                allocation_drop(b, a);
+                /* What the ranges hold now is unknown: zero before reuse. */
+                extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, NULL);
+                g_hash_table_remove(b->allocations, a->rec->id);
                 (void) broker_save(b, NULL);
                 notify_sizes(b, pool);
                 j->done(NULL, -1, error, j->userdata);
                 g_free(j);
+                broker_scrub_kick(b);
                 return;
         }
 
@@ -393,13 +502,9 @@ static void allocate_done(void *p) {
                  * take the device down again. */
                 g_autoptr(GError) e = g_error_new(BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
                                                   "Cannot record the allocation: %s", error->message);
-                ReleaseJob *rj = g_new0(ReleaseJob, 1);
 
                 close(j->res.fd);
-                a->busy = true;
-                *rj = (ReleaseJob) { .broker = b, .allocation = a };
-                g_strlcpy(rj->name, j->res.name, sizeof(rj->name));
-                worker_submit(b->worker, pool->region_id, release_work, release_done, rj);
+                allocation_retire(b, a);
                 j->done(NULL, -1, e, j->userdata);
                 g_free(j);
                 return;
@@ -447,45 +552,53 @@ static bool align_valid(uint64_t a) {
         return a == 4 * KiB || a == 2 * MiB || a == GiB;
 }
 
-/* Picks pool and ranges, or explains in error why not. */
+/* Picks pool and ranges: clean memory first, then memory that still has to
+ * be zeroed. *ret_wait tells the caller that memory being scrubbed right
+ * now would make the request fit. */
 static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret_align, DaxRange *ranges,
-                            int *ret_n, GError **error) {
+                            int *ret_n, bool *ret_wait, GError **error) {
         char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
-        uint64_t largest = 0, biggest_pool = 0, granule_needed = 0, host = 0;
+        uint64_t largest = 0, biggest_pool = 0, granule_needed = 0, host = 0, held_dirty = 0;
         bool any_candidate = false;
 
-        for (guint i = 0; i < b->pools->len; i++) {
-                Pool *p = b->pools->pdata[i];
-                uint64_t align = req->align ? req->align : p->align;
-                uint64_t granule = max_u64(max_u64(align, p->boundary), 2 * MiB);
-                PlacementRequest pr = {
-                        .size = req->size,
-                        .align = align,
-                        .boundary = p->boundary,
-                        .contiguous = req->contiguous,
-                        .max_ranges = b->config->max_ranges,
-                };
-                int n;
+        *ret_wait = false;
+        for (int pass = 0; pass < 2; pass++)
+                for (guint i = 0; i < b->pools->len; i++) {
+                        Pool *p = b->pools->pdata[i];
+                        uint64_t align = req->align ? req->align : p->align;
+                        uint64_t granule = max_u64(max_u64(align, p->boundary), 2 * MiB);
+                        PlacementRequest pr = {
+                                .size = req->size,
+                                .align = align,
+                                .boundary = p->boundary,
+                                .contiguous = req->contiguous,
+                                .max_ranges = b->config->max_ranges,
+                                .include_dirty = pass == 1,
+                        };
+                        int n;
 
-                if (req->pool && strcmp(req->pool, p->name) != 0)
-                        continue;
-                if (req->has_numa_node && req->numa_node != p->numa_node)
-                        continue;
-                any_candidate = true;
-                biggest_pool = max_u64(biggest_pool, p->size);
-                host += extent_map_total(p->map, EXTENT_HOST);
-                if (req->size % granule != 0) {
-                        granule_needed = granule;
-                        continue;
+                        if (req->pool && strcmp(req->pool, p->name) != 0)
+                                continue;
+                        if (req->has_numa_node && req->numa_node != p->numa_node)
+                                continue;
+                        if (pass == 0) {
+                                any_candidate = true;
+                                biggest_pool = max_u64(biggest_pool, p->size);
+                                host += extent_map_total(p->map, EXTENT_HOST);
+                                held_dirty += p->scrubs_in_flight;
+                        }
+                        if (req->size % granule != 0) {
+                                granule_needed = granule;
+                                continue;
+                        }
+                        n = extent_map_place(p->map, &pr, ranges, DAX_RANGES_MAX);
+                        if (n > 0) {
+                                *ret_align = align;
+                                *ret_n = n;
+                                return p;
+                        }
+                        largest = max_u64(largest, extent_map_largest_free(p->map, align, p->boundary));
                 }
-                n = extent_map_place(p->map, &pr, ranges, DAX_RANGES_MAX);
-                if (n > 0) {
-                        *ret_align = align;
-                        *ret_n = n;
-                        return p;
-                }
-                largest = max_u64(largest, extent_map_largest_free(p->map, align, p->boundary));
-        }
 
         if (!any_candidate) {
                 Pool *named = req->pool ? broker_find_pool(b, req->pool) : NULL;
@@ -514,6 +627,7 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
         else {
                 char sz3[FORMAT_SIZE_MAX];
 
+                *ret_wait = held_dirty > 0;
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
                             "No room for %s%s; the largest free extent is %s%s%s%s",
                             format_size(req->size, sz, sizeof(sz)), req->contiguous ? " in one contiguous range" : "",
@@ -524,14 +638,61 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
         return NULL;
 }
 
-bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
-                     GError **error) {
+/* A request that only memory being scrubbed right now can satisfy waits
+ * for that scrub instead of failing. */
+typedef struct WaitingAllocate {
+        AllocateRequest req; /* strings below are owned copies */
+        char *owner, *pool, *label, *client;
+        BrokerAllocateDone done;
+        void *userdata;
+} WaitingAllocate;
+
+static void waiting_free(WaitingAllocate *w) {
+        g_free(w->owner);
+        g_free(w->pool);
+        g_free(w->label);
+        g_free(w->client);
+        g_free(w);
+}
+
+static void waiting_add(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata) {
+        WaitingAllocate *w = g_new0(WaitingAllocate, 1);
+
+        w->req = *req;
+        w->req.owner = w->owner = g_strdup(req->owner);
+        w->req.pool = w->pool = g_strdup(req->pool);
+        w->req.label = w->label = g_strdup(req->label);
+        w->req.client = w->client = g_strdup(req->client);
+        w->done = done;
+        w->userdata = userdata;
+        g_queue_push_tail(b->waiting, w);
+}
+
+static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
+                         bool may_wait, GError **error);
+
+static void waiting_retry(Broker *b) {
+        unsigned n = g_queue_get_length(b->waiting);
+
+        /* Each is tried once; one that still has to wait goes back in line. */
+        for (unsigned i = 0; i < n; i++) {
+                WaitingAllocate *w = g_queue_pop_head(b->waiting);
+                g_autoptr(GError) error = NULL;
+
+                if (!allocate_try(b, &w->req, w->done, w->userdata, true, &error))
+                        w->done(NULL, -1, error, w->userdata);
+                waiting_free(w);
+        }
+}
+
+static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
+                         bool may_wait, GError **error) {
         g_autoptr(AllocationRecord) rec = NULL;
         DaxRange ranges[DAX_RANGES_MAX];
         const char *why;
         char sz[FORMAT_SIZE_MAX];
         uint64_t align = 0;
-        bool label_taken;
+        bool label_taken, wait;
         Allocation *a;
         Pool *pool;
         int n;
@@ -573,9 +734,14 @@ bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone d
                 return false;
         }
 
-        pool = allocate_place(b, req, &align, ranges, &n, error);
-        if (!pool)
-                return false;
+        pool = allocate_place(b, req, &align, ranges, &n, &wait, error);
+        if (!pool) {
+                if (!wait || !may_wait)
+                        return false;
+                g_clear_error(error);
+                waiting_add(b, req, done, userdata);
+                return true;
+        }
 
         rec = allocation_record_new();
         rec->id = allocation_new_id(b);
@@ -592,10 +758,24 @@ bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone d
         rec->n_ranges = n;
         memcpy(rec->ranges, ranges, n * sizeof(DaxRange));
 
+        AllocateJob *j = g_new0(AllocateJob, 1);
+        *j = (AllocateJob) {
+                .broker = b,
+                .region_id = pool->region_id,
+                .align = align,
+                .chown = req->has_device_owner,
+                .device_uid = req->device_uid,
+                .device_gid = req->device_gid,
+                .done = done,
+                .userdata = userdata,
+        };
+        j->n_zero = dirty_parts(pool, rec->ranges, rec->n_ranges, j->zero, ZERO_PARTS_MAX);
+
         a = g_new0(Allocation, 1);
         a->rec = g_steal_pointer(&rec);
         a->pool = pool;
         a->busy = true;
+        j->allocation = a;
         g_hash_table_insert(b->allocations, a->rec->id, a);
         extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_PENDING, a);
 
@@ -605,73 +785,132 @@ bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone d
                 g_prefix_error(error, "Cannot record the allocation: ");
                 (*error)->domain = BROKER_ERROR;
                 (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
-                allocation_drop(b, a);
+                /* Any dirt the placement took over is dirt again; marking
+                 * the whole allocation dirty is the safe superset. */
+                extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges,
+                                      j->n_zero ? EXTENT_DIRTY : EXTENT_FREE, NULL);
+                g_hash_table_remove(b->allocations, a->rec->id);
+                g_free(j);
                 return false;
         }
 
-        AllocateJob *j = g_new0(AllocateJob, 1);
-        *j = (AllocateJob) {
-                .broker = b,
-                .allocation = a,
-                .region_id = pool->region_id,
-                .align = align,
-                .done = done,
-                .userdata = userdata,
-        };
         notify_sizes(b, pool);
         worker_submit(b->worker, pool->region_id, allocate_work, allocate_done, j);
         return true;
 }
 
-/* ---- release ---- */
-
-
-static void release_work(void *p) {
-        ReleaseJob *j = p;
-
-        j->err = j->name[0] ? kernel_destroy(j->broker->backend, j->name, &j->step) : 0;
+bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
+                     GError **error) {
+        return allocate_try(b, req, done, userdata, true, error);
 }
 
-static void release_done(void *p) {
-        ReleaseJob *j = p;
+/* ---- release: scrub through the device, then destroy it ---- */
+
+typedef struct RetireJob {
+        Broker *broker;
+        Allocation *allocation;
+        char name[DAX_NAME_MAX];
+        uint64_t size;
+        int err;
+        const char *step;
+} RetireJob;
+
+static void retire_destroy_work(void *p) {
+        RetireJob *j = p;
+
+        j->err = kernel_destroy(j->broker->backend, j->name, &j->step);
+}
+
+static void retire_destroy_done(void *p) {
+        RetireJob *j = p;
         Broker *b = j->broker;
         Allocation *a = j->allocation;
         Pool *pool = a->pool;
-        g_autoptr(GError) error = NULL;
 
-        a->busy = false;
+        pool->scrubs_in_flight--;
         if (j->err < 0) {
-                /* Stays RELEASING: a new Release or the next start-up retries. */
-                g_set_error(&error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
-                            "Kernel refused while %s %s: %s", j->step, j->name, g_strerror(-j->err));
-                log_error("Release %s failed: %s", a->rec->id, error->message);
-                if (j->done)
-                        j->done(0, error, j->userdata);
+                /* Stays on record as scrubbing: the next start-up retries. */
+                log_error("Cannot destroy %s of released allocation %s while %s: %s", j->name, a->rec->id, j->step,
+                          g_strerror(-j->err));
                 g_free(j);
+                waiting_retry(b);
                 return;
         }
-
-        log_info("Released %s of '%s' (%s)", a->rec->id, a->rec->owner, j->name[0] ? j->name : "no device");
-        stable_path_remove(b, a->rec);
-        notify_removed(b, a);
-        allocation_drop(b, a);
-        if (broker_save(b, &error) < 0)
-                /* The file still says RELEASING, which the next start-up
-                 * finishes; nothing is lost. */
-                log_error("Cannot record the release: %s", error->message);
-        notify_sizes(b, pool);
-        if (j->done)
-                j->done(1, NULL, j->userdata);
+        log_info("Zeroed and destroyed %s of released allocation %s", j->name, a->rec->id);
+        extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, a->retire_result, NULL);
+        g_ptr_array_remove(b->scrubbing, a);
         g_free(j);
+        (void) broker_save(b, NULL);
+        notify_sizes(b, pool);
+        broker_scrub_kick(b);
+        waiting_retry(b);
 }
 
-static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
+static void retire_zero_work(void *p) {
+        RetireJob *j = p;
+
+        j->err = kernel_zero(j->broker, j->name, j->size, NULL, 0, &j->step);
+}
+
+static void retire_zero_done(void *p) {
+        RetireJob *j = p;
+        Allocation *a = j->allocation;
+        ExtentKind after = EXTENT_FREE;
+
+        if (j->err < 0) {
+                /* The device goes anyway; its memory stays dirty and is
+                 * zeroed later through a scrub device. */
+                log_warning("Cannot zero %s of released allocation %s while %s: %s; zeroing it later", j->name,
+                            a->rec->id, j->step, g_strerror(-j->err));
+                after = EXTENT_DIRTY;
+        }
+        j->err = 0;
+        j->step = NULL;
+        a->retire_result = after;
+        worker_submit(j->broker->worker, a->pool->region_id, retire_destroy_work, retire_destroy_done, j);
+}
+
+/* Takes an allocation out of service: it leaves the API at once, and its
+ * memory is zeroed through its own device in the background, then the
+ * device is destroyed and the memory is clean and free. */
+static void allocation_retire(Broker *b, Allocation *a) {
+        RetireJob *j;
+
+        a->rec->state = ALLOCATION_SCRUBBING;
+        a->busy = true;
+        extent_map_set_ranges(a->pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, a);
+        g_hash_table_steal(b->allocations, a->rec->id);
+        g_ptr_array_add(b->scrubbing, a);
+        a->pool->scrubs_in_flight++;
+
+        j = g_new0(RetireJob, 1);
+        *j = (RetireJob) { .broker = b, .allocation = a, .size = allocation_size(a) };
+        g_strlcpy(j->name, a->rec->device ? a->rec->device : "", sizeof(j->name));
+        if (!j->name[0]) {
+                j->err = -ENODEV;
+                j->step = "finding the device";
+                retire_zero_done(j);
+                return;
+        }
+        worker_submit(b->worker, SCRUB_LANE(a->pool->region_id), retire_zero_work, retire_zero_done, j);
+}
+
+typedef struct ReleaseRequest {
+        BrokerDone done;
+        void *userdata;
+} ReleaseRequest;
+
+static bool release_start(Broker *b, Allocation *a, GError **error) {
+        char sz[FORMAT_SIZE_MAX];
+
         if (a->busy) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
                             "Allocation %s has an operation in progress, try again", a->rec->id);
                 return false;
         }
-        a->rec->state = ALLOCATION_RELEASING;
+        /* From here the owner has no claim on it; it is saved as scrubbing
+         * so that a crash before the zeroing finishes resumes it. */
+        a->rec->state = ALLOCATION_SCRUBBING;
         if (broker_save(b, error) < 0) {
                 a->rec->state = ALLOCATION_ACTIVE;
                 g_prefix_error(error, "Cannot record the release: ");
@@ -679,44 +918,26 @@ static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userd
                 (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
                 return false;
         }
-        ReleaseJob *j = g_new0(ReleaseJob, 1);
-        *j = (ReleaseJob) { .broker = b, .allocation = a, .done = done, .userdata = userdata };
-        if (a->rec->device)
-                g_strlcpy(j->name, a->rec->device, sizeof(j->name));
-        a->busy = true;
-        worker_submit(b->worker, a->pool->region_id, release_work, release_done, j);
+        log_info("Released %s of '%s' (%s, %s); zeroing it before reuse", a->rec->id, a->rec->owner,
+                 a->rec->device ? a->rec->device : "no device", format_size(allocation_size(a), sz, sizeof(sz)));
+        stable_path_remove(b, a->rec);
+        notify_removed(b, a);
+        allocation_retire(b, a);
+        notify_sizes(b, a->pool);
         return true;
 }
 
 bool broker_release(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
-        return release_start(b, a, done, userdata, error);
-}
-
-typedef struct OwnerRelease {
-        unsigned outstanding;
-        unsigned released;
-        GError *first_error;
-        BrokerDone done;
-        void *userdata;
-} OwnerRelease;
-
-static void owner_release_one(unsigned count, const GError *error, void *userdata) {
-        OwnerRelease *o = userdata;
-
-        o->released += count;
-        if (error && !o->first_error)
-                o->first_error = g_error_copy(error);
-        if (--o->outstanding > 0)
-                return;
-        o->done(o->released, o->first_error, o->userdata);
-        g_clear_error(&o->first_error);
-        g_free(o);
+        if (!release_start(b, a, error))
+                return false;
+        done(1, NULL, userdata);
+        return true;
 }
 
 bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *userdata, GError **error) {
         g_autoptr(GPtrArray) all = broker_list_allocations(b);
-        OwnerRelease *o;
         const char *why = name_invalid_reason(owner);
+        unsigned count = 0;
 
         if (why) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT, "Owner %s", why);
@@ -731,22 +952,19 @@ bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *u
                         return false;
                 }
         }
-
-        o = g_new0(OwnerRelease, 1);
-        o->done = done;
-        o->userdata = userdata;
-        o->outstanding = 1; /* held until every release is queued */
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
                 g_autoptr(GError) e = NULL;
 
                 if (strcmp(a->rec->owner, owner) != 0)
                         continue;
-                o->outstanding++;
-                if (!release_start(b, a, owner_release_one, o, &e))
-                        owner_release_one(0, e, o);
+                if (!release_start(b, a, &e)) {
+                        g_propagate_prefixed_error(error, g_steal_pointer(&e), "Released %u, then: ", count);
+                        return false;
+                }
+                count++;
         }
-        owner_release_one(0, NULL, o);
+        done(count, NULL, userdata);
         return true;
 }
 
@@ -767,10 +985,6 @@ int broker_open(Broker *b, Allocation *a, GError **error) {
         return fd;
 }
 
-static void transient_release_done(unsigned count, const GError *error, void *userdata) {
-        g_free(userdata);
-}
-
 void broker_client_vanished(Broker *b, const char *client) {
         g_autoptr(GPtrArray) all = broker_list_allocations(b);
 
@@ -781,8 +995,128 @@ void broker_client_vanished(Broker *b, const char *client) {
                 if (!a->rec->transient || g_strcmp0(a->rec->client, client) != 0 || a->busy)
                         continue;
                 log_info("Client %s of transient allocation %s left the bus, releasing", client, a->rec->id);
-                if (!release_start(b, a, transient_release_done, NULL, &e))
+                if (!release_start(b, a, &e))
                         log_error("Cannot release transient allocation %s: %s", a->rec->id, e->message);
+        }
+}
+
+/* ---- background scrubbing of memory no device holds ---- */
+
+/* Bare dirty memory (after boot, a rolled-back allocation) is zeroed
+ * through a short-lived device of its own, one chunk per pool at a time:
+ * create (region lane), zero (scrub lane, so allocations in the region do
+ * not wait for it), destroy (region lane). */
+#define SCRUB_CHUNK_MAX (512 * MiB)
+
+typedef struct ScrubJob {
+        Broker *broker;
+        Pool *pool;
+        DaxRange range;
+        KernelResult res;
+        int err;
+        const char *step;
+} ScrubJob;
+
+static void scrub_create_work(void *p) {
+        ScrubJob *j = p;
+
+        kernel_create(j->broker->backend, j->pool->region_id, 2 * MiB, &j->range, 1, &j->res);
+        if (j->res.err >= 0)
+                close(j->res.fd);
+}
+
+static void scrub_zero_work(void *p) {
+        ScrubJob *j = p;
+
+        j->err = kernel_zero(j->broker, j->res.name, j->range.size, NULL, 0, &j->step);
+}
+
+static void scrub_destroy_work(void *p) {
+        ScrubJob *j = p;
+        const char *step = NULL;
+        int r = kernel_destroy(j->broker->backend, j->res.name, &step);
+
+        if (r < 0 && j->err >= 0) {
+                j->err = r;
+                j->step = step;
+        }
+}
+
+static void scrub_finish(ScrubJob *j) {
+        Broker *b = j->broker;
+        Pool *p = j->pool;
+        char sz[FORMAT_SIZE_MAX];
+
+        p->scrubs_in_flight--;
+        p->bare_scrub_running = false;
+        if (j->err < 0 || j->res.err < 0) {
+                log_warning("Pool %s: cannot zero %s at %#" G_GINT64_MODIFIER "x while %s: %s; will retry", p->name,
+                            format_size(j->range.size, sz, sizeof(sz)), j->range.start,
+                            j->res.err < 0 ? j->res.step : j->step, g_strerror(-(j->res.err < 0 ? j->res.err : j->err)));
+                extent_map_set(p->map, j->range.start, j->range.size, EXTENT_DIRTY, NULL);
+                p->scrub_failures++;
+        } else {
+                extent_map_set(p->map, j->range.start, j->range.size, EXTENT_FREE, NULL);
+                p->scrub_failures = 0;
+                (void) broker_save(b, NULL);
+        }
+        notify_sizes(b, p);
+        g_free(j);
+        broker_scrub_kick(b);
+        waiting_retry(b);
+}
+
+static void scrub_destroy_done(void *p) {
+        scrub_finish(p);
+}
+
+static void scrub_zero_done(void *p) {
+        ScrubJob *j = p;
+
+        worker_submit(j->broker->worker, j->pool->region_id, scrub_destroy_work, scrub_destroy_done, j);
+}
+
+static void scrub_create_done(void *p) {
+        ScrubJob *j = p;
+
+        if (j->res.err < 0) {
+                scrub_finish(j);
+                return;
+        }
+        worker_submit(j->broker->worker, SCRUB_LANE(j->pool->region_id), scrub_zero_work, scrub_zero_done, j);
+}
+
+/* Starts zeroing the next chunk of bare dirty memory in every pool that has
+ * some and is not zeroing already. */
+static void broker_scrub_kick(Broker *b) {
+        if (b->stopping)
+                return;
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+                ScrubJob *j;
+                const Extent *x = NULL;
+
+                /* A pool whose scrubs keep failing is left until something
+                 * else changes (a release, an allocation) rather than
+                 * retried in a tight loop. */
+                if (p->bare_scrub_running || p->scrub_failures > 2)
+                        continue;
+                for (size_t e = 0; e < extent_map_count(p->map) && !x; e++) {
+                        const Extent *c = extent_map_get(p->map, e);
+                        if (c->kind == EXTENT_DIRTY && !c->tag)
+                                x = c;
+                }
+                if (!x)
+                        continue;
+
+                j = g_new0(ScrubJob, 1);
+                j->broker = b;
+                j->pool = p;
+                j->range = (DaxRange) { x->start, min_u64(x->size, SCRUB_CHUNK_MAX) };
+                extent_map_set(p->map, j->range.start, j->range.size, EXTENT_DIRTY, j);
+                p->bare_scrub_running = true;
+                p->scrubs_in_flight++;
+                worker_submit(b->worker, p->region_id, scrub_create_work, scrub_create_done, j);
         }
 }
 
@@ -882,6 +1216,7 @@ static void pool_settle_unclaimed(Broker *b, Pool *p, const DaxDeviceInfo *d) {
                         if (r >= 0) {
                                 log_info("Took over %s (%s, was kmem with all memory offline)", d->name,
                                          format_size(d->size, sz, sizeof(sz)));
+                                pool_mark_device(p, d, EXTENT_DIRTY);
                                 return;
                         }
                         log_warning("Cannot take over %s while %s: %s; it stays host memory", d->name, step,
@@ -899,6 +1234,7 @@ static void pool_settle_unclaimed(Broker *b, Pool *p, const DaxDeviceInfo *d) {
                         r = kernel_destroy(be, d->name, &step);
                         if (r >= 0) {
                                 log_info("Took over %s (%s, unused)", d->name, format_size(d->size, sz, sizeof(sz)));
+                                pool_mark_device(p, d, EXTENT_DIRTY);
                                 return;
                         }
                         log_warning("Cannot take over %s while %s: %s; leaving it alone", d->name, step,
@@ -913,11 +1249,46 @@ static void pool_settle_unclaimed(Broker *b, Pool *p, const DaxDeviceInfo *d) {
         pool_mark_device(p, d, EXTENT_FOREIGN);
 }
 
-static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records) {
+/* Marks the FREE parts of [start, start+size) dirty. */
+static void pool_mark_dirty_where_free(Pool *p, uint64_t start, uint64_t size) {
+        g_autoptr(GArray) pieces = g_array_new(FALSE, FALSE, sizeof(DaxRange));
+        uint64_t end = start + size;
+
+        for (size_t e = 0; e < extent_map_count(p->map); e++) {
+                const Extent *x = extent_map_get(p->map, e);
+                uint64_t s = max_u64(x->start, start), t = min_u64(x->start + x->size, end);
+                DaxRange d = { s, t - s };
+
+                if (x->kind == EXTENT_FREE && s < t)
+                        g_array_append_val(pieces, d);
+        }
+        for (guint i = 0; i < pieces->len; i++) {
+                DaxRange *d = &g_array_index(pieces, DaxRange, i);
+                (void) extent_map_set(p->map, d->start, d->size, EXTENT_DIRTY, NULL);
+        }
+}
+
+static bool device_within_dirty(const DaxDeviceInfo *d, const GArray *dirty, unsigned region_id) {
+        for (unsigned r = 0; r < d->n_ranges; r++) {
+                bool inside = false;
+
+                for (guint i = 0; i < dirty->len && !inside; i++) {
+                        const DirtyRange *x = &g_array_index(dirty, DirtyRange, i);
+                        inside = x->region_id == region_id && d->ranges[r].start >= x->start &&
+                                 d->ranges[r].start + d->ranges[r].size <= x->start + x->size;
+                }
+                if (!inside)
+                        return false;
+        }
+        return d->n_ranges > 0;
+}
+
+static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *dirty, bool new_boot) {
         DaxBackend *be = b->backend;
         _cleanup_free_ DaxDeviceInfo *devs = NULL;
         g_autofree bool *claimed = NULL;
         g_autoptr(GPtrArray) restore = g_ptr_array_new();
+        g_autoptr(GArray) leftovers = g_array_new(FALSE, FALSE, sizeof(DaxRange));
         size_t nd = 0;
         int r;
 
@@ -931,6 +1302,32 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records) {
         for (guint i = 0; i < records->len; i++) {
                 AllocationRecord *rec = records->pdata[i];
                 bool found = false;
+
+                if (rec->state == ALLOCATION_SCRUBBING) {
+                        /* Resume zeroing through the device if it is still
+                         * whole; otherwise its memory is bare dirt. */
+                        for (size_t k = 0; k < nd && !found; k++)
+                                if (!claimed[k] && devs[k].driver == DAX_DRIVER_DEVICE_DAX &&
+                                    ranges_equal(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges)) {
+                                        Allocation *a = g_new0(Allocation, 1);
+
+                                        claimed[k] = found = true;
+                                        g_free(rec->device);
+                                        rec->device = g_strdup(devs[k].name);
+                                        a->rec = rec;
+                                        a->pool = p;
+                                        g_free(rec->pool);
+                                        rec->pool = g_strdup(p->name);
+                                        g_hash_table_insert(b->allocations, rec->id, a);
+                                        extent_map_set_ranges(p->map, rec->ranges, rec->n_ranges, EXTENT_DIRTY, a);
+                                        log_info("Resuming the zeroing of released allocation %s (%s)", rec->id,
+                                                 rec->device);
+                                }
+                        if (found) {
+                                records->pdata[i] = NULL;
+                                continue;
+                        }
+                }
 
                 if (rec->state != ALLOCATION_ACTIVE) {
                         /* Cut short: roll back creation, finish release. */
@@ -949,9 +1346,11 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records) {
                                         pool_mark_device(p, &devs[k], EXTENT_FOREIGN);
                                 }
                         }
-                        log_info("Finished interrupted %s of %s (owner '%s')",
+                        log_info("Finished interrupted %s of %s (owner '%s'); its memory is zeroed before reuse",
                                  rec->state == ALLOCATION_CREATING ? "allocation (rolled back)" : "release",
                                  rec->id, rec->owner);
+                        for (unsigned q = 0; q < rec->n_ranges; q++)
+                                g_array_append_val(leftovers, rec->ranges[q]);
                         allocation_record_free(rec);
                         records->pdata[i] = NULL;
                         continue;
@@ -978,6 +1377,23 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records) {
                         records->pdata[i] = NULL;
                 } else
                         g_ptr_array_add(restore, rec);
+        }
+
+        /* Devices lying wholly in recorded dirt are scrub devices (or a
+         * release) cut short by a crash: they go, the dirt stays. */
+        for (size_t k = 0; k < nd; k++) {
+                const char *step = NULL;
+
+                if (claimed[k] || devs[k].instance == 0 || devs[k].driver == DAX_DRIVER_KMEM ||
+                    !device_within_dirty(&devs[k], dirty, p->region_id))
+                        continue;
+                claimed[k] = true;
+                r = kernel_destroy(be, devs[k].name, &step);
+                if (r < 0) {
+                        log_error("Cannot remove scrub device %s while %s: %s", devs[k].name, step, g_strerror(-r));
+                        pool_mark_device(p, &devs[k], EXTENT_FOREIGN);
+                } else
+                        log_info("Removed %s, left over from zeroing cut short", devs[k].name);
         }
 
         for (size_t k = 0; k < nd; k++)
@@ -1022,6 +1438,20 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records) {
                           "keeping its record", rec->id, rec->owner);
                 g_ptr_array_add(b->unmanaged, rec);
         }
+
+        for (guint i = 0; i < leftovers->len; i++) {
+                DaxRange *d = &g_array_index(leftovers, DaxRange, i);
+                pool_mark_dirty_where_free(p, d->start, d->size);
+        }
+        for (guint i = 0; i < dirty->len; i++) {
+                const DirtyRange *d = &g_array_index(dirty, DirtyRange, i);
+                if (d->region_id == p->region_id)
+                        pool_mark_dirty_where_free(p, d->start, d->size);
+        }
+        /* After a boot nobody knows what the memory holds: the last
+         * tenant's data may have survived a warm reboot. */
+        if (new_boot)
+                pool_mark_dirty_where_free(p, p->start, p->size);
         return 0;
 }
 
@@ -1061,19 +1491,34 @@ static void stable_paths_refresh(Broker *b) {
         g_dir_close(d);
 }
 
+static char *read_boot_id(void) {
+        g_autofree char *s = NULL;
+
+        if (read_attr("/proc/sys/kernel/random/boot_id", &s) < 0)
+                return NULL;
+        return g_strdup(g_strstrip(s));
+}
+
 int broker_start(Broker *b, GError **error) {
-        g_autoptr(GPtrArray) records = NULL;
+        g_autoptr(GPtrArray) all = NULL;
+        StoreState st;
+        bool new_boot;
         int r;
 
-        r = store_load(b->state_path, &records, error);
+        r = store_load_state(b->state_path, &st, error);
         if (r < 0) {
                 g_prefix_error(error, "Refusing to start with an unreadable state file (move it away to start "
                                       "empty, losing track of its allocations): ");
                 return r;
         }
+        GPtrArray *records = st.allocations;
+        new_boot = !b->boot_id || !st.boot_id || strcmp(b->boot_id, st.boot_id) != 0;
+        if (new_boot)
+                log_info("First start since boot: memory not held by allocations is zeroed before use");
+
         r = broker_setup_pools(b, error);
         if (r < 0)
-                return r;
+                goto finish;
 
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];
@@ -1081,13 +1526,12 @@ int broker_start(Broker *b, GError **error) {
 
                 for (guint k = 0; k < records->len; k++) {
                         AllocationRecord *rec = records->pdata[k];
-                        if (rec && rec->region_id == p->region_id)
+                        if (rec && rec->region_id == p->region_id) {
                                 g_ptr_array_add(mine, rec);
-                }
-                for (guint k = 0; k < records->len; k++)
-                        if (records->pdata[k] && ((AllocationRecord *) records->pdata[k])->region_id == p->region_id)
                                 records->pdata[k] = NULL;
-                r = pool_reconcile(b, p, mine);
+                        }
+                }
+                r = pool_reconcile(b, p, mine, st.dirty, new_boot);
                 /* Whatever reconcile did not take over stays on record. */
                 for (guint k = 0; k < mine->len; k++)
                         if (mine->pdata[k])
@@ -1095,7 +1539,7 @@ int broker_start(Broker *b, GError **error) {
                 if (r < 0) {
                         g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
                                     "Cannot reconcile pool %s with the kernel: %s", p->name, g_strerror(-r));
-                        return r;
+                        goto finish;
                 }
         }
         for (guint k = 0; k < records->len; k++) {
@@ -1108,12 +1552,29 @@ int broker_start(Broker *b, GError **error) {
                 records->pdata[k] = NULL;
         }
 
+        /* Releases cut short by a crash resume zeroing where they were. */
+        all = broker_list_allocations(b);
+        for (guint i = 0; i < all->len; i++) {
+                Allocation *a = all->pdata[i];
+                if (a->rec->state == ALLOCATION_SCRUBBING)
+                        allocation_retire(b, a);
+        }
+
         r = broker_save(b, error);
         if (r < 0)
-                return r;
+                goto finish;
         stable_paths_refresh(b);
+        broker_scrub_kick(b);
         log_info("Ready: %u pools, %u allocations", b->pools->len, g_hash_table_size(b->allocations));
-        return 0;
+finish:
+        /* unclaimed records were moved out above; the rest are NULL */
+        g_ptr_array_set_free_func(records, NULL);
+        store_state_clear(&st);
+        return r;
+}
+
+void broker_stop(Broker *b) {
+        b->stopping = true;
 }
 
 int broker_reload(Broker *b, Config *config, GError **error) {
@@ -1144,6 +1605,9 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
         b->allocations = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) allocation_free);
         b->unmanaged = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
+        b->scrubbing = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_free);
+        b->waiting = g_queue_new();
+        b->boot_id = read_boot_id();
 
         if (g_mkdir_with_parents(settings->state_dir, 0700) < 0) {
                 r = -errno;
@@ -1153,6 +1617,16 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
                 broker_free(b);
                 return r;
         }
+        r = scrubber_new(config->scrub_threads, &b->scrubber);
+        if (r < 0) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "Cannot start the scrubber: %s",
+                            g_strerror(-r));
+                b->config = NULL;
+                broker_free(b);
+                return r;
+        }
+        log_info("Zeroing memory with %s on %u threads", scrubber_method(b->scrubber),
+                 scrubber_threads(b->scrubber));
         r = worker_new(event, &b->worker);
         if (r < 0) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "Cannot start worker: %s",
@@ -1168,12 +1642,25 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
 void broker_free(Broker *b) {
         if (!b)
                 return;
-        worker_free(b->worker); /* finishes kernel work in flight */
+        b->stopping = true;
+        if (b->worker)
+                worker_free(b->worker); /* finishes kernel work in flight */
+        while (!g_queue_is_empty(b->waiting)) {
+                WaitingAllocate *w = g_queue_pop_head(b->waiting);
+                g_autoptr(GError) e = g_error_new(BROKER_ERROR, BROKER_ERROR_BUSY, "The broker is stopping");
+
+                w->done(NULL, -1, e, w->userdata);
+                waiting_free(w);
+        }
+        g_queue_free(b->waiting);
+        scrubber_free(b->scrubber);
+        g_ptr_array_free(b->scrubbing, TRUE);
         g_hash_table_destroy(b->allocations);
         g_ptr_array_free(b->pools, TRUE);
         g_ptr_array_free(b->unmanaged, TRUE);
         config_free(b->config);
         g_free(b->state_path);
         g_free(b->runtime_dir);
+        g_free(b->boot_id);
         g_free(b);
 }

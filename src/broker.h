@@ -21,6 +21,7 @@
 #include "config.h"
 #include "dax-backend.h"
 #include "extent-map.h"
+#include "scrub.h"
 #include "store.h"
 #include "worker.h"
 
@@ -55,12 +56,16 @@ typedef struct Pool {
         uint64_t align;    /* default allocation align */
         uint64_t boundary; /* 0 = none */
         ExtentMap *map;
+        unsigned scrubs_in_flight;  /* zeroing jobs running on this pool */
+        bool bare_scrub_running;    /* a scrub device is zeroing bare dirt */
+        unsigned scrub_failures;    /* consecutive failed bare scrubs */
 } Pool;
 
 struct Allocation {
         AllocationRecord *rec;
         Pool *pool;
         bool busy; /* a kernel operation on it is in flight */
+        ExtentKind retire_result; /* after release: FREE once zeroed, else DIRTY */
 };
 
 typedef struct AllocateRequest {
@@ -75,6 +80,11 @@ typedef struct AllocateRequest {
         const char *label;  /* NULL = the id */
         bool transient;
         const char *client; /* bus name a transient allocation is tied to */
+        /* Hand the device node to this uid/gid (for consumers that open by
+         * path); only callers allowed to manage may ask. */
+        bool has_device_owner;
+        uid_t device_uid;
+        gid_t device_gid;
 } AllocateRequest;
 
 /* Hooks for the layer above (the bus), called after state is committed. */
@@ -98,6 +108,9 @@ void broker_set_listener(Broker *b, const BrokerListener *l, void *userdata);
 
 /* Reconciles state.json with the kernel; blocking, run before serving. */
 int broker_start(Broker *b, GError **error);
+
+/* Stops starting new background work (zeroing); work in flight finishes. */
+void broker_stop(Broker *b);
 
 /* Applies a new configuration (allocation defaults of existing pools). */
 int broker_reload(Broker *b, Config *config, GError **error);

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "build-config.h"
 #include "bus.h"
 #include "log.h"
@@ -15,6 +17,7 @@
 struct Bus {
         sd_bus *bus;
         Broker *broker;
+        Auth *auth;
         sd_bus_slot *name_owner_slot;
 };
 
@@ -74,22 +77,40 @@ static int sender_uid(sd_bus_message *m, uid_t *ret) {
         return sd_bus_creds_get_euid(creds, ret);
 }
 
-/* Only root changes anything for now; the bus policy says the same. An
- * allocation's owner uid may also reopen and release it. */
-static int authorize(sd_bus_message *m, const Allocation *a, uid_t *ret_uid, sd_bus_error *ret_error) {
-        uid_t uid;
-        int r;
+static int caller_uid(sd_bus_message *m, uid_t *ret, sd_bus_error *ret_error) {
+        int r = sender_uid(m, ret);
 
-        r = sender_uid(m, &uid);
         if (r < 0)
                 return set_error(ret_error, BROKER_ERROR_ACCESS_DENIED, "Cannot identify the caller: %s",
                                  strerror(-r));
-        if (ret_uid)
-                *ret_uid = uid;
-        if (uid == 0 || (a && a->rec->owner_uid == uid))
-                return 1;
-        return set_error(ret_error, BROKER_ERROR_ACCESS_DENIED, "Caller uid %u is not allowed to do this",
-                         (unsigned) uid);
+        return 0;
+}
+
+/* Whether the caller (uid) may make call m in this scope: auth.c's table
+ * names the polkit action, root needs none. Returns 1 when allowed, < 0
+ * with ret_error set when not, and 0 while polkit is asked: the handler
+ * then returns 1 and runs again with the same message once the answer is
+ * in, so everything before this call must be repeatable. */
+static int authorize(Bus *bus, sd_bus_message *m, uid_t uid, AuthScope scope, sd_bus_message_handler_t handler,
+                     sd_bus_error *ret_error) {
+        return auth_check(bus->auth, m, uid, scope, handler, bus, ret_error);
+}
+
+static AuthScope allocation_scope(const Allocation *a, uid_t uid) {
+        return a->rec->owner_uid == uid ? AUTH_SCOPE_OWN : AUTH_SCOPE_OTHER;
+}
+
+/* Releasing an owner is the caller's own business only if every
+ * allocation of that owner was created by the caller's uid. */
+static AuthScope owner_scope(Bus *bus, const char *owner, uid_t uid) {
+        g_autoptr(GPtrArray) all = broker_list_allocations(bus->broker);
+
+        for (guint i = 0; i < all->len; i++) {
+                const Allocation *a = all->pdata[i];
+                if (streq(a->rec->owner, owner) && a->rec->owner_uid != uid)
+                        return AUTH_SCOPE_OTHER;
+        }
+        return AUTH_SCOPE_OWN;
 }
 
 /* "/org/daxbroker/Broker1/allocation/ID" -> allocation, or a named error:
@@ -180,6 +201,19 @@ static void allocate_reply(Allocation *a, int fd, const GError *error, void *use
         pending_free(p);
 }
 
+/* A device node handed to uid or gid (uint32_t)-1 would mean "unchanged"
+ * to chown(2): refuse it as a value. */
+static int read_device_id(sd_bus_message *m, const char *key, uint32_t *ret, sd_bus_error *ret_error) {
+        int r = sd_bus_message_read(m, "v", "u", ret);
+
+        if (r < 0)
+                return r;
+        if (*ret == UINT32_MAX)
+                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "Option '%s' must not be %" PRIu32,
+                                 key, UINT32_MAX);
+        return 0;
+}
+
 static int read_options(sd_bus_message *m, AllocateRequest *req, sd_bus_error *ret_error) {
         unsigned n = 0;
         int r;
@@ -229,10 +263,21 @@ static int read_options(sd_bus_message *m, AllocateRequest *req, sd_bus_error *r
                         WANT("b");
                         r = sd_bus_message_read(m, "v", "b", &b);
                         req->transient = b;
+                } else if (streq(key, "device-uid") || streq(key, "device-gid")) {
+                        uint32_t id;
+                        WANT("u");
+                        r = read_device_id(m, key, &id, ret_error);
+                        if (r < 0 || sd_bus_error_is_set(ret_error))
+                                return r;
+                        if (streq(key, "device-uid"))
+                                req->device_uid = id;
+                        else
+                                req->device_gid = id;
+                        req->has_device_owner = true;
                 } else
                         return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,
                                          "Unknown option '%s' (known: pool, numa-node, align, contiguous, "
-                                         "label, transient)",
+                                         "label, transient, device-uid, device-gid)",
                                          key);
 #undef WANT
                 if (r < 0)
@@ -248,8 +293,10 @@ static int read_options(sd_bus_message *m, AllocateRequest *req, sd_bus_error *r
 
 static int method_allocate(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Bus *bus = userdata;
-        AllocateRequest req = { .contiguous = true };
+        /* The one of device-uid and device-gid not given stays unchanged. */
+        AllocateRequest req = { .contiguous = true, .device_uid = (uid_t) -1, .device_gid = (gid_t) -1 };
         g_autoptr(GError) error = NULL;
+        const char *why;
         PendingCall *p;
         int r;
 
@@ -262,10 +309,22 @@ static int method_allocate(sd_bus_message *m, void *userdata, sd_bus_error *ret_
         if (req.has_numa_node && req.numa_node < 0)
                 return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "NUMA node %d is negative",
                                  req.numa_node);
+        /* The broker checks these too; here they are refused before polkit
+         * is asked. */
+        if ((why = name_invalid_reason(req.owner)))
+                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "Owner %s", why);
+        if (req.label && (why = name_invalid_reason(req.label)))
+                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "Label %s", why);
 
-        r = authorize(m, NULL, &req.owner_uid, ret_error);
-        if (r <= 0)
+        r = caller_uid(m, &req.owner_uid, ret_error);
+        if (r < 0)
                 return r;
+        r = authorize(bus, m, req.owner_uid, req.has_device_owner ? AUTH_SCOPE_DEVICE_OWNER : AUTH_SCOPE_OWN,
+                      method_allocate, ret_error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* runs again with polkit's answer */
         req.client = sd_bus_message_get_sender(m);
 
         p = pending_new(bus, m);
@@ -298,6 +357,7 @@ static int method_release(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         const char *path;
         Allocation *a;
         PendingCall *p;
+        uid_t uid;
         int r;
 
         r = sd_bus_message_read(m, "o", &path);
@@ -306,9 +366,15 @@ static int method_release(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         a = lookup_allocation(bus, path, ret_error);
         if (!a)
                 return -EINVAL;
-        r = authorize(m, a, NULL, ret_error);
-        if (r <= 0)
+
+        r = caller_uid(m, &uid, ret_error);
+        if (r < 0)
                 return r;
+        r = authorize(bus, m, uid, allocation_scope(a, uid), method_release, ret_error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* runs again with polkit's answer */
 
         p = pending_new(bus, m);
         if (!broker_release(bus->broker, a, done_reply, p, &error)) {
@@ -321,16 +387,25 @@ static int method_release(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
 static int method_release_owner(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Bus *bus = userdata;
         g_autoptr(GError) error = NULL;
-        const char *owner;
+        const char *owner, *why;
         PendingCall *p;
+        uid_t uid;
         int r;
 
         r = sd_bus_message_read(m, "s", &owner);
         if (r < 0)
                 return r;
-        r = authorize(m, NULL, NULL, ret_error);
-        if (r <= 0)
+        if ((why = name_invalid_reason(owner)))
+                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "Owner %s", why);
+
+        r = caller_uid(m, &uid, ret_error);
+        if (r < 0)
                 return r;
+        r = authorize(bus, m, uid, owner_scope(bus, owner, uid), method_release_owner, ret_error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* runs again with polkit's answer */
 
         p = pending_new(bus, m);
         if (!broker_release_owner(bus->broker, owner, done_reply, p, &error)) {
@@ -346,6 +421,7 @@ static int method_open(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
         _cleanup_close_ int fd = -1;
         const char *path;
         Allocation *a;
+        uid_t uid;
         int r;
 
         r = sd_bus_message_read(m, "o", &path);
@@ -354,9 +430,16 @@ static int method_open(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
         a = lookup_allocation(bus, path, ret_error);
         if (!a)
                 return -EINVAL;
-        r = authorize(m, a, NULL, ret_error);
-        if (r <= 0)
+
+        r = caller_uid(m, &uid, ret_error);
+        if (r < 0)
                 return r;
+        r = authorize(bus, m, uid, allocation_scope(a, uid), method_open, ret_error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* runs again with polkit's answer */
+
         fd = broker_open(bus->broker, a, &error);
         if (fd < 0)
                 return set_error(ret_error, error->code, "%s", error->message);
@@ -734,6 +817,9 @@ int bus_new(sd_event *event, Broker *broker, const char *address, Bus **ret) {
                 log_error("Cannot connect to the %s bus: %s", address ? address : "system", strerror(-r));
                 goto fail;
         }
+        r = auth_new(bus->bus, &bus->auth);
+        if (r < 0)
+                goto fail;
 
         if ((r = sd_bus_add_object_vtable(bus->bus, NULL, BUS_PATH, BUS_MANAGER_IFACE, manager_vtable, bus)) < 0 ||
             (r = sd_bus_add_fallback_vtable(bus->bus, NULL, BUS_POOL_PREFIX, BUS_POOL_IFACE, pool_vtable, pool_find,
@@ -776,6 +862,7 @@ void bus_free(Bus *bus) {
                 return;
         /* Work finishing after this must not call into a freed bus. */
         broker_set_listener(bus->broker, &(BrokerListener) {}, NULL);
+        auth_free(bus->auth);
         sd_bus_slot_unref(bus->name_owner_slot);
         if (bus->bus)
                 sd_bus_flush_close_unref(bus->bus);

@@ -279,6 +279,14 @@ static bool parse_broker_key(ConfigParser *p, const char *file, const char *sect
                                            MAX_ALLOCATIONS_PER_OWNER_LIMIT);
                 c->max_allocations_per_owner = n;
 
+        } else if (strcmp(key, "ScrubThreads") == 0) {
+                unsigned n = 0;
+
+                if (!empty && parse_unsigned(value, 0, SCRUB_THREADS_LIMIT, &n) < 0)
+                        return config_fail(error, file, section, key, value,
+                                           "must be a number from 0 (all CPUs) to %u", SCRUB_THREADS_LIMIT);
+                c->scrub_threads = n;
+
         } else
                 return config_fail(error, file, section, key, NULL, "unknown key");
 

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #define CONFIG_POOL_NAME_MAX 64
+#define SCRUB_THREADS_LIMIT 64
 
 typedef struct PoolConfig {
         char *name;            /* [Pool NAME] */
@@ -32,6 +33,7 @@ typedef struct Config {
         uint64_t default_align;   /* [Broker] DefaultAlign=, 2 MiB */
         unsigned max_ranges;      /* [Broker] MaxRanges=, split placement cap */
         unsigned max_allocations_per_owner; /* [Broker] MaxAllocationsPerOwner= */
+        unsigned scrub_threads;   /* [Broker] ScrubThreads=, 0 = all CPUs */
         PoolConfig *pools;
         size_t n_pools;
 } Config;

@@ -40,6 +40,7 @@
  *    block is offline.
  */
 
+#include <ctype.h>
 #include <daxctl/libdaxctl.h>
 #include <dirent.h>
 #include <errno.h>
@@ -207,7 +208,8 @@ static int read_u64(int dfd, const char *attr, uint64_t *ret) {
                 base = 16;
                 p += 2;
         }
-        if (!isxdigit((unsigned char) p[0]))
+        /* strtoull() would also take spaces and signs. */
+        if (!(base == 16 ? isxdigit((unsigned char) p[0]) : isdigit((unsigned char) p[0])))
                 return -EIO;
         errno = 0;
         v = strtoull(p, &end, base);
@@ -342,11 +344,9 @@ static bool mapping_id_parse(const char *entry, unsigned *ret) {
         return true;
 }
 
-static int device_read_ranges(SysfsBackend *s, const char *name, DaxRange *ranges, unsigned *ret_n) {
-        _cleanup_closedir_ DIR *dir = NULL;
-        unsigned ids[DAX_RANGES_MAX], n = 0;
+static int device_open_dir(SysfsBackend *s, const char *name, DIR **ret) {
         char path[PATH_MAX];
-        struct dirent *de;
+        DIR *dir;
         int r;
 
         r = device_path(s, path, sizeof(path), name, "");
@@ -355,6 +355,15 @@ static int device_read_ranges(SysfsBackend *s, const char *name, DaxRange *range
         dir = opendir(path);
         if (!dir)
                 return enoent_to_enodev(-errno);
+        *ret = dir;
+        return 0;
+}
+
+/* The ranges of the device whose directory is open in dir. */
+static int dir_read_ranges(DIR *dir, DaxRange *ranges, unsigned *ret_n) {
+        unsigned ids[DAX_RANGES_MAX], n = 0;
+        struct dirent *de;
+        int r;
 
         while ((de = readdir(dir))) {
                 unsigned id;
@@ -378,18 +387,11 @@ static int device_read_ranges(SysfsBackend *s, const char *name, DaxRange *range
                 uint64_t start, end;
 
                 snprintf(attr, sizeof(attr), "mapping%u/start", ids[i]);
-                r = device_path(s, path, sizeof(path), name, attr);
+                r = read_u64(dirfd(dir), attr, &start);
                 if (r < 0)
                         return r;
-                r = read_attr_u64(path, &start);
-                if (r < 0)
-                        return r;
-
                 snprintf(attr, sizeof(attr), "mapping%u/end", ids[i]);
-                r = device_path(s, path, sizeof(path), name, attr);
-                if (r < 0)
-                        return r;
-                r = read_attr_u64(path, &end);
+                r = read_u64(dirfd(dir), attr, &end);
                 if (r < 0)
                         return r;
 
@@ -400,6 +402,16 @@ static int device_read_ranges(SysfsBackend *s, const char *name, DaxRange *range
 
         *ret_n = n;
         return 0;
+}
+
+static int device_read_ranges(SysfsBackend *s, const char *name, DaxRange *ranges, unsigned *ret_n) {
+        _cleanup_closedir_ DIR *dir = NULL;
+        int r;
+
+        r = device_open_dir(s, name, &dir);
+        if (r < 0)
+                return r;
+        return dir_read_ranges(dir, ranges, ret_n);
 }
 
 /* Counts the memory blocks kmem hotplugged for these ranges and how many
@@ -414,15 +426,14 @@ static int count_memory_blocks(SysfsBackend *s, const DaxRange *ranges, unsigned
                 uint64_t end = round_down_u64(ranges[i].start + ranges[i].size, bs) / bs;
 
                 for (uint64_t m = first; m < end; m++) {
-                        _cleanup_free_ char *state = NULL;
-                        char path[PATH_MAX];
+                        char path[PATH_MAX], state[32];
                         int r;
 
                         r = pathf(path, sizeof(path), "%s/devices/system/memory/memory%" PRIu64 "/state", s->sysfs,
                                   m);
                         if (r < 0)
                                 return r;
-                        r = read_attr(path, &state);
+                        r = read_small(AT_FDCWD, path, state, sizeof(state));
                         if (r == -ENOENT)
                                 continue; /* kmem could not add this range: nothing to strand */
                         if (r < 0)
@@ -441,33 +452,33 @@ static int count_memory_blocks(SysfsBackend *s, const DaxRange *ranges, unsigned
 static int device_read(SysfsBackend *s, const char *name, unsigned region, unsigned instance,
                        DaxDeviceInfo *ret) {
         DaxDeviceInfo d = { .region_id = region, .instance = instance, .target_node = -1 };
-        char path[PATH_MAX];
+        _cleanup_closedir_ DIR *dir = NULL;
+        char drv[NAME_MAX + 1];
         int r;
 
         snprintf(d.name, sizeof(d.name), "%s", name);
 
-        r = device_path(s, path, sizeof(path), name, "align");
+        r = device_open_dir(s, name, &dir);
         if (r < 0)
                 return r;
-        r = read_attr_u64(path, &d.align);
+
+        r = read_u64(dirfd(dir), "align", &d.align);
         if (r < 0)
                 return enoent_to_enodev(r);
 
-        r = device_driver(s, name, &d.driver);
+        r = read_driver_link(dirfd(dir), "driver", drv, sizeof(drv));
         if (r < 0)
                 return r;
+        d.driver = driver_from_name(drv);
 
-        r = device_path(s, path, sizeof(path), name, "target_node");
-        if (r < 0)
-                return r;
-        r = read_attr_int(path, &d.target_node);
+        r = read_int(dirfd(dir), "target_node", &d.target_node);
         if (r == -ENOENT)
                 d.target_node = -1; /* hidden while the region has no target node */
         else if (r < 0)
                 return r;
 
         /* The kernel's size is the sum of the ranges: no need to read it. */
-        r = device_read_ranges(s, name, d.ranges, &d.n_ranges);
+        r = dir_read_ranges(dir, d.ranges, &d.n_ranges);
         if (r < 0)
                 return r;
         d.size = dax_ranges_size(d.ranges, d.n_ranges);
@@ -522,8 +533,7 @@ static int list_dax_ids(const char *dir_path, long only_region, DaxId **ret, siz
 }
 
 static int region_create(SysfsBackend *s, unsigned region_id, char ret_name[DAX_NAME_MAX]) {
-        _cleanup_free_ char *youngest = NULL;
-        char dev0[DAX_NAME_MAX], path[PATH_MAX];
+        char dev0[DAX_NAME_MAX], path[PATH_MAX], youngest[DAX_NAME_MAX];
         unsigned region;
         int r;
 
@@ -536,7 +546,7 @@ static int region_create(SysfsBackend *s, unsigned region_id, char ret_name[DAX_
         r = write_attr(path, "1");
         if (r >= 0)
                 /* "create" reads back the youngest device of the region. */
-                r = read_attr(path, &youngest);
+                r = read_small(AT_FDCWD, path, youngest, sizeof(youngest));
         pthread_mutex_unlock(&s->create_lock);
         if (r < 0)
                 return enoent_to_enodev(r);
@@ -574,7 +584,7 @@ static int region_find_start(SysfsBackend *s, const DaxId *ids, size_t n, uint64
                 r = device_path(s, path, sizeof(path), name, "size");
                 if (r < 0)
                         return r;
-                r = read_attr_u64(path, &size);
+                r = read_u64(AT_FDCWD, path, &size);
                 if (r == -ENOENT)
                         continue; /* deleted meanwhile */
                 if (r < 0)
@@ -585,7 +595,7 @@ static int region_find_start(SysfsBackend *s, const DaxId *ids, size_t n, uint64
                 r = device_path(s, path, sizeof(path), name, "resource");
                 if (r < 0)
                         return r;
-                return read_attr_u64(path, ret);
+                return read_u64(AT_FDCWD, path, ret);
         }
 
         if (available == 0) {
@@ -611,7 +621,7 @@ static int region_find_start(SysfsBackend *s, const DaxId *ids, size_t n, uint64
                 return r;
         r = device_path(s, path, sizeof(path), probe, "resource");
         if (r >= 0)
-                r = read_attr_u64(path, ret);
+                r = read_u64(AT_FDCWD, path, ret);
         k = region_delete(s, ids[0].region, probe);
         return r < 0 ? r : k;
 }
@@ -634,31 +644,31 @@ static int region_read(SysfsBackend *s, const DaxId *ids, size_t n, DaxRegionInf
         r = region_path(s, path, sizeof(path), first, "size");
         if (r < 0)
                 return r;
-        r = read_attr_u64(path, &info.size);
+        r = read_u64(AT_FDCWD, path, &info.size);
         if (r < 0)
                 return r;
         r = region_path(s, path, sizeof(path), first, "align");
         if (r < 0)
                 return r;
-        r = read_attr_u64(path, &info.align);
+        r = read_u64(AT_FDCWD, path, &info.align);
         if (r < 0)
                 return r;
         r = region_path(s, path, sizeof(path), first, "available_size");
         if (r < 0)
                 return r;
-        r = read_attr_u64(path, &info.available);
+        r = read_u64(AT_FDCWD, path, &info.available);
         if (r < 0)
                 return r;
 
         r = device_path(s, path, sizeof(path), first, "target_node");
         if (r < 0)
                 return r;
-        r = read_attr_int(path, &info.numa_node);
+        r = read_int(AT_FDCWD, path, &info.numa_node);
         if (r == -ENOENT) {
                 r = device_path(s, path, sizeof(path), first, "../numa_node");
                 if (r < 0)
                         return r;
-                if (read_attr_int(path, &info.numa_node) < 0)
+                if (read_int(AT_FDCWD, path, &info.numa_node) < 0)
                         info.numa_node = -1;
         } else if (r < 0)
                 return r;
@@ -817,7 +827,7 @@ static int sysfs_add_mapping(DaxBackend *b, const char *name, uint64_t start, ui
         r = device_path(s, path, sizeof(path), name, "align");
         if (r < 0)
                 return r;
-        r = read_attr_u64(path, &align);
+        r = read_u64(AT_FDCWD, path, &align);
         if (r < 0)
                 return enoent_to_enodev(r);
         align = max_u64(align, DAX_SUBSECTION);
@@ -954,10 +964,11 @@ static int sysfs_unbind(DaxBackend *b, const char *name) {
                 DaxRange ranges[DAX_RANGES_MAX];
                 unsigned n, blocks, online;
 
-                /* kmem's remove cannot fail: it drops online blocks and
-                 * leaves their range unusable until reboot. Refuse instead.
-                 * (Nothing onlines blocks later on its own: udev rules and
-                 * auto_online_blocks act when kmem adds them.) */
+                /* kmem's remove cannot refuse: remove_memory() fails on
+                 * an online block, the driver lets go anyway and the range
+                 * is lost until reboot. So we refuse. (Between this check
+                 * and the unbind nothing onlines blocks on its own: udev
+                 * rules and auto_online_blocks act when kmem adds them.) */
                 r = device_read_ranges(s, name, ranges, &n);
                 if (r < 0)
                         return r;
@@ -1095,9 +1106,8 @@ static bool fds_have(int pid_fd, dev_t rdev) {
 static int sysfs_device_in_use(DaxBackend *b, const char *name) {
         SysfsBackend *s = (SysfsBackend *) b;
         _cleanup_closedir_ DIR *proc = NULL;
-        _cleanup_free_ char *devnum = NULL;
         unsigned major_nr, minor_nr;
-        char path[PATH_MAX], tail;
+        char path[PATH_MAX], devnum[32], tail;
         struct dirent *de;
         dev_t rdev;
         int r;
@@ -1110,7 +1120,7 @@ static int sysfs_device_in_use(DaxBackend *b, const char *name) {
         r = device_path(s, path, sizeof(path), name, "dev");
         if (r < 0)
                 return r;
-        r = read_attr(path, &devnum);
+        r = read_small(AT_FDCWD, path, devnum, sizeof(devnum));
         if (r < 0)
                 return enoent_to_enodev(r);
         if (sscanf(devnum, "%u:%u%c", &major_nr, &minor_nr, &tail) != 2)
@@ -1164,15 +1174,14 @@ static const DaxBackendOps sysfs_ops = {
 
 /* block_size_bytes is hex without a "0x" prefix. */
 static int read_block_size(const char *sysfs, uint64_t *ret) {
-        _cleanup_free_ char *s = NULL;
-        char path[PATH_MAX], *end;
+        char path[PATH_MAX], s[32], *end;
         unsigned long long v;
         int r;
 
         r = pathf(path, sizeof(path), "%s/devices/system/memory/block_size_bytes", sysfs);
         if (r < 0)
                 return r;
-        r = read_attr(path, &s);
+        r = read_small(AT_FDCWD, path, s, sizeof(s));
         if (r == -ENOENT) {
                 *ret = 0; /* no memory hotplug: nothing can be kmem */
                 return 0;

@@ -102,7 +102,9 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
         Daemon *d = userdata;
 
         (void) sd_notify(0, "STOPPING=1\nSTATUS=Finishing kernel work in progress");
-        /* Replies for work in flight go out before we leave. */
+        /* Replies for work in flight go out before we leave; zeroing not
+         * yet started is on record and resumes at the next start. */
+        broker_stop(d->broker);
         broker_drain(d->broker);
         return sd_event_exit(sd_event_source_get_event(s), 0);
 }

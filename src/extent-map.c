@@ -223,6 +223,7 @@ typedef struct PlacementRules {
         uint64_t step;
         uint64_t granule; /* ... and lengths are multiples of this */
         bool feasible;    /* false if align and boundary can never agree */
+        bool include_dirty; /* bare DIRTY extents count as free */
 } PlacementRules;
 
 static bool is_pow2_or_zero(uint64_t v) {
@@ -267,16 +268,21 @@ static uint64_t placement_usable(const PlacementRules *rules, uint64_t s, uint64
         return round_down_u64(e - p, rules->granule);
 }
 
-/* Walks maximal runs of FREE extents (free extents with different tags are
+static bool extent_usable(const Extent *e, bool include_dirty) {
+        return e->kind == EXTENT_FREE || (include_dirty && e->kind == EXTENT_DIRTY && !e->tag);
+}
+
+/* Walks maximal runs of usable extents (free extents with different tags are
  * still one run of free bytes). Returns the index after the run. */
-static size_t extent_map_next_free_run(const ExtentMap *m, size_t i, uint64_t *ret_start, uint64_t *ret_end) {
-        while (i < m->n && m->extents[i].kind != EXTENT_FREE)
+static size_t extent_map_next_run(const ExtentMap *m, size_t i, bool include_dirty, uint64_t *ret_start,
+                                  uint64_t *ret_end) {
+        while (i < m->n && !extent_usable(&m->extents[i], include_dirty))
                 i++;
         if (i >= m->n)
                 return i;
 
         *ret_start = m->extents[i].start;
-        while (i < m->n && m->extents[i].kind == EXTENT_FREE)
+        while (i < m->n && extent_usable(&m->extents[i], include_dirty))
                 i++;
         *ret_end = extent_end(&m->extents[i - 1]);
         return i;
@@ -292,7 +298,7 @@ uint64_t extent_map_largest_free(const ExtentMap *m, uint64_t align, uint64_t bo
         for (size_t i = 0; i < m->n;) {
                 uint64_t s = 0, e = 0, p;
 
-                i = extent_map_next_free_run(m, i, &s, &e);
+                i = extent_map_next_run(m, i, false, &s, &e);
                 if (e > s)
                         best = max_u64(best, placement_usable(&rules, s, e, &p));
         }
@@ -307,7 +313,7 @@ static bool placement_best_fit(const ExtentMap *m, const PlacementRules *rules, 
         for (size_t i = 0; i < m->n;) {
                 uint64_t s = 0, e = 0, p = 0;
 
-                i = extent_map_next_free_run(m, i, &s, &e);
+                i = extent_map_next_run(m, i, rules->include_dirty, &s, &e);
                 if (e <= s || (found && e - s >= best_run))
                         continue;
                 if (placement_usable(rules, s, e, &p) < size)
@@ -331,7 +337,7 @@ static int placement_split(const ExtentMap *m, const PlacementRules *rules, uint
                 uint64_t s = 0, e = 0, p = 0, len;
                 size_t j;
 
-                i = extent_map_next_free_run(m, i, &s, &e);
+                i = extent_map_next_run(m, i, rules->include_dirty, &s, &e);
                 if (e <= s)
                         continue;
                 len = placement_usable(rules, s, e, &p);
@@ -379,6 +385,7 @@ int extent_map_place(const ExtentMap *m, const PlacementRequest *req, DaxRange *
                 return r;
         if (req->size % rules.granule != 0)
                 return -EINVAL;
+        rules.include_dirty = req->include_dirty;
 
         if (placement_best_fit(m, &rules, req->size, ret))
                 return 1;

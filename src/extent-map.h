@@ -71,9 +71,11 @@ typedef struct PlacementRequest {
         uint64_t boundary; /* every range edge on a multiple of this from pool start; 0 = none */
         bool contiguous;
         unsigned max_ranges; /* when !contiguous */
+        bool include_dirty;  /* may use DIRTY extents no device holds (tag NULL) */
 } PlacementRequest;
 
-/* Chooses ranges from FREE space only. Does not modify the map.
+/* Chooses ranges from FREE space (and bare DIRTY space if asked). Does not
+ * modify the map.
  * Returns the number of ranges (>= 1), -ENOSPC if it cannot fit, -EINVAL if
  * the request is malformed (size not a multiple of the granule). */
 int extent_map_place(const ExtentMap *m, const PlacementRequest *req, DaxRange *ret, size_t ret_max);

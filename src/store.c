@@ -17,13 +17,18 @@
  *       "device": "dax0.3" | null,  a device of that region; null while creating
  *       "created_usec": 1700000000000000,   CLOCK_REALTIME
  *       "transient": false,
- *       "state": "active",          "active", "creating" or "releasing"
+ *       "state": "active",          "active", "creating", "releasing" or "scrubbing"
+ *       "client": ":1.42",          optional: bus client of a transient allocation
  *       "ranges": [ { "start": 4294967296, "size": 1073741824 } ]
  *     }
+ *   ],
+ *   "boot_id": "0f3c...",            optional: /proc/sys/kernel/random/boot_id
+ *   "dirty": [                      optional: memory to zero before use
+ *     { "region": 0, "start": 4294967296, "size": 2097152 }
  *   ]
  * }
  *
- * Every member is required and unknown members are an error: a file this
+ * Every member not marked optional is required and unknown members are an error: a file this
  * code did not write is not trusted. Numbers are JSON integers; json-glib
  * reads them as gint64, which holds any physical address, and negative
  * values are rejected. "ranges" holds 1..DAX_RANGES_MAX non-empty ranges in
@@ -55,11 +60,12 @@ static const char *const state_names[] = {
         [ALLOCATION_ACTIVE] = "active",
         [ALLOCATION_CREATING] = "creating",
         [ALLOCATION_RELEASING] = "releasing",
+        [ALLOCATION_SCRUBBING] = "scrubbing",
 };
 
 static const char *const allocation_members[] = {
         "id", "owner", "owner_uid", "label", "pool", "region", "align",
-        "device", "created_usec", "transient", "state", "ranges",
+        "device", "created_usec", "transient", "state", "ranges", "client",
 };
 
 AllocationRecord *allocation_record_new(void) {
@@ -74,6 +80,7 @@ void allocation_record_free(AllocationRecord *r) {
         g_free(r->label);
         g_free(r->pool);
         g_free(r->device);
+        g_free(r->client);
         g_free(r);
 }
 
@@ -457,8 +464,18 @@ static int parse_allocation(JsonNode *node, size_t index, AllocationRecord **ret
                         break;
         if (s >= G_N_ELEMENTS(state_names))
                 return store_fail(error, index, rec->id, "state",
-                                  "must be \"active\", \"creating\" or \"releasing\" (value '%s')", state);
+                                  "must be \"active\", \"creating\", \"releasing\" or \"scrubbing\" (value '%s')",
+                                  state);
         rec->state = (AllocationState) s;
+
+        if (json_object_has_member(o, "client")) {
+                r = member_string(o, "client", true, &rec->client, index, rec->id, error);
+                if (r < 0)
+                        return r;
+                if (rec->client && (strlen(rec->client) > 255 || rec->client[0] != ':'))
+                        return store_fail(error, index, rec->id, "client", "must be a unique bus name (value '%s')",
+                                          rec->client);
+        }
 
         r = parse_ranges(o, rec, index, error);
         if (r < 0)
@@ -492,7 +509,64 @@ static bool json_depth_ok(const char *data, gsize len) {
         return true;
 }
 
-int store_load_data(const char *data, gsize len, GPtrArray **ret, GError **error) {
+static int parse_dirty(JsonNode *node, GArray *dirty, GError **error) {
+        JsonArray *array;
+
+        if (!JSON_NODE_HOLDS_ARRAY(node)) {
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA, "dirty: must be an array");
+                return -EBADMSG;
+        }
+        array = json_node_get_array(node);
+        for (unsigned i = 0; i < json_array_get_length(array); i++) {
+                JsonNode *e = json_array_get_element(array, i);
+                static const char *const names[] = { "region", "start", "size" };
+                uint64_t v[3];
+                JsonObject *o;
+
+                if (!JSON_NODE_HOLDS_OBJECT(e) || json_object_get_size(json_node_get_object(e)) != 3) {
+                        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                                    "dirty %u: must be an object of region, start and size", i);
+                        return -EBADMSG;
+                }
+                o = json_node_get_object(e);
+                for (size_t k = 0; k < 3; k++) {
+                        JsonNode *m = json_object_get_member(o, names[k]);
+                        if (!m || !JSON_NODE_HOLDS_VALUE(m) || json_node_get_value_type(m) != G_TYPE_INT64 ||
+                            json_node_get_int(m) < 0) {
+                                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                                            "dirty %u: %s: must be a non-negative integer", i, names[k]);
+                                return -EBADMSG;
+                        }
+                        v[k] = (uint64_t) json_node_get_int(m);
+                }
+                if (v[0] > UINT_MAX || v[2] == 0 || v[1] % (2 * MiB) || v[2] % (2 * MiB) || v[1] + v[2] < v[1]) {
+                        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                                    "dirty %u: must be a non-empty range of whole 2 MiB units", i);
+                        return -EBADMSG;
+                }
+                DirtyRange d = { .region_id = (unsigned) v[0], .start = v[1], .size = v[2] };
+                g_array_append_val(dirty, d);
+        }
+        return 0;
+}
+
+void store_state_init(StoreState *s) {
+        *s = (StoreState) {
+                .allocations = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free),
+                .dirty = g_array_new(FALSE, FALSE, sizeof(DirtyRange)),
+        };
+}
+
+void store_state_clear(StoreState *s) {
+        if (s->allocations)
+                g_ptr_array_unref(s->allocations);
+        if (s->dirty)
+                g_array_unref(s->dirty);
+        g_free(s->boot_id);
+        *s = (StoreState) {};
+}
+
+int store_load_state_data(const char *data, gsize len, StoreState *ret, GError **error) {
         g_autoptr(JsonParser) parser = NULL;
         g_autoptr(GPtrArray) records = NULL;
         g_autoptr(GList) members = NULL;
@@ -522,7 +596,8 @@ int store_load_data(const char *data, gsize len, GPtrArray **ret, GError **error
 
         members = json_object_get_members(top);
         for (GList *l = members; l; l = l->next)
-                if (!g_str_equal(l->data, "version") && !g_str_equal(l->data, "allocations")) {
+                if (!g_str_equal(l->data, "version") && !g_str_equal(l->data, "allocations") &&
+                    !g_str_equal(l->data, "boot_id") && !g_str_equal(l->data, "dirty")) {
                         g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
                                     "%s: unknown member", (const char *) l->data);
                         return -EBADMSG;
@@ -564,7 +639,41 @@ int store_load_data(const char *data, gsize len, GPtrArray **ret, GError **error
         if (r < 0)
                 return r;
 
-        *ret = g_steal_pointer(&records);
+        StoreState st;
+        store_state_init(&st);
+        node = json_object_get_member(top, "boot_id");
+        if (node) {
+                if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_STRING ||
+                    !identifier_valid(json_node_get_string(node), ID_MAX)) {
+                        store_state_clear(&st);
+                        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                                    "boot_id: must be a boot id string");
+                        return -EBADMSG;
+                }
+                st.boot_id = g_strdup(json_node_get_string(node));
+        }
+        node = json_object_get_member(top, "dirty");
+        if (node) {
+                r = parse_dirty(node, st.dirty, error);
+                if (r < 0) {
+                        store_state_clear(&st);
+                        return r;
+                }
+        }
+        g_ptr_array_unref(st.allocations);
+        st.allocations = g_steal_pointer(&records);
+        *ret = st;
+        return 0;
+}
+
+int store_load_data(const char *data, gsize len, GPtrArray **ret, GError **error) {
+        StoreState st;
+        int r = store_load_state_data(data, len, &st, error);
+
+        if (r < 0)
+                return r;
+        *ret = g_steal_pointer(&st.allocations);
+        store_state_clear(&st);
         return 0;
 }
 
@@ -610,14 +719,14 @@ static int read_file(const char *path, char **ret, gsize *ret_len) {
         return 0;
 }
 
-int store_load(const char *path, GPtrArray **ret, GError **error) {
+int store_load_state(const char *path, StoreState *ret, GError **error) {
         g_autofree char *data = NULL;
         gsize len = 0;
         int r;
 
         r = read_file(path, &data, &len);
         if (r == -ENOENT) {
-                *ret = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
+                store_state_init(ret);
                 return 0;
         }
         if (r < 0) {
@@ -626,13 +735,26 @@ int store_load(const char *path, GPtrArray **ret, GError **error) {
                 return r;
         }
 
-        r = store_load_data(data, len, ret, error);
+        r = store_load_state_data(data, len, ret, error);
         if (r < 0)
                 g_prefix_error(error, "%s: ", path);
         return r;
 }
 
-char *store_to_data(AllocationRecord *const *records, size_t n) {
+int store_load(const char *path, GPtrArray **ret, GError **error) {
+        StoreState st;
+        int r = store_load_state(path, &st, error);
+
+        if (r < 0)
+                return r;
+        *ret = g_steal_pointer(&st.allocations);
+        store_state_clear(&st);
+        return 0;
+}
+
+char *store_state_to_data(const StoreState *st) {
+        AllocationRecord *const *records = (AllocationRecord *const *) st->allocations->pdata;
+        size_t n = st->allocations->len;
         g_autoptr(JsonBuilder) b = json_builder_new_immutable();
         g_autoptr(JsonGenerator) gen = json_generator_new();
         g_autoptr(JsonNode) root = NULL;
@@ -676,6 +798,10 @@ char *store_to_data(AllocationRecord *const *records, size_t n) {
                 json_builder_add_boolean_value(b, r->transient);
                 json_builder_set_member_name(b, "state");
                 json_builder_add_string_value(b, allocation_state_to_string(r->state));
+                if (r->client) {
+                        json_builder_set_member_name(b, "client");
+                        json_builder_add_string_value(b, r->client);
+                }
                 json_builder_set_member_name(b, "ranges");
                 json_builder_begin_array(b);
                 for (unsigned k = 0; k < r->n_ranges && k < DAX_RANGES_MAX; k++) {
@@ -691,6 +817,26 @@ char *store_to_data(AllocationRecord *const *records, size_t n) {
         }
 
         json_builder_end_array(b);
+        if (st->boot_id) {
+                json_builder_set_member_name(b, "boot_id");
+                json_builder_add_string_value(b, st->boot_id);
+        }
+        if (st->dirty && st->dirty->len > 0) {
+                json_builder_set_member_name(b, "dirty");
+                json_builder_begin_array(b);
+                for (guint i = 0; i < st->dirty->len; i++) {
+                        const DirtyRange *d = &g_array_index(st->dirty, DirtyRange, i);
+                        json_builder_begin_object(b);
+                        json_builder_set_member_name(b, "region");
+                        json_builder_add_int_value(b, d->region_id);
+                        json_builder_set_member_name(b, "start");
+                        json_builder_add_int_value(b, (gint64) d->start);
+                        json_builder_set_member_name(b, "size");
+                        json_builder_add_int_value(b, (gint64) d->size);
+                        json_builder_end_object(b);
+                }
+                json_builder_end_array(b);
+        }
         json_builder_end_object(b);
 
         root = json_builder_get_root(b);
@@ -729,19 +875,33 @@ static int fsync_directory_of(const char *path) {
         return 0;
 }
 
+char *store_to_data(AllocationRecord *const *records, size_t n) {
+        GPtrArray a = { .pdata = (gpointer *) records, .len = n };
+        StoreState st = { .allocations = &a };
+
+        return store_state_to_data(&st);
+}
+
 int store_save(const char *path, AllocationRecord *const *records, size_t n, GError **error) {
+        GPtrArray a = { .pdata = (gpointer *) records, .len = n };
+        StoreState st = { .allocations = &a };
+
+        return store_save_state(path, &st, error);
+}
+
+int store_save_state(const char *path, const StoreState *st, GError **error) {
         g_autofree char *tmp = g_strconcat(path, ".tmp-XXXXXX", NULL);
         g_autofree char *data = NULL;
         const char *step;
         int fd, r;
 
-        r = records_validate(records, n, error);
+        r = records_validate((AllocationRecord *const *) st->allocations->pdata, st->allocations->len, error);
         if (r < 0) {
                 g_prefix_error(error, "%s: refusing to save invalid state: ", path);
                 return -EINVAL;
         }
 
-        data = store_to_data(records, n);
+        data = store_state_to_data(st);
 
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0) {

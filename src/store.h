@@ -20,6 +20,7 @@ typedef enum AllocationState {
         ALLOCATION_ACTIVE = 0,
         ALLOCATION_CREATING,  /* kernel work started, not finished */
         ALLOCATION_RELEASING, /* release started, not finished */
+        ALLOCATION_SCRUBBING, /* released; its device is zeroed, then destroyed */
 } AllocationState;
 
 typedef struct AllocationRecord {
@@ -44,6 +45,27 @@ void allocation_record_free(AllocationRecord *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(AllocationRecord, allocation_record_free)
 
 const char *allocation_state_to_string(AllocationState s);
+
+/* Memory that no device holds and that holds old data (after a reboot, a
+ * rolled-back allocation, a scrub cut short): zeroed before anyone gets it. */
+typedef struct DirtyRange {
+        unsigned region_id;
+        uint64_t start;
+        uint64_t size;
+} DirtyRange;
+
+typedef struct StoreState {
+        GPtrArray *allocations; /* AllocationRecord*, owned */
+        char *boot_id;          /* the boot the file was written in; NULL if unknown */
+        GArray *dirty;          /* DirtyRange */
+} StoreState;
+
+void store_state_init(StoreState *s);
+void store_state_clear(StoreState *s);
+int store_load_state(const char *path, StoreState *ret, GError **error);
+int store_load_state_data(const char *data, gsize len, StoreState *ret, GError **error);
+int store_save_state(const char *path, const StoreState *s, GError **error);
+char *store_state_to_data(const StoreState *s);
 
 /* Loads path into an array of AllocationRecord* (owned). A missing file is
  * an empty state. */

@@ -373,6 +373,25 @@ static const char *devname(const AllocInfo *a) {
         return strrchr(a->device, '/') ? strrchr(a->device, '/') + 1 : a->device;
 }
 
+/* Released memory is zeroed in the background before it is free again;
+ * waits (bounded, as a liveness guard, not a speed check) until no pool has
+ * dirty memory left. */
+static bool wait_clean(void) {
+        for (int i = 0; i < 6000; i++) {
+                PoolInfo pools[16];
+                int n = list_pools(pools, 16);
+                uint64_t dirty = 0;
+
+                for (int k = 0; k < n; k++)
+                        dirty += pools[k].dirty;
+                if (n >= 0 && dirty == 0)
+                        return true;
+                usleep(50 * 1000);
+        }
+        diag("memory is still dirty after 300 s");
+        return false;
+}
+
 /* A pool with room for the scenario, preferring the one with a boundary or
  * without, as asked. */
 static bool pick_pool(bool want_boundary, uint64_t need, PoolInfo *ret) {
@@ -448,6 +467,7 @@ static void scenario_allocate_1g(void) {
 
         check(release(path, err, sizeof(err)) >= 0, "Release");
         check(!find_allocation(path, &a), "the allocation is gone from ListAllocations");
+        check(wait_clean(), "the released memory is zeroed and free again");
         if (use_sysfs)
                 check(!sysfs_device_exists(devname(&a)), "%s is gone from sysfs", devname(&a));
         PoolInfo pools[16];
@@ -511,6 +531,7 @@ static void scenario_fragmentation(void) {
         int fd;
 
         diag("Fragmentation: contiguous fails with NoSpace naming the largest extent; split succeeds");
+        wait_clean();
         if (!pick_pool(false, 0, &p) || p.free != p.size) {
                 check(false, "an empty pool without Boundary= exists");
                 return;
@@ -527,6 +548,7 @@ static void scenario_fragmentation(void) {
                 close(fd);
         check(ok, "allocate A, B, C of %" PRIu64 " MiB", unit / MiB);
         check(release(b, err, sizeof(err)) >= 0, "release B");
+        wait_clean();
 
         /* Holes now: B's and the tail; more than either, less than both. */
         uint64_t want = unit + unit / 2 / (2 * MiB) * (2 * MiB);
@@ -734,6 +756,7 @@ static void scenario_transient(void) {
                         usleep(50 * 1000);
         }
         check(gone, "it is released once the client has left the bus");
+        check(wait_clean(), "its memory is zeroed");
         (void) err;
 }
 
@@ -907,6 +930,7 @@ int main(int argc, char **argv) {
 
         const char *cmd = argv[optind];
         if (strcmp(cmd, "run") == 0) {
+                check(wait_clean(), "memory of unknown contents is zeroed after start-up");
                 scenario_allocate_1g();
                 scenario_align_1g();
                 scenario_boundary();

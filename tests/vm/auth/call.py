@@ -1,0 +1,63 @@
+#!/usr/bin/python3
+"""Calls one org.daxbroker.Broker1.Manager method on the system bus and
+prints "ok RESULT" or "error NAME: MESSAGE" with the full D-Bus error name,
+so a test can tell the bus policy's refusal
+(org.freedesktop.DBus.Error.AccessDenied) from the daemon's
+(org.daxbroker.Broker1.Error.AccessDenied). Exit status 0 or 1.
+
+Usage: call.py allocate OWNER SIZE [KEY=u:N|KEY=s:TEXT|KEY=b:0|1 ...]
+       call.py release|open PATH
+       call.py release-owner OWNER
+       call.py list-pools | list-allocations
+       call.py get PROPERTY
+"""
+import sys
+
+import dbus
+
+NAME = "org.daxbroker.Broker1"
+PATH = "/org/daxbroker/Broker1"
+IFACE = NAME + ".Manager"
+TIMEOUT = 120
+
+
+def option(arg):
+    key, _, typed = arg.partition("=")
+    kind, _, value = typed.partition(":")
+    conv = {"u": dbus.UInt32, "i": dbus.Int32, "t": dbus.UInt64, "s": dbus.String,
+            "b": lambda v, **kw: dbus.Boolean(v in ("1", "true"), **kw)}[kind]
+    return key, conv(value, variant_level=1)
+
+
+def main(argv):
+    obj = dbus.SystemBus().get_object(NAME, PATH, introspect=False)
+    mgr = dbus.Interface(obj, IFACE)
+    verb, args = argv[1], argv[2:]
+    if verb == "allocate":
+        opts = dbus.Dictionary(dict(option(a) for a in args[2:]), signature="sv")
+        path, fd = mgr.Allocate(args[0], dbus.UInt64(int(args[1])), opts, timeout=TIMEOUT)
+        fd.take()
+        return str(path)
+    if verb == "release":
+        mgr.Release(dbus.ObjectPath(args[0]), timeout=TIMEOUT)
+        return ""
+    if verb == "open":
+        mgr.Open(dbus.ObjectPath(args[0]), timeout=TIMEOUT).take()
+        return "fd"
+    if verb == "release-owner":
+        return str(int(mgr.ReleaseOwner(args[0], timeout=TIMEOUT)))
+    if verb == "list-pools":
+        return str(len(mgr.ListPools(timeout=TIMEOUT)))
+    if verb == "list-allocations":
+        return " ".join(f"{a[0]}:{int(a[3])}" for a in mgr.ListAllocations(timeout=TIMEOUT))
+    if verb == "get":
+        return str(obj.Get(IFACE, args[0], dbus_interface=dbus.PROPERTIES_IFACE, timeout=TIMEOUT))
+    raise SystemExit(f"unknown verb {verb}")
+
+
+if __name__ == "__main__":
+    try:
+        print("ok", main(sys.argv))
+    except dbus.exceptions.DBusException as e:
+        print(f"error {e.get_dbus_name()}: {e.get_dbus_message()}")
+        sys.exit(1)
