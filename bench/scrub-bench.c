@@ -117,6 +117,7 @@ static int chardev_size(dev_t dev, uint64_t *ret) {
         return r;
 }
 
+/* Maps the target and says why not. */
 static int map_target(const Options *o, uint8_t **ret, uint64_t *ret_len) {
         uint64_t avail = 0, len;
         struct stat st;
@@ -126,47 +127,59 @@ static int map_target(const Options *o, uint8_t **ret, uint64_t *ret_len) {
         if (!o->path) {
                 len = o->size ? o->size : BENCH_GiB;
                 p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-                if (p == MAP_FAILED)
-                        return -errno;
+                if (p == MAP_FAILED) {
+                        r = -errno;
+                        fprintf(stderr, "scrub-bench: mmap of anonymous memory: %m\n");
+                        return r;
+                }
                 *ret = p;
                 *ret_len = len;
                 return 0;
         }
 
         fd = open(o->path, O_RDWR | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0) {
+        if (fd < 0 || fstat(fd, &st) < 0) {
                 r = -errno;
+                fprintf(stderr, "scrub-bench: %s: %m\n", o->path);
                 goto out;
         }
-        if (S_ISCHR(st.st_mode)) {
+        if (S_ISCHR(st.st_mode))
                 r = chardev_size(st.st_rdev, &avail);
-                if (r < 0)
-                        goto out;
-        } else if (S_ISREG(st.st_mode))
+        else if (S_ISREG(st.st_mode)) {
                 avail = (uint64_t) st.st_size;
-        else {
+                r = 0;
+        } else
                 r = -ENODEV;
+        if (r < 0) {
+                fprintf(stderr, "scrub-bench: %s is neither a regular file nor a device-dax node\n", o->path);
                 goto out;
         }
         /* device-dax only maps whole 2 MiB pages (more if its align is
          * larger, then mmap() says EINVAL). */
-        len = (o->size ? o->size : avail) / MAP_ALIGN * MAP_ALIGN;
-        if (len == 0 || len > avail) {
-                r = -ERANGE;
+        if (o->size % MAP_ALIGN != 0 || o->size > avail) {
+                fprintf(stderr, "scrub-bench: --size must be a multiple of 2 MiB and fit %s (%" PRIu64 " bytes)\n",
+                        o->path, avail);
+                r = -EINVAL;
+                goto out;
+        }
+        len = o->size ? o->size : avail / MAP_ALIGN * MAP_ALIGN;
+        if (len == 0) {
+                fprintf(stderr, "scrub-bench: %s is smaller than 2 MiB\n", o->path);
+                r = -EINVAL;
                 goto out;
         }
         p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED) {
                 r = -errno;
+                fprintf(stderr, "scrub-bench: mmap of %s: %m\n", o->path);
                 goto out;
         }
         *ret = p;
         *ret_len = len;
         r = 0;
 out:
-        close(fd);
+        if (fd >= 0)
+                close(fd);
         return r;
 }
 
@@ -254,23 +267,11 @@ static int parse_args(int argc, char **argv, Options *o) {
         return 0;
 }
 
-/* Adds the scrubber variants: the default first, then every method this
- * CPU has. Returns the thread count they use. */
-static int add_scrubbers(unsigned threads, Variant *v, size_t *n) {
+/* Adds a variant for every other method this CPU has, with as many
+ * threads as the default scrubber. */
+static int add_other_methods(const Scrubber *def, Variant *v, size_t *n) {
         const char *saved = getenv("DAXBROKER_SCRUB_METHOD");
-        Scrubber *def;
-        int r;
-
-        /* With $DAXBROKER_SCRUB_METHOD set, that method is the default. */
-        r = scrubber_new(threads, &def);
-        if (r < 0) {
-                fprintf(stderr, "scrub-bench: scrubber_new: %s\n", strerror(-r));
-                return r;
-        }
-        threads = scrubber_threads(def);
-        v[*n] = (Variant) { .scrubber = def, .threads = threads, .is_default = true };
-        snprintf(v[*n].name, sizeof(v[*n].name), "scrub-%s", scrubber_method(def));
-        (*n)++;
+        int r = 0;
 
         for (size_t i = 0; i < sizeof(method_names) / sizeof(method_names[0]); i++) {
                 Scrubber *s;
@@ -278,14 +279,16 @@ static int add_scrubbers(unsigned threads, Variant *v, size_t *n) {
                 if (strcmp(method_names[i], scrubber_method(def)) == 0)
                         continue;
                 setenv("DAXBROKER_SCRUB_METHOD", method_names[i], 1);
-                r = scrubber_new(threads, &s);
-                if (r == -EOPNOTSUPP)
+                r = scrubber_new(scrubber_threads(def), &s);
+                if (r == -EOPNOTSUPP) {
+                        r = 0;
                         continue;
+                }
                 if (r < 0) {
                         fprintf(stderr, "scrub-bench: scrubber_new(%s): %s\n", method_names[i], strerror(-r));
-                        return r;
+                        break;
                 }
-                v[*n] = (Variant) { .scrubber = s, .threads = threads };
+                v[*n] = (Variant) { .scrubber = s, .threads = scrubber_threads(s) };
                 snprintf(v[*n].name, sizeof(v[*n].name), "scrub-%s", method_names[i]);
                 (*n)++;
         }
@@ -293,7 +296,7 @@ static int add_scrubbers(unsigned threads, Variant *v, size_t *n) {
                 setenv("DAXBROKER_SCRUB_METHOD", saved, 1);
         else
                 unsetenv("DAXBROKER_SCRUB_METHOD");
-        return (int) threads;
+        return r;
 }
 
 int main(int argc, char **argv) {
@@ -303,43 +306,53 @@ int main(int argc, char **argv) {
         size_t n = 0, n_memset;
         uint64_t len = 0;
         uint8_t *p = NULL;
+        unsigned threads;
+        Scrubber *def;
         char sz[32];
-        int threads, r;
+        int r;
 
         if (parse_args(argc, argv, &o) < 0)
                 return 2;
 
-        r = map_target(&o, &p, &len);
+        if (map_target(&o, &p, &len) < 0)
+                return 1;
+
+        /* $DAXBROKER_SCRUB_METHOD, if set, names the default. */
+        r = scrubber_new(o.threads, &def);
         if (r < 0) {
-                fprintf(stderr, "scrub-bench: cannot map %s: %s\n", o.path ?: "anonymous memory", strerror(-r));
+                fprintf(stderr, "scrub-bench: scrubber_new: %s\n", strerror(-r));
                 return 1;
         }
+        threads = scrubber_threads(def);
 
-        /* memset variants first: the scrubber decides the thread count. */
-        n = 2;
-        threads = add_scrubbers(o.threads, v, &n);
-        if (threads < 0)
+        v[n++] = (Variant) { .name = "memset-1t", .threads = 1 };
+        if (threads > 1) {
+                v[n] = (Variant) { .threads = threads };
+                snprintf(v[n].name, sizeof(v[n].name), "memset-%ut", threads);
+                n++;
+        }
+        n_memset = n;
+        v[n] = (Variant) { .scrubber = def, .threads = threads, .is_default = true };
+        snprintf(v[n].name, sizeof(v[n].name), "scrub-%s", scrubber_method(def));
+        n++;
+        if (add_other_methods(def, v, &n) < 0)
                 return 1;
-        n_memset = 2;
-        v[0] = (Variant) { .name = "memset-1t", .threads = 1 };
-        v[1] = (Variant) { .threads = (unsigned) threads };
-        snprintf(v[1].name, sizeof(v[1].name), "memset-%ut", (unsigned) threads);
 
-        printf("scrub-bench: %s of %s, %d threads, %u runs each after %u warm-up, default method %s\n",
+        printf("scrub-bench: %s of %s, %u threads, %u runs each after %u warm-up, default method %s\n",
                bench_size_str(len, sz, sizeof(sz)), o.path ?: "MAP_SHARED|MAP_ANONYMOUS memory", threads, o.reps,
-               o.warmup, scrubber_method(v[2].scrubber));
+               o.warmup, scrubber_method(def));
         fflush(stdout);
 
         /* Page faults (and, for shmem, the allocation of every page) are
          * not what is measured. */
-        if (memset_threads(p, len, PATTERN, (unsigned) threads) < 0)
+        if (memset_threads(p, len, PATTERN, threads) < 0)
                 return 1;
 
         for (unsigned rep = 0; rep < o.warmup + o.reps; rep++)
                 for (size_t i = 0; i < n; i++) {
                         double t;
 
-                        if (memset_threads(p, len, PATTERN, (unsigned) threads) < 0)
+                        if (memset_threads(p, len, PATTERN, threads) < 0)
                                 return 1;
                         t = bench_now_us();
                         if (v[i].scrubber)

@@ -1268,6 +1268,19 @@ static void pool_mark_dirty_where_free(Pool *p, uint64_t start, uint64_t size) {
         }
 }
 
+/* Free or bare dirty: no device holds any of it. */
+static bool range_unclaimed(const Pool *p, uint64_t start, uint64_t size) {
+        for (size_t e = 0; e < extent_map_count(p->map); e++) {
+                const Extent *x = extent_map_get(p->map, e);
+
+                if (x->start >= start + size || x->start + x->size <= start)
+                        continue;
+                if (!(x->kind == EXTENT_FREE || (x->kind == EXTENT_DIRTY && !x->tag)))
+                        return false;
+        }
+        return true;
+}
+
 static bool device_within_dirty(const DaxDeviceInfo *d, const GArray *dirty, unsigned region_id) {
         for (unsigned r = 0; r < d->n_ranges; r++) {
                 bool inside = false;
@@ -1416,7 +1429,7 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                         continue;
                 }
                 for (unsigned q = 0; q < rec->n_ranges; q++)
-                        if (!extent_map_is(p->map, rec->ranges[q].start, rec->ranges[q].size, EXTENT_FREE, NULL))
+                        if (!range_unclaimed(p, rec->ranges[q].start, rec->ranges[q].size))
                                 goto blocked;
 
                 kernel_create(be, p->region_id, rec->align, rec->ranges, rec->n_ranges, &res);

@@ -853,7 +853,9 @@ static int check_persist(const char *file) {
 
         if (use_sysfs) {
                 /* No orphans: every non-zero device is an allocation's, or
-                 * daxR.0; no zero-size device besides daxR.0. */
+                 * daxR.0; no zero-size device besides daxR.0. Zeroing in
+                 * the background uses short-lived devices of its own. */
+                check(wait_clean(), "memory of unknown contents is zeroed");
                 glob_t g;
                 bool clean = true;
                 if (glob("/sys/bus/dax/devices/dax*", 0, NULL, &g) == 0) {
