@@ -16,6 +16,13 @@ double bench_now_us(void) {
         return (double) ts.tv_sec * 1e6 + (double) ts.tv_nsec / 1e3;
 }
 
+void bench_pause_ms(unsigned ms) {
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
+
+        while (ms > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
 void bench_series_add(BenchSeries *s, double us) {
         if (s->n == s->allocated) {
                 size_t want = s->allocated ? s->allocated * 2 : 64;

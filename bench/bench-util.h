@@ -34,6 +34,13 @@ void bench_series_free(BenchSeries *s);
 double bench_series_median(const BenchSeries *s);
 double bench_series_mean(const BenchSeries *s);
 
+/* Sleeps ms milliseconds (none for 0). A pause longer than an RCU grace
+ * period between two kernel operations makes each of them pay the
+ * synchronize_rcu() in mem_hotplug_begin() (percpu_down_write() of
+ * mem_hotplug_lock), which back-to-back operations skip: paused series
+ * show that cost, and are reported as tool "T-paused". */
+void bench_pause_ms(unsigned ms);
+
 /* Prints one result line (nothing for an empty series). */
 void bench_print(const char *tool, uint64_t size, unsigned held, const char *op, const BenchSeries *s);
 

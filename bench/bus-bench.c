@@ -36,6 +36,7 @@ typedef struct Options {
         unsigned iterations;
         unsigned warmup;
         unsigned held;
+        unsigned pause_ms;
         uint64_t sizes[SIZES_MAX];
         size_t n_sizes;
 } Options;
@@ -125,15 +126,18 @@ static int ping(sd_bus *bus, double *ret_us) {
 
 static int measure(sd_bus *bus, const Options *o, uint64_t size) {
         BenchSeries alloc = {}, rel = {};
+        const char *tool = o->pause_ms > 0 ? "daemon-paused" : "daemon";
         int r = 0;
 
         for (unsigned i = 0; i < o->warmup + o->iterations; i++) {
                 char *path = NULL;
                 double a, b;
 
+                bench_pause_ms(o->pause_ms);
                 r = allocate(bus, o, o->owner, size, &path, &a);
                 if (r < 0)
                         break;
+                bench_pause_ms(o->pause_ms);
                 r = release(bus, path, &b);
                 free(path);
                 if (r < 0)
@@ -144,8 +148,8 @@ static int measure(sd_bus *bus, const Options *o, uint64_t size) {
                 bench_series_add(&rel, b);
         }
         if (r >= 0) {
-                bench_print("daemon", size, o->held, "allocate", &alloc);
-                bench_print("daemon", size, o->held, "release", &rel);
+                bench_print(tool, size, o->held, "allocate", &alloc);
+                bench_print(tool, size, o->held, "release", &rel);
         }
         bench_series_free(&alloc);
         bench_series_free(&rel);
@@ -162,7 +166,8 @@ static void help(void) {
                "  -n --iterations N      Measured cycles per size (default 50)\n"
                "  -w --warmup N          Unmeasured cycles first (default 2)\n"
                "  -s --sizes LIST        Sizes, comma-separated (default 2M,1G)\n"
-               "  -H --held K            Keep K allocations of 2 MiB while measuring (default 0)\n");
+               "  -H --held K            Keep K allocations of 2 MiB while measuring (default 0)\n"
+               "  -P --pause-ms MS       Sleep before each Allocate and each Release (default 0)\n");
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
@@ -176,11 +181,12 @@ static int parse_args(int argc, char **argv, Options *o) {
                 { "warmup", required_argument, NULL, 'w' },
                 { "sizes", required_argument, NULL, 's' },
                 { "held", required_argument, NULL, 'H' },
+                { "pause-ms", required_argument, NULL, 'P' },
                 {},
         };
         int c, r = 0;
 
-        while ((c = getopt_long(argc, argv, "hp:o:n:w:s:H:", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "hp:o:n:w:s:H:P:", options, NULL)) >= 0) {
                 switch (c) {
                 case 'h':
                         help();
@@ -207,6 +213,9 @@ static int parse_args(int argc, char **argv, Options *o) {
                         break;
                 case 'H':
                         r = bench_parse_unsigned(optarg, &o->held);
+                        break;
+                case 'P':
+                        r = bench_parse_unsigned(optarg, &o->pause_ms);
                         break;
                 default:
                         return -EINVAL;

@@ -73,6 +73,7 @@ typedef struct Options {
         unsigned iterations;
         unsigned warmup;
         unsigned held;
+        unsigned pause_ms;
         uint64_t sizes[SIZES_MAX];
         size_t n_sizes;
         const char *daxctl; /* NULL: raw sysfs */
@@ -417,19 +418,29 @@ static int measure(Floor *f, uint64_t size, const char *tool) {
         BenchSeries alloc = {}, release = {}, aphase[_ALLOC_MAX] = {}, rphase[_RELEASE_MAX] = {};
         uint64_t start = f->start + (uint64_t) f->o.held * 2 * BENCH_MiB;
         unsigned total = f->o.warmup + f->o.iterations;
+        const char *tool_name = tool;
+        char paused[32];
         int r = 0;
+
+        /* Paused series are kept apart: see bench_pause_ms(). */
+        if (f->o.pause_ms > 0) {
+                snprintf(paused, sizeof(paused), "%s-paused", tool);
+                tool_name = paused;
+        }
 
         for (unsigned i = 0; i < total; i++) {
                 double at[_ALLOC_MAX] = {}, rt[_RELEASE_MAX] = {}, a = 0, b = 0, t0;
                 Device d = { .fd = -1 };
                 size_t nr;
 
+                bench_pause_ms(f->o.pause_ms);
                 if (f->o.daxctl) {
                         r = daxctl_allocate(f, size, &d, &a);
                         if (r < 0) {
                                 /* daxctl leaves its seed behind on failure. */
                                 break;
                         }
+                        bench_pause_ms(f->o.pause_ms);
                         r = daxctl_release(f, &d, rt);
                         if (r < 0) {
                                 release_quietly(f, &d);
@@ -444,6 +455,7 @@ static int measure(Floor *f, uint64_t size, const char *tool) {
                                 release_quietly(f, &d);
                                 break;
                         }
+                        bench_pause_ms(f->o.pause_ms);
                         t0 = bench_now_us();
                         r = raw_release(f, &d, rt);
                         b = bench_now_us() - t0;
@@ -467,16 +479,16 @@ static int measure(Floor *f, uint64_t size, const char *tool) {
         if (r == 0) {
                 char op[64];
 
-                bench_print(tool, size, f->o.held, "allocate", &alloc);
+                bench_print(tool_name, size, f->o.held, "allocate", &alloc);
                 for (size_t k = 0; !f->o.daxctl && k < _ALLOC_MAX; k++) {
                         snprintf(op, sizeof(op), "allocate.%s", alloc_phase[k]);
-                        bench_print(tool, size, f->o.held, op, &aphase[k]);
+                        bench_print(tool_name, size, f->o.held, op, &aphase[k]);
                 }
-                bench_print(tool, size, f->o.held, "release", &release);
+                bench_print(tool_name, size, f->o.held, "release", &release);
                 for (size_t k = 0; k < (f->o.daxctl ? _DAXCTL_RELEASE_MAX : _RELEASE_MAX); k++) {
                         snprintf(op, sizeof(op), "release.%s",
                                  f->o.daxctl ? daxctl_release_phase[k] : release_phase[k]);
-                        bench_print(tool, size, f->o.held, op, &rphase[k]);
+                        bench_print(tool_name, size, f->o.held, op, &rphase[k]);
                 }
         }
 
@@ -498,6 +510,7 @@ static void help(void) {
                "  -w --warmup N          Unmeasured cycles first (default 2)\n"
                "  -s --sizes LIST        Sizes, comma-separated (default 2M,1G)\n"
                "  -H --held K            Keep K devices of 2 MiB alive while measuring (default 0)\n"
+               "  -P --pause-ms MS       Sleep before each allocate and each release (default 0)\n"
                "     --daxctl[=PATH]     Time daxctl create-device / disable-device +\n"
                "                         destroy-device instead of the raw sysfs writes\n");
 }
@@ -511,12 +524,13 @@ static int parse_args(int argc, char **argv, Options *o) {
                 { "warmup", required_argument, NULL, 'w' },
                 { "sizes", required_argument, NULL, 's' },
                 { "held", required_argument, NULL, 'H' },
+                { "pause-ms", required_argument, NULL, 'P' },
                 { "daxctl", optional_argument, NULL, ARG_DAXCTL },
                 {},
         };
         int c, r = 0;
 
-        while ((c = getopt_long(argc, argv, "hr:n:w:s:H:", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "hr:n:w:s:H:P:", options, NULL)) >= 0) {
                 switch (c) {
                 case 'h':
                         help();
@@ -537,6 +551,9 @@ static int parse_args(int argc, char **argv, Options *o) {
                         break;
                 case 'H':
                         r = bench_parse_unsigned(optarg, &o->held);
+                        break;
+                case 'P':
+                        r = bench_parse_unsigned(optarg, &o->pause_ms);
                         break;
                 case ARG_DAXCTL:
                         o->daxctl = optarg ? optarg : "daxctl";

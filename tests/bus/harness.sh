@@ -3,6 +3,7 @@
 # against it. Usage: harness.sh BUILD_ROOT SOURCE_ROOT TEST
 #   scenarios   the scenario suite
 #   crash       three allocations, kill -9, restart: all three come back
+#   crash-scrub fill, release, kill -9 at once, restart: the memory reads zero
 #   introspect  exported API equals dbus/org.daxbroker.Broker1.xml
 #   ctl         daxbrokerctl verbs, human and --json
 set -u
@@ -85,6 +86,12 @@ crash)
         kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
         start_daemon || exit 1
         "${scn[@]}" check-persist "$tmp/persist" || rc=1
+        ;;
+crash-scrub)
+        "${scn[@]}" setup-dirty "$tmp/dirty" || rc=1
+        kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+        start_daemon || exit 1
+        "${scn[@]}" check-dirty "$tmp/dirty" || rc=1
         ;;
 introspect)
         out=$(busctl --address="$addr" call org.daxbroker.Broker1 /org/daxbroker/Broker1 \

@@ -9,6 +9,8 @@
  *   scenarios [...] setup-persist FILE   three allocations, recorded in FILE
  *   scenarios [...] check-persist FILE   the same three, same ranges, after a
  *                                        daemon crash or host reboot
+ *   scenarios [...] setup-dirty FILE     fill, release: a crash may follow
+ *   scenarios [...] check-dirty FILE     that memory reads zero when reused
  *   scenarios [...] cleanup              releases everything of owner "scn-*"
  *
  * Output is TAP; exit status 0 only if every check passed.
@@ -760,6 +762,129 @@ static void scenario_transient(void) {
         (void) err;
 }
 
+/* ---- isolation: nobody sees another owner's data ---- */
+
+static bool all_zero(const char *mem, uint64_t size) {
+        static const char zero[4096];
+
+        for (uint64_t off = 0; off < size; off += sizeof(zero))
+                if (memcmp(mem + off, zero, sizeof(zero)) != 0) {
+                        diag("non-zero page at offset %#" PRIx64, off);
+                        return false;
+                }
+        return true;
+}
+
+/* Allocates size in pool and fills every page with a pattern; returns the
+ * allocation info. */
+static bool fill_allocation(const char *owner, const char *pool, uint64_t size, AllocInfo *ret) {
+        char path[256], err[256];
+        int fd;
+
+        if (allocate(owner, size, OPTS(.pool = pool), path, &fd, err, sizeof(err)) < 0)
+                return false;
+        char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        if (mem == MAP_FAILED)
+                return false;
+        for (uint64_t off = 0; off < size; off += 4096)
+                memset(mem + off, 0xa5, 4096);
+        munmap(mem, size);
+        return find_allocation(path, ret);
+}
+
+/* Allocates size in pool and checks that it has exactly the expected
+ * ranges and reads zero everywhere. */
+static void check_reuse_is_zero(const char *owner, const char *pool, uint64_t size, const AllocInfo *before) {
+        char path[256], err[256];
+        AllocInfo b;
+        int fd;
+
+        if (allocate(owner, size, OPTS(.pool = pool), path, &fd, err, sizeof(err)) < 0) {
+                check(false, "owner %s allocates %" PRIu64 " MiB", owner, size / MiB);
+                return;
+        }
+        bool same = find_allocation(path, &b) && b.n_ranges == before->n_ranges;
+        for (unsigned k = 0; same && k < b.n_ranges; k++)
+                same = b.ranges[k].start == before->ranges[k].start && b.ranges[k].size == before->ranges[k].size;
+        check(same, "owner %s got the same physical ranges the previous owner had", owner);
+        char *mem = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+        close(fd);
+        check(mem != MAP_FAILED && all_zero(mem, size), "every page of %s's allocation reads zero", owner);
+        if (mem != MAP_FAILED)
+                munmap(mem, size);
+        release(path, NULL, 0);
+}
+
+static void scenario_isolation(void) {
+        PoolInfo p;
+        AllocInfo a;
+        char err[256];
+        uint64_t size = 512 * MiB;
+
+        diag("Owner A's data never reaches owner B");
+        wait_clean();
+        if (!pick_pool(false, 0, &p) || p.free != p.size) {
+                check(false, "an empty pool without Boundary= exists");
+                return;
+        }
+        bool ok = fill_allocation("scn-tenant-a", p.name, size, &a);
+        check(ok, "owner A fills %" PRIu64 " MiB with a pattern", size / MiB);
+        if (!ok)
+                return;
+        check(release(a.path, err, sizeof(err)) >= 0, "owner A releases it");
+        check(wait_clean(), "the released memory is zeroed");
+        check_reuse_is_zero("scn-tenant-b", p.name, size, &a);
+        wait_clean();
+}
+
+/* Release, then a crash before zeroing can finish: the memory must still
+ * be zeroed before anyone gets it. */
+static int setup_dirty(const char *file) {
+        PoolInfo p;
+        AllocInfo a;
+        char err[256];
+        FILE *f;
+
+        wait_clean();
+        if (!pick_pool(false, 0, &p) || p.free != p.size) {
+                check(false, "an empty pool without Boundary= exists");
+                return 1;
+        }
+        bool ok = fill_allocation("scn-tenant-a", p.name, 512 * MiB, &a);
+        check(ok, "owner A fills 512 MiB with a pattern");
+        if (!ok)
+                return 1;
+        check(release(a.path, err, sizeof(err)) >= 0, "owner A releases it");
+        f = fopen(file, "we");
+        if (!f)
+                return 1;
+        fprintf(f, "%s %u", p.name, a.n_ranges);
+        for (unsigned k = 0; k < a.n_ranges; k++)
+                fprintf(f, " %" PRIu64 " %" PRIu64, a.ranges[k].start, a.ranges[k].size);
+        fprintf(f, "\n");
+        fclose(f);
+        return n_fail ? 1 : 0;
+}
+
+static int check_dirty(const char *file) {
+        FILE *f = fopen(file, "re");
+        char pool[64];
+        AllocInfo a = {};
+
+        if (!f || fscanf(f, "%63s %u", pool, &a.n_ranges) != 2 || a.n_ranges > MAX_RANGES) {
+                check(false, "cannot read %s", file);
+                return 1;
+        }
+        for (unsigned k = 0; k < a.n_ranges; k++)
+                if (fscanf(f, " %" SCNu64 " %" SCNu64, &a.ranges[k].start, &a.ranges[k].size) != 2)
+                        a.n_ranges = 0;
+        fclose(f);
+        check(wait_clean(), "after the restart the dirty memory is zeroed");
+        check_reuse_is_zero("scn-tenant-b", pool, 512 * MiB, &a);
+        return n_fail ? 1 : 0;
+}
+
 /* ---- persistence ---- */
 
 static int setup_persist(const char *file) {
@@ -939,12 +1064,17 @@ int main(int argc, char **argv) {
                 scenario_fragmentation();
                 scenario_numa();
                 scenario_transient();
+                scenario_isolation();
                 scenario_bad_input();
                 r = n_fail ? 1 : 0;
         } else if (strcmp(cmd, "setup-persist") == 0 && optind + 1 < argc)
                 r = setup_persist(argv[optind + 1]);
         else if (strcmp(cmd, "check-persist") == 0 && optind + 1 < argc)
                 r = check_persist(argv[optind + 1]);
+        else if (strcmp(cmd, "setup-dirty") == 0 && optind + 1 < argc)
+                r = setup_dirty(argv[optind + 1]);
+        else if (strcmp(cmd, "check-dirty") == 0 && optind + 1 < argc)
+                r = check_dirty(argv[optind + 1]);
         else if (strcmp(cmd, "cleanup") == 0)
                 r = cleanup();
         else {

@@ -62,6 +62,13 @@ crash)
         start_daemon || exit 1
         "$scn" --sysfs check-persist "$res/persist" || rc=1
         ;;
+crash-scrub)
+        start_daemon || exit 1
+        "$scn" --sysfs setup-dirty "$res/dirty" || rc=1
+        kill -9 "$pid"; wait "$pid" 2>/dev/null
+        start_daemon || exit 1
+        "$scn" --sysfs check-dirty "$res/dirty" || rc=1
+        ;;
 reboot1)
         start_daemon || exit 1
         "$scn" --sysfs setup-persist "$res/persist" || rc=1

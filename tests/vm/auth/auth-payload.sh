@@ -1,0 +1,250 @@
+#!/bin/bash
+# Runs inside the QEMU guest (chroot of the host root with the installed
+# daxbroker tree on top, stock dbus-daemon --system running since before
+# this script). Checks who may do what: the bus policy, then polkit, first
+# python3-dbusmock's polkitd template, then no polkit at all, then the real
+# polkitd reading the installed actions and rules. Creating users and groups
+# is harmless here: the guest root is a throw-away overlay.
+# Usage: auth-payload.sh
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+res=${DAXRIG_RESULTS:?}
+group=daxbroker
+mib512=536870912
+pid= mock_pid= polkitd_pid=
+rc=0
+
+ok() { echo "ok - $*"; }
+nok() { echo "not ok - $*"; rc=1; }
+
+busctl_sys() { busctl --system "$@"; }
+has_owner() {
+        busctl_sys call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus NameHasOwner s "$1" \
+                2>/dev/null | grep -q true
+}
+wait_owner() { # NAME PID
+        for _ in $(seq 600); do
+                has_owner "$1" && return 0
+                kill -0 "$2" 2>/dev/null || return 1
+                sleep 0.1
+        done
+        return 1
+}
+reload_bus() { busctl_sys call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig; }
+
+# USER call.py ARGS...: prints "ok RESULT" or "error NAME: MESSAGE".
+call() {
+        local user=$1
+        shift
+        setpriv --reuid="$user" --regid="$user" --init-groups -- /usr/bin/python3 "$here/call.py" "$@" 2>&1
+}
+# expect DESCRIPTION PATTERN USER ARGS...: the output of call matches the
+# extended regular expression PATTERN. Sets $out.
+expect() {
+        local what=$1 pattern=$2
+        shift 2
+        out=$(call "$@")
+        if echo "$out" | grep -Eq -- "$pattern"; then
+                ok "$what"
+        else
+                nok "$what: got '$out'"
+        fi
+}
+path_of() { echo "$1" | sed -n 's/^ok \(\/org\/daxbroker\/Broker1\/allocation\/[0-9a-f]*\)$/\1/p'; }
+
+mock() { busctl_sys call org.freedesktop.PolicyKit1 /org/freedesktop/PolicyKit1/Authority org.freedesktop.DBus.Mock "$@"; }
+polkit_asked() { grep -c CheckAuthorization "$res/polkit-mock.log" 2>/dev/null || echo 0; }
+
+POLICY=org.freedesktop.DBus.Error.AccessDenied
+DENIED=org.daxbroker.Broker1.Error.AccessDenied
+ALLOCATE=org.daxbroker.Broker1.allocate
+MANAGE=org.daxbroker.Broker1.manage
+
+# Nothing may start polkitd behind the test's back (bus activation): each
+# phase decides whether and which polkit runs.
+mkdir -p "$res/hidden"
+mv /usr/share/dbus-1/system-services/org.freedesktop.PolicyKit1.service "$res/hidden/" 2>/dev/null
+reload_bus >/dev/null
+
+mkdir -p /etc/daxbroker
+cat >/etc/daxbroker/daxbroker.conf <<CONF
+[Pool low]
+Region=0
+
+[Pool high]
+Region=1
+CONF
+
+echo "# --- the bus policy names group '$group', which does not exist yet"
+if getent group "$group" >/dev/null; then
+        nok "group $group exists before the test created it"
+elif grep -q "group=\"$group\"" /usr/share/dbus-1/system.d/org.daxbroker.Broker1.conf; then
+        ok "installed bus policy names group $group, which this host lacks"
+else
+        nok "installed bus policy does not name group $group"
+fi
+/usr/sbin/daxbrokerd >>"$res/daemon.log" 2>&1 &
+pid=$!
+if wait_owner org.daxbroker.Broker1 "$pid"; then
+        ok "dbus-daemon loaded the policy despite the unknown group; daxbrokerd owns its name"
+else
+        nok "daxbrokerd did not come up"
+        cat "$res/daemon.log"
+        exit 1
+fi
+expect "root may call methods while the group is unknown" '^ok /org/daxbroker' root allocate early $mib512
+early=$(path_of "$out")
+[ -n "$early" ] && expect "root releases it" '^ok' root release "$early"
+
+echo "# --- users: alice and bob in $group, carol not"
+groupadd --system "$group" && useradd -M -N -G "$group" alice && useradd -M -N -G "$group" bob &&
+        useradd -M -N carol || { nok "cannot create the test users"; exit 1; }
+alice=$(id -u alice) bob=$(id -u bob)
+reload_bus >/dev/null && ok "bus configuration reloaded with the group present"
+
+echo "# --- polkit: python3-dbusmock's polkitd template, allowing nothing"
+setpriv --reuid=polkitd --regid=polkitd --init-groups -- \
+        /usr/bin/python3 -m dbusmock --template polkitd --system -l "$res/polkit-mock.log" \
+        >>"$res/polkit-mock.out" 2>&1 &
+mock_pid=$!
+if wait_owner org.freedesktop.PolicyKit1 "$mock_pid"; then
+        ok "mock polkitd is on the system bus"
+else
+        nok "mock polkitd did not come up"
+        cat "$res/polkit-mock.out"
+        exit 1
+fi
+
+echo "# --- anyone may read"
+expect "carol lists pools" '^ok 2$' carol list-pools
+expect "carol lists allocations" '^ok' carol list-allocations
+expect "carol reads a property" '^ok [0-9]' carol get TotalSize
+if setpriv --reuid=carol --regid=carol --init-groups -- busctl --system introspect org.daxbroker.Broker1 \
+        /org/daxbroker/Broker1 >/dev/null 2>&1; then
+        ok "carol introspects"
+else
+        nok "carol cannot introspect"
+fi
+
+echo "# --- outside the group, the bus policy refuses changes"
+before=$(polkit_asked)
+expect "carol gets AccessDenied on Allocate" "^error $POLICY" carol allocate carol-vm $mib512
+expect "carol gets AccessDenied on ReleaseOwner" "^error $POLICY" carol release-owner carol-vm
+[ "$(polkit_asked)" = "$before" ] && ok "polkit was not asked for carol" || nok "polkit was asked for carol"
+
+echo "# --- in the group, polkit decides"
+expect "alice gets AccessDenied on Allocate while polkit denies allocate, naming the action" \
+        "^error $DENIED: .*$ALLOCATE" alice allocate vm-a $mib512
+mock SetAllowed as 1 "$ALLOCATE" >/dev/null
+expect "alice allocates with allocate granted" '^ok /org/daxbroker' alice allocate vm-a $mib512 label=s:ram0
+a1=$(path_of "$out")
+expect "the allocation's OwnerUID is alice's uid" "$a1:$alice( |\$)" root list-allocations
+expect "alice opens her own allocation" '^ok fd$' alice open "$a1"
+expect "alice allocates a second one" '^ok /org/daxbroker' alice allocate vm-a $mib512 label=s:ram1
+a2=$(path_of "$out")
+
+expect "bob gets AccessDenied on Release of alice's allocation, naming manage" \
+        "^error $DENIED: .*$MANAGE" bob release "$a1"
+expect "bob gets AccessDenied on Open of alice's allocation, naming manage" \
+        "^error $DENIED: .*$MANAGE" bob open "$a1"
+expect "bob gets AccessDenied on ReleaseOwner of alice's owner, naming manage" \
+        "^error $DENIED: .*$MANAGE" bob release-owner vm-a
+expect "alice gets AccessDenied on Allocate with device-uid, naming manage" \
+        "^error $DENIED: .*$MANAGE" alice allocate vm-d $mib512 device-uid=u:$bob
+expect "alice gets AccessDenied on Allocate with device-gid, naming manage" \
+        "^error $DENIED: .*$MANAGE" alice allocate vm-d $mib512 device-gid=u:0
+
+before=$(polkit_asked)
+expect "a wrongly typed device-uid is InvalidArgument" \
+        '^error org.daxbroker.Broker1.Error.InvalidArgument' alice allocate vm-d $mib512 device-uid=s:bob
+expect "an invalid owner is InvalidArgument" '^error org.daxbroker.Broker1.Error.InvalidArgument' \
+        alice release-owner ""
+expect "a path that is no allocation is InvalidArgument" \
+        '^error org.daxbroker.Broker1.Error.InvalidArgument' bob release /org/daxbroker/Broker1
+[ "$(polkit_asked)" = "$before" ] && ok "invalid calls are refused before polkit is asked" ||
+        nok "polkit was asked about invalid calls"
+
+echo "# --- polkit is asked asynchronously"
+mock SimulateHang b true >/dev/null
+call alice allocate vm-slow $mib512 >"$res/slow.out" &
+slow=$!
+for _ in $(seq 300); do
+        mock HaveHangingCalls | grep -q true && break
+        sleep 0.1
+done
+mock HaveHangingCalls | grep -q true && ok "alice's Allocate waits for polkit" || nok "no polkit call is pending"
+start=$(date +%s%N)
+expect "carol lists pools while polkit has not answered" '^ok 2$' carol list-pools
+expect "root allocates while polkit has not answered" '^ok /org/daxbroker' root allocate vm-root $mib512
+ms=$((($(date +%s%N) - start) / 1000000))
+echo "# both answered in ${ms} ms"
+kill -0 "$slow" 2>/dev/null && ok "alice's Allocate is still waiting" || nok "alice's Allocate returned early"
+mock ReleaseHangingCalls >/dev/null
+mock SimulateHang b false >/dev/null
+wait "$slow"
+grep -q '^ok /org/daxbroker' "$res/slow.out" && ok "alice's Allocate completes once polkit answers" ||
+        nok "alice's Allocate after polkit answered: $(cat "$res/slow.out")"
+slowpath=$(path_of "$(cat "$res/slow.out")")
+
+echo "# --- granting manage"
+mock SetAllowed as 2 "$ALLOCATE" "$MANAGE" >/dev/null
+expect "bob opens alice's allocation with manage granted" '^ok fd$' bob open "$a1"
+expect "bob releases alice's allocation with manage granted" '^ok' bob release "$a1"
+expect "alice allocates with device-uid and device-gid with manage granted" '^ok /org/daxbroker' \
+        alice allocate vm-d $mib512 device-uid=u:$alice device-gid=u:0
+dpath=$(path_of "$out")
+mock SetAllowed as 1 "$ALLOCATE" >/dev/null
+expect "alice releases her own owner (count 2) with allocate only" '^ok 2$' alice release-owner vm-a
+expect "alice releases her own allocation with allocate only" '^ok' alice release "$slowpath"
+
+echo "# --- root never needs polkit"
+mock SetAllowed as 0 >/dev/null
+before=$(polkit_asked)
+expect "root allocates with device-uid" '^ok /org/daxbroker' root allocate vm-r $mib512 device-uid=u:$bob
+rpath=$(path_of "$out")
+expect "root opens alice's allocation" '^ok fd$' root open "$dpath"
+expect "root releases alice's allocation" '^ok' root release "$dpath"
+expect "root releases an owner" '^ok 1$' root release-owner vm-r
+[ "$(polkit_asked)" = "$before" ] && ok "polkit was not asked for root" || nok "polkit was asked for root"
+[ -n "$rpath" ] || nok "no allocation path from root's Allocate"
+
+echo "# --- polkit not on the bus"
+kill "$mock_pid"
+wait "$mock_pid" 2>/dev/null
+mock_pid=
+for _ in $(seq 100); do has_owner org.freedesktop.PolicyKit1 || break; sleep 0.1; done
+expect "alice gets AccessDenied saying polkit is not running" \
+        "^error $DENIED: polkit .*not running.*$ALLOCATE" alice allocate vm-n $mib512
+expect "root still allocates" '^ok /org/daxbroker' root allocate vm-n $mib512
+
+echo "# --- the real polkitd with the installed actions and rules"
+/usr/lib/polkit-1/polkitd --no-debug >>"$res/polkitd.log" 2>&1 &
+polkitd_pid=$!
+if wait_owner org.freedesktop.PolicyKit1 "$polkitd_pid"; then
+        ok "polkitd is on the system bus"
+        if pkaction --action-id "$MANAGE" --verbose 2>&1 | grep -q "org.freedesktop.policykit.imply.*$ALLOCATE"; then
+                ok "polkitd knows $MANAGE, which implies $ALLOCATE"
+        else
+                nok "pkaction: $(pkaction --action-id "$MANAGE" --verbose 2>&1)"
+        fi
+        expect "alice allocates: the rules file grants $group members allocate" '^ok /org/daxbroker' \
+                alice allocate vm-p $mib512
+        ppath=$(path_of "$out")
+        expect "bob gets AccessDenied on Release of alice's allocation (manage needs an administrator)" \
+                "^error $DENIED: .*$MANAGE" bob release "$ppath"
+        expect "alice releases her own" '^ok' alice release "$ppath"
+else
+        nok "polkitd did not come up"
+        cat "$res/polkitd.log"
+fi
+
+expect "root releases what is left" '^ok' root release-owner vm-n
+expect "nothing is left" '^ok $' root list-allocations
+
+[ -n "$polkitd_pid" ] && kill "$polkitd_pid" 2>/dev/null
+kill "$pid"
+wait "$pid"
+mv "$res/hidden/org.freedesktop.PolicyKit1.service" /usr/share/dbus-1/system-services/ 2>/dev/null
+echo "--- daemon log"
+cat "$res/daemon.log"
+exit $rc
