@@ -7,8 +7,13 @@
 # is harmless here: the guest root is a throw-away overlay.
 # Usage: auth-payload.sh
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
 res=${DAXRIG_RESULTS:?}
+# The clients run as other users: give them a copy they can read, and the
+# mock polkitd (user polkitd) a log file it can write.
+work=$(mktemp -d /tmp/daxbroker-auth.XXXXXX)
+chmod 0755 "$work"
+install -m 0755 "$(dirname "$0")/call.py" "$work/call.py"
+install -m 0644 -o polkitd /dev/null "$work/polkit-mock.log"
 group=daxbroker
 mib512=536870912
 pid= mock_pid= polkitd_pid=
@@ -36,7 +41,7 @@ reload_bus() { busctl_sys call org.freedesktop.DBus /org/freedesktop/DBus org.fr
 call() {
         local user=$1
         shift
-        setpriv --reuid="$user" --regid="$user" --init-groups -- /usr/bin/python3 "$here/call.py" "$@" 2>&1
+        setpriv --reuid="$user" --regid="$user" --init-groups -- /usr/bin/python3 "$work/call.py" "$@" 2>&1
 }
 # expect DESCRIPTION PATTERN USER ARGS...: the output of call matches the
 # extended regular expression PATTERN. Sets $out.
@@ -53,7 +58,7 @@ expect() {
 path_of() { echo "$1" | sed -n 's/^ok \(\/org\/daxbroker\/Broker1\/allocation\/[0-9a-f]*\)$/\1/p'; }
 
 mock() { busctl_sys call org.freedesktop.PolicyKit1 /org/freedesktop/PolicyKit1/Authority org.freedesktop.DBus.Mock "$@"; }
-polkit_asked() { grep -c CheckAuthorization "$res/polkit-mock.log" 2>/dev/null || echo 0; }
+polkit_asked() { grep -c CheckAuthorization "$work/polkit-mock.log"; }
 
 POLICY=org.freedesktop.DBus.Error.AccessDenied
 DENIED=org.daxbroker.Broker1.Error.AccessDenied
@@ -97,14 +102,14 @@ early=$(path_of "$out")
 [ -n "$early" ] && expect "root releases it" '^ok' root release "$early"
 
 echo "# --- users: alice and bob in $group, carol not"
-groupadd --system "$group" && useradd -M -N -G "$group" alice && useradd -M -N -G "$group" bob &&
-        useradd -M -N carol || { nok "cannot create the test users"; exit 1; }
+groupadd --system "$group" && useradd -M -G "$group" alice && useradd -M -G "$group" bob &&
+        useradd -M carol || { nok "cannot create the test users"; exit 1; }
 alice=$(id -u alice) bob=$(id -u bob)
 reload_bus >/dev/null && ok "bus configuration reloaded with the group present"
 
 echo "# --- polkit: python3-dbusmock's polkitd template, allowing nothing"
 setpriv --reuid=polkitd --regid=polkitd --init-groups -- \
-        /usr/bin/python3 -m dbusmock --template polkitd --system -l "$res/polkit-mock.log" \
+        /usr/bin/python3 -m dbusmock --template polkitd --system -l "$work/polkit-mock.log" \
         >>"$res/polkit-mock.out" 2>&1 &
 mock_pid=$!
 if wait_owner org.freedesktop.PolicyKit1 "$mock_pid"; then
@@ -245,6 +250,8 @@ expect "nothing is left" '^ok $' root list-allocations
 kill "$pid"
 wait "$pid"
 mv "$res/hidden/org.freedesktop.PolicyKit1.service" /usr/share/dbus-1/system-services/ 2>/dev/null
+echo "--- polkit mock log"
+cat "$work/polkit-mock.log"
 echo "--- daemon log"
 cat "$res/daemon.log"
 exit $rc
