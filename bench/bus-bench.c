@@ -3,8 +3,12 @@
 /*
  * bus-bench: times daxbrokerd as a client sees it. Allocate is timed from
  * sending the call until the reply is read and its fd is in hand, Release
- * from sending the call until its reply. With --held K, K allocations of
- * 2 MiB are made first and kept while measuring, then released.
+ * from sending the call until its reply. The daemon answers Release before
+ * it has zeroed the memory and destroyed the device; "release.complete"
+ * times the call until the pool holds no dirty memory again, and every
+ * cycle waits for that, so each Allocate finds the pool quiet. With
+ * --held K, K allocations of 2 MiB are made first and kept while
+ * measuring, then released.
  *
  * A Peer.Ping of the daemon is timed too: the cost of one round trip
  * through the bus, which every method call pays.
@@ -28,9 +32,18 @@
 #define BROKER_NAME "org.daxbroker.Broker1"
 #define BROKER_PATH "/org/daxbroker/Broker1"
 #define BROKER_MANAGER "org.daxbroker.Broker1.Manager"
+#define BROKER_POOL "org.daxbroker.Broker1.Pool"
+#define POOL_PREFIX BROKER_PATH "/pool"
+
+/* Release answers before the memory is reusable: the daemon zeroes it
+ * through the device and destroys the device in the background, and the
+ * pool counts it as dirty meanwhile. */
+#define CLEAN_POLL_MS 1
+#define CLEAN_TIMEOUT_US (1800.0 * 1000 * 1000)
 
 typedef struct Options {
         const char *address;
+        char *pool_path;
         const char *pool;
         const char *owner;
         unsigned iterations;
@@ -110,6 +123,78 @@ finish:
         return r;
 }
 
+/* Waits until the pool has no dirty memory: every released allocation has
+ * been zeroed and its device destroyed. */
+static int pool_wait_clean(sd_bus *bus, const Options *o) {
+        double deadline = bench_now_us() + CLEAN_TIMEOUT_US;
+
+        for (;;) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                uint64_t dirty;
+                int r;
+
+                r = sd_bus_get_property_trivial(bus, BROKER_NAME, o->pool_path, BROKER_POOL, "DirtySize", &error,
+                                                't', &dirty);
+                if (r < 0) {
+                        fprintf(stderr, "bus-bench: reading DirtySize of %s: %s\n", o->pool_path,
+                                error.message ?: strerror(-r));
+                        sd_bus_error_free(&error);
+                        return r;
+                }
+                if (dirty == 0)
+                        return 0;
+                if (bench_now_us() > deadline) {
+                        fprintf(stderr, "bus-bench: %s still has %" PRIu64 " dirty bytes\n", o->pool_path, dirty);
+                        return -ETIMEDOUT;
+                }
+                bench_pause_ms(CLEAN_POLL_MS);
+        }
+}
+
+/* --pool NAME, or the only pool there is. */
+static int pool_resolve(sd_bus *bus, Options *o) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *path = NULL;
+        unsigned n = 0;
+        int r;
+
+        if (o->pool)
+                return sd_bus_path_encode(POOL_PREFIX, o->pool, &o->pool_path);
+
+        r = sd_bus_call_method(bus, BROKER_NAME, BROKER_PATH, BROKER_MANAGER, "ListPools", &error, &reply, "");
+        if (r < 0) {
+                fprintf(stderr, "bus-bench: ListPools: %s\n", error.message ?: strerror(-r));
+                goto finish;
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "(osuitttttttttt)");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "osuitttttttttt")) > 0) {
+                r = sd_bus_message_read(reply, "o", &path);
+                if (r >= 0)
+                        r = sd_bus_message_skip(reply, "suitttttttttt");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                n++;
+                if (n == 1 && path) {
+                        o->pool_path = strdup(path);
+                        if (!o->pool_path)
+                                r = -ENOMEM;
+                }
+        }
+        if (r < 0) {
+                fprintf(stderr, "bus-bench: cannot read ListPools: %s\n", strerror(-r));
+                goto finish;
+        }
+        if (n != 1) {
+                fprintf(stderr, "bus-bench: the daemon has %u pools; choose one with --pool\n", n);
+                r = -EINVAL;
+        }
+finish:
+        sd_bus_message_unref(reply);
+        sd_bus_error_free(&error);
+        return r < 0 ? r : 0;
+}
+
 static int ping(sd_bus *bus, double *ret_us) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         double t0 = bench_now_us();
@@ -125,34 +210,42 @@ static int ping(sd_bus *bus, double *ret_us) {
 }
 
 static int measure(sd_bus *bus, const Options *o, uint64_t size) {
-        BenchSeries alloc = {}, rel = {};
+        BenchSeries alloc = {}, rel = {}, complete = {};
         const char *tool = o->pause_ms > 0 ? "daemon-paused" : "daemon";
         int r = 0;
 
         for (unsigned i = 0; i < o->warmup + o->iterations; i++) {
                 char *path = NULL;
-                double a, b;
+                double a, b, c, t0;
 
                 bench_pause_ms(o->pause_ms);
                 r = allocate(bus, o, o->owner, size, &path, &a);
                 if (r < 0)
                         break;
                 bench_pause_ms(o->pause_ms);
+                t0 = bench_now_us();
                 r = release(bus, path, &b);
                 free(path);
                 if (r < 0)
                         break;
+                r = pool_wait_clean(bus, o);
+                if (r < 0)
+                        break;
+                c = bench_now_us() - t0;
                 if (i < o->warmup)
                         continue;
                 bench_series_add(&alloc, a);
                 bench_series_add(&rel, b);
+                bench_series_add(&complete, c);
         }
         if (r >= 0) {
                 bench_print(tool, size, o->held, "allocate", &alloc);
                 bench_print(tool, size, o->held, "release", &rel);
+                bench_print(tool, size, o->held, "release.complete", &complete);
         }
         bench_series_free(&alloc);
         bench_series_free(&rel);
+        bench_series_free(&complete);
         return r;
 }
 
@@ -265,6 +358,7 @@ int main(int argc, char **argv) {
                 .n_sizes = 2,
         };
         BenchSeries pings = {}, fill = {}, drain = {};
+        double t0;
         sd_bus *bus = NULL;
         char **held = NULL;
         unsigned n_held = 0;
@@ -274,6 +368,15 @@ int main(int argc, char **argv) {
                 return 2;
         if (bus_connect(&o, &bus) < 0)
                 return 1;
+        r = pool_resolve(bus, &o);
+        if (r < 0)
+                goto finish;
+        /* At its first start after boot the daemon zeroes the whole pool. */
+        t0 = bench_now_us();
+        r = pool_wait_clean(bus, &o);
+        if (r < 0)
+                goto finish;
+        fprintf(stderr, "bus-bench: pool clean after %.1f s\n", (bench_now_us() - t0) / 1e6);
 
         for (unsigned i = 0; i < o.warmup + o.iterations; i++) {
                 double t;
@@ -320,9 +423,14 @@ finish:
                 bench_series_add(&drain, t);
                 free(held[n_held]);
         }
-        if (o.held > 0)
+        if (o.held > 0) {
                 bench_print("daemon", 2 * BENCH_MiB, o.held, "drain", &drain);
+                /* Leave the pool as found: nothing left to zero. */
+                if (o.pool_path && pool_wait_clean(bus, &o) < 0 && r >= 0)
+                        r = -ETIMEDOUT;
+        }
         free(held);
+        free(o.pool_path);
         bench_series_free(&pings);
         bench_series_free(&fill);
         bench_series_free(&drain);

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +52,7 @@ enum {
 static const char *const alloc_phase[_ALLOC_MAX] = { "create", "mapping", "bind", "open" };
 
 enum {
+        RELEASE_ZERO,
         RELEASE_CLOSE,
         RELEASE_UNBIND,
         RELEASE_REMOVE_ID,
@@ -58,7 +60,8 @@ enum {
         RELEASE_DELETE,
         _RELEASE_MAX,
 };
-static const char *const release_phase[_RELEASE_MAX] = { "close", "unbind", "remove_id", "size0", "delete" };
+static const char *const release_phase[_RELEASE_MAX] = { "zero", "close", "unbind", "remove_id", "size0",
+                                                              "delete" };
 
 /* daxctl mode has its own steps. */
 enum {
@@ -74,6 +77,7 @@ typedef struct Options {
         unsigned warmup;
         unsigned held;
         unsigned pause_ms;
+        bool zero;
         uint64_t sizes[SIZES_MAX];
         size_t n_sizes;
         const char *daxctl; /* NULL: raw sysfs */
@@ -91,6 +95,7 @@ typedef struct Floor {
 typedef struct Device {
         char name[NAME_LEN];
         int fd;
+        uint64_t size;
 } Device;
 
 /* Formats a sysfs path into a PATH_MAX buffer; these paths are short, so
@@ -169,6 +174,7 @@ static int raw_allocate(Floor *f, uint64_t start, uint64_t size, Device *d, doub
         int r;
 
         d->fd = -1;
+        d->size = size;
         t0 = bench_now_us();
         pathf(path, "%s/create", f->region);
         r = write_attr(path, "1");
@@ -221,7 +227,21 @@ static int raw_release(Floor *f, Device *d, double t[_RELEASE_MAX]) {
         double t0, t1;
         int r;
 
+        /* What daxbrokerd does before it gives memory back: zero it
+         * through the device. */
         t0 = bench_now_us();
+        if (f->o.zero && d->fd >= 0) {
+                void *p = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED, d->fd, 0);
+
+                if (p == MAP_FAILED)
+                        return fail(-errno, "mapping", d->name);
+                memset(p, 0, d->size);
+                munmap(p, d->size);
+        }
+        t1 = bench_now_us();
+        t[RELEASE_ZERO] = t1 - t0;
+
+        t0 = t1;
         if (d->fd >= 0)
                 close(d->fd);
         d->fd = -1;
@@ -418,15 +438,12 @@ static int measure(Floor *f, uint64_t size, const char *tool) {
         BenchSeries alloc = {}, release = {}, aphase[_ALLOC_MAX] = {}, rphase[_RELEASE_MAX] = {};
         uint64_t start = f->start + (uint64_t) f->o.held * 2 * BENCH_MiB;
         unsigned total = f->o.warmup + f->o.iterations;
-        const char *tool_name = tool;
-        char paused[32];
+        char tool_name[64];
         int r = 0;
 
-        /* Paused series are kept apart: see bench_pause_ms(). */
-        if (f->o.pause_ms > 0) {
-                snprintf(paused, sizeof(paused), "%s-paused", tool);
-                tool_name = paused;
-        }
+        /* Paused and zeroing series are kept apart: see bench_pause_ms(). */
+        snprintf(tool_name, sizeof(tool_name), "%s%s%s", tool, f->o.pause_ms > 0 ? "-paused" : "",
+                 f->o.zero ? "-zero" : "");
 
         for (unsigned i = 0; i < total; i++) {
                 double at[_ALLOC_MAX] = {}, rt[_RELEASE_MAX] = {}, a = 0, b = 0, t0;
@@ -473,7 +490,8 @@ static int measure(Floor *f, uint64_t size, const char *tool) {
                 for (size_t k = 0; !f->o.daxctl && k < _ALLOC_MAX; k++)
                         bench_series_add(&aphase[k], at[k]);
                 for (size_t k = 0; k < nr; k++)
-                        bench_series_add(&rphase[k], rt[k]);
+                        if (f->o.daxctl || k != RELEASE_ZERO || f->o.zero)
+                                bench_series_add(&rphase[k], rt[k]);
         }
 
         if (r == 0) {
@@ -511,6 +529,7 @@ static void help(void) {
                "  -s --sizes LIST        Sizes, comma-separated (default 2M,1G)\n"
                "  -H --held K            Keep K devices of 2 MiB alive while measuring (default 0)\n"
                "  -P --pause-ms MS       Sleep before each allocate and each release (default 0)\n"
+               "  -z --zero              Zero the device through a mapping before each release\n"
                "     --daxctl[=PATH]     Time daxctl create-device / disable-device +\n"
                "                         destroy-device instead of the raw sysfs writes\n");
 }
@@ -525,12 +544,13 @@ static int parse_args(int argc, char **argv, Options *o) {
                 { "sizes", required_argument, NULL, 's' },
                 { "held", required_argument, NULL, 'H' },
                 { "pause-ms", required_argument, NULL, 'P' },
+                { "zero", no_argument, NULL, 'z' },
                 { "daxctl", optional_argument, NULL, ARG_DAXCTL },
                 {},
         };
         int c, r = 0;
 
-        while ((c = getopt_long(argc, argv, "hr:n:w:s:H:P:", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "hr:n:w:s:H:P:z", options, NULL)) >= 0) {
                 switch (c) {
                 case 'h':
                         help();
@@ -554,6 +574,9 @@ static int parse_args(int argc, char **argv, Options *o) {
                         break;
                 case 'P':
                         r = bench_parse_unsigned(optarg, &o->pause_ms);
+                        break;
+                case 'z':
+                        o->zero = true;
                         break;
                 case ARG_DAXCTL:
                         o->daxctl = optarg ? optarg : "daxctl";

@@ -3,7 +3,11 @@
 # rig (chroot of the host root, installed daxbroker tree on top, system bus
 # up) and measures region 1 three ways, one after the other so that nothing
 # else touches the region meanwhile:
-#   floor   the raw sysfs cycle (bench/floor)
+#   floor   the raw sysfs cycle (bench/floor), back to back; also with a
+#           pause before each step (floor-paused: every step pays the RCU
+#           grace period of mem_hotplug_begin(), as the daemon's steps do),
+#           and zeroing the device before release (floor-zero: what the
+#           daemon does in the background after answering Release)
 #   daemon  daxbrokerd's Allocate / Release over D-Bus (bench/bus-bench)
 #   daxctl  daxctl create-device / disable-device + destroy-device
 # Each round runs floor, then starts daxbrokerd, runs bus-bench and stops it
@@ -13,20 +17,26 @@
 #   --iterations N          measured cycles per size and round (default 30)
 #   --rounds R              floor/daemon rounds (default 3)
 #   --held K                live 2 MiB allocations for the flatness runs (500)
+#   --paused-iterations N   floor-paused and floor-zero cycles per size and
+#                           round (default 10; 0 skips them)
+#   --pause-ms MS           pause of floor-paused (default 100)
 #   --daxctl-iterations N   daxctl cycles per size (default 10; 0 skips)
-#   --trace                 afterwards, run a few daemon cycles under
-#                           strace -f -T (kept in the results directory)
+#   --trace                 afterwards, trace every syscall of a few daemon
+#                           and floor cycles with ftrace (kept in the
+#                           results directory; bench/syscall-timeline.py)
 # Raw result lines go to $DAXRIG_RESULTS/raw-KERNEL.txt, the table to
 # stdout (bench/report.awk).
 set -u
 
-iterations=30 rounds=3 held=500 daxctl_iterations=10 trace=0
+iterations=30 rounds=3 held=500 daxctl_iterations=10 paused_iterations=10 pause_ms=100 trace=0
 while [ $# -gt 0 ]; do
         case $1 in
         --iterations) iterations=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --held) held=$2; shift 2 ;;
         --daxctl-iterations) daxctl_iterations=$2; shift 2 ;;
+        --paused-iterations) paused_iterations=$2; shift 2 ;;
+        --pause-ms) pause_ms=$2; shift 2 ;;
         --trace) trace=1; shift ;;
         --) shift; break ;;
         -*) echo "guest-bench: unknown option $1" >&2; exit 2 ;;
@@ -116,7 +126,8 @@ CONF
         echo "# kernel $(uname -r) (flavour $kernel, memhp ${DAXRIG_MEMHP:-?})"
         echo "# $(dmesg | grep -o 'Hypervisor detected: .*' | head -n 1)"
         echo "# cpu: $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2-)"
-        echo "# iterations $iterations x $rounds rounds, held $held, daxctl iterations $daxctl_iterations"
+        echo "# iterations $iterations x $rounds rounds, held $held, paused/zeroing iterations" \
+                "$paused_iterations x $rounds (pause $pause_ms ms), daxctl iterations $daxctl_iterations"
 } >"$raw"
 
 take_over_region
@@ -125,6 +136,10 @@ for ((round = 1; round <= rounds; round++)); do
         echo "# round $round" >>"$raw"
         run "round $round: floor, 1 live" "$floor" -r $region -n "$iterations" -H 0
         run "round $round: floor, $held held" "$floor" -r $region -n "$iterations" -H "$held"
+        if [ "$paused_iterations" -gt 0 ]; then
+                run "round $round: floor, paused" "$floor" -r $region -n "$paused_iterations" -P "$pause_ms"
+                run "round $round: floor, zeroing" "$floor" -r $region -n "$paused_iterations" -w 1 --zero
+        fi
 
         start_daemon || die "daxbrokerd did not come up: $(tail -n 20 /tmp/daxbrokerd.log)"
         cpu0=$(daemon_cpu)
@@ -142,18 +157,26 @@ if [ "$daxctl_iterations" -gt 0 ]; then
 fi
 
 if [ "$trace" = 1 ]; then
-        # Where the daemon's time goes: every syscall with its duration.
-        for h in 0 "$held"; do
-                start_daemon || die "daxbrokerd did not come up"
-                # Fill outside the trace; then trace a few measured cycles.
-                strace -f -tt -T -o "/tmp/strace-held$h.txt" -p "$pid" &
-                spid=$!
-                sleep 1
-                "$busbench" -p bench -n 5 -w 0 -H "$h" >"/tmp/trace-held$h.txt" || say "traced run failed"
-                kill "$spid"; wait "$spid" 2>/dev/null
-                stop_daemon
-                cp "/tmp/strace-held$h.txt" "/tmp/trace-held$h.txt" "$res/" 2>/dev/null
-        done
+        # Every syscall of a few cycles, with kernel timestamps (ftrace has
+        # far less overhead than strace): bench/syscall-timeline.py reads it.
+        t=/sys/kernel/tracing
+        mountpoint -q $t || mount -t tracefs tracefs $t || die "no tracefs"
+        echo 65536 >$t/buffer_size_kb
+        start_daemon || die "daxbrokerd did not come up"
+        "$busbench" -p bench -n 1 -w 0 -s 2M >/dev/null || die "warm-up failed"
+        echo >$t/trace
+        echo 1 >$t/events/syscalls/enable
+        echo 1 >$t/tracing_on
+        "$busbench" -p bench -n 3 -w 0 -s 2M >"$res/trace-daemon-$kernel.txt" || say "traced daemon run failed"
+        echo 0 >$t/tracing_on
+        cp $t/trace "$res/ftrace-daemon-$kernel.txt"
+        stop_daemon
+        echo >$t/trace
+        echo 1 >$t/tracing_on
+        "$floor" -r $region -n 3 -w 0 -s 2M >"$res/trace-floor-$kernel.txt" || say "traced floor run failed"
+        echo 0 >$t/tracing_on
+        echo 0 >$t/events/syscalls/enable
+        cp $t/trace "$res/ftrace-floor-$kernel.txt"
 fi
 
 cp /tmp/daxbrokerd.log "$res/daxbrokerd-$kernel.log" 2>/dev/null

@@ -10,8 +10,9 @@
 #   --accel kvm|tcg|auto    passed to run-vm.sh (default auto)
 #   --results DIR           where raw numbers, logs and report.txt go
 #                           (default: a new /var/tmp/daxbroker-bench.XXXXXX)
-#   --iterations N, --rounds R, --held K, --daxctl-iterations N, --trace
-#                           passed to bench/guest-bench.sh
+#   --iterations N, --rounds R, --held K, --daxctl-iterations N,
+#   --paused-iterations N, --pause-ms MS, --trace
+#                           passed to bench/guest-bench.sh (see there)
 #
 # Prints, per kernel, the median latencies and the ratios with the targets
 # (each of Allocate and Release at most 1.3x its floor; with 500 live
@@ -26,7 +27,8 @@ while [ $# -gt 0 ]; do
         --kernel) kernels+=("$2"); shift 2 ;;
         --accel) accel=$2; shift 2 ;;
         --results) results=$2; shift 2 ;;
-        --iterations|--rounds|--held|--daxctl-iterations) guest_opts+=("$1" "$2"); shift 2 ;;
+        --iterations|--rounds|--held|--daxctl-iterations|--paused-iterations|--pause-ms)
+                guest_opts+=("$1" "$2"); shift 2 ;;
         --trace) guest_opts+=("$1"); shift ;;
         -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
         --) shift; break ;;

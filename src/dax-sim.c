@@ -14,8 +14,8 @@
  *    device's align (the kernel binds, and faults on the mapping fail).
  * Names that match no device give -ENODEV, except delete_device of an
  * unknown device in an existing region, which is the kernel's -ENXIO.
- * open_device of a device not bound to device_dax gives -ENOENT: the
- * /dev node only exists while device_dax holds it.
+ * open_device of a device not bound to device_dax gives -ENXIO, as the
+ * real backend reports it.
  *
  * Bytes live at physical addresses, like real memory: each region has a
  * sparse memfd (offset = address - region start). An open device gets its
@@ -1179,7 +1179,7 @@ static int sim_open_device(DaxBackend *b, const char *name) {
         if (k < 0)
                 return k;
         if (d->driver != DAX_DRIVER_DEVICE_DAX)
-                return -ENOENT;
+                return -ENXIO;
 
         k = sim_device_materialize(r, d);
         if (k < 0)
