@@ -209,7 +209,51 @@ static void test_state_names(void) {
         g_assert_cmpstr(allocation_state_to_string(ALLOCATION_ACTIVE), ==, "active");
         g_assert_cmpstr(allocation_state_to_string(ALLOCATION_CREATING), ==, "creating");
         g_assert_cmpstr(allocation_state_to_string(ALLOCATION_RELEASING), ==, "releasing");
-        g_assert_null(allocation_state_to_string((AllocationState) 3));
+        g_assert_cmpstr(allocation_state_to_string(ALLOCATION_SCRUBBING), ==, "scrubbing");
+        g_assert_null(allocation_state_to_string((AllocationState) 4));
+}
+
+/* boot_id, dirty ranges and a transient client survive a round trip; bad
+ * ones are refused as a whole. */
+static void test_state_extras(void) {
+        g_autoptr(GPtrArray) records = sample_records();
+        g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(DirtyRange));
+        DirtyRange d = { .region_id = 1, .start = 8 * GiB, .size = 4 * MiB };
+        StoreState st = { .allocations = records, .boot_id = (char *) "5e1f-boot", .dirty = dirty }, back;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text = NULL, *again = NULL;
+
+        g_array_append_val(dirty, d);
+        ((AllocationRecord *) records->pdata[0])->transient = true;
+        ((AllocationRecord *) records->pdata[0])->client = g_strdup(":1.42");
+        text = store_state_to_data(&st);
+        g_assert_cmpint(store_load_state_data(text, strlen(text), &back, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpstr(back.boot_id, ==, "5e1f-boot");
+        g_assert_cmpuint(back.dirty->len, ==, 1);
+        g_assert_cmpuint(g_array_index(back.dirty, DirtyRange, 0).region_id, ==, 1);
+        g_assert_cmpuint(g_array_index(back.dirty, DirtyRange, 0).start, ==, 8 * GiB);
+        g_assert_cmpuint(g_array_index(back.dirty, DirtyRange, 0).size, ==, 4 * MiB);
+        g_assert_cmpstr(((AllocationRecord *) back.allocations->pdata[0])->client, ==, ":1.42");
+        again = store_state_to_data(&back);
+        g_assert_cmpstr(text, ==, again);
+        store_state_clear(&back);
+
+        static const char *const bad[] = {
+                "{\"version\":1,\"allocations\":[],\"dirty\":[{\"region\":0,\"start\":1,\"size\":2097152}]}",
+                "{\"version\":1,\"allocations\":[],\"dirty\":[{\"region\":0,\"start\":0,\"size\":0}]}",
+                "{\"version\":1,\"allocations\":[],\"dirty\":[{\"region\":0,\"start\":0}]}",
+                "{\"version\":1,\"allocations\":[],\"dirty\":{}}",
+                "{\"version\":1,\"allocations\":[],\"boot_id\":7}",
+                "{\"version\":1,\"allocations\":[],\"boot_id\":\"a/b\"}",
+        };
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                g_autoptr(GError) e = NULL;
+                StoreState x;
+
+                g_assert_cmpint(store_load_state_data(bad[i], strlen(bad[i]), &x, &e), ==, -EBADMSG);
+                g_assert_nonnull(e);
+        }
 }
 
 static void test_round_trip_data(void) {
@@ -615,6 +659,7 @@ int main(int argc, char **argv) {
 
         g_test_add_func("/store/state-names", test_state_names);
         g_test_add_func("/store/round-trip-data", test_round_trip_data);
+        g_test_add_func("/store/state-extras", test_state_extras);
         g_test_add_func("/store/format-on-disk", test_format_on_disk);
         g_test_add_func("/store/empty", test_empty);
         g_test_add_func("/store/load-missing", test_load_missing);
