@@ -543,7 +543,7 @@ static void test_reject_allocation_fields(void) {
                 { "transient", "1", "allocation 0 (id 'a'): transient: must be true or false" },
                 { "transient", "\"true\"", "allocation 0 (id 'a'): transient: must be true or false" },
                 { "transient", NULL, "allocation 0 (id 'a'): transient: is missing" },
-                { "state", "\"gone\"", "allocation 0 (id 'a'): state: must be \"active\", \"creating\" or \"releasing\" (value 'gone')" },
+                { "state", "\"gone\"", "allocation 0 (id 'a'): state: must be \"active\", \"creating\", \"releasing\" or \"scrubbing\" (value 'gone')" },
                 { "state", "\"Active\"", "allocation 0 (id 'a'): state: must be" },
                 { "state", "0", "allocation 0 (id 'a'): state: must be a string" },
                 { "ranges", NULL, "allocation 0 (id 'a'): ranges: is missing" },
