@@ -338,9 +338,9 @@ int main(int argc, char **argv) {
         if (add_other_methods(def, v, &n) < 0)
                 return 1;
 
-        printf("scrub-bench: %s of %s, %u threads, %u runs each after %u warm-up, default method %s\n",
-               bench_size_str(len, sz, sizeof(sz)), o.path ?: "MAP_SHARED|MAP_ANONYMOUS memory", threads, o.reps,
-               o.warmup, scrubber_method(def));
+        printf("scrub-bench: %s of %s, %u thread%s, %u runs each after %u warm-up, default method %s\n",
+               bench_size_str(len, sz, sizeof(sz)), o.path ?: "MAP_SHARED|MAP_ANONYMOUS memory", threads,
+               threads == 1 ? "" : "s", o.reps, o.warmup, scrubber_method(def));
         fflush(stdout);
 
         /* Page faults (and, for shmem, the allocation of every page) are
