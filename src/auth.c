@@ -97,11 +97,6 @@ static const AuthRule *auth_rule(sd_bus_message *m, AuthScope scope) {
         return NULL;
 }
 
-const char *auth_action(sd_bus_message *m, AuthScope scope) {
-        const AuthRule *rule = auth_rule(m, scope);
-        return rule ? rule->action : NULL;
-}
-
 static int deny(sd_bus_error *ret_error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int deny(sd_bus_error *ret_error, const char *fmt, ...) {
         va_list ap;
@@ -125,15 +120,16 @@ static void auth_query_settle(AuthQuery *q, sd_bus_message *reply) {
         unsigned uid = (unsigned) q->uid;
         int authorized = 0, challenge = 0, r;
 
+        if (e && polkit_absent(e)) {
+                q->denial = g_strdup_printf("polkit (" POLKIT_NAME ") is not running on the system bus, so only "
+                                            "root may %s (polkit action %s); asked by uid %u",
+                                            what, action, uid);
+                log_notice("%s", q->denial);
+                return;
+        }
         if (e) {
-                if (polkit_absent(e))
-                        q->denial = g_strdup_printf("polkit (" POLKIT_NAME ") is not running on the system bus, so "
-                                                    "only root may %s (polkit action %s); asked by uid %u",
-                                                    what, action, uid);
-                else
-                        q->denial = g_strdup_printf("Cannot ask polkit whether uid %u may %s (polkit action %s): "
-                                                    "%s",
-                                                    uid, what, action, e->message ? e->message : e->name);
+                q->denial = g_strdup_printf("Cannot ask polkit whether uid %u may %s (polkit action %s): %s", uid,
+                                            what, action, e->message ? e->message : e->name);
                 log_warning("%s", q->denial);
                 return;
         }

@@ -34,10 +34,6 @@ typedef struct Auth Auth;
 int auth_new(sd_bus *bus, Auth **ret);
 void auth_free(Auth *auth);
 
-/* The polkit action method call m needs in this scope, or NULL when the
- * table has no entry (then it is denied). */
-const char *auth_action(sd_bus_message *m, AuthScope scope);
-
 /* Decides whether the sender of method call m, whose uid the caller has
  * looked up, may do what m asks in this scope. Returns 1 when allowed; a
  * negative errno with ret_error set (AccessDenied, Busy) when not; 0 when

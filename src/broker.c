@@ -25,9 +25,9 @@ struct Broker {
         /* Records of regions we do not manage right now (config changed,
          * region missing): kept verbatim so nothing is forgotten. */
         GPtrArray *unmanaged;    /* AllocationRecord* */
-        GPtrArray *scrubbing;    /* Allocation* released, being zeroed */
         GQueue *waiting;         /* WaitingAllocate* */
         Scrubber *scrubber;
+        sd_event_source *scrub_timer;
         char *boot_id;
         bool stopping;
         BrokerListener listener;
@@ -39,6 +39,7 @@ struct Broker {
 #define SCRUB_LANE(region) ((region) + 0x10000u)
 
 static void broker_scrub_kick(Broker *b);
+static void broker_scrub_later(Broker *b);
 
 /* ---- small helpers ---- */
 
@@ -107,14 +108,16 @@ void broker_drain(Broker *b) {
 }
 
 void pool_usage(const Pool *p, PoolUsage *ret) {
+        /* Free is what no device holds, so it equals the kernel's
+         * available_size: dirty memory in it is zeroed on the way out. */
         *ret = (PoolUsage) {
-                .free = extent_map_total(p->map, EXTENT_FREE),
+                .free = extent_map_total(p->map, EXTENT_FREE) + extent_map_total_bare_dirty(p->map),
                 .allocated = extent_map_total(p->map, EXTENT_ALLOCATED) +
                              extent_map_total(p->map, EXTENT_PENDING),
                 .host = extent_map_total(p->map, EXTENT_HOST),
                 .dirty = extent_map_total(p->map, EXTENT_DIRTY),
                 .foreign = extent_map_total(p->map, EXTENT_FOREIGN),
-                .largest_free = extent_map_largest_free(p->map, 2 * MiB, p->boundary),
+                .largest_free = extent_map_largest_usable(p->map, 2 * MiB, p->boundary, true),
         };
 }
 
@@ -199,8 +202,6 @@ static int broker_save(Broker *b, GError **error) {
 
         for (guint i = 0; i < allocs->len; i++)
                 g_ptr_array_add(recs, ((Allocation *) allocs->pdata[i])->rec);
-        for (guint i = 0; i < b->scrubbing->len; i++)
-                g_ptr_array_add(recs, ((Allocation *) b->scrubbing->pdata[i])->rec);
         for (guint i = 0; i < b->unmanaged->len; i++)
                 g_ptr_array_add(recs, b->unmanaged->pdata[i]);
         collect_dirty(b, dirty);
@@ -597,7 +598,7 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                                 *ret_n = n;
                                 return p;
                         }
-                        largest = max_u64(largest, extent_map_largest_free(p->map, align, p->boundary));
+                        largest = max_u64(largest, extent_map_largest_usable(p->map, align, p->boundary, true));
                 }
 
         if (!any_candidate) {
@@ -804,113 +805,84 @@ bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone d
         return allocate_try(b, req, done, userdata, true, error);
 }
 
-/* ---- release: scrub through the device, then destroy it ---- */
+/* ---- release: destroy the device, then zero its memory ---- */
 
-typedef struct RetireJob {
+typedef struct ReleaseJob {
         Broker *broker;
         Allocation *allocation;
         char name[DAX_NAME_MAX];
-        uint64_t size;
         int err;
         const char *step;
-} RetireJob;
+        BrokerDone done;
+        void *userdata;
+} ReleaseJob;
 
-static void retire_destroy_work(void *p) {
-        RetireJob *j = p;
+static void release_work(void *p) {
+        ReleaseJob *j = p;
 
-        j->err = kernel_destroy(j->broker->backend, j->name, &j->step);
+        j->err = j->name[0] ? kernel_destroy(j->broker->backend, j->name, &j->step) : 0;
 }
 
-static void retire_destroy_done(void *p) {
-        RetireJob *j = p;
+static void release_done(void *p) {
+        ReleaseJob *j = p;
         Broker *b = j->broker;
         Allocation *a = j->allocation;
         Pool *pool = a->pool;
+        g_autoptr(GError) error = NULL;
+        char sz[FORMAT_SIZE_MAX];
 
-        pool->scrubs_in_flight--;
+        a->busy = false;
         if (j->err < 0) {
-                /* Stays on record as scrubbing: the next start-up retries. */
-                log_error("Cannot destroy %s of released allocation %s while %s: %s", j->name, a->rec->id, j->step,
-                          g_strerror(-j->err));
+                /* Stays RELEASING: a new Release or the next start-up retries. */
+                g_set_error(&error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "Kernel refused while %s %s: %s",
+                            j->step, j->name, g_strerror(-j->err));
+                log_error("Release %s failed: %s", a->rec->id, error->message);
+                if (j->done)
+                        j->done(0, error, j->userdata);
                 g_free(j);
-                waiting_retry(b);
                 return;
         }
-        log_info("Zeroed and destroyed %s of released allocation %s", j->name, a->rec->id);
-        extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, a->retire_result, NULL);
-        g_ptr_array_remove(b->scrubbing, a);
-        g_free(j);
-        (void) broker_save(b, NULL);
+
+        log_info("Released %s of '%s' (%s, %s); its memory is zeroed before reuse", a->rec->id, a->rec->owner,
+                 j->name[0] ? j->name : "no device", format_size(allocation_size(a), sz, sizeof(sz)));
+        stable_path_remove(b, a->rec);
+        notify_removed(b, a);
+        /* The kernel does not zero device memory: what the owner left
+         * there is dirt until the scrubber has been through it. */
+        extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, NULL);
+        g_hash_table_remove(b->allocations, a->rec->id);
+        if (broker_save(b, &error) < 0)
+                /* The file still says RELEASING, which the next start-up
+                 * finishes (and zeroes); nothing is lost. */
+                log_error("Cannot record the release: %s", error->message);
         notify_sizes(b, pool);
-        broker_scrub_kick(b);
+        if (j->done)
+                j->done(1, NULL, j->userdata);
+        g_free(j);
+        broker_scrub_later(b);
         waiting_retry(b);
 }
 
-static void retire_zero_work(void *p) {
-        RetireJob *j = p;
-
-        j->err = kernel_zero(j->broker, j->name, j->size, NULL, 0, &j->step);
-}
-
-static void retire_zero_done(void *p) {
-        RetireJob *j = p;
-        Allocation *a = j->allocation;
-        ExtentKind after = EXTENT_FREE;
-
-        if (j->err < 0) {
-                /* The device goes anyway; its memory stays dirty and is
-                 * zeroed later through a scrub device. */
-                log_warning("Cannot zero %s of released allocation %s while %s: %s; zeroing it later", j->name,
-                            a->rec->id, j->step, g_strerror(-j->err));
-                after = EXTENT_DIRTY;
-        }
-        j->err = 0;
-        j->step = NULL;
-        a->retire_result = after;
-        worker_submit(j->broker->worker, a->pool->region_id, retire_destroy_work, retire_destroy_done, j);
-}
-
-/* Takes an allocation out of service: it leaves the API at once, and its
- * memory is zeroed through its own device in the background, then the
- * device is destroyed and the memory is clean and free. */
+/* Takes a device down without a caller waiting (a failed commit). */
 static void allocation_retire(Broker *b, Allocation *a) {
-        RetireJob *j;
+        ReleaseJob *j = g_new0(ReleaseJob, 1);
 
-        a->rec->state = ALLOCATION_SCRUBBING;
-        a->busy = true;
-        extent_map_set_ranges(a->pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, a);
-        g_hash_table_steal(b->allocations, a->rec->id);
-        g_ptr_array_add(b->scrubbing, a);
-        a->pool->scrubs_in_flight++;
-
-        j = g_new0(RetireJob, 1);
-        *j = (RetireJob) { .broker = b, .allocation = a, .size = allocation_size(a) };
+        *j = (ReleaseJob) { .broker = b, .allocation = a };
         g_strlcpy(j->name, a->rec->device ? a->rec->device : "", sizeof(j->name));
-        if (!j->name[0]) {
-                j->err = -ENODEV;
-                j->step = "finding the device";
-                retire_zero_done(j);
-                return;
-        }
-        worker_submit(b->worker, SCRUB_LANE(a->pool->region_id), retire_zero_work, retire_zero_done, j);
+        a->rec->state = ALLOCATION_RELEASING;
+        a->busy = true;
+        worker_submit(b->worker, a->pool->region_id, release_work, release_done, j);
 }
 
-typedef struct ReleaseRequest {
-        BrokerDone done;
-        void *userdata;
-} ReleaseRequest;
-
-static bool release_start(Broker *b, Allocation *a, GError **error) {
-        char sz[FORMAT_SIZE_MAX];
+static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
+        ReleaseJob *j;
 
         if (a->busy) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
                             "Allocation %s has an operation in progress, try again", a->rec->id);
                 return false;
         }
-        /* From here the owner has no claim on it; it is saved as scrubbing
-         * so that a crash before the zeroing finishes resumes it. */
-        a->rec->state = ALLOCATION_SCRUBBING;
+        a->rec->state = ALLOCATION_RELEASING;
         if (broker_save(b, error) < 0) {
                 a->rec->state = ALLOCATION_ACTIVE;
                 g_prefix_error(error, "Cannot record the release: ");
@@ -918,26 +890,43 @@ static bool release_start(Broker *b, Allocation *a, GError **error) {
                 (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
                 return false;
         }
-        log_info("Released %s of '%s' (%s, %s); zeroing it before reuse", a->rec->id, a->rec->owner,
-                 a->rec->device ? a->rec->device : "no device", format_size(allocation_size(a), sz, sizeof(sz)));
-        stable_path_remove(b, a->rec);
-        notify_removed(b, a);
-        allocation_retire(b, a);
-        notify_sizes(b, a->pool);
+        j = g_new0(ReleaseJob, 1);
+        *j = (ReleaseJob) { .broker = b, .allocation = a, .done = done, .userdata = userdata };
+        g_strlcpy(j->name, a->rec->device ? a->rec->device : "", sizeof(j->name));
+        a->busy = true;
+        worker_submit(b->worker, a->pool->region_id, release_work, release_done, j);
         return true;
 }
 
 bool broker_release(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
-        if (!release_start(b, a, error))
-                return false;
-        done(1, NULL, userdata);
-        return true;
+        return release_start(b, a, done, userdata, error);
+}
+
+typedef struct OwnerRelease {
+        unsigned outstanding;
+        unsigned released;
+        GError *first_error;
+        BrokerDone done;
+        void *userdata;
+} OwnerRelease;
+
+static void owner_release_one(unsigned count, const GError *error, void *userdata) {
+        OwnerRelease *o = userdata;
+
+        o->released += count;
+        if (error && !o->first_error)
+                o->first_error = g_error_copy(error);
+        if (--o->outstanding > 0)
+                return;
+        o->done(o->released, o->first_error, o->userdata);
+        g_clear_error(&o->first_error);
+        g_free(o);
 }
 
 bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *userdata, GError **error) {
         g_autoptr(GPtrArray) all = broker_list_allocations(b);
         const char *why = name_invalid_reason(owner);
-        unsigned count = 0;
+        OwnerRelease *o;
 
         if (why) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT, "Owner %s", why);
@@ -952,19 +941,22 @@ bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *u
                         return false;
                 }
         }
+
+        o = g_new0(OwnerRelease, 1);
+        o->done = done;
+        o->userdata = userdata;
+        o->outstanding = 1; /* held until every release is queued */
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
                 g_autoptr(GError) e = NULL;
 
                 if (strcmp(a->rec->owner, owner) != 0)
                         continue;
-                if (!release_start(b, a, &e)) {
-                        g_propagate_prefixed_error(error, g_steal_pointer(&e), "Released %u, then: ", count);
-                        return false;
-                }
-                count++;
+                o->outstanding++;
+                if (!release_start(b, a, owner_release_one, o, &e))
+                        owner_release_one(0, e, o);
         }
-        done(count, NULL, userdata);
+        owner_release_one(0, NULL, o);
         return true;
 }
 
@@ -995,7 +987,7 @@ void broker_client_vanished(Broker *b, const char *client) {
                 if (!a->rec->transient || g_strcmp0(a->rec->client, client) != 0 || a->busy)
                         continue;
                 log_info("Client %s of transient allocation %s left the bus, releasing", client, a->rec->id);
-                if (!release_start(b, a, &e))
+                if (!release_start(b, a, NULL, NULL, &e))
                         log_error("Cannot release transient allocation %s: %s", a->rec->id, e->message);
         }
 }
@@ -1084,6 +1076,44 @@ static void scrub_create_done(void *p) {
                 return;
         }
         worker_submit(j->broker->worker, SCRUB_LANE(j->pool->region_id), scrub_zero_work, scrub_zero_done, j);
+}
+
+static int on_scrub_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        broker_scrub_kick(userdata);
+        return 0;
+}
+
+/* Released memory is zeroed a moment later rather than at once: releases
+ * that come together (a VM with several allocations, an owner's whole set)
+ * are zeroed as one, and right after a Release the pool shows the memory
+ * as free without a scrub device holding part of it. Allocations can use
+ * dirty memory meanwhile; they zero what they take. */
+#define SCRUB_DELAY_USEC (1000 * 1000)
+
+static void broker_scrub_later(Broker *b) {
+        uint64_t now;
+
+        if (!b->event) {
+                broker_scrub_kick(b);
+                return;
+        }
+        if (b->scrub_timer) {
+                int enabled = SD_EVENT_OFF;
+                (void) sd_event_source_get_enabled(b->scrub_timer, &enabled);
+                if (enabled != SD_EVENT_OFF)
+                        return;
+        }
+        (void) sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+        if (!b->scrub_timer) {
+                if (sd_event_add_time(b->event, &b->scrub_timer, CLOCK_MONOTONIC, now + SCRUB_DELAY_USEC, 0,
+                                      on_scrub_timer, b) < 0) {
+                        broker_scrub_kick(b);
+                        return;
+                }
+        } else {
+                (void) sd_event_source_set_time(b->scrub_timer, now + SCRUB_DELAY_USEC);
+        }
+        (void) sd_event_source_set_enabled(b->scrub_timer, SD_EVENT_ONESHOT);
 }
 
 /* Starts zeroing the next chunk of bare dirty memory in every pool that has
@@ -1316,32 +1346,6 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                 AllocationRecord *rec = records->pdata[i];
                 bool found = false;
 
-                if (rec->state == ALLOCATION_SCRUBBING) {
-                        /* Resume zeroing through the device if it is still
-                         * whole; otherwise its memory is bare dirt. */
-                        for (size_t k = 0; k < nd && !found; k++)
-                                if (!claimed[k] && devs[k].driver == DAX_DRIVER_DEVICE_DAX &&
-                                    ranges_equal(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges)) {
-                                        Allocation *a = g_new0(Allocation, 1);
-
-                                        claimed[k] = found = true;
-                                        g_free(rec->device);
-                                        rec->device = g_strdup(devs[k].name);
-                                        a->rec = rec;
-                                        a->pool = p;
-                                        g_free(rec->pool);
-                                        rec->pool = g_strdup(p->name);
-                                        g_hash_table_insert(b->allocations, rec->id, a);
-                                        extent_map_set_ranges(p->map, rec->ranges, rec->n_ranges, EXTENT_DIRTY, a);
-                                        log_info("Resuming the zeroing of released allocation %s (%s)", rec->id,
-                                                 rec->device);
-                                }
-                        if (found) {
-                                records->pdata[i] = NULL;
-                                continue;
-                        }
-                }
-
                 if (rec->state != ALLOCATION_ACTIVE) {
                         /* Cut short: roll back creation, finish release. */
                         for (size_t k = 0; k < nd; k++) {
@@ -1513,7 +1517,6 @@ static char *read_boot_id(void) {
 }
 
 int broker_start(Broker *b, GError **error) {
-        g_autoptr(GPtrArray) all = NULL;
         StoreState st;
         bool new_boot;
         int r;
@@ -1565,14 +1568,6 @@ int broker_start(Broker *b, GError **error) {
                 records->pdata[k] = NULL;
         }
 
-        /* Releases cut short by a crash resume zeroing where they were. */
-        all = broker_list_allocations(b);
-        for (guint i = 0; i < all->len; i++) {
-                Allocation *a = all->pdata[i];
-                if (a->rec->state == ALLOCATION_SCRUBBING)
-                        allocation_retire(b, a);
-        }
-
         r = broker_save(b, error);
         if (r < 0)
                 goto finish;
@@ -1618,7 +1613,6 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
         b->allocations = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) allocation_free);
         b->unmanaged = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
-        b->scrubbing = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_free);
         b->waiting = g_queue_new();
         b->boot_id = read_boot_id();
 
@@ -1666,8 +1660,8 @@ void broker_free(Broker *b) {
                 waiting_free(w);
         }
         g_queue_free(b->waiting);
+        sd_event_source_disable_unref(b->scrub_timer);
         scrubber_free(b->scrubber);
-        g_ptr_array_free(b->scrubbing, TRUE);
         g_hash_table_destroy(b->allocations);
         g_ptr_array_free(b->pools, TRUE);
         g_ptr_array_free(b->unmanaged, TRUE);

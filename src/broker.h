@@ -65,7 +65,6 @@ struct Allocation {
         AllocationRecord *rec;
         Pool *pool;
         bool busy; /* a kernel operation on it is in flight */
-        ExtentKind retire_result; /* after release: FREE once zeroed, else DIRTY */
 };
 
 typedef struct AllocateRequest {
@@ -143,10 +142,10 @@ unsigned broker_pending(Broker *b);
 void broker_drain(Broker *b);
 
 typedef struct PoolUsage {
-        uint64_t free;
+        uint64_t free;      /* held by no device: clean, or dirty and zeroed on use */
         uint64_t allocated; /* allocations and operations in progress */
         uint64_t host;
-        uint64_t dirty;
+        uint64_t dirty;     /* still to be zeroed (part of free, or in a scrub device) */
         uint64_t foreign;
         uint64_t largest_free;
 } PoolUsage;

@@ -288,7 +288,7 @@ static size_t extent_map_next_run(const ExtentMap *m, size_t i, bool include_dir
         return i;
 }
 
-uint64_t extent_map_largest_free(const ExtentMap *m, uint64_t align, uint64_t boundary) {
+uint64_t extent_map_largest_usable(const ExtentMap *m, uint64_t align, uint64_t boundary, bool include_dirty) {
         PlacementRules rules;
         uint64_t best = 0;
 
@@ -298,11 +298,24 @@ uint64_t extent_map_largest_free(const ExtentMap *m, uint64_t align, uint64_t bo
         for (size_t i = 0; i < m->n;) {
                 uint64_t s = 0, e = 0, p;
 
-                i = extent_map_next_run(m, i, false, &s, &e);
+                i = extent_map_next_run(m, i, include_dirty, &s, &e);
                 if (e > s)
                         best = max_u64(best, placement_usable(&rules, s, e, &p));
         }
         return best;
+}
+
+uint64_t extent_map_largest_free(const ExtentMap *m, uint64_t align, uint64_t boundary) {
+        return extent_map_largest_usable(m, align, boundary, false);
+}
+
+uint64_t extent_map_total_bare_dirty(const ExtentMap *m) {
+        uint64_t sum = 0;
+
+        for (size_t i = 0; i < m->n; i++)
+                if (m->extents[i].kind == EXTENT_DIRTY && !m->extents[i].tag)
+                        sum += m->extents[i].size;
+        return sum;
 }
 
 /* Best fit: the smallest free run that can hold size, lowest address on a tie. */

@@ -64,6 +64,10 @@ uint64_t extent_map_total(const ExtentMap *m, ExtentKind kind);
 
 /* Largest run of FREE bytes usable under the given align/boundary rules. */
 uint64_t extent_map_largest_free(const ExtentMap *m, uint64_t align, uint64_t boundary);
+/* The same, counting bare DIRTY extents (tag NULL) as usable if asked. */
+uint64_t extent_map_largest_usable(const ExtentMap *m, uint64_t align, uint64_t boundary, bool include_dirty);
+/* Bytes of DIRTY extents that no device holds (tag NULL). */
+uint64_t extent_map_total_bare_dirty(const ExtentMap *m);
 
 typedef struct PlacementRequest {
         uint64_t size;

@@ -17,7 +17,7 @@
  *       "device": "dax0.3" | null,  a device of that region; null while creating
  *       "created_usec": 1700000000000000,   CLOCK_REALTIME
  *       "transient": false,
- *       "state": "active",          "active", "creating", "releasing" or "scrubbing"
+ *       "state": "active",          "active", "creating" or "releasing"
  *       "client": ":1.42",          optional: bus client of a transient allocation
  *       "ranges": [ { "start": 4294967296, "size": 1073741824 } ]
  *     }
@@ -60,7 +60,6 @@ static const char *const state_names[] = {
         [ALLOCATION_ACTIVE] = "active",
         [ALLOCATION_CREATING] = "creating",
         [ALLOCATION_RELEASING] = "releasing",
-        [ALLOCATION_SCRUBBING] = "scrubbing",
 };
 
 static const char *const allocation_members[] = {
@@ -464,7 +463,7 @@ static int parse_allocation(JsonNode *node, size_t index, AllocationRecord **ret
                         break;
         if (s >= G_N_ELEMENTS(state_names))
                 return store_fail(error, index, rec->id, "state",
-                                  "must be \"active\", \"creating\", \"releasing\" or \"scrubbing\" (value '%s')",
+                                  "must be \"active\", \"creating\" or \"releasing\" (value '%s')",
                                   state);
         rec->state = (AllocationState) s;
 

@@ -20,7 +20,6 @@ typedef enum AllocationState {
         ALLOCATION_ACTIVE = 0,
         ALLOCATION_CREATING,  /* kernel work started, not finished */
         ALLOCATION_RELEASING, /* release started, not finished */
-        ALLOCATION_SCRUBBING, /* released; its device is zeroed, then destroyed */
 } AllocationState;
 
 typedef struct AllocationRecord {

@@ -367,6 +367,30 @@ static void test_kind_to_string(void) {
         g_assert_null(extent_kind_to_string(_EXTENT_KIND_MAX));
 }
 
+/* Bare dirty memory is placed only when asked for; dirt a device holds
+ * (tagged) never is. */
+static void test_place_include_dirty(void) {
+        ExtentMap *m = extent_map_new(4 * GiB, 1 * GiB);
+        static const int holder;
+        PlacementRequest req = { .size = 512 * MiB, .align = 2 * MiB, .contiguous = true };
+        DaxRange r[4];
+
+        g_assert_cmpint(extent_map_set(m, 4 * GiB, 512 * MiB, EXTENT_DIRTY, NULL), ==, 0);
+        g_assert_cmpint(extent_map_set(m, 4 * GiB + 512 * MiB, 512 * MiB, EXTENT_DIRTY, &holder), ==, 0);
+        g_assert_cmpint(extent_map_place(m, &req, r, 4), ==, -ENOSPC);
+        g_assert_cmpuint(extent_map_largest_usable(m, 2 * MiB, 0, false), ==, 0);
+        g_assert_cmpuint(extent_map_largest_usable(m, 2 * MiB, 0, true), ==, 512 * MiB);
+        g_assert_cmpuint(extent_map_total_bare_dirty(m), ==, 512 * MiB);
+        req.include_dirty = true;
+        g_assert_cmpint(extent_map_place(m, &req, r, 4), ==, 1);
+        g_assert_cmpuint(r[0].start, ==, 4 * GiB);
+        req.size = 1 * GiB;
+        req.contiguous = false;
+        req.max_ranges = 4;
+        g_assert_cmpint(extent_map_place(m, &req, r, 4), ==, -ENOSPC);
+        extent_map_free(m);
+}
+
 int main(int argc, char **argv) {
         g_test_init(&argc, &argv, NULL);
 
@@ -380,6 +404,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/extent-map/place/align-1g-physical", test_place_align_physical);
         g_test_add_func("/extent-map/place/split-fragmented", test_place_split);
         g_test_add_func("/extent-map/place/invalid-enospc", test_place_invalid);
+        g_test_add_func("/extent-map/place/include-dirty", test_place_include_dirty);
         g_test_add_func("/extent-map/kind-to-string", test_kind_to_string);
 
         return g_test_run();

@@ -209,8 +209,7 @@ static void test_state_names(void) {
         g_assert_cmpstr(allocation_state_to_string(ALLOCATION_ACTIVE), ==, "active");
         g_assert_cmpstr(allocation_state_to_string(ALLOCATION_CREATING), ==, "creating");
         g_assert_cmpstr(allocation_state_to_string(ALLOCATION_RELEASING), ==, "releasing");
-        g_assert_cmpstr(allocation_state_to_string(ALLOCATION_SCRUBBING), ==, "scrubbing");
-        g_assert_null(allocation_state_to_string((AllocationState) 4));
+        g_assert_null(allocation_state_to_string((AllocationState) 3));
 }
 
 /* boot_id, dirty ranges and a transient client survive a round trip; bad
@@ -543,7 +542,7 @@ static void test_reject_allocation_fields(void) {
                 { "transient", "1", "allocation 0 (id 'a'): transient: must be true or false" },
                 { "transient", "\"true\"", "allocation 0 (id 'a'): transient: must be true or false" },
                 { "transient", NULL, "allocation 0 (id 'a'): transient: is missing" },
-                { "state", "\"gone\"", "allocation 0 (id 'a'): state: must be \"active\", \"creating\", \"releasing\" or \"scrubbing\" (value 'gone')" },
+                { "state", "\"gone\"", "allocation 0 (id 'a'): state: must be \"active\", \"creating\" or \"releasing\" (value 'gone')" },
                 { "state", "\"Active\"", "allocation 0 (id 'a'): state: must be" },
                 { "state", "0", "allocation 0 (id 'a'): state: must be a string" },
                 { "ranges", NULL, "allocation 0 (id 'a'): ranges: is missing" },
