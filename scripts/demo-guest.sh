@@ -41,7 +41,7 @@ for d in /sys/bus/dax/devices/dax*; do
         n=$(basename "$d"); s=$(cat "$d/size")
         [ "$s" = 0 ] && continue
         printf '%s: %s bytes, driver %s, ranges:' "$n" "$s" "$(basename "$(readlink "$d/driver" 2>/dev/null)")"
-        for m in "$d"/mapping*; do printf ' %s-%s' "$(cat "$m/start")" "$(cat "$m/end")"; done
+        for m in "$d"/mapping[0-9]*; do printf ' %s-%s' "$(cat "$m/start")" "$(cat "$m/end")"; done
         echo
 done
 
@@ -73,6 +73,13 @@ say "Alpha shuts down: its memory goes back to the pool"
 run daxbrokerctl release-owner alpha
 say "Beta too"
 run daxbrokerctl release-owner beta
+say "Released memory is free at once, and counted dirty until it has been zeroed in the background"
+run daxbrokerctl status
+for _ in $(seq 600); do
+        daxbrokerctl --json status | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if all(p["dirty"]==0 for p in d["pools"]) else 1)' && break
+        sleep 0.2
+done
+say "A moment later every byte is zeroed: the next VM cannot read what alpha or beta left"
 run daxbrokerctl status
 say "What daxbrokerd logged"
 cat /tmp/daxbrokerd.log
