@@ -830,6 +830,7 @@ static void release_done(void *p) {
         Pool *pool = a->pool;
         g_autoptr(GError) error = NULL;
         char sz[FORMAT_SIZE_MAX];
+        bool transient;
 
         a->busy = false;
         if (j->err < 0) {
@@ -850,6 +851,7 @@ static void release_done(void *p) {
         /* The kernel does not zero device memory: what the owner left
          * there is dirt until the scrubber has been through it. */
         extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, NULL);
+        transient = a->rec->transient;
         g_hash_table_remove(b->allocations, a->rec->id);
         if (broker_save(b, &error) < 0)
                 /* The file still says RELEASING, which the next start-up
@@ -858,8 +860,13 @@ static void release_done(void *p) {
         notify_sizes(b, pool);
         if (j->done)
                 j->done(1, NULL, j->userdata);
+        /* Nobody waits on a transient release to look at the pool: its
+         * client is gone, so its data is zeroed at once. */
+        if (transient)
+                broker_scrub_kick(b);
+        else
+                broker_scrub_later(b);
         g_free(j);
-        broker_scrub_later(b);
         waiting_retry(b);
 }
 
