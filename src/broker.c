@@ -755,6 +755,10 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         rec->created_usec = now_usec();
         rec->transient = req->transient;
         rec->client = req->transient && req->client ? g_strdup(req->client) : NULL;
+        if (req->has_device_owner) {
+                rec->device_uid = req->device_uid;
+                rec->device_gid = req->device_gid;
+        }
         rec->state = ALLOCATION_CREATING;
         rec->n_ranges = n;
         memcpy(rec->ranges, ranges, n * sizeof(DaxRange));
@@ -1444,6 +1448,10 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                                 goto blocked;
 
                 kernel_create(be, p->region_id, rec->align, rec->ranges, rec->n_ranges, &res);
+                if (res.err >= 0 && (rec->device_uid != (uid_t) -1 || rec->device_gid != (gid_t) -1) &&
+                    fchown(res.fd, rec->device_uid, rec->device_gid) < 0)
+                        log_warning("Cannot give /dev/%s to %d:%d again: %m", res.name, (int) rec->device_uid,
+                                    (int) rec->device_gid);
                 if (res.err < 0) {
                         log_error("Cannot restore allocation %s of '%s' while %s: %s; keeping its record",
                                   rec->id, rec->owner, res.step, g_strerror(-res.err));

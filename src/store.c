@@ -19,6 +19,8 @@
  *       "transient": false,
  *       "state": "active",          "active", "creating" or "releasing"
  *       "client": ":1.42",          optional: bus client of a transient allocation
+ *       "device_uid": 64055,        optional: owner given to the device node
+ *       "device_gid": 64055,        optional: group given to the device node
  *       "ranges": [ { "start": 4294967296, "size": 1073741824 } ]
  *     }
  *   ],
@@ -65,10 +67,15 @@ static const char *const state_names[] = {
 static const char *const allocation_members[] = {
         "id", "owner", "owner_uid", "label", "pool", "region", "align",
         "device", "created_usec", "transient", "state", "ranges", "client",
+        "device_uid", "device_gid",
 };
 
 AllocationRecord *allocation_record_new(void) {
-        return g_new0(AllocationRecord, 1);
+        AllocationRecord *r = g_new0(AllocationRecord, 1);
+
+        r->device_uid = (uid_t) -1;
+        r->device_gid = (gid_t) -1;
+        return r;
 }
 
 void allocation_record_free(AllocationRecord *r) {
@@ -467,6 +474,20 @@ static int parse_allocation(JsonNode *node, size_t index, AllocationRecord **ret
                                   state);
         rec->state = (AllocationState) s;
 
+        /* Optional: a device node handed to a user or group. */
+        if (json_object_has_member(o, "device_uid")) {
+                r = member_uint(o, "device_uid", UINT32_MAX - 1, &v, index, rec->id, "device_uid", error);
+                if (r < 0)
+                        return r;
+                rec->device_uid = (uid_t) v;
+        }
+        if (json_object_has_member(o, "device_gid")) {
+                r = member_uint(o, "device_gid", UINT32_MAX - 1, &v, index, rec->id, "device_gid", error);
+                if (r < 0)
+                        return r;
+                rec->device_gid = (gid_t) v;
+        }
+
         if (json_object_has_member(o, "client")) {
                 r = member_string(o, "client", true, &rec->client, index, rec->id, error);
                 if (r < 0)
@@ -800,6 +821,14 @@ char *store_state_to_data(const StoreState *st) {
                 if (r->client) {
                         json_builder_set_member_name(b, "client");
                         json_builder_add_string_value(b, r->client);
+                }
+                if (r->device_uid != (uid_t) -1) {
+                        json_builder_set_member_name(b, "device_uid");
+                        json_builder_add_int_value(b, r->device_uid);
+                }
+                if (r->device_gid != (gid_t) -1) {
+                        json_builder_set_member_name(b, "device_gid");
+                        json_builder_add_int_value(b, r->device_gid);
                 }
                 json_builder_set_member_name(b, "ranges");
                 json_builder_begin_array(b);

@@ -34,6 +34,10 @@ typedef struct AllocationRecord {
         uint64_t created_usec;
         bool transient;
         char *client;     /* unique bus name a transient allocation is tied to, or NULL */
+        /* Owner given to the device node (-1: left alone), reapplied when
+         * the device is recreated after a reboot. */
+        uid_t device_uid;
+        gid_t device_gid;
         AllocationState state;
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];

@@ -187,10 +187,11 @@ typedef struct AllocOpts {
         uint64_t align;
         int contiguous; /* -1: not given */
         const char *label;
+        int64_t device_owner; /* -1: not given; else uid and gid */
         bool bad_key, bad_type;
 } AllocOpts;
 
-#define OPTS(...) ((AllocOpts) { .numa_node = -1, .contiguous = -1, __VA_ARGS__ })
+#define OPTS(...) ((AllocOpts) { .numa_node = -1, .contiguous = -1, .device_owner = -1, __VA_ARGS__ })
 
 /* Returns 0 with path and fd, or the D-Bus error name in ret_error_name. */
 static int allocate(const char *owner, uint64_t size, AllocOpts o, char *ret_path, int *ret_fd,
@@ -213,6 +214,10 @@ static int allocate(const char *owner, uint64_t size, AllocOpts o, char *ret_pat
                 sd_bus_message_append(m, "{sv}", "contiguous", "b", o.contiguous);
         if (o.label)
                 sd_bus_message_append(m, "{sv}", "label", "s", o.label);
+        if (o.device_owner >= 0) {
+                sd_bus_message_append(m, "{sv}", "device-uid", "u", (uint32_t) o.device_owner);
+                sd_bus_message_append(m, "{sv}", "device-gid", "u", (uint32_t) o.device_owner);
+        }
         if (o.bad_key)
                 sd_bus_message_append(m, "{sv}", "colour", "s", "blue");
         if (o.bad_type)
@@ -925,8 +930,10 @@ static int setup_persist(const char *file) {
         for (int i = 0; i < 3; i++) {
                 PoolInfo *p = &pools[i % np];
                 uint64_t sz = p->boundary ? p->boundary : 256 * MiB;
-                int r = allocate("scn-persist", sz, OPTS(.pool = p->name, .label = labels[i]), path, &fd, err,
-                                 sizeof(err));
+                /* The second one's node belongs to a VM manager's user. */
+                int r = allocate("scn-persist", sz,
+                                 OPTS(.pool = p->name, .label = labels[i], .device_owner = i == 1 ? 65534 : -1), path,
+                                 &fd, err, sizeof(err));
                 check(r >= 0, "persistent allocation %d in %s", i, p->name);
                 if (r < 0)
                         continue;
@@ -991,6 +998,13 @@ static int check_persist(const char *file) {
                 snprintf(link, sizeof(link), "%s/owners/scn-persist/%s", runtime_dir, label);
                 ssize_t l = readlink(link, target, sizeof(target) - 1);
                 check(l > 0 && strcmp(target, a.device) == 0, "stable path %s points at %s", link, a.device);
+                if (use_sysfs) {
+                        struct stat st;
+                        uid_t want = strcmp(label, "disk-b") == 0 ? 65534 : 0;
+
+                        check(stat(a.device, &st) == 0 && st.st_uid == want && st.st_gid == want,
+                              "%s belongs to %u:%u", a.device, (unsigned) want, (unsigned) want);
+                }
         }
         fclose(f);
         check(count == 3, "three allocations were recorded");

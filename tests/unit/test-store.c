@@ -225,6 +225,8 @@ static void test_state_extras(void) {
         g_array_append_val(dirty, d);
         ((AllocationRecord *) records->pdata[0])->transient = true;
         ((AllocationRecord *) records->pdata[0])->client = g_strdup(":1.42");
+        ((AllocationRecord *) records->pdata[1])->device_uid = 64055;
+        ((AllocationRecord *) records->pdata[1])->device_gid = 0;
         text = store_state_to_data(&st);
         g_assert_cmpint(store_load_state_data(text, strlen(text), &back, &error), ==, 0);
         g_assert_no_error(error);
@@ -234,6 +236,9 @@ static void test_state_extras(void) {
         g_assert_cmpuint(g_array_index(back.dirty, DirtyRange, 0).start, ==, 8 * GiB);
         g_assert_cmpuint(g_array_index(back.dirty, DirtyRange, 0).size, ==, 4 * MiB);
         g_assert_cmpstr(((AllocationRecord *) back.allocations->pdata[0])->client, ==, ":1.42");
+        g_assert_cmpuint(((AllocationRecord *) back.allocations->pdata[1])->device_uid, ==, 64055);
+        g_assert_cmpuint(((AllocationRecord *) back.allocations->pdata[1])->device_gid, ==, 0);
+        g_assert_true(((AllocationRecord *) back.allocations->pdata[0])->device_uid == (uid_t) -1);
         again = store_state_to_data(&back);
         g_assert_cmpstr(text, ==, again);
         store_state_clear(&back);
