@@ -14,6 +14,10 @@
  *
  * With --daxctl the same cycle is timed through the daxctl tool instead
  * (create-device; disable-device + destroy-device), as a reference.
+ * --pause-ms sleeps before each allocate and each release, so that every
+ * step pays the RCU grace period of mem_hotplug_begin() (bench-util.h);
+ * --zero zeroes the device through a shared mapping before each release,
+ * which daxbrokerd does (in the background) before it reuses memory.
  *
  * The region must be empty (available_size equal to its size, so daxR.0 has
  * size 0): run it before daxbrokerd takes the region, or after it released

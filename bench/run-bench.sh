@@ -21,7 +21,7 @@
 # 77 when the rig is unavailable, 1 otherwise.
 set -u
 
-kernels=() accel=${DAXRIG_ACCEL:-auto} results= guest_opts=()
+kernels=() accel=${DAXRIG_ACCEL:-auto} results='' guest_opts=()
 while [ $# -gt 0 ]; do
         case $1 in
         --kernel) kernels+=("$2"); shift 2 ;;

@@ -13,12 +13,14 @@ daemon thread (daxbrokerd: main loop; pool: kernel work) spent the time.
 
 import argparse
 import re
+import signal
 
 LINE = re.compile(r'^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+(?P<ts>[\d.]+): '
                   r'(?P<name>sys_\w+)(?P<args>\(.*\))?(?: -> (?P<ret>\S+))?\s*$')
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('trace')
     ap.add_argument('--since', type=float, default=None)
