@@ -195,13 +195,16 @@ static void collect_dirty(Broker *b, GArray *dirty) {
 }
 
 static int broker_save(Broker *b, GError **error) {
-        g_autoptr(GPtrArray) allocs = broker_list_allocations(b);
-        g_autoptr(GPtrArray) recs = g_ptr_array_new();
+        g_autoptr(GPtrArray) recs = g_ptr_array_sized_new(g_hash_table_size(b->allocations) + b->unmanaged->len);
         g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(DirtyRange));
         StoreState st = { .allocations = recs, .boot_id = b->boot_id, .dirty = dirty };
+        GHashTableIter it;
+        void *v;
 
-        for (guint i = 0; i < allocs->len; i++)
-                g_ptr_array_add(recs, ((Allocation *) allocs->pdata[i])->rec);
+        /* Hash order: sorting would cost every save O(n log n) for nothing. */
+        g_hash_table_iter_init(&it, b->allocations);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                g_ptr_array_add(recs, ((Allocation *) v)->rec);
         for (guint i = 0; i < b->unmanaged->len; i++)
                 g_ptr_array_add(recs, b->unmanaged->pdata[i]);
         collect_dirty(b, dirty);
@@ -515,11 +518,12 @@ static void allocate_done(void *p) {
                  format_size(allocation_size(a), sz, sizeof(sz)), a->rec->owner, a->rec->label,
                  a->rec->device, pool->name);
         stable_path_update(b, a->rec);
-        notify_added(b, a);
-        notify_sizes(b, pool);
+        /* The caller is waiting for its fd; observers can wait a moment. */
         j->done(a, j->res.fd, NULL, j->userdata);
         close(j->res.fd);
         g_free(j);
+        notify_added(b, a);
+        notify_sizes(b, pool);
 }
 
 static char *allocation_new_id(Broker *b) {
@@ -799,8 +803,8 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
                 return false;
         }
 
-        notify_sizes(b, pool);
         worker_submit(b->worker, pool->region_id, allocate_work, allocate_done, j);
+        notify_sizes(b, pool);
         return true;
 }
 

@@ -19,6 +19,10 @@ struct Bus {
         Broker *broker;
         Auth *auth;
         sd_bus_slot *name_owner_slot;
+        /* uid of each unique bus name seen calling: a unique name never
+         * changes hands, so one round trip to the bus per client is enough.
+         * Entries go when NameOwnerChanged says the client left. */
+        GHashTable *uids;
 };
 
 static const char *const error_names[] = {
@@ -67,18 +71,32 @@ static char *allocation_path(const Allocation *a) {
         return g_strdup_printf(BUS_ALLOCATION_PREFIX "/%s", a->rec->id);
 }
 
-static int sender_uid(sd_bus_message *m, uid_t *ret) {
+#define UID_CACHE_MAX 4096
+
+static int sender_uid(Bus *bus, sd_bus_message *m, uid_t *ret) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *sender = sd_bus_message_get_sender(m);
+        void *cached;
         int r;
 
+        if (sender && g_hash_table_lookup_extended(bus->uids, sender, NULL, &cached)) {
+                *ret = (uid_t) GPOINTER_TO_UINT(cached);
+                return 0;
+        }
         r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
         if (r < 0)
                 return r;
-        return sd_bus_creds_get_euid(creds, ret);
+        r = sd_bus_creds_get_euid(creds, ret);
+        if (r < 0)
+                return r;
+        /* Only unique names: a well-known name can change owners. */
+        if (sender && sender[0] == ':' && g_hash_table_size(bus->uids) < UID_CACHE_MAX)
+                g_hash_table_insert(bus->uids, g_strdup(sender), GUINT_TO_POINTER(*ret));
+        return 0;
 }
 
-static int caller_uid(sd_bus_message *m, uid_t *ret, sd_bus_error *ret_error) {
-        int r = sender_uid(m, ret);
+static int caller_uid(Bus *bus, sd_bus_message *m, uid_t *ret, sd_bus_error *ret_error) {
+        int r = sender_uid(bus, m, ret);
 
         if (r < 0)
                 return set_error(ret_error, BROKER_ERROR_ACCESS_DENIED, "Cannot identify the caller: %s",
@@ -316,7 +334,7 @@ static int method_allocate(sd_bus_message *m, void *userdata, sd_bus_error *ret_
         if (req.label && (why = name_invalid_reason(req.label)))
                 return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "Label %s", why);
 
-        r = caller_uid(m, &req.owner_uid, ret_error);
+        r = caller_uid(bus, m, &req.owner_uid, ret_error);
         if (r < 0)
                 return r;
         r = authorize(bus, m, req.owner_uid, req.has_device_owner ? AUTH_SCOPE_DEVICE_OWNER : AUTH_SCOPE_OWN,
@@ -367,7 +385,7 @@ static int method_release(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         if (!a)
                 return -EINVAL;
 
-        r = caller_uid(m, &uid, ret_error);
+        r = caller_uid(bus, m, &uid, ret_error);
         if (r < 0)
                 return r;
         r = authorize(bus, m, uid, allocation_scope(a, uid), method_release, ret_error);
@@ -398,7 +416,7 @@ static int method_release_owner(sd_bus_message *m, void *userdata, sd_bus_error 
         if ((why = name_invalid_reason(owner)))
                 return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "Owner %s", why);
 
-        r = caller_uid(m, &uid, ret_error);
+        r = caller_uid(bus, m, &uid, ret_error);
         if (r < 0)
                 return r;
         r = authorize(bus, m, uid, owner_scope(bus, owner, uid), method_release_owner, ret_error);
@@ -431,7 +449,7 @@ static int method_open(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
         if (!a)
                 return -EINVAL;
 
-        r = caller_uid(m, &uid, ret_error);
+        r = caller_uid(bus, m, &uid, ret_error);
         if (r < 0)
                 return r;
         r = authorize(bus, m, uid, allocation_scope(a, uid), method_open, ret_error);
@@ -775,8 +793,10 @@ static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error
 
         if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
                 return 0;
-        if (name[0] == ':' && new_owner[0] == 0)
+        if (name[0] == ':' && new_owner[0] == 0) {
+                g_hash_table_remove(bus->uids, name);
                 broker_client_vanished(bus->broker, name);
+        }
         return 0;
 }
 
@@ -803,6 +823,7 @@ int bus_new(sd_event *event, Broker *broker, const char *address, Bus **ret) {
         int r;
 
         bus->broker = broker;
+        bus->uids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         if (address) {
                 r = sd_bus_new(&bus->bus);
                 if (r >= 0)
@@ -866,5 +887,6 @@ void bus_free(Bus *bus) {
         sd_bus_slot_unref(bus->name_owner_slot);
         if (bus->bus)
                 sd_bus_flush_close_unref(bus->bus);
+        g_hash_table_destroy(bus->uids);
         g_free(bus);
 }

@@ -87,6 +87,9 @@ void allocation_record_free(AllocationRecord *r) {
         g_free(r->pool);
         g_free(r->device);
         g_free(r->client);
+        g_free(r->cache.text);
+        g_free(r->cache.device);
+        g_free(r->cache.pool);
         g_free(r);
 }
 
@@ -772,108 +775,117 @@ int store_load(const char *path, GPtrArray **ret, GError **error) {
         return 0;
 }
 
-char *store_state_to_data(const StoreState *st) {
-        AllocationRecord *const *records = (AllocationRecord *const *) st->allocations->pdata;
-        size_t n = st->allocations->len;
+/* One allocation as compact JSON. */
+static char *record_to_text(const AllocationRecord *r) {
         g_autoptr(JsonBuilder) b = json_builder_new_immutable();
         g_autoptr(JsonGenerator) gen = json_generator_new();
         g_autoptr(JsonNode) root = NULL;
-        g_autofree char *text = NULL;
 
         json_builder_begin_object(b);
-        json_builder_set_member_name(b, "version");
-        json_builder_add_int_value(b, STORE_VERSION);
-        json_builder_set_member_name(b, "allocations");
+        json_builder_set_member_name(b, "id");
+        json_builder_add_string_value(b, r->id);
+        json_builder_set_member_name(b, "owner");
+        json_builder_add_string_value(b, r->owner);
+        json_builder_set_member_name(b, "owner_uid");
+        json_builder_add_int_value(b, r->owner_uid);
+        json_builder_set_member_name(b, "label");
+        if (r->label)
+                json_builder_add_string_value(b, r->label);
+        else
+                json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "pool");
+        json_builder_add_string_value(b, r->pool);
+        json_builder_set_member_name(b, "region");
+        json_builder_add_int_value(b, r->region_id);
+        json_builder_set_member_name(b, "align");
+        json_builder_add_int_value(b, (gint64) r->align);
+        json_builder_set_member_name(b, "device");
+        if (r->device)
+                json_builder_add_string_value(b, r->device);
+        else
+                json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "created_usec");
+        json_builder_add_int_value(b, (gint64) r->created_usec);
+        json_builder_set_member_name(b, "transient");
+        json_builder_add_boolean_value(b, r->transient);
+        json_builder_set_member_name(b, "state");
+        json_builder_add_string_value(b, allocation_state_to_string(r->state));
+        if (r->client) {
+                json_builder_set_member_name(b, "client");
+                json_builder_add_string_value(b, r->client);
+        }
+        if (r->device_uid != (uid_t) -1) {
+                json_builder_set_member_name(b, "device_uid");
+                json_builder_add_int_value(b, r->device_uid);
+        }
+        if (r->device_gid != (gid_t) -1) {
+                json_builder_set_member_name(b, "device_gid");
+                json_builder_add_int_value(b, r->device_gid);
+        }
+        json_builder_set_member_name(b, "ranges");
         json_builder_begin_array(b);
-
-        for (size_t i = 0; i < n; i++) {
-                const AllocationRecord *r = records[i];
-
+        for (unsigned k = 0; k < r->n_ranges && k < DAX_RANGES_MAX; k++) {
                 json_builder_begin_object(b);
-                json_builder_set_member_name(b, "id");
-                json_builder_add_string_value(b, r->id);
-                json_builder_set_member_name(b, "owner");
-                json_builder_add_string_value(b, r->owner);
-                json_builder_set_member_name(b, "owner_uid");
-                json_builder_add_int_value(b, r->owner_uid);
-                json_builder_set_member_name(b, "label");
-                if (r->label)
-                        json_builder_add_string_value(b, r->label);
-                else
-                        json_builder_add_null_value(b);
-                json_builder_set_member_name(b, "pool");
-                json_builder_add_string_value(b, r->pool);
-                json_builder_set_member_name(b, "region");
-                json_builder_add_int_value(b, r->region_id);
-                json_builder_set_member_name(b, "align");
-                json_builder_add_int_value(b, (gint64) r->align);
-                json_builder_set_member_name(b, "device");
-                if (r->device)
-                        json_builder_add_string_value(b, r->device);
-                else
-                        json_builder_add_null_value(b);
-                json_builder_set_member_name(b, "created_usec");
-                json_builder_add_int_value(b, (gint64) r->created_usec);
-                json_builder_set_member_name(b, "transient");
-                json_builder_add_boolean_value(b, r->transient);
-                json_builder_set_member_name(b, "state");
-                json_builder_add_string_value(b, allocation_state_to_string(r->state));
-                if (r->client) {
-                        json_builder_set_member_name(b, "client");
-                        json_builder_add_string_value(b, r->client);
-                }
-                if (r->device_uid != (uid_t) -1) {
-                        json_builder_set_member_name(b, "device_uid");
-                        json_builder_add_int_value(b, r->device_uid);
-                }
-                if (r->device_gid != (gid_t) -1) {
-                        json_builder_set_member_name(b, "device_gid");
-                        json_builder_add_int_value(b, r->device_gid);
-                }
-                json_builder_set_member_name(b, "ranges");
-                json_builder_begin_array(b);
-                for (unsigned k = 0; k < r->n_ranges && k < DAX_RANGES_MAX; k++) {
-                        json_builder_begin_object(b);
-                        json_builder_set_member_name(b, "start");
-                        json_builder_add_int_value(b, (gint64) r->ranges[k].start);
-                        json_builder_set_member_name(b, "size");
-                        json_builder_add_int_value(b, (gint64) r->ranges[k].size);
-                        json_builder_end_object(b);
-                }
-                json_builder_end_array(b);
+                json_builder_set_member_name(b, "start");
+                json_builder_add_int_value(b, (gint64) r->ranges[k].start);
+                json_builder_set_member_name(b, "size");
+                json_builder_add_int_value(b, (gint64) r->ranges[k].size);
                 json_builder_end_object(b);
         }
-
         json_builder_end_array(b);
-        if (st->boot_id) {
-                json_builder_set_member_name(b, "boot_id");
-                json_builder_add_string_value(b, st->boot_id);
-        }
-        if (st->dirty && st->dirty->len > 0) {
-                json_builder_set_member_name(b, "dirty");
-                json_builder_begin_array(b);
-                for (guint i = 0; i < st->dirty->len; i++) {
-                        const DirtyRange *d = &g_array_index(st->dirty, DirtyRange, i);
-                        json_builder_begin_object(b);
-                        json_builder_set_member_name(b, "region");
-                        json_builder_add_int_value(b, d->region_id);
-                        json_builder_set_member_name(b, "start");
-                        json_builder_add_int_value(b, (gint64) d->start);
-                        json_builder_set_member_name(b, "size");
-                        json_builder_add_int_value(b, (gint64) d->size);
-                        json_builder_end_object(b);
-                }
-                json_builder_end_array(b);
-        }
         json_builder_end_object(b);
 
         root = json_builder_get_root(b);
         json_generator_set_root(gen, root);
-        json_generator_set_pretty(gen, true);
-        json_generator_set_indent(gen, 2);
-        text = json_generator_to_data(gen, NULL);
+        return json_generator_to_data(gen, NULL);
+}
 
-        return g_strconcat(text, "\n", NULL);
+/* A record's text is kept between saves: only state, device and pool ever
+ * change after creation, so a save with many allocations re-serializes just
+ * the ones that changed instead of the whole file's tree. */
+static const char *record_text(AllocationRecord *r) {
+        if (!r->cache.text || r->cache.state != r->state || g_strcmp0(r->cache.device, r->device) != 0 ||
+            g_strcmp0(r->cache.pool, r->pool) != 0) {
+                g_free(r->cache.text);
+                g_free(r->cache.device);
+                g_free(r->cache.pool);
+                r->cache.text = record_to_text(r);
+                r->cache.state = r->state;
+                r->cache.device = g_strdup(r->device);
+                r->cache.pool = g_strdup(r->pool);
+        }
+        return r->cache.text;
+}
+
+/* The file is one allocation per line, so that it stays readable and
+ * diffable without a pretty-printer. */
+char *store_state_to_data(const StoreState *st) {
+        AllocationRecord *const *records = (AllocationRecord *const *) st->allocations->pdata;
+        size_t n = st->allocations->len;
+        GString *out = g_string_sized_new(256 + n * 400);
+
+        g_string_append_printf(out, "{\n\"version\": %d,\n\"allocations\": [", STORE_VERSION);
+        for (size_t i = 0; i < n; i++) {
+                g_string_append(out, i ? ",\n  " : "\n  ");
+                g_string_append(out, record_text(records[i]));
+        }
+        g_string_append(out, n ? "\n]" : "]");
+        /* boot_id is validated to plain identifier characters on load and
+         * comes from the kernel as a UUID: no escaping needed. */
+        if (st->boot_id)
+                g_string_append_printf(out, ",\n\"boot_id\": \"%s\"", st->boot_id);
+        if (st->dirty && st->dirty->len > 0) {
+                g_string_append(out, ",\n\"dirty\": [");
+                for (guint i = 0; i < st->dirty->len; i++) {
+                        const DirtyRange *d = &g_array_index(st->dirty, DirtyRange, i);
+                        g_string_append_printf(out, "%s{\"region\": %u, \"start\": %" G_GUINT64_FORMAT
+                                                    ", \"size\": %" G_GUINT64_FORMAT "}",
+                                               i ? ",\n  " : "\n  ", d->region_id, d->start, d->size);
+                }
+                g_string_append(out, "\n]");
+        }
+        g_string_append(out, "\n}\n");
+        return g_string_free(out, FALSE);
 }
 
 static int write_all(int fd, const char *data, size_t len) {

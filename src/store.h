@@ -41,6 +41,13 @@ typedef struct AllocationRecord {
         AllocationState state;
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];
+        /* store's private cache of the serialized record */
+        struct {
+                char *text;
+                AllocationState state;
+                char *device;
+                char *pool;
+        } cache;
 } AllocationRecord;
 
 AllocationRecord *allocation_record_new(void);
