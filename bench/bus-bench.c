@@ -209,6 +209,72 @@ static int ping(sd_bus *bus, double *ret_us) {
         return r;
 }
 
+static int pool_get(sd_bus *bus, const Options *o, const char *property, uint64_t *ret) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r = sd_bus_get_property_trivial(bus, BROKER_NAME, o->pool_path, BROKER_POOL, property, &error, 't',
+                                            ret);
+
+        sd_bus_error_free(&error);
+        return r;
+}
+
+/* Allocating clean memory must not wait for zeroing in progress: times a
+ * 2 MiB Allocate while a scrub device is zeroing a released 1 GiB (the
+ * pool then counts that chunk as neither free nor allocated). */
+static int measure_during_scrub(sd_bus *bus, const Options *o) {
+        BenchSeries during = {};
+        unsigned missed = 0;
+        int r = 0;
+
+        for (unsigned i = 0; i < o->iterations && r >= 0; i++) {
+                char *big = NULL, *small = NULL;
+                uint64_t size = 0, free_ = 0, alloc = 0, dirty = 0;
+                bool caught = false;
+                double t;
+
+                r = allocate(bus, o, "bench-scrub", BENCH_GiB, &big, &t);
+                if (r < 0)
+                        break;
+                r = release(bus, big, &t);
+                free(big);
+                if (r < 0)
+                        break;
+                while (r >= 0 && !caught) {
+                        r = pool_get(bus, o, "Size", &size);
+                        if (r >= 0)
+                                r = pool_get(bus, o, "FreeSize", &free_);
+                        if (r >= 0)
+                                r = pool_get(bus, o, "AllocatedSize", &alloc);
+                        if (r >= 0)
+                                r = pool_get(bus, o, "DirtySize", &dirty);
+                        if (r < 0 || dirty == 0)
+                                break;
+                        caught = free_ + alloc < size;
+                }
+                if (r < 0)
+                        break;
+                if (!caught) {
+                        missed++;
+                        continue;
+                }
+                r = allocate(bus, o, o->owner, 2 * BENCH_MiB, &small, &t);
+                if (r < 0)
+                        break;
+                bench_series_add(&during, t);
+                r = release(bus, small, &t);
+                free(small);
+                if (r >= 0)
+                        r = pool_wait_clean(bus, o);
+        }
+        if (missed)
+                fprintf(stderr, "bus-bench: %u of %u scrubs finished before they were caught in progress\n", missed,
+                        o->iterations);
+        if (r >= 0)
+                bench_print("daemon", 2 * BENCH_MiB, o->held, "allocate.during-scrub", &during);
+        bench_series_free(&during);
+        return r;
+}
+
 static int measure(sd_bus *bus, const Options *o, uint64_t size) {
         BenchSeries alloc = {}, rel = {}, complete = {};
         const char *tool = o->pause_ms > 0 ? "daemon-paused" : "daemon";
@@ -410,6 +476,8 @@ int main(int argc, char **argv) {
                 if (r < 0)
                         break;
         }
+        if (r >= 0 && o.held == 0)
+                r = measure_during_scrub(bus, &o);
 
 finish:
         while (n_held > 0) {

@@ -140,6 +140,8 @@ END {
         rrow("daemon Release until reusable / floor-zero release", "daemon", "release.complete", 0, "floor-zero",
              "release", 0, 0)
         rrow("floor-paused allocate / floor allocate", "floor-paused", "allocate", 0, "floor", "allocate", 0, 0)
+        rrow("daemon Allocate during a 1 GiB scrub / idle", "daemon", "allocate.during-scrub", 0, "daemon",
+             "allocate", 0, 0)
         if (H > 0) {
                 rrow("daemon Release until reusable, " L " / 1 live", "daemon", "release.complete", H, "daemon",
                      "release.complete", 0, 0)
