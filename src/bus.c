@@ -369,30 +369,37 @@ static void done_reply(unsigned count, const GError *error, void *userdata) {
         pending_free(p);
 }
 
-static int method_release(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        Bus *bus = userdata;
-        g_autoptr(GError) error = NULL;
+/* The common start of the calls on one allocation: read its path, look it
+ * up, authorize the caller. Returns 1 to go on with *ret, 0 while polkit is
+ * asked (the handler returns 1 and runs again), or < 0 with ret_error set. */
+static int allocation_call_begin(Bus *bus, sd_bus_message *m, sd_bus_message_handler_t handler, Allocation **ret,
+                                 sd_bus_error *ret_error) {
         const char *path;
-        Allocation *a;
-        PendingCall *p;
         uid_t uid;
         int r;
 
         r = sd_bus_message_read(m, "o", &path);
         if (r < 0)
                 return r;
-        a = lookup_allocation(bus, path, ret_error);
-        if (!a)
+        *ret = lookup_allocation(bus, path, ret_error);
+        if (!*ret)
                 return -EINVAL;
-
         r = caller_uid(bus, m, &uid, ret_error);
         if (r < 0)
                 return r;
-        r = authorize(bus, m, uid, allocation_scope(a, uid), method_release, ret_error);
-        if (r < 0)
-                return r;
-        if (r == 0)
-                return 1; /* runs again with polkit's answer */
+        return authorize(bus, m, uid, allocation_scope(*ret, uid), handler, ret_error);
+}
+
+static int method_release(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        g_autoptr(GError) error = NULL;
+        Allocation *a;
+        PendingCall *p;
+        int r;
+
+        r = allocation_call_begin(bus, m, method_release, &a, ret_error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: runs again with polkit's answer */
 
         p = pending_new(bus, m);
         if (!broker_release(bus->broker, a, done_reply, p, &error)) {
@@ -437,26 +444,12 @@ static int method_open(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
         Bus *bus = userdata;
         g_autoptr(GError) error = NULL;
         _cleanup_close_ int fd = -1;
-        const char *path;
         Allocation *a;
-        uid_t uid;
         int r;
 
-        r = sd_bus_message_read(m, "o", &path);
-        if (r < 0)
-                return r;
-        a = lookup_allocation(bus, path, ret_error);
-        if (!a)
-                return -EINVAL;
-
-        r = caller_uid(bus, m, &uid, ret_error);
-        if (r < 0)
-                return r;
-        r = authorize(bus, m, uid, allocation_scope(a, uid), method_open, ret_error);
-        if (r < 0)
-                return r;
-        if (r == 0)
-                return 1; /* runs again with polkit's answer */
+        r = allocation_call_begin(bus, m, method_open, &a, ret_error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: runs again with polkit's answer */
 
         fd = broker_open(bus->broker, a, &error);
         if (fd < 0)
