@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@ struct Broker {
         GQueue *waiting;         /* WaitingAllocate* */
         Scrubber *scrubber;
         sd_event_source *scrub_timer;
+        int lock_fd;
         char *boot_id;
         bool stopping;
         BrokerListener listener;
@@ -1634,6 +1636,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->unmanaged = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
         b->waiting = g_queue_new();
         b->boot_id = read_boot_id();
+        b->lock_fd = -1;
 
         if (g_mkdir_with_parents(settings->state_dir, 0700) < 0) {
                 r = -errno;
@@ -1643,6 +1646,19 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
                 broker_free(b);
                 return r;
         }
+        /* Two brokers reconciling the same regions would destroy each
+         * other's devices: the state directory is held exclusively. */
+        g_autofree char *lock_path = g_build_filename(settings->state_dir, "lock", NULL);
+        b->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (b->lock_fd < 0 || flock(b->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                r = -errno;
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY, "Cannot lock %s: %s%s", lock_path,
+                            g_strerror(-r), r == -EWOULDBLOCK ? " (another daxbrokerd is running)" : "");
+                b->config = NULL;
+                broker_free(b);
+                return r;
+        }
+
         r = scrubber_new(config->scrub_threads, &b->scrubber);
         if (r < 0) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "Cannot start the scrubber: %s",
@@ -1688,5 +1704,7 @@ void broker_free(Broker *b) {
         g_free(b->state_path);
         g_free(b->runtime_dir);
         g_free(b->boot_id);
+        if (b->lock_fd >= 0)
+                close(b->lock_fd);
         g_free(b);
 }

@@ -26,12 +26,15 @@ struct Worker {
 
 static void job_run(void *p, void *user_data) {
         Job *j = p;
+        Worker *w = j->worker;
         uint64_t one = 1;
 
         j->fn(j->data);
-        g_async_queue_push(j->worker->finished, j);
+        /* Once pushed, the job belongs to the loop thread, which may free
+         * it at once (worker_drain): j must not be touched after this. */
+        g_async_queue_push(w->finished, j);
         /* The loop only needs to wake; a full counter still wakes it. */
-        (void) !write(j->worker->efd, &one, sizeof(one));
+        (void) !write(w->efd, &one, sizeof(one));
 }
 
 static void worker_dispatch_finished(Worker *w) {

@@ -4,6 +4,7 @@
 #   scenarios   the scenario suite
 #   crash       three allocations, kill -9, restart: all three come back
 #   crash-scrub fill, release, kill -9 at once, restart: the memory reads zero
+#   stop        SIGTERM while zeroing: exit 0, restart: nothing lost
 #   introspect  exported API equals dbus/org.daxbroker.Broker1.xml
 #   ctl         daxbrokerctl verbs, human and --json
 set -u
@@ -84,6 +85,15 @@ scenarios)
 crash)
         "${scn[@]}" setup-persist "$tmp/persist" || rc=1
         kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+        start_daemon || exit 1
+        "${scn[@]}" check-persist "$tmp/persist" || rc=1
+        ;;
+stop)
+        # A clean stop while memory is still being zeroed in the background
+        # (the first start zeroes every pool) exits 0 and loses nothing.
+        "${scn[@]}" setup-persist "$tmp/persist" || rc=1
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; st=$?; daemon_pid=
+        if [ $st != 0 ]; then echo "# daxbrokerd exited with $st on SIGTERM"; rc=1; fi
         start_daemon || exit 1
         "${scn[@]}" check-persist "$tmp/persist" || rc=1
         ;;
