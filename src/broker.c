@@ -196,7 +196,11 @@ static void collect_dirty(Broker *b, GArray *dirty) {
         }
 }
 
-static int broker_save(Broker *b, GError **error) {
+/* Durable unless told otherwise: a record of work about to start (an
+ * allocation being created, a release begun) needs no fsync, because the
+ * kernel's devices do not survive the power cut that would lose it, and a
+ * process crash still finds it in the page cache. */
+static int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
         g_autoptr(GPtrArray) recs = g_ptr_array_sized_new(g_hash_table_size(b->allocations) + b->unmanaged->len);
         g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(DirtyRange));
         StoreState st = { .allocations = recs, .boot_id = b->boot_id, .dirty = dirty };
@@ -211,7 +215,11 @@ static int broker_save(Broker *b, GError **error) {
                 g_ptr_array_add(recs, b->unmanaged->pdata[i]);
         collect_dirty(b, dirty);
 
-        return store_save_state(b->state_path, &st, error);
+        return store_save_state(b->state_path, &st, flags, error);
+}
+
+static int broker_save(Broker *b, GError **error) {
+        return broker_save_full(b, STORE_SAVE_DURABLE, error);
 }
 
 static char *stable_path(Broker *b, const AllocationRecord *r, char **ret_dir) {
@@ -792,7 +800,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
 
         /* Written before the kernel is touched, so that a crash in between
          * is rolled back at start-up instead of leaking a device. */
-        if (broker_save(b, error) < 0) {
+        if (broker_save_full(b, 0, error) < 0) {
                 g_prefix_error(error, "Cannot record the allocation: ");
                 (*error)->domain = BROKER_ERROR;
                 (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
@@ -900,7 +908,7 @@ static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userd
                 return false;
         }
         a->rec->state = ALLOCATION_RELEASING;
-        if (broker_save(b, error) < 0) {
+        if (broker_save_full(b, 0, error) < 0) {
                 a->rec->state = ALLOCATION_ACTIVE;
                 g_prefix_error(error, "Cannot record the release: ");
                 (*error)->domain = BROKER_ERROR;

@@ -926,10 +926,10 @@ int store_save(const char *path, AllocationRecord *const *records, size_t n, GEr
         GPtrArray a = { .pdata = (gpointer *) records, .len = n };
         StoreState st = { .allocations = &a };
 
-        return store_save_state(path, &st, error);
+        return store_save_state(path, &st, STORE_SAVE_DURABLE, error);
 }
 
-int store_save_state(const char *path, const StoreState *st, GError **error) {
+int store_save_state(const char *path, const StoreState *st, StoreSaveFlags flags, GError **error) {
         g_autofree char *tmp = g_strconcat(path, ".tmp-XXXXXX", NULL);
         g_autofree char *data = NULL;
         const char *step;
@@ -960,7 +960,7 @@ int store_save_state(const char *path, const StoreState *st, GError **error) {
         }
         if (r == 0) {
                 step = "fsync";
-                r = fsync(fd) < 0 ? -errno : 0;
+                r = (flags & STORE_SAVE_DURABLE) && fsync(fd) < 0 ? -errno : 0;
         }
         /* close() can report a deferred write error, e.g. on NFS. */
         if (close(fd) < 0 && r == 0) {
@@ -979,6 +979,8 @@ int store_save_state(const char *path, const StoreState *st, GError **error) {
         }
 
         /* Without this the rename itself may not survive a power cut. */
+        if (!(flags & STORE_SAVE_DURABLE))
+                return 0;
         r = fsync_directory_of(path);
         if (r < 0) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),

@@ -74,7 +74,13 @@ void store_state_init(StoreState *s);
 void store_state_clear(StoreState *s);
 int store_load_state(const char *path, StoreState *ret, GError **error);
 int store_load_state_data(const char *data, gsize len, StoreState *ret, GError **error);
-int store_save_state(const char *path, const StoreState *s, GError **error);
+/* Without STORE_SAVE_DURABLE the file is still replaced atomically (a
+ * process crash sees the old or the new one) but not fsync'ed: for records
+ * that a power cut makes moot anyway. */
+typedef enum StoreSaveFlags {
+        STORE_SAVE_DURABLE = 1 << 0,
+} StoreSaveFlags;
+int store_save_state(const char *path, const StoreState *s, StoreSaveFlags flags, GError **error);
 char *store_state_to_data(const StoreState *s);
 
 /* Loads path into an array of AllocationRecord* (owned). A missing file is
