@@ -54,7 +54,32 @@ busbench=$build/bench/bus-bench
 pid=
 
 say() { echo "guest-bench: $*" >&2; }
-die() { say "$*"; stop_daemon; exit 1; }
+die() {
+        say "$*"
+        stop_daemon
+        save_logs
+        exit 1
+}
+
+# The daemon's log, and a backtrace of every core it left (a crash of the
+# daemon is a finding in its own right).
+save_logs() {
+        local core
+        cp /tmp/daxbrokerd.log "$res/daxbrokerd-$kernel.log" 2>/dev/null
+        for core in /tmp/cores/core.*; do
+                [ -e "$core" ] || continue
+                say "daxbrokerd crashed: backtrace in $res/daxbrokerd-crash-$kernel.txt"
+                gdb -batch -ex 'thread apply all bt full' /usr/sbin/daxbrokerd "$core" \
+                        >>"$res/daxbrokerd-crash-$kernel.txt" 2>&1
+                gdb -batch -ex bt /usr/sbin/daxbrokerd "$core" 2>/dev/null | grep '^#' >&2
+                rm -f "$core"
+        done
+}
+
+# Cores stay in the guest's tmpfs; only their backtraces are kept.
+mkdir -p /tmp/cores
+echo '/tmp/cores/core.%e.%p' >/proc/sys/kernel/core_pattern
+ulimit -c unlimited
 
 # The daemon logs to a tmpfs file: a line per call written to the 9p results
 # share would be timed as part of each call.
@@ -179,5 +204,5 @@ if [ "$trace" = 1 ]; then
         cp $t/trace "$res/ftrace-floor-$kernel.txt"
 fi
 
-cp /tmp/daxbrokerd.log "$res/daxbrokerd-$kernel.log" 2>/dev/null
+save_logs
 awk -f "$src/bench/report.awk" "$raw"
