@@ -57,6 +57,14 @@ typedef struct DaxDeviceInfo {
         unsigned mem_blocks_online;
 } DaxDeviceInfo;
 
+/* One memory block (/sys/devices/system/memory/memoryN). */
+typedef struct DaxMemBlock {
+        uint64_t id;    /* N */
+        uint64_t start; /* physical address */
+        bool online;
+        bool movable;   /* online in ZONE_MOVABLE (offlining normally succeeds) */
+} DaxMemBlock;
+
 typedef struct DaxBackend DaxBackend;
 
 typedef struct DaxBackendOps {
@@ -89,6 +97,27 @@ typedef struct DaxBackendOps {
         int (*open_device)(DaxBackend *b, const char *name);
         /* 1 if some process has the device open or mapped, 0 if not. */
         int (*device_in_use)(DaxBackend *b, const char *name);
+
+        /* Memory hotplug, for returning memory to the host. */
+
+        /* The host's memory block size (block_size_bytes); 0 when the
+         * kernel has no memory hotplug, so nothing can go to kmem. */
+        uint64_t (*memory_block_size)(DaxBackend *b);
+        /* Binds an unbound, non-empty device to kmem (new_id, then bind if
+         * still unbound). kmem adds the memory blocks that lie wholly inside
+         * its ranges; whether they come up online is the kernel's
+         * auto_online_blocks policy, so callers re-read block state. */
+        int (*bind_kmem)(DaxBackend *b, const char *name);
+        /* The memory blocks of a kmem-bound device, in address order; *ret
+         * is malloc()ed. Computed from the device's own ranges, so
+         * multi-range devices are right. */
+        int (*list_memory_blocks)(DaxBackend *b, const char *name, DaxMemBlock **ret, size_t *ret_n);
+        /* Onlines (movable if the kernel allows it, else its default zone)
+         * or offlines one memory block. Already in that state: 0. Offlining
+         * fails with -EBUSY when the kernel refuses (unmovable pages) and
+         * with -ETIMEDOUT when it does not finish within timeout_usec (it
+         * is then cancelled and the block stays online). */
+        int (*set_memory_block)(DaxBackend *b, uint64_t block_id, bool online, uint64_t timeout_usec);
 } DaxBackendOps;
 
 struct DaxBackend {
@@ -113,8 +142,25 @@ int dax_sim_new(const char *spec, const char *boot_mode, const char *state_path,
  * them), and what device_in_use() reports for a device. */
 int dax_sim_set_blocks_online(DaxBackend *b, const char *name, unsigned n_online);
 int dax_sim_set_in_use(DaxBackend *b, const char *name, bool in_use);
+/* Another agent (udev, auto_online_blocks, an operator) onlines or
+ * offlines the memory block at this physical address behind the broker's
+ * back; onlining writes host data into it and ignores pins. */
+int dax_sim_set_block_state(DaxBackend *b, uint64_t phys, bool online, bool movable);
+/* The memory block at this physical address will not go offline: mode
+ * DAX_SIM_BLOCK_BUSY fails with -EBUSY (unmovable pages), DAX_SIM_BLOCK_HANG
+ * never finishes, so offlining runs into its timeout. */
+typedef enum DaxSimBlockPin {
+        DAX_SIM_BLOCK_MOVABLE = 0,
+        DAX_SIM_BLOCK_BUSY,
+        DAX_SIM_BLOCK_HANG,
+} DaxSimBlockPin;
+int dax_sim_set_block_pin(DaxBackend *b, uint64_t phys, DaxSimBlockPin pin);
 
-/* "sysfs" or "sim:SPEC[;boot=MODE][;state=PATH]". */
+/* "sysfs" or "sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...]".
+ * autoonline is what the model's auto_online_blocks does when kmem adds
+ * blocks: "offline" (default), "online" (ZONE_NORMAL) or "online_movable".
+ * pin marks memory blocks that will not offline, MODE "busy" or "hang"
+ * (see dax_sim_set_block_pin). */
 int dax_backend_new_from_string(const char *s, DaxBackend **ret);
 
 static inline void dax_backend_free(DaxBackend *b) {
