@@ -115,6 +115,40 @@ int parse_size(const char *s, uint64_t *ret) {
         return -EINVAL;
 }
 
+int parse_timespan(const char *s, uint64_t *ret_usec) {
+        static const struct {
+                const char *suffix;
+                uint64_t usec;
+        } units[] = {
+                { "", 1000000ULL },      { "s", 1000000ULL },       { "sec", 1000000ULL },
+                { "ms", 1000ULL },       { "msec", 1000ULL },       { "us", 1ULL },
+                { "min", 60000000ULL },  { "m", 60000000ULL },      { "h", 3600000000ULL },
+        };
+        uint64_t v = 0;
+        const char *p = s;
+
+        while (*p == ' ')
+                p++;
+        if (!g_ascii_isdigit(*p))
+                return -EINVAL;
+        for (; g_ascii_isdigit(*p); p++) {
+                if (v > (UINT64_MAX - 9) / 10)
+                        return -EINVAL;
+                v = v * 10 + (uint64_t) (*p - '0');
+        }
+        while (*p == ' ')
+                p++;
+        for (size_t i = 0; i < G_N_ELEMENTS(units); i++) {
+                if (strcmp(p, units[i].suffix) != 0)
+                        continue;
+                if (v > UINT64_MAX / units[i].usec)
+                        return -EINVAL;
+                *ret_usec = v * units[i].usec;
+                return 0;
+        }
+        return -EINVAL;
+}
+
 /* systemd's spellings, so that unit-file habits carry over. */
 static int parse_boolean(const char *s, bool *ret) {
         static const char *const yes[] = { "1", "yes", "y", "true", "t", "on" };
@@ -237,6 +271,7 @@ static size_t config_parser_get_pool(ConfigParser *p, const char *name, const ch
 
         pool.name = g_strdup(name);
         pool.manage = true;
+        pool.host_delay_usec = DEFAULT_HOST_DELAY_USEC;
         source.section_file = file;
         g_array_append_val(p->pools, pool);
         g_array_append_val(p->sources, source);
@@ -339,6 +374,31 @@ static bool parse_pool_key(ConfigParser *p, size_t index, const char *file, cons
                 pool->manage = true;
                 if (!empty && parse_boolean(value, &pool->manage) < 0)
                         return config_fail(error, file, section, key, value, "is not a boolean");
+
+        } else if (strcmp(key, "HostReturn") == 0) {
+                pool->host_return = false;
+                if (!empty && parse_boolean(value, &pool->host_return) < 0)
+                        return config_fail(error, file, section, key, value, "is not a boolean");
+
+        } else if (strcmp(key, "HostChunk") == 0) {
+                /* Whether it is a multiple of the memory block size is only
+                 * known on the host; the broker checks that at start. */
+                pool->host_chunk = 0;
+                if (!empty && (parse_size(value, &pool->host_chunk) < 0 || pool->host_chunk == 0 ||
+                               pool->host_chunk % BOUNDARY_GRANULE != 0))
+                        return config_fail(error, file, section, key, value,
+                                           "must be a non-zero size, a multiple of the memory block size");
+
+        } else if (strcmp(key, "Reserve") == 0) {
+                pool->reserve = 0;
+                if (!empty && (parse_size(value, &pool->reserve) < 0 || pool->reserve % BOUNDARY_GRANULE != 0))
+                        return config_fail(error, file, section, key, value, "must be a size in whole 2 MiB units");
+
+        } else if (strcmp(key, "HostReturnDelay") == 0) {
+                pool->host_delay_usec = DEFAULT_HOST_DELAY_USEC;
+                if (!empty && parse_timespan(value, &pool->host_delay_usec) < 0)
+                        return config_fail(error, file, section, key, value,
+                                           "is not a time span (such as 30s, 500ms or 5min)");
 
         } else
                 return config_fail(error, file, section, key, NULL, "unknown key");

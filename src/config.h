@@ -26,7 +26,13 @@ typedef struct PoolConfig {
         uint64_t boundary;     /* Boundary=, 0 = none */
         uint64_t align;        /* Align=, default allocation align */
         bool manage;           /* Manage=, default yes */
+        bool host_return;      /* HostReturn=, default no */
+        uint64_t host_chunk;   /* HostChunk=, 0 = 1 GiB or the memory block size if larger */
+        uint64_t reserve;      /* Reserve=, clean free space kept for VMs */
+        uint64_t host_delay_usec; /* HostReturnDelay=, idle time before returning */
 } PoolConfig;
+
+#define DEFAULT_HOST_DELAY_USEC (30 * 1000 * 1000ULL)
 
 typedef struct Config {
         bool manage_unlisted;     /* [Broker] ManageUnlisted= */
@@ -52,3 +58,6 @@ const PoolConfig *config_find_pool(const Config *c, unsigned region_id, uint64_t
 
 /* "2M", "512M", "1G", "4096", "0x200000" -> bytes. -EINVAL on junk or overflow. */
 int parse_size(const char *s, uint64_t *ret);
+/* "30", "30s", "500ms", "2min", "1h" -> microseconds (a bare number is
+ * seconds, as in systemd). -EINVAL on junk or overflow. */
+int parse_timespan(const char *s, uint64_t *ret_usec);

@@ -299,6 +299,43 @@ static void test_pool_rejects(void) {
         LOAD_FAILS("[Pool a]\nRegion=0\nAlign=64K\n", "[Pool a] Align: must be 4K, 2M or 1G (value '64K')");
 }
 
+/* Host return: defaults, accepted spellings, and what is refused. */
+static void test_pool_host_return(void) {
+        g_autoptr(Config) d = load_ok("[Pool a]\nRegion=0\n");
+        g_autoptr(Config) c = load_ok("[Pool a]\nRegion=0\nHostReturn=yes\nHostChunk=256M\nReserve=512M\n"
+                                      "HostReturnDelay=1500ms\n");
+        uint64_t us = 0;
+
+        g_assert_false(d->pools[0].host_return);
+        g_assert_cmpuint(d->pools[0].host_chunk, ==, 0);
+        g_assert_cmpuint(d->pools[0].reserve, ==, 0);
+        g_assert_cmpuint(d->pools[0].host_delay_usec, ==, DEFAULT_HOST_DELAY_USEC);
+
+        g_assert_true(c->pools[0].host_return);
+        g_assert_cmpuint(c->pools[0].host_chunk, ==, 256 * MiB);
+        g_assert_cmpuint(c->pools[0].reserve, ==, 512 * MiB);
+        g_assert_cmpuint(c->pools[0].host_delay_usec, ==, 1500 * 1000);
+
+        g_assert_cmpint(parse_timespan("30", &us), ==, 0);
+        g_assert_cmpuint(us, ==, 30 * 1000 * 1000);
+        g_assert_cmpint(parse_timespan("2min", &us), ==, 0);
+        g_assert_cmpuint(us, ==, 120 * 1000 * 1000);
+        g_assert_cmpint(parse_timespan("0", &us), ==, 0);
+        g_assert_cmpuint(us, ==, 0);
+        g_assert_cmpint(parse_timespan("-1s", &us), ==, -EINVAL);
+        g_assert_cmpint(parse_timespan("5 fortnights", &us), ==, -EINVAL);
+        g_assert_cmpint(parse_timespan("99999999999999999999", &us), ==, -EINVAL);
+        g_assert_cmpint(parse_timespan("", &us), ==, -EINVAL);
+
+        LOAD_FAILS("[Pool a]\nRegion=0\nHostReturn=sometimes\n",
+                   "[Pool a] HostReturn: is not a boolean (value 'sometimes')");
+        LOAD_FAILS("[Pool a]\nRegion=0\nHostChunk=0\n", "[Pool a] HostChunk: must be a non-zero size");
+        LOAD_FAILS("[Pool a]\nRegion=0\nHostChunk=3K\n", "[Pool a] HostChunk:");
+        LOAD_FAILS("[Pool a]\nRegion=0\nReserve=1M\n", "[Pool a] Reserve: must be a size in whole 2 MiB units");
+        LOAD_FAILS("[Pool a]\nRegion=0\nHostReturnDelay=soon\n",
+                   "[Pool a] HostReturnDelay: is not a time span", "value 'soon'");
+}
+
 static void test_pool_duplicates(void) {
         LOAD_FAILS("[Pool a]\nRegion=1\n[Pool b]\nRegion=1\n",
                    "<data>: [Pool b] Region: region is already matched by [Pool a] (value '1')");
@@ -500,6 +537,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/config/manage-unlisted-explicit", test_manage_unlisted_explicit);
         g_test_add_func("/config/pool-rejects", test_pool_rejects);
         g_test_add_func("/config/pool-duplicates", test_pool_duplicates);
+        g_test_add_func("/config/pool-host-return", test_pool_host_return);
         g_test_add_func("/config/find-pool", test_find_pool);
         g_test_add_func("/config/load-missing", test_load_missing);
         g_test_add_func("/config/load-dropins", test_load_dropins);
