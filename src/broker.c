@@ -188,7 +188,7 @@ static void collect_dirty(Broker *b, GArray *dirty) {
 
                 for (size_t e = 0; e < extent_map_count(p->map); e++) {
                         const Extent *x = extent_map_get(p->map, e);
-                        DirtyRange d = { p->region_id, x->start, x->size };
+                        RegionRange d = { p->region_id, x->start, x->size };
 
                         if (x->kind == EXTENT_DIRTY)
                                 g_array_append_val(dirty, d);
@@ -202,7 +202,7 @@ static void collect_dirty(Broker *b, GArray *dirty) {
  * process crash still finds it in the page cache. */
 static int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
         g_autoptr(GPtrArray) recs = g_ptr_array_sized_new(g_hash_table_size(b->allocations) + b->unmanaged->len);
-        g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(DirtyRange));
+        g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange));
         StoreState st = { .allocations = recs, .boot_id = b->boot_id, .dirty = dirty };
         GHashTableIter it;
         void *v;
@@ -1341,7 +1341,7 @@ static bool device_within_dirty(const DaxDeviceInfo *d, const GArray *dirty, uns
                 bool inside = false;
 
                 for (guint i = 0; i < dirty->len && !inside; i++) {
-                        const DirtyRange *x = &g_array_index(dirty, DirtyRange, i);
+                        const RegionRange *x = &g_array_index(dirty, RegionRange, i);
                         inside = x->region_id == region_id && d->ranges[r].start >= x->start &&
                                  d->ranges[r].start + d->ranges[r].size <= x->start + x->size;
                 }
@@ -1490,7 +1490,7 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                 pool_mark_dirty_where_free(p, d->start, d->size);
         }
         for (guint i = 0; i < dirty->len; i++) {
-                const DirtyRange *d = &g_array_index(dirty, DirtyRange, i);
+                const RegionRange *d = &g_array_index(dirty, RegionRange, i);
                 if (d->region_id == p->region_id)
                         pool_mark_dirty_where_free(p, d->start, d->size);
         }

@@ -27,6 +27,9 @@
  *   "boot_id": "0f3c...",            optional: /proc/sys/kernel/random/boot_id
  *   "dirty": [                      optional: memory to zero before use
  *     { "region": 0, "start": 4294967296, "size": 2097152 }
+ *   ],
+ *   "host": [                       optional: chunks of ours bound to kmem
+ *     { "region": 0, "start": 6442450944, "size": 1073741824 }
  *   ]
  * }
  *
@@ -532,11 +535,11 @@ static bool json_depth_ok(const char *data, gsize len) {
         return true;
 }
 
-static int parse_dirty(JsonNode *node, GArray *dirty, GError **error) {
+static int parse_region_ranges(JsonNode *node, const char *what, GArray *ranges, GError **error) {
         JsonArray *array;
 
         if (!JSON_NODE_HOLDS_ARRAY(node)) {
-                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA, "dirty: must be an array");
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA, "%s: must be an array", what);
                 return -EBADMSG;
         }
         array = json_node_get_array(node);
@@ -548,7 +551,7 @@ static int parse_dirty(JsonNode *node, GArray *dirty, GError **error) {
 
                 if (!JSON_NODE_HOLDS_OBJECT(e) || json_object_get_size(json_node_get_object(e)) != 3) {
                         g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
-                                    "dirty %u: must be an object of region, start and size", i);
+                                    "%s %u: must be an object of region, start and size", what, i);
                         return -EBADMSG;
                 }
                 o = json_node_get_object(e);
@@ -557,18 +560,45 @@ static int parse_dirty(JsonNode *node, GArray *dirty, GError **error) {
                         if (!m || !JSON_NODE_HOLDS_VALUE(m) || json_node_get_value_type(m) != G_TYPE_INT64 ||
                             json_node_get_int(m) < 0) {
                                 g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
-                                            "dirty %u: %s: must be a non-negative integer", i, names[k]);
+                                            "%s %u: %s: must be a non-negative integer", what, i, names[k]);
                                 return -EBADMSG;
                         }
                         v[k] = (uint64_t) json_node_get_int(m);
                 }
                 if (v[0] > UINT_MAX || v[2] == 0 || v[1] % (2 * MiB) || v[2] % (2 * MiB) || v[1] + v[2] < v[1]) {
                         g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
-                                    "dirty %u: must be a non-empty range of whole 2 MiB units", i);
+                                    "%s %u: must be a non-empty range of whole 2 MiB units", what, i);
                         return -EBADMSG;
                 }
-                DirtyRange d = { .region_id = (unsigned) v[0], .start = v[1], .size = v[2] };
-                g_array_append_val(dirty, d);
+                RegionRange d = { .region_id = (unsigned) v[0], .start = v[1], .size = v[2] };
+                g_array_append_val(ranges, d);
+        }
+        return 0;
+}
+
+/* A host chunk overlapping another chunk or an allocation would make
+ * start-up hand the same memory to two owners. */
+static int host_validate(const GArray *host, const GPtrArray *records, GError **error) {
+        for (guint i = 0; i < host->len; i++) {
+                const RegionRange *h = &g_array_index(host, RegionRange, i);
+
+                for (guint k = 0; k < i; k++) {
+                        const RegionRange *o = &g_array_index(host, RegionRange, k);
+                        if (o->region_id == h->region_id && o->start < h->start + h->size && h->start < o->start + o->size)
+                                goto overlap;
+                }
+                for (guint k = 0; k < records->len; k++) {
+                        const AllocationRecord *a = records->pdata[k];
+                        for (unsigned q = 0; q < a->n_ranges; q++)
+                                if (a->region_id == h->region_id && a->ranges[q].start < h->start + h->size &&
+                                    h->start < a->ranges[q].start + a->ranges[q].size)
+                                        goto overlap;
+                }
+                continue;
+        overlap:
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                            "host %u: overlaps another host chunk or an allocation", i);
+                return -EBADMSG;
         }
         return 0;
 }
@@ -576,7 +606,8 @@ static int parse_dirty(JsonNode *node, GArray *dirty, GError **error) {
 void store_state_init(StoreState *s) {
         *s = (StoreState) {
                 .allocations = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free),
-                .dirty = g_array_new(FALSE, FALSE, sizeof(DirtyRange)),
+                .dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange)),
+                .host = g_array_new(FALSE, FALSE, sizeof(RegionRange)),
         };
 }
 
@@ -585,6 +616,8 @@ void store_state_clear(StoreState *s) {
                 g_ptr_array_unref(s->allocations);
         if (s->dirty)
                 g_array_unref(s->dirty);
+        if (s->host)
+                g_array_unref(s->host);
         g_free(s->boot_id);
         *s = (StoreState) {};
 }
@@ -620,7 +653,8 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
         members = json_object_get_members(top);
         for (GList *l = members; l; l = l->next)
                 if (!g_str_equal(l->data, "version") && !g_str_equal(l->data, "allocations") &&
-                    !g_str_equal(l->data, "boot_id") && !g_str_equal(l->data, "dirty")) {
+                    !g_str_equal(l->data, "boot_id") && !g_str_equal(l->data, "dirty") &&
+                    !g_str_equal(l->data, "host")) {
                         g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
                                     "%s: unknown member", (const char *) l->data);
                         return -EBADMSG;
@@ -676,12 +710,15 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
                 st.boot_id = g_strdup(json_node_get_string(node));
         }
         node = json_object_get_member(top, "dirty");
-        if (node) {
-                r = parse_dirty(node, st.dirty, error);
-                if (r < 0) {
-                        store_state_clear(&st);
-                        return r;
-                }
+        r = node ? parse_region_ranges(node, "dirty", st.dirty, error) : 0;
+        node = json_object_get_member(top, "host");
+        if (r >= 0 && node)
+                r = parse_region_ranges(node, "host", st.host, error);
+        if (r >= 0)
+                r = host_validate(st.host, records, error);
+        if (r < 0) {
+                store_state_clear(&st);
+                return r;
         }
         g_ptr_array_unref(st.allocations);
         st.allocations = g_steal_pointer(&records);
@@ -857,6 +894,19 @@ static const char *record_text(AllocationRecord *r) {
         return r->cache.text;
 }
 
+static void append_ranges(GString *out, const char *what, const GArray *ranges) {
+        if (!ranges || ranges->len == 0)
+                return;
+        g_string_append_printf(out, ",\n\"%s\": [", what);
+        for (guint i = 0; i < ranges->len; i++) {
+                const RegionRange *d = &g_array_index(ranges, RegionRange, i);
+                g_string_append_printf(out, "%s{\"region\": %u, \"start\": %" G_GUINT64_FORMAT
+                                            ", \"size\": %" G_GUINT64_FORMAT "}",
+                                       i ? ",\n  " : "\n  ", d->region_id, d->start, d->size);
+        }
+        g_string_append(out, "\n]");
+}
+
 /* The file is one allocation per line, so that it stays readable and
  * diffable without a pretty-printer. */
 char *store_state_to_data(const StoreState *st) {
@@ -874,16 +924,8 @@ char *store_state_to_data(const StoreState *st) {
          * comes from the kernel as a UUID: no escaping needed. */
         if (st->boot_id)
                 g_string_append_printf(out, ",\n\"boot_id\": \"%s\"", st->boot_id);
-        if (st->dirty && st->dirty->len > 0) {
-                g_string_append(out, ",\n\"dirty\": [");
-                for (guint i = 0; i < st->dirty->len; i++) {
-                        const DirtyRange *d = &g_array_index(st->dirty, DirtyRange, i);
-                        g_string_append_printf(out, "%s{\"region\": %u, \"start\": %" G_GUINT64_FORMAT
-                                                    ", \"size\": %" G_GUINT64_FORMAT "}",
-                                               i ? ",\n  " : "\n  ", d->region_id, d->start, d->size);
-                }
-                g_string_append(out, "\n]");
-        }
+        append_ranges(out, "dirty", st->dirty);
+        append_ranges(out, "host", st->host);
         g_string_append(out, "\n}\n");
         return g_string_free(out, FALSE);
 }

@@ -56,18 +56,24 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(AllocationRecord, allocation_record_free)
 
 const char *allocation_state_to_string(AllocationState s);
 
-/* Memory that no device holds and that holds old data (after a reboot, a
- * rolled-back allocation, a scrub cut short): zeroed before anyone gets it. */
-typedef struct DirtyRange {
+/* A physical range of one region. */
+typedef struct RegionRange {
         unsigned region_id;
         uint64_t start;
         uint64_t size;
-} DirtyRange;
+} RegionRange;
 
 typedef struct StoreState {
         GPtrArray *allocations; /* AllocationRecord*, owned */
         char *boot_id;          /* the boot the file was written in; NULL if unknown */
-        GArray *dirty;          /* DirtyRange */
+        /* Memory that no device holds and that holds old data (after a
+         * reboot, a rolled-back allocation, a scrub cut short, a chunk back
+         * from the host): zeroed before anyone gets it. */
+        GArray *dirty;          /* RegionRange */
+        /* Host chunks: devices of ours bound to kmem. Recorded before the
+         * device exists and dropped after it is gone, so start-up knows
+         * every chunk, even one whose return or reclaim was cut short. */
+        GArray *host;           /* RegionRange */
 } StoreState;
 
 void store_state_init(StoreState *s);

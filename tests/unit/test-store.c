@@ -216,13 +216,17 @@ static void test_state_names(void) {
  * ones are refused as a whole. */
 static void test_state_extras(void) {
         g_autoptr(GPtrArray) records = sample_records();
-        g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(DirtyRange));
-        DirtyRange d = { .region_id = 1, .start = 8 * GiB, .size = 4 * MiB };
-        StoreState st = { .allocations = records, .boot_id = (char *) "5e1f-boot", .dirty = dirty }, back;
+        g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange));
+        g_autoptr(GArray) host = g_array_new(FALSE, FALSE, sizeof(RegionRange));
+        RegionRange d = { .region_id = 1, .start = 8 * GiB, .size = 4 * MiB };
+        RegionRange h = { .region_id = 1, .start = 9 * GiB, .size = 1 * GiB };
+        StoreState st = { .allocations = records, .boot_id = (char *) "5e1f-boot", .dirty = dirty, .host = host },
+                   back;
         g_autoptr(GError) error = NULL;
         g_autofree char *text = NULL, *again = NULL;
 
         g_array_append_val(dirty, d);
+        g_array_append_val(host, h);
         ((AllocationRecord *) records->pdata[0])->transient = true;
         ((AllocationRecord *) records->pdata[0])->client = g_strdup(":1.42");
         ((AllocationRecord *) records->pdata[1])->device_uid = 64055;
@@ -232,9 +236,12 @@ static void test_state_extras(void) {
         g_assert_no_error(error);
         g_assert_cmpstr(back.boot_id, ==, "5e1f-boot");
         g_assert_cmpuint(back.dirty->len, ==, 1);
-        g_assert_cmpuint(g_array_index(back.dirty, DirtyRange, 0).region_id, ==, 1);
-        g_assert_cmpuint(g_array_index(back.dirty, DirtyRange, 0).start, ==, 8 * GiB);
-        g_assert_cmpuint(g_array_index(back.dirty, DirtyRange, 0).size, ==, 4 * MiB);
+        g_assert_cmpuint(g_array_index(back.dirty, RegionRange, 0).region_id, ==, 1);
+        g_assert_cmpuint(g_array_index(back.dirty, RegionRange, 0).start, ==, 8 * GiB);
+        g_assert_cmpuint(g_array_index(back.dirty, RegionRange, 0).size, ==, 4 * MiB);
+        g_assert_cmpuint(back.host->len, ==, 1);
+        g_assert_cmpuint(g_array_index(back.host, RegionRange, 0).start, ==, 9 * GiB);
+        g_assert_cmpuint(g_array_index(back.host, RegionRange, 0).size, ==, 1 * GiB);
         g_assert_cmpstr(((AllocationRecord *) back.allocations->pdata[0])->client, ==, ":1.42");
         g_assert_cmpuint(((AllocationRecord *) back.allocations->pdata[1])->device_uid, ==, 64055);
         g_assert_cmpuint(((AllocationRecord *) back.allocations->pdata[1])->device_gid, ==, 0);
@@ -243,11 +250,25 @@ static void test_state_extras(void) {
         g_assert_cmpstr(text, ==, again);
         store_state_clear(&back);
 
+        /* A host chunk over an allocation's memory is refused. */
+        {
+                g_autofree char *clash = NULL;
+                g_autoptr(GError) e = NULL;
+
+                g_array_index(host, RegionRange, 0) = (RegionRange) { .region_id = 0, .start = 4 * GiB, .size = 2 * MiB };
+                clash = store_state_to_data(&st);
+                g_assert_cmpint(store_load_state_data(clash, strlen(clash), &back, &e), ==, -EBADMSG);
+                g_assert_nonnull(strstr(e->message, "host 0: overlaps"));
+        }
+
         static const char *const bad[] = {
                 "{\"version\":1,\"allocations\":[],\"dirty\":[{\"region\":0,\"start\":1,\"size\":2097152}]}",
                 "{\"version\":1,\"allocations\":[],\"dirty\":[{\"region\":0,\"start\":0,\"size\":0}]}",
                 "{\"version\":1,\"allocations\":[],\"dirty\":[{\"region\":0,\"start\":0}]}",
                 "{\"version\":1,\"allocations\":[],\"dirty\":{}}",
+                "{\"version\":1,\"allocations\":[],\"host\":[{\"region\":0,\"start\":0,\"size\":3}]}",
+                "{\"version\":1,\"allocations\":[],\"host\":[{\"region\":0,\"start\":0,\"size\":4194304},"
+                "{\"region\":0,\"start\":2097152,\"size\":2097152}]}",
                 "{\"version\":1,\"allocations\":[],\"boot_id\":7}",
                 "{\"version\":1,\"allocations\":[],\"boot_id\":\"a/b\"}",
         };
