@@ -36,6 +36,8 @@ static const AuthRule auth_rules[] = {
         { "ReleaseOwner", AUTH_SCOPE_OWN, AUTH_ACTION_ALLOCATE, "release its own allocations" },
         { "ReleaseOwner", AUTH_SCOPE_OTHER, AUTH_ACTION_MANAGE,
           "release an owner that has allocations of another user" },
+        { "ReturnToHost", AUTH_SCOPE_OTHER, AUTH_ACTION_MANAGE, "return pool memory to the host" },
+        { "ReclaimFromHost", AUTH_SCOPE_OTHER, AUTH_ACTION_MANAGE, "take pool memory back from the host" },
 };
 
 typedef struct AuthQuery {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -8,46 +9,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "broker.h"
+#include "broker-private.h"
 #include "log.h"
 #include "util.h"
 
 G_DEFINE_QUARK(daxbroker-broker-error-quark, broker_error)
 
-struct Broker {
-        sd_event *event;
-        DaxBackend *backend;
-        Config *config;
-        char *state_path;
-        char *runtime_dir;
-        Worker *worker;
-        GPtrArray *pools;        /* Pool* */
-        GHashTable *allocations; /* id -> Allocation* */
-        /* Records of regions we do not manage right now (config changed,
-         * region missing): kept verbatim so nothing is forgotten. */
-        GPtrArray *unmanaged;    /* AllocationRecord* */
-        GQueue *waiting;         /* WaitingAllocate* */
-        Scrubber *scrubber;
-        sd_event_source *scrub_timer;
-        int lock_fd;
-        char *boot_id;
-        bool stopping;
-        BrokerListener listener;
-        void *listener_data;
-};
-
-/* Zeroing runs on a lane of its own per region, so that allocations in the
- * region never wait behind it. */
-#define SCRUB_LANE(region) ((region) + 0x10000u)
-
 static void broker_scrub_kick(Broker *b);
-static void broker_scrub_later(Broker *b);
 
 /* ---- small helpers ---- */
 
 static void pool_free(Pool *p) {
         if (!p)
                 return;
+        host_pool_done(p);
         extent_map_free(p->map);
         g_free(p->name);
         g_free(p);
@@ -156,12 +131,12 @@ static void notify_removed(Broker *b, Allocation *a) {
         if (b->listener.allocation_removed)
                 b->listener.allocation_removed(a, b->listener_data);
 }
-static void notify_sizes(Broker *b, Pool *p) {
+void broker_notify_sizes(Broker *b, Pool *p) {
         if (b->listener.sizes_changed)
                 b->listener.sizes_changed(p, b->listener_data);
 }
 
-static bool ranges_equal(const DaxRange *a, size_t na, const DaxRange *c, size_t nc) {
+bool ranges_equal(const DaxRange *a, size_t na, const DaxRange *c, size_t nc) {
         if (na != nc)
                 return false;
         for (size_t i = 0; i < na; i++)
@@ -200,10 +175,11 @@ static void collect_dirty(Broker *b, GArray *dirty) {
  * allocation being created, a release begun) needs no fsync, because the
  * kernel's devices do not survive the power cut that would lose it, and a
  * process crash still finds it in the page cache. */
-static int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
+int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
         g_autoptr(GPtrArray) recs = g_ptr_array_sized_new(g_hash_table_size(b->allocations) + b->unmanaged->len);
         g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange));
-        StoreState st = { .allocations = recs, .boot_id = b->boot_id, .dirty = dirty };
+        g_autoptr(GArray) host = g_array_new(FALSE, FALSE, sizeof(RegionRange));
+        StoreState st = { .allocations = recs, .boot_id = b->boot_id, .dirty = dirty, .host = host };
         GHashTableIter it;
         void *v;
 
@@ -214,11 +190,12 @@ static int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
         for (guint i = 0; i < b->unmanaged->len; i++)
                 g_ptr_array_add(recs, b->unmanaged->pdata[i]);
         collect_dirty(b, dirty);
+        host_collect(b, host);
 
         return store_save_state(b->state_path, &st, flags, error);
 }
 
-static int broker_save(Broker *b, GError **error) {
+int broker_save(Broker *b, GError **error) {
         return broker_save_full(b, STORE_SAVE_DURABLE, error);
 }
 
@@ -275,7 +252,7 @@ typedef struct KernelResult {
 } KernelResult;
 
 /* Removes a device of ours. A device that is already gone counts as done. */
-static int kernel_destroy(DaxBackend *be, const char *name, const char **ret_step) {
+int kernel_destroy(DaxBackend *be, const char *name, const char **ret_step) {
         DaxDeviceInfo d;
         int r;
 
@@ -481,7 +458,6 @@ static void allocate_work(void *p) {
 }
 
 static void allocation_retire(Broker *b, Allocation *a);
-static void waiting_retry(Broker *b);
 
 static void allocate_done(void *p) {
         AllocateJob *j = p;
@@ -501,7 +477,7 @@ static void allocate_done(void *p) {
                 extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, NULL);
                 g_hash_table_remove(b->allocations, a->rec->id);
                 (void) broker_save(b, NULL);
-                notify_sizes(b, pool);
+                broker_notify_sizes(b, pool);
                 j->done(NULL, -1, error, j->userdata);
                 g_free(j);
                 broker_scrub_kick(b);
@@ -533,7 +509,8 @@ static void allocate_done(void *p) {
         close(j->res.fd);
         g_free(j);
         notify_added(b, a);
-        notify_sizes(b, pool);
+        broker_notify_sizes(b, pool);
+        host_pool_changed(b, pool);
 }
 
 static char *allocation_new_id(Broker *b) {
@@ -574,6 +551,7 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                             int *ret_n, bool *ret_wait, GError **error) {
         char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
         uint64_t largest = 0, biggest_pool = 0, granule_needed = 0, host = 0, held_dirty = 0;
+        const char *host_error = NULL;
         bool any_candidate = false;
 
         *ret_wait = false;
@@ -601,6 +579,8 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                                 biggest_pool = max_u64(biggest_pool, p->size);
                                 host += extent_map_total(p->map, EXTENT_HOST);
                                 held_dirty += p->scrubs_in_flight;
+                                if (host_last_error(p))
+                                        host_error = host_last_error(p);
                         }
                         if (req->size % granule != 0) {
                                 granule_needed = granule;
@@ -644,11 +624,13 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
 
                 *ret_wait = held_dirty > 0;
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
-                            "No room for %s%s; the largest free extent is %s%s%s%s",
+                            "No room for %s%s; the largest free extent is %s%s%s%s%s%s",
                             format_size(req->size, sz, sizeof(sz)), req->contiguous ? " in one contiguous range" : "",
-                            format_size(largest, sz2, sizeof(sz2)), host ? " (" : "",
+                            format_size(largest, sz2, sizeof(sz2)), host ? "; " : "",
                             host ? format_size(host, sz3, sizeof(sz3)) : "",
-                            host ? " is online as host RAM through kmem and stays there)" : "");
+                            host ? " is host RAM through kmem" : "",
+                            host && host_error ? " and the last attempt to take it back failed: " : "",
+                            host && host_error ? host_error : "");
         }
         return NULL;
 }
@@ -686,7 +668,7 @@ static void waiting_add(Broker *b, const AllocateRequest *req, BrokerAllocateDon
 static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
                          bool may_wait, GError **error);
 
-static void waiting_retry(Broker *b) {
+void broker_waiting_retry(Broker *b) {
         unsigned n = g_queue_get_length(b->waiting);
 
         /* Each is tried once; one that still has to wait goes back in line. */
@@ -750,6 +732,16 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         }
 
         pool = allocate_place(b, req, &align, ranges, &n, &wait, error);
+        if (!pool && !wait && may_wait && g_error_matches(*error, BROKER_ERROR, BROKER_ERROR_NO_SPACE)) {
+                /* Host memory comes back for it: wait for the reclaim
+                 * (ours or one already running), then place again. */
+                g_autoptr(GError) host_error = NULL;
+
+                if (host_reclaim_running(b, req) || host_reclaim_for(b, req, &host_error))
+                        wait = true;
+                else if (host_error)
+                        g_prefix_error(error, "%s: ", host_error->message);
+        }
         if (!pool) {
                 if (!wait || !may_wait)
                         return false;
@@ -814,7 +806,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         }
 
         worker_submit(b->worker, pool->region_id, allocate_work, allocate_done, j);
-        notify_sizes(b, pool);
+        broker_notify_sizes(b, pool);
         return true;
 }
 
@@ -875,7 +867,7 @@ static void release_done(void *p) {
                 /* The file still says RELEASING, which the next start-up
                  * finishes (and zeroes); nothing is lost. */
                 log_error("Cannot record the release: %s", error->message);
-        notify_sizes(b, pool);
+        broker_notify_sizes(b, pool);
         if (j->done)
                 j->done(1, NULL, j->userdata);
         /* Nobody waits on a transient release to look at the pool: its
@@ -885,7 +877,8 @@ static void release_done(void *p) {
         else
                 broker_scrub_later(b);
         g_free(j);
-        waiting_retry(b);
+        broker_waiting_retry(b);
+        host_pool_changed(b, pool);
 }
 
 /* Takes a device down without a caller waiting (a failed commit). */
@@ -1077,10 +1070,11 @@ static void scrub_finish(ScrubJob *j) {
                 p->scrub_failures = 0;
                 (void) broker_save(b, NULL);
         }
-        notify_sizes(b, p);
+        broker_notify_sizes(b, p);
         g_free(j);
         broker_scrub_kick(b);
-        waiting_retry(b);
+        broker_waiting_retry(b);
+        host_pool_changed(b, p);
 }
 
 static void scrub_destroy_done(void *p) {
@@ -1115,7 +1109,7 @@ static int on_scrub_timer(sd_event_source *s, uint64_t usec, void *userdata) {
  * dirty memory meanwhile; they zero what they take. */
 #define SCRUB_DELAY_USEC (1000 * 1000)
 
-static void broker_scrub_later(Broker *b) {
+void broker_scrub_later(Broker *b) {
         uint64_t now;
 
         if (!b->event) {
@@ -1189,6 +1183,7 @@ static Pool *pool_new(Broker *b, const DaxRegionInfo *ri, const PoolConfig *pc) 
         p->align = pc && pc->align ? pc->align : b->config->default_align;
         p->boundary = pc ? pc->boundary : 0;
         p->map = extent_map_new(ri->start, ri->size);
+        host_pool_init(b, p, pc);
         return p;
 }
 
@@ -1278,8 +1273,9 @@ static void pool_settle_unclaimed(Broker *b, Pool *p, const DaxDeviceInfo *d) {
                                     g_strerror(-r));
                 } else
                         log_notice("%s: %s is host RAM through kmem (%u of %u memory blocks online); "
-                                   "counted as host capacity", p->name, d->name, d->mem_blocks_online, d->mem_blocks);
-                pool_mark_device(p, d, EXTENT_HOST);
+                                   "counted as host capacity, taken back whole when allocations need it", p->name,
+                                   d->name, d->mem_blocks_online, d->mem_blocks);
+                host_adopt(b, p, d);
                 return;
         }
 
@@ -1351,7 +1347,8 @@ static bool device_within_dirty(const DaxDeviceInfo *d, const GArray *dirty, uns
         return d->n_ranges > 0;
 }
 
-static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *dirty, bool new_boot) {
+static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *dirty, const GArray *host,
+                          bool new_boot) {
         DaxBackend *be = b->backend;
         _cleanup_free_ DaxDeviceInfo *devs = NULL;
         g_autofree bool *claimed = NULL;
@@ -1420,6 +1417,8 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                 } else
                         g_ptr_array_add(restore, rec);
         }
+
+        host_reconcile(b, p, host, devs, nd, claimed, leftovers);
 
         /* Devices lying wholly in recorded dirt are scrub devices (or a
          * release) cut short by a crash: they go, the dirt stays. */
@@ -1576,7 +1575,7 @@ int broker_start(Broker *b, GError **error) {
                                 records->pdata[k] = NULL;
                         }
                 }
-                r = pool_reconcile(b, p, mine, st.dirty, new_boot);
+                r = pool_reconcile(b, p, mine, st.dirty, st.host, new_boot);
                 /* Whatever reconcile did not take over stays on record. */
                 for (guint k = 0; k < mine->len; k++)
                         if (mine->pdata[k])
@@ -1602,6 +1601,8 @@ int broker_start(Broker *b, GError **error) {
                 goto finish;
         stable_paths_refresh(b);
         broker_scrub_kick(b);
+        for (guint i = 0; i < b->pools->len; i++)
+                host_pool_changed(b, b->pools->pdata[i]);
         log_info("Ready: %u pools, %u allocations", b->pools->len, g_hash_table_size(b->allocations));
 finish:
         /* unclaimed records were moved out above; the rest are NULL */
@@ -1621,12 +1622,32 @@ int broker_reload(Broker *b, Config *config, GError **error) {
 
                 p->align = pc && pc->align ? pc->align : config->default_align;
                 p->boundary = pc ? pc->boundary : 0;
-                notify_sizes(b, p);
+                p->host_return = pc && pc->host_return && p->block_size &&
+                                 (!pc->host_chunk || pc->host_chunk % p->block_size == 0);
+                if (p->host_return && pc->host_chunk)
+                        p->host_chunk = pc->host_chunk;
+                p->reserve = pc ? pc->reserve : 0;
+                p->host_delay_usec = pc ? pc->host_delay_usec : DEFAULT_HOST_DELAY_USEC;
+                p->host_failures = 0;
+                broker_notify_sizes(b, p);
         }
         config_free(b->config);
         b->config = config;
+        for (guint i = 0; i < b->pools->len; i++)
+                host_pool_changed(b, b->pools->pdata[i]);
         log_info("Configuration reloaded; adding or removing pools takes a restart");
         return 0;
+}
+
+/* Offlining a block normally takes well under a second; one that has not
+ * finished in this time is pinned, and waiting longer only delays the VM. */
+#define OFFLINE_TIMEOUT_USEC (10 * 1000 * 1000ULL)
+
+void broker_crash_point(Broker *b, const char *step) {
+        if (!b->crash_at || strcmp(b->crash_at, step) != 0)
+                return;
+        log_warning("DAXBROKER_TEST_CRASH_AT=%s: killing the daemon here (test-only fault injection)", step);
+        (void) raise(SIGKILL);
 }
 
 int broker_new(sd_event *event, DaxBackend *backend, Config *config, const BrokerSettings *settings,
@@ -1645,6 +1666,10 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->waiting = g_queue_new();
         b->boot_id = read_boot_id();
         b->lock_fd = -1;
+        b->crash_at = g_strdup(g_getenv("DAXBROKER_TEST_CRASH_AT"));
+        b->offline_timeout_usec = OFFLINE_TIMEOUT_USEC;
+        if (g_getenv("DAXBROKER_OFFLINE_TIMEOUT_USEC"))
+                b->offline_timeout_usec = g_ascii_strtoull(g_getenv("DAXBROKER_OFFLINE_TIMEOUT_USEC"), NULL, 10);
 
         if (g_mkdir_with_parents(settings->state_dir, 0700) < 0) {
                 r = -errno;
@@ -1712,6 +1737,7 @@ void broker_free(Broker *b) {
         g_free(b->state_path);
         g_free(b->runtime_dir);
         g_free(b->boot_id);
+        g_free(b->crash_at);
         if (b->lock_fd >= 0)
                 close(b->lock_fd);
         g_free(b);

@@ -59,6 +59,18 @@ typedef struct Pool {
         unsigned scrubs_in_flight;  /* zeroing jobs running on this pool */
         bool bare_scrub_running;    /* a scrub device is zeroing bare dirt */
         unsigned scrub_failures;    /* consecutive failed bare scrubs */
+        /* Host return (host-return.c); chunks are EXTENT_HOST tagged with
+         * their HostChunk. */
+        bool host_return;           /* HostReturn= */
+        uint64_t host_chunk;        /* HostChunk= (resolved) */
+        uint64_t reserve;           /* Reserve= */
+        uint64_t host_delay_usec;   /* HostReturnDelay= */
+        uint64_t block_size;        /* memory block size, 0: no hotplug */
+        GPtrArray *chunks;          /* HostChunk* */
+        unsigned host_jobs;         /* returns and reclaims in flight */
+        unsigned host_failures;     /* consecutive failed returns */
+        sd_event_source *host_timer;
+        char *host_error;           /* why the last reclaim failed */
 } Pool;
 
 struct Allocation {
@@ -119,6 +131,7 @@ int broker_reload(Broker *b, Config *config, GError **error);
  * after the callback returns. */
 typedef void (*BrokerAllocateDone)(Allocation *a, int fd, const GError *error, void *userdata);
 typedef void (*BrokerDone)(unsigned count, const GError *error, void *userdata);
+typedef void (*BrokerSizeDone)(uint64_t size, const GError *error, void *userdata);
 
 /* Validates at once (returns false with error set, nothing changed) or
  * queues the work and returns true; done runs later. */
@@ -129,6 +142,16 @@ bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *u
                           GError **error);
 /* Returns a new fd of the allocation's device, or -1 with error set. */
 int broker_open(Broker *b, Allocation *a, GError **error);
+
+/* Hands size bytes of clean free memory to the host now, in HostChunk=
+ * chunks (size must be a multiple), whatever HostReturn= and Reserve= say;
+ * done gets the bytes returned. */
+bool broker_return_to_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
+                           GError **error);
+/* Takes at least size bytes back from the host (whole chunks); done gets
+ * the bytes reclaimed, or an error if fewer than size could be. */
+bool broker_reclaim_from_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
+                              GError **error);
 
 /* Releases the transient allocations tied to a bus client that is gone. */
 void broker_client_vanished(Broker *b, const char *client);

@@ -440,6 +440,53 @@ static int method_release_owner(sd_bus_message *m, void *userdata, sd_bus_error 
         return 1;
 }
 
+static void size_reply(uint64_t size, const GError *error, void *userdata) {
+        PendingCall *p = userdata;
+        int r;
+
+        r = error ? reply_gerror(p->m, error) : sd_bus_reply_method_return(p->m, "t", size);
+        if (r < 0)
+                log_warning("Cannot send %s reply: %s", sd_bus_message_get_member(p->m), strerror(-r));
+        pending_free(p);
+}
+
+/* ReturnToHost and ReclaimFromHost: (s pool, t size) -> t. */
+static int method_host(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bus *bus = userdata;
+        g_autoptr(GError) error = NULL;
+        const char *name;
+        uint64_t size;
+        PendingCall *p;
+        Pool *pool;
+        uid_t uid;
+        bool ok;
+        int r;
+
+        r = sd_bus_message_read(m, "st", &name, &size);
+        if (r < 0)
+                return r;
+        pool = broker_find_pool(bus->broker, name);
+        if (!pool)
+                return set_error(ret_error, BROKER_ERROR_NO_SUCH_POOL, "No pool named '%s'", name);
+        r = caller_uid(bus, m, &uid, ret_error);
+        if (r < 0)
+                return r;
+        r = authorize(bus, m, uid, AUTH_SCOPE_OTHER, method_host, ret_error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: runs again with polkit's answer */
+
+        p = pending_new(bus, m);
+        if (streq(sd_bus_message_get_member(m), "ReturnToHost"))
+                ok = broker_return_to_host(bus->broker, pool, size, size_reply, p, &error);
+        else
+                ok = broker_reclaim_from_host(bus->broker, pool, size, size_reply, p, &error);
+        if (!ok) {
+                pending_free(p);
+                return set_error(ret_error, error->code, "%s", error->message);
+        }
+        return 1;
+}
+
 static int method_open(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Bus *bus = userdata;
         g_autoptr(GError) error = NULL;
@@ -576,6 +623,10 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_release_owner, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Open", SD_BUS_ARGS("o", allocation), SD_BUS_RESULT("h", fd), method_open,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReturnToHost", SD_BUS_ARGS("s", pool, "t", size), SD_BUS_RESULT("t", returned),
+                                method_host, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReclaimFromHost", SD_BUS_ARGS("s", pool, "t", size),
+                                SD_BUS_RESULT("t", reclaimed), method_host, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListPools", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(osuitttttttttt)", pools),
                                 method_list_pools, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListAllocations", SD_BUS_NO_ARGS,
