@@ -7,6 +7,11 @@
 #   stop        SIGTERM while zeroing: exit 0, restart: nothing lost
 #   introspect  exported API equals dbus/org.daxbroker.Broker1.xml
 #   ctl         daxbrokerctl verbs, human and --json
+#   host        idle memory goes to the host and comes back (HostReturn=yes)
+#   host-autoonline  the same with blocks onlined behind the broker's back
+#   host-busy   a host chunk with an unmovable block: reclaim fails cleanly
+#   host-hang   the same with a block whose offlining never finishes
+#   host-crash  kill -9 at every step of return and reclaim
 set -u
 build=$1 src=$2 what=$3
 tmp=$(mktemp -d /tmp/daxbroker-bus.XXXXXX)
@@ -57,6 +62,28 @@ Boundary=512M
 Region=1
 CONF
 backend="sim:0:4G:2G:0,1:8G:2G:1;boot=devdax;state=$tmp/sim-kernel.json"
+case "$what" in
+host*)
+        # Region 1 returns idle memory to the host: 1 GiB chunks, of which
+        # the top one (9G..10G) is what the pin modes make unmovable.
+        cat > "$tmp/daxbroker.conf" <<CONF
+[Pool bounded]
+Region=0
+Boundary=512M
+
+[Pool host]
+Region=1
+HostReturn=yes
+Reserve=512M
+HostReturnDelay=1s
+CONF
+        ;;
+esac
+case "$what" in
+host-busy) backend="$backend;pin=0x250000000:busy" ;;
+host-hang) backend="$backend;pin=0x250000000:hang" ;;
+host-autoonline) backend="$backend;autoonline=online_movable" ;;
+esac
 
 start_daemon() {
         "$build/src/daxbrokerd" --config "$tmp/daxbroker.conf" --state-dir "$tmp/state" \
@@ -113,6 +140,39 @@ introspect)
         ;;
 ctl)
         "$src/tests/bus/ctl-test.sh" "$build/src/daxbrokerctl" "$addr" || rc=1
+        ;;
+host|host-autoonline)
+        "${scn[@]}" host host $((1 << 30)) $((512 << 20)) || rc=1
+        ;;
+host-busy|host-hang)
+        "${scn[@]}" host-pinned host || rc=1
+        grep -q "Reclaiming host memory: .*memory[0-9]" "$tmp/daemon.log" ||
+                { echo "# the daemon did not log which block refused"; rc=1; }
+        ;;
+host-crash)
+        # kill -9 at every step of return and reclaim; after a restart the
+        # sums hold and the whole pool can be reclaimed and handed out.
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        for step in return-bound return-online reclaim-offline reclaim-offlined reclaim-unbound reclaim-destroyed; do
+                echo "# crash at $step"
+                export DAXBROKER_TEST_CRASH_AT=$step
+                start_daemon || exit 1
+                unset DAXBROKER_TEST_CRASH_AT
+                case $step in
+                reclaim-*) "${scn[@]}" host-trigger host >/dev/null ;;
+                esac
+                for _ in $(seq 3000); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+                if kill -0 "$daemon_pid" 2>/dev/null; then
+                        echo "# the daemon never reached $step"; rc=1
+                        kill -9 "$daemon_pid"
+                fi
+                wait "$daemon_pid" 2>/dev/null; daemon_pid=
+                grep -q "DAXBROKER_TEST_CRASH_AT=$step" "$tmp/daemon.log" ||
+                        { echo "# no crash logged at $step"; rc=1; }
+                start_daemon || exit 1
+                "${scn[@]}" host-check host || { echo "# check after a crash at $step failed"; rc=1; }
+                kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        done
         ;;
 *)
         echo "unknown test $what"; exit 2 ;;

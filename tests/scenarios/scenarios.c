@@ -355,7 +355,8 @@ static char *state_snapshot(void) {
                 fprintf(f, "\n");
         }
         for (int i = 0; i < np; i++)
-                fprintf(f, "%s free=%" PRIu64 " alloc=%" PRIu64 "\n", pools[i].name, pools[i].free, pools[i].allocated);
+                fprintf(f, "%s free=%" PRIu64 " alloc=%" PRIu64 " host=%" PRIu64 "\n", pools[i].name, pools[i].free,
+                        pools[i].allocated, pools[i].host);
         sys = sysfs_snapshot();
         fputs(sys, f);
         free(sys);
@@ -1043,6 +1044,320 @@ static int check_persist(const char *file) {
         return n_fail ? 1 : 0;
 }
 
+/* ---- host return: idle memory goes to the host and comes back ---- */
+
+static bool find_pool(const char *name, PoolInfo *ret) {
+        PoolInfo pools[16];
+        int n = list_pools(pools, 16);
+
+        for (int i = 0; i < n; i++)
+                if (strcmp(pools[i].name, name) == 0) {
+                        *ret = pools[i];
+                        return true;
+                }
+        diag("no pool named %s", name);
+        return false;
+}
+
+/* ReturnToHost / ReclaimFromHost; 0 with the bytes moved, or < 0 with the
+ * error name. */
+static int host_call(const char *method, const char *pool, uint64_t size, uint64_t *ret, char *err, size_t errlen,
+                     char *msg, size_t msglen) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        int r = sd_bus_call_method(bus, DEST, PATH, MGR, method, &error, &reply, "st", pool, size);
+
+        if (err)
+                snprintf(err, errlen, "%s", r < 0 && error.name ? error.name : "");
+        if (msg)
+                snprintf(msg, msglen, "%s", r < 0 && error.message ? error.message : "");
+        if (r < 0)
+                diag("%s(%s, %" PRIu64 ") -> %s: %s", method, pool, size, error.name, error.message);
+        else
+                sd_bus_message_read(reply, "t", ret);
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(reply);
+        return r;
+}
+
+static uint64_t meminfo_total(void) {
+        char line[256];
+        uint64_t kb = 0;
+        FILE *f = fopen("/proc/meminfo", "re");
+
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "MemTotal: %" SCNu64 " kB", &kb) == 1)
+                        break;
+        fclose(f);
+        return kb * 1024;
+}
+
+/* What the kernel says the region's memory is doing: kmem devices are
+ * host, other devices are allocated or foreign, available_size is free. */
+typedef struct KernelUse {
+        uint64_t host, devices, available;
+} KernelUse;
+
+static bool kernel_use(uint32_t region, KernelUse *ret) {
+        char pattern[128];
+        glob_t g;
+
+        *ret = (KernelUse) {};
+        if (sysfs_region_available(region, &ret->available) < 0)
+                return false;
+        snprintf(pattern, sizeof(pattern), "/sys/bus/dax/devices/dax%u.*", region);
+        if (glob(pattern, 0, NULL, &g) != 0)
+                return false;
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+                char p[512], link[512] = "";
+                uint64_t size = 0;
+                ssize_t k;
+
+                snprintf(p, sizeof(p), "%s/size", g.gl_pathv[i]);
+                if (sysfs_read_u64(p, &size) < 0)
+                        continue;
+                snprintf(p, sizeof(p), "%s/driver", g.gl_pathv[i]);
+                k = readlink(p, link, sizeof(link) - 1);
+                if (k > 0 && strstr(link, "/kmem"))
+                        ret->host += size;
+                else
+                        ret->devices += size;
+        }
+        globfree(&g);
+        return true;
+}
+
+/* Waits (a liveness guard, not a speed check) until the pool is settled:
+ * no dirt, and HostSize equal to want (any value if want is UINT64_MAX). */
+static bool wait_host(const char *pool, uint64_t want, PoolInfo *ret) {
+        for (int i = 0; i < 6000; i++) {
+                if (find_pool(pool, ret) && ret->dirty == 0 && (want == UINT64_MAX || ret->host == want))
+                        return true;
+                usleep(50 * 1000);
+        }
+        diag("pool %s: HostSize is %" PRIu64 " MiB, dirty %" PRIu64 " MiB after 300 s; wanted %" PRIu64 " MiB", pool,
+             ret->host / MiB, ret->dirty / MiB, want / MiB);
+        return false;
+}
+
+/* allocated + free + host + foreign = size, from the broker and, with
+ * --sysfs, from the kernel itself. */
+static void check_invariant(const char *what, const PoolInfo *p) {
+        KernelUse k;
+
+        check(p->allocated + p->free + p->host + p->foreign == p->size,
+              "%s: allocated %" PRIu64 " + free %" PRIu64 " + host %" PRIu64 " + foreign %" PRIu64
+              " MiB = pool size %" PRIu64 " MiB", what, p->allocated / MiB, p->free / MiB, p->host / MiB,
+              p->foreign / MiB, p->size / MiB);
+        if (!use_sysfs)
+                return;
+        check(kernel_use(p->region, &k), "%s: region %u is readable in sysfs", what, p->region);
+        check(k.host == p->host, "%s: kmem devices in sysfs hold %" PRIu64 " MiB = HostSize %" PRIu64 " MiB", what,
+              k.host / MiB, p->host / MiB);
+        check(k.available == p->free, "%s: available_size %" PRIu64 " MiB = FreeSize %" PRIu64 " MiB", what,
+              k.available / MiB, p->free / MiB);
+        check(k.host + k.devices + k.available == p->size,
+              "%s: kernel: kmem %" PRIu64 " + other devices %" PRIu64 " + available %" PRIu64 " MiB = region %" PRIu64
+              " MiB", what, k.host / MiB, k.devices / MiB, k.available / MiB, p->size / MiB);
+}
+
+/* MemTotal moves by exactly what HostSize moves. */
+static void check_memtotal(const char *what, uint64_t base_mem, uint64_t base_host, const PoolInfo *p) {
+        int64_t want, got;
+
+        if (!use_sysfs)
+                return;
+        want = (int64_t) p->host - (int64_t) base_host;
+        got = (int64_t) meminfo_total() - (int64_t) base_mem;
+        check(got == want, "%s: MemTotal changed by %" PRId64 " MiB, HostSize by %" PRId64 " MiB", what, got / (int64_t) MiB,
+              want / (int64_t) MiB);
+}
+
+static bool check_host_nonzero(const PoolInfo *p) {
+        check(p->host > 0, "pool %s has host memory (%" PRIu64 " MiB)", p->name, p->host / MiB);
+        return p->host > 0;
+}
+
+static bool map_reads_zero(int fd, uint64_t size) {
+        char *mem = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+        bool ok;
+
+        if (mem == MAP_FAILED) {
+                diag("mmap: %s", strerror(errno));
+                return false;
+        }
+        ok = all_zero(mem, size);
+        munmap(mem, size);
+        return ok;
+}
+
+/* The issue's walk: idle memory goes to the host after the delay, an
+ * allocation takes it back, zeroed, and every step adds up in sysfs. */
+static int scenario_host(const char *pool, uint64_t chunk, uint64_t reserve) {
+        char path[256], err[256], msg[512];
+        uint64_t moved = 0, base_mem, base_host, want;
+        PoolInfo p;
+        int fd;
+
+        if (!find_pool(pool, &p))
+                return 1;
+        want = (p.size - reserve) / chunk * chunk;
+        check(wait_host(pool, want, &p), "idle pool %s: after the delay HostSize is %" PRIu64 " MiB", pool, want / MiB);
+        check_invariant("idle", &p);
+        base_mem = meminfo_total();
+        base_host = p.host;
+
+        /* Releasing capacity for real moves MemTotal with HostSize. */
+        check(host_call("ReclaimFromHost", pool, chunk, &moved, err, sizeof(err), NULL, 0) >= 0 && moved == chunk,
+              "ReclaimFromHost(%s, %" PRIu64 " MiB) reclaims that much", pool, chunk / MiB);
+        check(find_pool(pool, &p) && p.host == base_host - chunk, "HostSize dropped by one chunk");
+        check_invariant("after ReclaimFromHost", &p);
+        check_memtotal("after ReclaimFromHost", base_mem, base_host, &p);
+        check(host_call("ReturnToHost", pool, chunk, &moved, err, sizeof(err), NULL, 0) >= 0 && moved == chunk,
+              "ReturnToHost(%s, %" PRIu64 " MiB) returns that much", pool, chunk / MiB);
+        check(wait_host(pool, base_host, &p), "HostSize is back to %" PRIu64 " MiB", base_host / MiB);
+        check_invariant("after ReturnToHost", &p);
+        check_memtotal("after ReturnToHost", base_mem, base_host, &p);
+
+        /* An allocation bigger than the free space takes chunks back. */
+        uint64_t size = p.free + chunk <= p.size ? p.free + chunk / 2 : p.free;
+        if (allocate("scn-host", size, OPTS(.pool = pool, .contiguous = 0), path, &fd, err, sizeof(err)) < 0) {
+                check(false, "Allocate %" PRIu64 " MiB (more than the %" PRIu64 " MiB free) reclaims from the host",
+                      size / MiB, p.free / MiB);
+                return 1;
+        }
+        check(true, "Allocate %" PRIu64 " MiB (more than the %" PRIu64 " MiB free) reclaims from the host", size / MiB,
+              p.free / MiB);
+        check(map_reads_zero(fd, size), "every page of the allocation reads zero (host data never reaches a VM)");
+        close(fd);
+        check(wait_host(pool, UINT64_MAX, &p) && p.host < base_host, "HostSize dropped to %" PRIu64 " MiB",
+              p.host / MiB);
+        check_invariant("after the allocation", &p);
+        check_memtotal("after the allocation", base_mem, base_host, &p);
+
+        /* Bad input: a clear error, nothing changes. */
+        {
+                char *before = state_snapshot(), *after;
+                static const struct {
+                        const char *method, *pool;
+                        uint64_t size;
+                        const char *error;
+                } bad[] = {
+                        { "ReturnToHost", "no-such-pool", GiB, "org.daxbroker.Broker1.Error.NoSuchPool" },
+                        { "ReturnToHost", NULL, 0, "org.daxbroker.Broker1.Error.InvalidArgument" },
+                        { "ReturnToHost", NULL, 3 * MiB, "org.daxbroker.Broker1.Error.InvalidArgument" },
+                        { "ReturnToHost", NULL, 64 * GiB, "org.daxbroker.Broker1.Error.InvalidArgument" },
+                        { "ReclaimFromHost", "no-such-pool", GiB, "org.daxbroker.Broker1.Error.NoSuchPool" },
+                        { "ReclaimFromHost", NULL, 0, "org.daxbroker.Broker1.Error.InvalidArgument" },
+                        { "ReclaimFromHost", NULL, 3 * MiB, "org.daxbroker.Broker1.Error.InvalidArgument" },
+                        { "ReclaimFromHost", NULL, 64 * GiB, "org.daxbroker.Broker1.Error.NoSpace" },
+                };
+                for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                        int r = host_call(bad[i].method, bad[i].pool ? bad[i].pool : pool, bad[i].size, &moved, err,
+                                          sizeof(err), msg, sizeof(msg));
+                        check(r < 0 && strcmp(err, bad[i].error) == 0 && msg[0],
+                              "%s(%s, %" PRIu64 ") fails with %s: %s", bad[i].method, bad[i].pool ? bad[i].pool : pool,
+                              bad[i].size, bad[i].error, msg);
+                }
+                /* 64 GiB is a multiple of every chunk size up to 64 GiB but
+                 * not clean free memory the pool has. */
+                int r = host_call("ReturnToHost", pool, 64 * chunk, &moved, err, sizeof(err), msg, sizeof(msg));
+                check(r < 0 && (strcmp(err, "org.daxbroker.Broker1.Error.NoSpace") == 0), "ReturnToHost of more than "
+                      "the pool has fails with NoSpace: %s", msg);
+                after = state_snapshot();
+                check(strcmp(before, after) == 0, "bad host calls changed nothing");
+                free(before);
+                free(after);
+        }
+
+        /* Released, the pool goes back to the host after the delay. */
+        check(release(path, NULL, 0) >= 0, "release the allocation");
+        check(wait_host(pool, want, &p), "after release and the delay HostSize is %" PRIu64 " MiB again", want / MiB);
+        check_invariant("idle again", &p);
+        check_memtotal("idle again", base_mem, base_host, &p);
+        return n_fail ? 1 : 0;
+}
+
+/* A chunk that will not offline: the allocation fails cleanly (or
+ * succeeds if the kernel managed after all), nothing is stranded. */
+static int scenario_host_pinned(const char *pool) {
+        char path[256], err[256];
+        PoolInfo p, q;
+        int fd;
+
+        if (!wait_host(pool, UINT64_MAX, &p) || !check_host_nonzero(&p))
+                return 1;
+        check_invariant("before", &p);
+        uint64_t size = p.free + p.host <= p.size ? p.free + p.host : p.size;
+        if (allocate("scn-pinned", size, OPTS(.pool = pool, .contiguous = 0), path, &fd, err, sizeof(err)) < 0) {
+                check(strcmp(err, "org.daxbroker.Broker1.Error.NoSpace") == 0,
+                      "Allocate %" PRIu64 " MiB that needs the pinned host memory fails with NoSpace", size / MiB);
+                check(wait_host(pool, p.host, &q), "HostSize is unchanged: the chunk went back online whole");
+                check_invariant("after the refused reclaim", &q);
+        } else {
+                check(true, "the kernel offlined the memory after all: Allocate %" PRIu64 " MiB succeeded", size / MiB);
+                check(map_reads_zero(fd, size), "every page reads zero");
+                close(fd);
+                check(wait_host(pool, UINT64_MAX, &q), "pool settles");
+                check_invariant("after the reclaim", &q);
+                check(release(path, NULL, 0) >= 0, "release");
+        }
+        return n_fail ? 1 : 0;
+}
+
+/* Starts an allocation that needs the host's memory; the daemon may die
+ * on the way (fault injection), so the answer does not matter. */
+static int host_trigger(const char *pool) {
+        char path[256], err[256];
+        PoolInfo p;
+        int fd;
+
+        if (!wait_host(pool, UINT64_MAX, &p) || p.host == 0) {
+                diag("pool %s has no host memory to reclaim", pool);
+                return 1;
+        }
+        if (allocate("scn-crash", p.free + p.host, OPTS(.pool = pool, .contiguous = 0), path, &fd, err, sizeof(err)) >= 0)
+                close(fd);
+        return 0;
+}
+
+/* After a crash at any step: the sums hold against the kernel, and every
+ * byte of the pool can be taken back and handed out, reading zero. */
+static int host_check(const char *pool) {
+        static AllocInfo all[1024];
+        char path[256], err[256];
+        uint64_t moved = 0;
+        PoolInfo p;
+        int fd, n;
+
+        /* An allocation that survived the crash is released first. */
+        n = list_allocations(all, 1024);
+        for (int i = 0; i < n; i++)
+                if (strcmp(all[i].owner, "scn-crash") == 0)
+                        check(release(all[i].path, NULL, 0) >= 0, "release %s left from before the crash", all[i].id);
+        if (!wait_host(pool, UINT64_MAX, &p))
+                return 1;
+        check_invariant("after restart", &p);
+        if (p.host > 0)
+                check(host_call("ReclaimFromHost", pool, p.host, &moved, err, sizeof(err), NULL, 0) >= 0 &&
+                              moved >= p.host,
+                      "every host chunk can be reclaimed (%" PRIu64 " MiB)", p.host / MiB);
+        check(wait_host(pool, 0, &p), "pool settles with no host memory");
+        check_invariant("after reclaiming everything", &p);
+        check(p.free + p.allocated == p.size && p.allocated == 0, "the whole pool is free: nothing was lost");
+        if (allocate("scn-crash", p.size, OPTS(.pool = pool, .contiguous = 0), path, &fd, err, sizeof(err)) < 0) {
+                check(false, "the whole pool (%" PRIu64 " MiB) can be allocated", p.size / MiB);
+                return 1;
+        }
+        check(true, "the whole pool (%" PRIu64 " MiB) can be allocated", p.size / MiB);
+        check(map_reads_zero(fd, p.size), "every page of it reads zero");
+        close(fd);
+        check(release(path, NULL, 0) >= 0, "release it");
+        return n_fail ? 1 : 0;
+}
+
 static int cleanup(void) {
         static AllocInfo all[1024];
         int n = list_allocations(all, 1024);
@@ -1074,7 +1389,8 @@ int main(int argc, char **argv) {
                         return 2;
         }
         if (optind >= argc) {
-                fprintf(stderr, "usage: scenarios [--bus-address A] [--sysfs] [--runtime-dir D] run|setup-persist F|check-persist F|cleanup\n");
+                fprintf(stderr, "usage: scenarios [--bus-address A] [--sysfs] [--runtime-dir D] run|setup-persist F|check-persist F|cleanup|"
+                                "host POOL CHUNK RESERVE|host-pinned POOL|host-trigger POOL|host-check POOL\n");
                 return 2;
         }
         if (address) {
@@ -1114,6 +1430,15 @@ int main(int argc, char **argv) {
                 r = check_dirty(argv[optind + 1]);
         else if (strcmp(cmd, "cleanup") == 0)
                 r = cleanup();
+        else if (strcmp(cmd, "host") == 0 && optind + 3 < argc) {
+                uint64_t chunk = strtoull(argv[optind + 2], NULL, 0), reserve = strtoull(argv[optind + 3], NULL, 0);
+                r = scenario_host(argv[optind + 1], chunk, reserve);
+        } else if (strcmp(cmd, "host-pinned") == 0 && optind + 1 < argc)
+                r = scenario_host_pinned(argv[optind + 1]);
+        else if (strcmp(cmd, "host-trigger") == 0 && optind + 1 < argc)
+                r = host_trigger(argv[optind + 1]);
+        else if (strcmp(cmd, "host-check") == 0 && optind + 1 < argc)
+                r = host_check(argv[optind + 1]);
         else {
                 fprintf(stderr, "unknown command '%s'\n", cmd);
                 return 2;
