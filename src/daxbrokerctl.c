@@ -889,6 +889,47 @@ static int verb_release_owner(sd_bus *bus) {
         return 0;
 }
 
+/* return-to-host and reclaim-from-host: (s pool, t size) -> t. */
+static int verb_host(sd_bus *bus, const char *method, const char *key) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        char buf[FORMAT_SIZE_MAX];
+        uint64_t moved;
+        int r;
+
+        r = bus_new_manager_call(bus, method, &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "st", arg_pool, arg_size);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s call", method);
+        r = bus_call(bus, m, MUTATING_CALL_TIMEOUT_USEC, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "t", &moved);
+        if (r < 0)
+                return log_parse_error(r);
+
+        if (arg_json) {
+                g_autoptr(JsonBuilder) json = json_builder_new();
+
+                json_builder_begin_object(json);
+                json_add_string(json, "pool", arg_pool);
+                json_add_u64(json, key, moved);
+                json_builder_end_object(json);
+                json_print(json);
+        } else
+                printf("%s\n", format_size(moved, buf, sizeof(buf)));
+        return 0;
+}
+
+static int verb_return_to_host(sd_bus *bus) {
+        return verb_host(bus, "ReturnToHost", "returned");
+}
+
+static int verb_reclaim_from_host(sd_bus *bus) {
+        return verb_host(bus, "ReclaimFromHost", "reclaimed");
+}
+
 static int check_name(const char *what, const char *s) {
         const char *reason = name_invalid_reason(s);
 
@@ -951,6 +992,16 @@ static int parse_release_owner_args(char **args) {
         return 0;
 }
 
+static int parse_host_args(char **args) {
+        if (!pool_name_valid(args[0]))
+                return log_usage("Invalid pool name '%s'", args[0]);
+        arg_pool = args[0];
+        if (parse_size(args[1], &arg_size) < 0 || arg_size == 0)
+                return log_usage("Invalid size '%s': expected bytes greater than zero with an optional K, M, G "
+                                 "or T suffix", args[1]);
+        return 0;
+}
+
 typedef struct Verb {
         const char *name;
         const char *synopsis;
@@ -967,6 +1018,8 @@ static const Verb verbs[] = {
         { "allocate",      "OWNER SIZE", 2, true,  parse_allocate_args,      verb_allocate      },
         { "release",       "ID|PATH",    1, false, parse_release_args,       verb_release       },
         { "release-owner", "OWNER",      1, false, parse_release_owner_args, verb_release_owner },
+        { "return-to-host", "POOL SIZE", 2, false, parse_host_args,          verb_return_to_host },
+        { "reclaim-from-host", "POOL SIZE", 2, false, parse_host_args,       verb_reclaim_from_host },
 };
 
 static void help(void) {
@@ -981,6 +1034,9 @@ static void help(void) {
                "  allocate OWNER SIZE      Carve SIZE bytes (K, M, G, T suffixes) for OWNER\n"
                "  release ID|PATH          Release an allocation by id or object path\n"
                "  release-owner OWNER      Release every allocation of OWNER, print the count\n"
+               "  return-to-host POOL SIZE Give SIZE of POOL's free memory to the host now\n"
+               "  reclaim-from-host POOL SIZE\n"
+               "                           Take at least SIZE of POOL's memory back from the host\n"
                "\n"
                "Options:\n"
                "  -h --help                Show this help\n"
