@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <systemd/sd-bus.h>
@@ -1180,6 +1181,39 @@ static bool check_host_nonzero(const PoolInfo *p) {
         return p->host > 0;
 }
 
+/* Fills the free memory of a NUMA node with a pattern and frees it again,
+ * so that host chunks on that node hold host data that a VM must never
+ * see. Returns the bytes written. */
+static uint64_t fill_node_free_memory(int node) {
+        char path[128], line[256];
+        uint64_t free_kb = 0, size, mask = UINT64_C(1) << node;
+        FILE *f;
+        char *mem;
+
+        snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/meminfo", node);
+        f = fopen(path, "re");
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Node %*d MemFree: %" SCNu64 " kB", &free_kb) == 1)
+                        break;
+        fclose(f);
+        if (free_kb * 1024 <= 256 * MiB)
+                return 0;
+        size = (free_kb * 1024 - 192 * MiB) & ~(2 * MiB - 1);
+        mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED)
+                return 0;
+        /* MPOL_BIND (2): only this node, so the chunks there get used. */
+        if (syscall(SYS_mbind, mem, size, 2, &mask, 64, 0) < 0) {
+                munmap(mem, size);
+                return 0;
+        }
+        memset(mem, 0xa5, size);
+        munmap(mem, size);
+        return size;
+}
+
 static bool map_reads_zero(int fd, uint64_t size) {
         char *mem = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
         bool ok;
@@ -1220,6 +1254,11 @@ static int scenario_host(const char *pool, uint64_t chunk, uint64_t reserve) {
         check(wait_host(pool, base_host, &p), "HostSize is back to %" PRIu64 " MiB", base_host / MiB);
         check_invariant("after ReturnToHost", &p);
         check_memtotal("after ReturnToHost", base_mem, base_host, &p);
+
+        /* The host uses the chunks: its data must not reach the VM below. */
+        if (use_sysfs)
+                diag("wrote a pattern over %" PRIu64 " MiB of node %d's free memory",
+                     fill_node_free_memory(p.node) / MiB, p.node);
 
         /* An allocation bigger than the free space takes chunks back. */
         uint64_t size = p.free + chunk <= p.size ? p.free + chunk / 2 : p.free;
