@@ -73,9 +73,8 @@ void host_collect(Broker *b, GArray *host);
  * and refills Reserve= from the host at once if it fell below. */
 void host_pool_changed(Broker *b, Pool *p);
 /* Reclaims host chunks when that lets the request fit. True if reclaim
- * was started (the caller waits for it); false with *error naming why
- * host memory cannot help, or leaving *error alone if there is none. */
-bool host_reclaim_for(Broker *b, const AllocateRequest *req, GError **error);
+ * was started (the caller waits for it and places again). */
+bool host_reclaim_for(Broker *b, const AllocateRequest *req);
 /* Host reclaims running in pools the request could use. */
 bool host_reclaim_running(Broker *b, const AllocateRequest *req);
 /* Why the last reclaim in the pool failed, or NULL. */

@@ -732,16 +732,11 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         }
 
         pool = allocate_place(b, req, &align, ranges, &n, &wait, error);
-        if (!pool && !wait && may_wait && g_error_matches(*error, BROKER_ERROR, BROKER_ERROR_NO_SPACE)) {
-                /* Host memory comes back for it: wait for the reclaim
-                 * (ours or one already running), then place again. */
-                g_autoptr(GError) host_error = NULL;
-
-                if (host_reclaim_running(b, req) || host_reclaim_for(b, req, &host_error))
-                        wait = true;
-                else if (host_error)
-                        g_prefix_error(error, "%s: ", host_error->message);
-        }
+        /* Host memory comes back for it: wait for the reclaim (ours or one
+         * already running), then place again. */
+        if (!pool && !wait && may_wait && g_error_matches(*error, BROKER_ERROR, BROKER_ERROR_NO_SPACE) &&
+            (host_reclaim_running(b, req) || host_reclaim_for(b, req)))
+                wait = true;
         if (!pool) {
                 if (!wait || !may_wait)
                         return false;

@@ -388,19 +388,18 @@ static void return_done(void *userdata) {
  * pool's boundary), as high as possible, so that VMs keep the low, long
  * free runs; never so that the largest free run drops below Reserve=. */
 static bool return_window(Pool *p, uint64_t chunk, bool keep_reserve, DaxRange *ret) {
-        uint64_t a = max_u64(p->block_size, p->boundary);
-
         for (size_t e = extent_map_count(p->map); e-- > 0;) {
                 const Extent *x = extent_map_get(p->map, e);
-                uint64_t end = x->start + x->size, s;
+                uint64_t s;
 
                 if (x->kind != EXTENT_FREE || x->size < chunk)
                         continue;
-                s = round_down_u64(end - chunk, a);
-                /* boundary is counted from the pool start */
-                if (p->boundary)
-                        s = p->start + round_down_u64(end - chunk - p->start, a);
-                if (s < x->start)
+                /* Blocks are physical; the boundary counts from the pool
+                 * start. Step down until both hold. */
+                s = round_down_u64(x->start + x->size - chunk, p->block_size);
+                while (s >= x->start && p->boundary && (s - p->start) % p->boundary != 0)
+                        s = round_down_u64(p->start + round_down_u64(s - p->start, p->boundary), p->block_size);
+                if (s < x->start || s + chunk > x->start + x->size)
                         continue;
                 if (keep_reserve) {
                         bool ok;
@@ -444,6 +443,11 @@ static uint64_t pool_free_bytes(const Pool *p) {
 /* The idle delay is over: return chunks while the pool keeps Reserve=. */
 static void host_return_idle(Broker *b, Pool *p) {
         DaxRange w;
+
+        /* Memory is on its way back for an allocation: returning other
+         * memory now would be the thrashing the delay is there to stop. */
+        if (p->host_jobs > 0 || !g_queue_is_empty(b->waiting))
+                return;
 
         while (!b->stopping && p->host_return && p->host_failures < 3 &&
                pool_free_bytes(p) >= p->host_chunk + p->reserve && return_window(p, p->host_chunk, true, &w))
@@ -579,6 +583,7 @@ static void reclaim_finish(HostJob *j) {
         broker_notify_sizes(b, p);
         g_free(j);
         broker_waiting_retry(b);
+        host_pool_changed(b, p);
 }
 
 static void reclaim_destroy_done(void *userdata) {
@@ -644,7 +649,7 @@ bool host_reclaim_running(Broker *b, const AllocateRequest *req) {
         return false;
 }
 
-bool host_reclaim_for(Broker *b, const AllocateRequest *req, GError **error) {
+bool host_reclaim_for(Broker *b, const AllocateRequest *req) {
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];
                 uint64_t align = req->align ? req->align : p->align;
@@ -680,14 +685,6 @@ bool host_reclaim_for(Broker *b, const AllocateRequest *req, GError **error) {
                 for (guint q = 0; q < k; q++)
                         reclaim_start(b, cands->pdata[q], NULL);
                 return true;
-        }
-        for (guint i = 0; i < b->pools->len; i++) {
-                Pool *p = b->pools->pdata[i];
-                if (pool_matches(p, req) && p->host_error) {
-                        g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
-                                    "host memory could not be taken back: %s", p->host_error);
-                        return false;
-                }
         }
         return false;
 }
