@@ -17,8 +17,12 @@ Boundary=512M
 
 [Pool far]
 Region=1
+HostReturn=yes
+Reserve=512M
+HostReturnDelay=5s
 CONF
-say "Configuration: pool 'near' (region 0, ranges on 512 MiB boundaries) and pool 'far' (region 1)"
+say "Configuration: pool 'near' (region 0, ranges on 512 MiB boundaries) and pool 'far' (region 1),
+which lends idle memory to the host in 1 GiB chunks, keeping 512 MiB ready for VMs"
 cat /etc/daxbroker/daxbroker.conf
 
 say "Starting daxbrokerd on the system bus"
@@ -80,6 +84,51 @@ for _ in $(seq 600); do
         sleep 0.2
 done
 say "A moment later every byte is zeroed: the next VM cannot read what alpha or beta left"
+run daxbrokerctl status
+memtotal() { awk '/MemTotal/ {printf "%d MiB\n", $2 / 1024}' /proc/meminfo; }
+far_host() { daxbrokerctl --json status | python3 -c 'import json,sys; print(next(p["host"] for p in json.load(sys.stdin)["pools"] if p["name"]=="far"))'; }
+say "Pool 'far' has been idle for 5 s: its spare memory now serves the host page allocator"
+for _ in $(seq 600); do [ "$(far_host)" -gt 0 ] && break; sleep 0.2; done
+printf 'Host MemTotal: '; memtotal
+run daxbrokerctl status
+say "Every block of that chunk is online, movable, as ordinary host RAM"
+for d in /sys/bus/dax/devices/dax1.*; do
+        [ "$(basename "$(readlink "$d/driver" 2>/dev/null)")" = kmem ] || continue
+        printf '%s (kmem): %s-%s\n' "$(basename "$d")" "$(cat "$d/mapping0/start")" "$(cat "$d/mapping0/end")"
+done
+say "The host uses that memory (a process fills node 1's free memory, then exits)"
+python3 - <<'PY'
+import ctypes, mmap, re
+free_kb = int(re.search(r"MemFree:\s+(\d+)", open("/sys/devices/system/node/node1/meminfo").read()).group(1))
+size = (free_kb * 1024 - (192 << 20)) & ~((2 << 20) - 1)
+m = mmap.mmap(-1, size)
+libc = ctypes.CDLL(None, use_errno=True)
+mask = ctypes.c_ulong(1 << 1)
+buf = ctypes.c_char.from_buffer(m)
+libc.syscall(237, ctypes.c_void_p(ctypes.addressof(buf)), ctypes.c_size_t(size), 2, ctypes.byref(mask),
+             ctypes.c_ulong(64), 0)  # mbind(MPOL_BIND, node 1)
+del buf
+for off in range(0, size, 4096):
+    m[off:off + 8] = b"HOSTDATA"
+print(f"wrote host data over {size >> 20} MiB of node 1")
+m.close()
+PY
+say "VM 'gamma' needs 1.5 GiB in 'far', more than is free: the broker takes the chunk back"
+run daxbrokerctl allocate gamma 1536M --pool far --no-contiguous --label ram0
+printf 'Host MemTotal: '; memtotal
+say "Gamma's memory reads zero: what the host left there never reaches the VM"
+python3 - <<'PY'
+import mmap, os
+fd = os.open("/run/daxbroker/owners/gamma/ram0", os.O_RDONLY)
+m = mmap.mmap(fd, 1536 << 20, mmap.MAP_SHARED, mmap.PROT_READ)
+dirty = sum(1 for off in range(0, len(m), 4096) if m[off:off + 8] != bytes(8))
+print("pages with anything but zeros:", dirty)
+m.close(); os.close(fd)
+PY
+say "Gamma goes; after the delay the chunk returns to the host"
+run daxbrokerctl release-owner gamma
+for _ in $(seq 600); do [ "$(far_host)" -gt 0 ] && break; sleep 0.2; done
+printf 'Host MemTotal: '; memtotal
 run daxbrokerctl status
 say "What daxbrokerd logged"
 cat /tmp/daxbrokerd.log
