@@ -85,7 +85,9 @@ typedef struct DaxBackendOps {
         int (*add_mapping)(DaxBackend *b, const char *name, uint64_t start, uint64_t size);
         /* Device must be unbound; used to shrink to zero before delete. */
         int (*set_size)(DaxBackend *b, const char *name, uint64_t size);
-        /* Binds to device_dax (new_id, then bind if still unbound). */
+        /* Binds an unbound device to device_dax ("bind", else "new_id" and
+         * "bind" on kernels where the driver matches listed names only).
+         * Already bound to it: 0; to another driver: -EBUSY. */
         int (*bind_device_dax)(DaxBackend *b, const char *name);
         /* Unbinds from whatever driver holds it and drops our id from that
          * driver's id list. Refuses (-EBUSY) a kmem device with online blocks:
@@ -103,20 +105,31 @@ typedef struct DaxBackendOps {
         /* The host's memory block size (block_size_bytes); 0 when the
          * kernel has no memory hotplug, so nothing can go to kmem. */
         uint64_t (*memory_block_size)(DaxBackend *b);
-        /* Binds an unbound, non-empty device to kmem (new_id, then bind if
-         * still unbound). kmem adds the memory blocks that lie wholly inside
-         * its ranges; whether they come up online is the kernel's
-         * auto_online_blocks policy, so callers re-read block state. */
+        /* Binds an unbound, non-empty device to kmem, the same way as
+         * bind_device_dax. kmem adds the memory blocks that lie wholly
+         * inside its ranges; whether they come up online is the kernel's
+         * auto_online_blocks policy, so callers re-read block state.
+         * Already kmem: 0; bound elsewhere: -EBUSY; no range: -ENXIO; a
+         * negative target node or no whole memory block: -EINVAL; kmem
+         * not loaded: -EOPNOTSUPP (it is not loaded on demand, see
+         * dax-sysfs.c). */
         int (*bind_kmem)(DaxBackend *b, const char *name);
         /* The memory blocks of a kmem-bound device, in address order; *ret
          * is malloc()ed. Computed from the device's own ranges, so
-         * multi-range devices are right. */
+         * multi-range devices are right; blocks kmem could not add are left
+         * out. "going-offline" counts as online (not removable), and
+         * movable is only set for a block fully online in ZONE_MOVABLE.
+         * These are the blocks DaxDeviceInfo.mem_blocks counts. A device
+         * not bound to kmem: -ENXIO. */
         int (*list_memory_blocks)(DaxBackend *b, const char *name, DaxMemBlock **ret, size_t *ret_n);
         /* Onlines (movable if the kernel allows it, else its default zone)
-         * or offlines one memory block. Already in that state: 0. Offlining
-         * fails with -EBUSY when the kernel refuses (unmovable pages) and
-         * with -ETIMEDOUT when it does not finish within timeout_usec (it
-         * is then cancelled and the block stays online). */
+         * or offlines one memory block. Already in that state: 0. No such
+         * block: -ENOENT. Offlining fails with -EBUSY when the kernel
+         * refuses (unmovable pages) and with -ETIMEDOUT when it does not
+         * finish within timeout_usec (it is then cancelled and the block
+         * stays online); UINT64_MAX waits without limit, and a timeout
+         * of 0 gives up before the kernel's first pass. Onlining is not
+         * bounded: it waits for nothing. */
         int (*set_memory_block)(DaxBackend *b, uint64_t block_id, bool online, uint64_t timeout_usec);
 } DaxBackendOps;
 
@@ -127,40 +140,86 @@ struct DaxBackend {
 /* The real kernel. sysfs_root is "/sys" and dev_root "/dev" in production. */
 int dax_sysfs_new(const char *sysfs_root, const char *dev_root, DaxBackend **ret);
 
-/* The model. spec lists regions as "ID:START:SIZE:NODE" separated by ','
- * (START and SIZE accept K/M/G suffixes and 0x hex), e.g.
- * "0:4G:2G:1,1:8G:2G:0". Regions start with one empty daxR.0 device.
- * boot_mode chooses daxR.0 at start: "idle" (size 0), "devdax" (whole region
- * bound to device_dax, like 6.1), "kmem-offline" or "kmem-online" (whole
- * region bound to kmem, like 6.3+). If state_path is not NULL, the model
- * keeps its layout in that file so it survives a daemon restart; a missing
- * file means a fresh boot. */
-int dax_sim_new(const char *spec, const char *boot_mode, const char *state_path, DaxBackend **ret);
+/* What the model's auto_online_blocks does with the blocks kmem adds. */
+typedef enum DaxSimAutoOnline {
+        DAX_SIM_AUTOONLINE_OFFLINE = 0,
+        DAX_SIM_AUTOONLINE_ONLINE,         /* ZONE_NORMAL */
+        DAX_SIM_AUTOONLINE_ONLINE_MOVABLE, /* ZONE_MOVABLE */
+} DaxSimAutoOnline;
 
-/* Test hooks of the model; -EOPNOTSUPP on other backends. Sets how many
- * memory blocks of a kmem device are online (onlining writes host data into
- * them), and what device_in_use() reports for a device. */
-int dax_sim_set_blocks_online(DaxBackend *b, const char *name, unsigned n_online);
-int dax_sim_set_in_use(DaxBackend *b, const char *name, bool in_use);
-/* Another agent (udev, auto_online_blocks, an operator) onlines or
- * offlines the memory block at this physical address behind the broker's
- * back; onlining writes host data into it and ignores pins. */
-int dax_sim_set_block_state(DaxBackend *b, uint64_t phys, bool online, bool movable);
-/* The memory block at this physical address will not go offline: mode
- * DAX_SIM_BLOCK_BUSY fails with -EBUSY (unmovable pages), DAX_SIM_BLOCK_HANG
- * never finishes, so offlining runs into its timeout. */
+/* What offlining a memory block of the model runs into: DAX_SIM_BLOCK_BUSY
+ * fails with -EBUSY (unmovable pages), DAX_SIM_BLOCK_HANG never finishes, so
+ * offlining runs into its timeout (-ETIMEDOUT at once, whatever the
+ * timeout: the model does not wait). */
 typedef enum DaxSimBlockPin {
         DAX_SIM_BLOCK_MOVABLE = 0,
         DAX_SIM_BLOCK_BUSY,
         DAX_SIM_BLOCK_HANG,
 } DaxSimBlockPin;
+
+typedef struct DaxSimPin {
+        uint64_t phys; /* any address in the memory block */
+        DaxSimBlockPin pin;
+} DaxSimPin;
+
+typedef struct DaxSimOptions {
+        /* daxR.0 at start: "idle" (size 0, the default), "devdax" (whole
+         * region bound to device_dax, like 6.1), "kmem-offline" or
+         * "kmem-online" (whole region bound to kmem, like 6.3+; online in
+         * ZONE_MOVABLE if autoonline says online_movable, else ZONE_NORMAL). */
+        const char *boot_mode;
+        /* If not NULL, the model keeps its layout (devices, memory block
+         * states and pins) in that file so it survives a daemon restart; a
+         * missing file means a fresh boot. */
+        const char *state_path;
+        DaxSimAutoOnline autoonline;
+        /* Blocks that will not go offline, added to those of the state file.
+         * Each must lie in a region (-EINVAL). */
+        const DaxSimPin *pins;
+        size_t n_pins;
+} DaxSimOptions;
+
+/* The model. spec lists regions as "ID:START:SIZE:NODE" separated by ','
+ * (START and SIZE accept K/M/G suffixes and 0x hex), e.g.
+ * "0:4G:2G:1,1:8G:2G:0". Regions start with one daxR.0 device, as
+ * options->boot_mode says; options may be NULL for the defaults. Memory
+ * blocks are 128 MiB. */
+int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, DaxBackend **ret);
+/* The same with only boot_mode and state_path set (either may be NULL). */
+int dax_sim_new(const char *spec, const char *boot_mode, const char *state_path, DaxBackend **ret);
+
+/* Test hooks of the model; -EOPNOTSUPP on other backends. */
+
+/* Puts the first n_online memory blocks of a kmem device (in range order)
+ * online in ZONE_MOVABLE and the others offline, ignoring pins; onlining
+ * writes host data into a block. -ERANGE if the device has fewer blocks,
+ * -ENXIO if it is not kmem. */
+int dax_sim_set_blocks_online(DaxBackend *b, const char *name, unsigned n_online);
+/* What device_in_use() reports for a device. */
+int dax_sim_set_in_use(DaxBackend *b, const char *name, bool in_use);
+/* Another agent (udev, auto_online_blocks, an operator) onlines or
+ * offlines the memory block at this physical address behind the broker's
+ * back; onlining writes host data into it and ignores pins. movable picks
+ * the zone of an online block. -ENOENT if no kmem device holds the block. */
+int dax_sim_set_block_state(DaxBackend *b, uint64_t phys, bool online, bool movable);
+/* Pins (or with DAX_SIM_BLOCK_MOVABLE unpins) the memory block at this
+ * physical address. The pin belongs to the memory, not to a device: it may
+ * be set before kmem adds the block and outlives the device. -ENOENT if
+ * the address lies in no region. */
 int dax_sim_set_block_pin(DaxBackend *b, uint64_t phys, DaxSimBlockPin pin);
+
+/* Spelling of model settings in option strings and the state file:
+ * sizes and addresses are decimal or 0x hex with an optional K, M, G or T
+ * suffix; pins are "none", "busy" or "hang". */
+int dax_sim_parse_size(const char *s, uint64_t *ret);
+const char *dax_sim_block_pin_to_string(DaxSimBlockPin pin);
+int dax_sim_block_pin_from_string(const char *s, DaxSimBlockPin *ret);
 
 /* "sysfs" or "sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...]".
  * autoonline is what the model's auto_online_blocks does when kmem adds
  * blocks: "offline" (default), "online" (ZONE_NORMAL) or "online_movable".
  * pin marks memory blocks that will not offline, MODE "busy" or "hang"
- * (see dax_sim_set_block_pin). */
+ * (see DaxSimBlockPin); pin= may be given more than once. */
 int dax_backend_new_from_string(const char *s, DaxBackend **ret);
 
 static inline void dax_backend_free(DaxBackend *b) {

@@ -24,6 +24,14 @@
  * reuses the range. Onlining kmem blocks writes a page of "host data" at
  * the start of each block, so missed scrubs are visible. Bytes do not
  * survive dax_sim_new(); the layout does, through state_path.
+ *
+ * Memory blocks (SIM_MEMORY_BLOCK) are state of the memory, not of a
+ * device: each region keeps a table of the blocks it overlaps, with their
+ * online state, zone and pin. A block exists while a kmem device's range
+ * holds it wholly (dev_dax_kmem_range()); only existing blocks can be
+ * online, so unbinding kmem (refused while any is online) leaves nothing
+ * to reset, and pins survive the device. The model lets any block go to
+ * ZONE_MOVABLE, and lets any unpinned block go offline, ZONE_NORMAL too.
  */
 
 #include <errno.h>
@@ -46,7 +54,9 @@
 #define SIM_MEMORY_BLOCK (128 * MiB)
 #define SIM_COPY_CHUNK (1 * MiB)
 #define SIM_HOST_DATA_SIZE (4 * KiB)
-#define SIM_STATE_VERSION 1
+/* Version 1 kept a count of online blocks per device ("the first n");
+ * version 2 keeps a per-region list of block states. Both load. */
+#define SIM_STATE_VERSION 2
 
 typedef struct SimDevice {
         unsigned instance;
@@ -54,24 +64,33 @@ typedef struct SimDevice {
         DaxDriver driver;
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];
-        unsigned blocks_online; /* kmem only */
         bool in_use;            /* test hook */
         int data_fd;            /* memfd with the device's bytes while opened, else -1 */
 } SimDevice;
+
+typedef struct SimBlock {
+        bool online;
+        bool movable;       /* online in ZONE_MOVABLE */
+        DaxSimBlockPin pin; /* what offlining runs into */
+} SimBlock;
 
 typedef struct SimRegion {
         unsigned id;
         uint64_t start;
         uint64_t size;
         int numa_node;
-        int backing_fd;     /* sparse memfd, offset = address - start */
-        GPtrArray *devices; /* SimDevice, sorted by instance */
+        int backing_fd;       /* sparse memfd, offset = address - start */
+        GPtrArray *devices;   /* SimDevice, sorted by instance */
+        uint64_t first_block; /* the memory block holding start */
+        size_t n_blocks;      /* memory blocks overlapping the region */
+        SimBlock *blocks;     /* their state, from first_block on */
 } SimRegion;
 
 typedef struct SimBackend {
         DaxBackend backend;
         GMutex lock;
         char *state_path;
+        DaxSimAutoOnline autoonline;
         GPtrArray *regions; /* SimRegion, sorted by id */
 } SimBackend;
 
@@ -107,6 +126,7 @@ static void sim_region_free(void *p) {
         if (r->backing_fd >= 0)
                 close(r->backing_fd);
         g_ptr_array_unref(r->devices);
+        g_free(r->blocks);
         g_free(r);
 }
 
@@ -118,18 +138,90 @@ static uint64_t sim_device_size(const SimDevice *d) {
         return sum;
 }
 
-/* kmem trims each range to whole memory blocks. */
-static unsigned sim_device_mem_blocks(const SimDevice *d) {
-        unsigned n = 0;
+/* The memory blocks [*ret_first, *ret_end) kmem adds for a range: it
+ * trims the range to whole blocks. */
+static void sim_range_blocks(const DaxRange *r, uint64_t *ret_first, uint64_t *ret_end) {
+        *ret_first = round_up_u64(r->start, SIM_MEMORY_BLOCK) / SIM_MEMORY_BLOCK;
+        *ret_end = max_u64(*ret_first, (r->start + r->size) / SIM_MEMORY_BLOCK);
+}
+
+/* The memory blocks (uint64_t numbers) kmem adds for the device, in range
+ * order. */
+static GArray *sim_device_blocks(const SimDevice *d) {
+        GArray *a = g_array_new(false, false, sizeof(uint64_t));
 
         for (unsigned i = 0; i < d->n_ranges; i++) {
-                uint64_t s = round_up_u64(d->ranges[i].start, SIM_MEMORY_BLOCK);
-                uint64_t e = round_down_u64(d->ranges[i].start + d->ranges[i].size, SIM_MEMORY_BLOCK);
+                uint64_t first, end;
 
-                if (e > s)
-                        n += (unsigned) ((e - s) / SIM_MEMORY_BLOCK);
+                sim_range_blocks(&d->ranges[i], &first, &end);
+                for (uint64_t m = first; m < end; m++)
+                        g_array_append_val(a, m);
         }
+        return a;
+}
+
+static bool sim_device_has_block(const SimDevice *d, uint64_t block) {
+        for (unsigned i = 0; i < d->n_ranges; i++) {
+                uint64_t first, end;
+
+                sim_range_blocks(&d->ranges[i], &first, &end);
+                if (block >= first && block < end)
+                        return true;
+        }
+        return false;
+}
+
+/* The state of a memory block overlapping the region, else NULL. */
+static SimBlock *sim_region_block(const SimRegion *r, uint64_t block) {
+        if (block < r->first_block || block - r->first_block >= r->n_blocks)
+                return NULL;
+        return &r->blocks[block - r->first_block];
+}
+
+static unsigned sim_blocks_online(const SimRegion *r, const GArray *blocks) {
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < blocks->len; i++)
+                if (sim_region_block(r, g_array_index(blocks, uint64_t, i))->online)
+                        n++;
         return n;
+}
+
+/* Whether kmem added the block: a kmem device of the region holds it. */
+static bool sim_region_has_kmem_block(const SimRegion *r, uint64_t block) {
+        for (unsigned i = 0; i < r->devices->len; i++) {
+                const SimDevice *d = r->devices->pdata[i];
+
+                if (d->driver == DAX_DRIVER_KMEM && sim_device_has_block(d, block))
+                        return true;
+        }
+        return false;
+}
+
+/* An existing memory block (/sys/devices/system/memory/memoryN). */
+static int sim_find_kmem_block(SimBackend *s, uint64_t block, SimRegion **ret_region, SimBlock **ret_block) {
+        for (unsigned i = 0; i < s->regions->len; i++) {
+                SimRegion *r = s->regions->pdata[i];
+                SimBlock *b = sim_region_block(r, block);
+
+                if (b && sim_region_has_kmem_block(r, block)) {
+                        *ret_region = r;
+                        *ret_block = b;
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+/* Any region's table entry for the block at this address. */
+static SimBlock *sim_find_block(SimBackend *s, uint64_t phys) {
+        for (unsigned i = 0; i < s->regions->len; i++) {
+                SimBlock *b = sim_region_block(s->regions->pdata[i], phys / SIM_MEMORY_BLOCK);
+
+                if (b)
+                        return b;
+        }
+        return NULL;
 }
 
 /* The kernel's alloc_is_aligned(). */
@@ -334,32 +426,37 @@ static int sim_device_write_back(SimRegion *r, SimDevice *d) {
         return 0;
 }
 
-/* The host wrote to memory blocks [from, to) of a kmem device while they
- * were online. */
-static int sim_write_host_data(SimRegion *r, const SimDevice *d, unsigned from, unsigned to) {
+/* The host writes to a memory block while it is online: a page of host
+ * data at its start stands for that. */
+static int sim_write_host_data(SimRegion *r, uint64_t block) {
         static const char marker[] = "daxbroker-sim: host data\n";
         char page[SIM_HOST_DATA_SIZE];
-        unsigned block = 0;
+        ssize_t w;
 
         for (size_t i = 0; i < sizeof(page); i++)
                 page[i] = marker[i % (sizeof(marker) - 1)];
 
-        for (unsigned i = 0; i < d->n_ranges; i++) {
-                uint64_t s = round_up_u64(d->ranges[i].start, SIM_MEMORY_BLOCK);
-                uint64_t e = round_down_u64(d->ranges[i].start + d->ranges[i].size, SIM_MEMORY_BLOCK);
+        w = pwrite(r->backing_fd, page, sizeof(page), (off_t) (block * SIM_MEMORY_BLOCK - r->start));
+        if (w < 0)
+                return -errno;
+        if (w != (ssize_t) sizeof(page))
+                return -EIO;
+        return 0;
+}
 
-                for (uint64_t a = s; a < e && block < to; a += SIM_MEMORY_BLOCK, block++) {
-                        ssize_t w;
+/* Changes the state of an existing block, as the kernel's state_store()
+ * does once it has decided to. */
+static int sim_block_set(SimRegion *r, uint64_t block, bool online, bool movable) {
+        SimBlock *b = sim_region_block(r, block);
+        int k;
 
-                        if (block < from)
-                                continue;
-                        w = pwrite(r->backing_fd, page, sizeof(page), (off_t) (a - r->start));
-                        if (w < 0)
-                                return -errno;
-                        if (w != (ssize_t) sizeof(page))
-                                return -EIO;
-                }
+        if (online && !b->online) {
+                k = sim_write_host_data(r, block);
+                if (k < 0)
+                        return k;
         }
+        b->online = online;
+        b->movable = online && movable;
         return 0;
 }
 
@@ -376,8 +473,10 @@ static void sim_fill_device_info(const SimRegion *r, const SimDevice *d, DaxDevi
         sim_device_name(r, d, ret->name);
         memcpy(ret->ranges, d->ranges, d->n_ranges * sizeof(DaxRange));
         if (d->driver == DAX_DRIVER_KMEM) {
-                ret->mem_blocks = sim_device_mem_blocks(d);
-                ret->mem_blocks_online = d->blocks_online;
+                g_autoptr(GArray) blocks = sim_device_blocks(d);
+
+                ret->mem_blocks = blocks->len;
+                ret->mem_blocks_online = sim_blocks_online(r, blocks);
         }
 }
 
@@ -389,8 +488,6 @@ static void sim_state_build_device(JsonBuilder *b, const SimDevice *d) {
         json_builder_add_string_value(b, sim_driver_table[d->driver]);
         json_builder_set_member_name(b, "align");
         json_builder_add_int_value(b, (gint64) d->align);
-        json_builder_set_member_name(b, "blocks_online");
-        json_builder_add_int_value(b, d->blocks_online);
         json_builder_set_member_name(b, "ranges");
         json_builder_begin_array(b);
         for (unsigned i = 0; i < d->n_ranges; i++) {
@@ -403,6 +500,28 @@ static void sim_state_build_device(JsonBuilder *b, const SimDevice *d) {
         }
         json_builder_end_array(b);
         json_builder_end_object(b);
+}
+
+/* Blocks in their initial state (offline, not pinned) are left out. */
+static void sim_state_build_blocks(JsonBuilder *b, const SimRegion *r) {
+        json_builder_begin_array(b);
+        for (size_t i = 0; i < r->n_blocks; i++) {
+                const SimBlock *blk = &r->blocks[i];
+
+                if (!blk->online && blk->pin == DAX_SIM_BLOCK_MOVABLE)
+                        continue;
+                json_builder_begin_object(b);
+                json_builder_set_member_name(b, "start");
+                json_builder_add_int_value(b, (gint64) ((r->first_block + i) * SIM_MEMORY_BLOCK));
+                json_builder_set_member_name(b, "online");
+                json_builder_add_boolean_value(b, blk->online);
+                json_builder_set_member_name(b, "movable");
+                json_builder_add_boolean_value(b, blk->movable);
+                json_builder_set_member_name(b, "pin");
+                json_builder_add_string_value(b, dax_sim_block_pin_to_string(blk->pin));
+                json_builder_end_object(b);
+        }
+        json_builder_end_array(b);
 }
 
 /* Writes the layout (not the bytes) atomically. A failure is logged and
@@ -434,6 +553,8 @@ static void sim_save(SimBackend *s) {
                 for (unsigned j = 0; j < r->devices->len; j++)
                         sim_state_build_device(b, r->devices->pdata[j]);
                 json_builder_end_array(b);
+                json_builder_set_member_name(b, "blocks");
+                sim_state_build_blocks(b, r);
                 json_builder_end_object(b);
         }
         json_builder_end_array(b);
@@ -475,6 +596,15 @@ static int sim_json_get_unsigned(JsonObject *o, const char *key, unsigned *ret) 
         return 0;
 }
 
+static int sim_json_get_bool(JsonObject *o, const char *key, bool *ret) {
+        JsonNode *n = json_object_get_member(o, key);
+
+        if (!n || !JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_BOOLEAN)
+                return -EBADMSG;
+        *ret = json_node_get_boolean(n);
+        return 0;
+}
+
 static const char *sim_json_get_string(JsonObject *o, const char *key) {
         JsonNode *n = json_object_get_member(o, key);
 
@@ -508,25 +638,25 @@ static gint sim_device_compare(gconstpointer a, gconstpointer b) {
         return x->instance < y->instance ? -1 : x->instance > y->instance;
 }
 
-/* Reads one saved device and adds it to devices, checking it against what
- * the kernel could ever have produced in region r. */
-static int sim_load_device(const SimRegion *r, JsonObject *o, GPtrArray *devices) {
+/* Reads one saved device into the region being loaded (view), checking
+ * it against what the kernel could ever have produced there. A version 1
+ * file says how many of a kmem device's blocks are online: the first ones,
+ * in range order, as the old model kept them. */
+static int sim_load_device(SimRegion *view, JsonObject *o, unsigned version) {
         SimDevice *d = NULL;
-        SimRegion view = *r;
         JsonArray *ranges;
         uint64_t align;
-        unsigned instance;
+        unsigned instance, blocks_online = 0;
         int k;
 
         k = sim_json_get_unsigned(o, "instance", &instance);
         if (k < 0)
                 return k;
-        for (unsigned i = 0; i < devices->len; i++)
-                if (((SimDevice *) devices->pdata[i])->instance == instance)
-                        return -EBADMSG;
+        if (sim_find_device(view, instance))
+                return -EBADMSG;
 
         d = sim_device_new(instance);
-        g_ptr_array_add(devices, d);
+        g_ptr_array_add(view->devices, d);
 
         k = sim_driver_from_string(sim_json_get_string(o, "driver"), &d->driver);
         if (k < 0)
@@ -537,16 +667,18 @@ static int sim_load_device(const SimRegion *r, JsonObject *o, GPtrArray *devices
         if (!sim_align_valid(align))
                 return -EBADMSG;
         d->align = align;
-        k = sim_json_get_unsigned(o, "blocks_online", &d->blocks_online);
-        if (k < 0)
-                return k;
+        if (version == 1) {
+                k = sim_json_get_unsigned(o, "blocks_online", &blocks_online);
+                if (k < 0)
+                        return k;
+        }
 
         ranges = sim_json_get_array(o, "ranges");
         if (!ranges || json_array_get_length(ranges) > DAX_RANGES_MAX)
                 return -EBADMSG;
 
-        /* Check each range against the ranges loaded so far. */
-        view.devices = devices;
+        /* Check each range against the ranges loaded so far (the device's
+         * own ones included, as it is in view already). */
         for (unsigned i = 0; i < json_array_get_length(ranges); i++) {
                 JsonObject *ro = sim_json_get_object_element(ranges, i);
                 uint64_t start, size;
@@ -559,22 +691,71 @@ static int sim_load_device(const SimRegion *r, JsonObject *o, GPtrArray *devices
                 k = sim_json_get_u64(ro, "size", &size);
                 if (k < 0)
                         return k;
-                if (size == 0 || !sim_len_aligned(d->align, size) || !sim_region_range_free(&view, start, size))
+                if (size == 0 || !sim_len_aligned(d->align, size) || !sim_region_range_free(view, start, size))
                         return -EBADMSG;
                 d->ranges[d->n_ranges++] = (DaxRange) { .start = start, .size = size };
         }
 
         if (d->driver != DAX_DRIVER_NONE && d->n_ranges == 0)
                 return -EBADMSG;
-        if (d->blocks_online > (d->driver == DAX_DRIVER_KMEM ? sim_device_mem_blocks(d) : 0))
-                return -EBADMSG;
+
+        if (blocks_online > 0) {
+                g_autoptr(GArray) blocks = sim_device_blocks(d);
+
+                if (d->driver != DAX_DRIVER_KMEM || blocks_online > blocks->len)
+                        return -EBADMSG;
+                for (unsigned i = 0; i < blocks_online; i++) {
+                        SimBlock *b = sim_region_block(view, g_array_index(blocks, uint64_t, i));
+
+                        b->online = b->movable = true;
+                }
+        }
         return 0;
 }
 
-static int sim_load_region(SimBackend *s, JsonObject *o) {
+/* Reads the block states of a version 2 file into the region being loaded,
+ * its devices already in place. */
+static int sim_load_blocks(SimRegion *view, JsonArray *a) {
+        g_autofree bool *seen = g_new0(bool, view->n_blocks);
+
+        for (unsigned i = 0; i < json_array_get_length(a); i++) {
+                JsonObject *o = sim_json_get_object_element(a, i);
+                uint64_t start, block;
+                SimBlock *b;
+                int k;
+
+                if (!o)
+                        return -EBADMSG;
+                k = sim_json_get_u64(o, "start", &start);
+                if (k < 0)
+                        return k;
+                block = start / SIM_MEMORY_BLOCK;
+                b = sim_region_block(view, block);
+                if (start % SIM_MEMORY_BLOCK != 0 || !b || seen[block - view->first_block])
+                        return -EBADMSG;
+                seen[block - view->first_block] = true;
+
+                k = sim_json_get_bool(o, "online", &b->online);
+                if (k < 0)
+                        return k;
+                k = sim_json_get_bool(o, "movable", &b->movable);
+                if (k < 0)
+                        return k;
+                if (dax_sim_block_pin_from_string(sim_json_get_string(o, "pin"), &b->pin) < 0)
+                        return -EBADMSG;
+
+                /* Only blocks kmem added can be online. */
+                if ((b->online && !sim_region_has_kmem_block(view, block)) || (b->movable && !b->online))
+                        return -EBADMSG;
+        }
+        return 0;
+}
+
+static int sim_load_region(SimBackend *s, JsonObject *o, unsigned version) {
         g_autoptr(GPtrArray) devices = g_ptr_array_new_with_free_func(sim_device_free);
+        g_autofree SimBlock *blocks = NULL;
+        SimRegion *r, view;
         JsonArray *a;
-        SimRegion *r;
         unsigned id;
         int k;
 
@@ -585,6 +766,12 @@ static int sim_load_region(SimBackend *s, JsonObject *o) {
         if (!r)
                 return -EBADMSG;
 
+        /* The region as the file has it, built aside. */
+        blocks = g_new0(SimBlock, r->n_blocks);
+        view = *r;
+        view.devices = devices;
+        view.blocks = blocks;
+
         a = sim_json_get_array(o, "devices");
         if (!a)
                 return -EBADMSG;
@@ -593,7 +780,7 @@ static int sim_load_region(SimBackend *s, JsonObject *o) {
 
                 if (!dobj)
                         return -EBADMSG;
-                k = sim_load_device(r, dobj, devices);
+                k = sim_load_device(&view, dobj, version);
                 if (k < 0)
                         return k;
         }
@@ -602,8 +789,28 @@ static int sim_load_region(SimBackend *s, JsonObject *o) {
         if (devices->len == 0 || ((SimDevice *) devices->pdata[0])->instance != 0)
                 return -EBADMSG;
 
+        if (version >= 2) {
+                a = sim_json_get_array(o, "blocks");
+                if (!a)
+                        return -EBADMSG;
+                k = sim_load_blocks(&view, a);
+                if (k < 0)
+                        return k;
+        }
+
         g_ptr_array_unref(r->devices);
         r->devices = g_steal_pointer(&devices);
+        g_free(r->blocks);
+        r->blocks = g_steal_pointer(&blocks);
+
+        /* The host has been using the online blocks all along; the bytes
+         * did not survive, so its data appears again. */
+        for (size_t i = 0; i < r->n_blocks; i++)
+                if (r->blocks[i].online) {
+                        k = sim_write_host_data(r, r->first_block + i);
+                        if (k < 0)
+                                return k;
+                }
         return 0;
 }
 
@@ -629,7 +836,7 @@ static int sim_load(SimBackend *s) {
         k = sim_json_get_u64(root, "version", &version);
         if (k < 0)
                 return k;
-        if (version != SIM_STATE_VERSION)
+        if (version < 1 || version > SIM_STATE_VERSION)
                 return -EBADMSG;
 
         regions = sim_json_get_array(root, "regions");
@@ -640,52 +847,10 @@ static int sim_load(SimBackend *s) {
 
                 if (!ro)
                         return -EBADMSG;
-                k = sim_load_region(s, ro);
+                k = sim_load_region(s, ro, (unsigned) version);
                 if (k < 0)
                         return k;
         }
-        return 0;
-}
-
-/* Decimal or 0x hex, with an optional K, M, G or T suffix. */
-static int sim_parse_size(const char *s, uint64_t *ret) {
-        uint64_t v, mult = 1;
-        bool hex;
-        char *end;
-
-        if (!s || !g_ascii_isdigit(s[0]))
-                return -EINVAL;
-        hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
-
-        errno = 0;
-        v = g_ascii_strtoull(s, &end, hex ? 16 : 10);
-        if (errno != 0 || end == s + (hex ? 2 : 0))
-                return -EINVAL;
-
-        switch (*end) {
-        case 0:
-                break;
-        case 'K':
-                mult = KiB;
-                break;
-        case 'M':
-                mult = MiB;
-                break;
-        case 'G':
-                mult = GiB;
-                break;
-        case 'T':
-                mult = 1024 * GiB;
-                break;
-        default:
-                return -EINVAL;
-        }
-        if (*end != 0 && end[1] != 0)
-                return -EINVAL;
-        if (v > UINT64_MAX / mult)
-                return -ERANGE;
-
-        *ret = v * mult;
         return 0;
 }
 
@@ -706,10 +871,10 @@ static int sim_parse_region(const char *item, SimRegion **ret) {
                 return -EINVAL;
         if (!g_ascii_string_to_unsigned(fields[0], 10, 0, UINT_MAX, &id, NULL))
                 return -EINVAL;
-        k = sim_parse_size(fields[1], &start);
+        k = dax_sim_parse_size(fields[1], &start);
         if (k < 0)
                 return k;
-        k = sim_parse_size(fields[2], &size);
+        k = dax_sim_parse_size(fields[2], &size);
         if (k < 0)
                 return k;
         if (!g_ascii_string_to_signed(fields[3], 10, -1, INT_MAX, &node, NULL))
@@ -729,6 +894,9 @@ static int sim_parse_region(const char *item, SimRegion **ret) {
         r->numa_node = (int) node;
         r->backing_fd = -1;
         r->devices = g_ptr_array_new_with_free_func(sim_device_free);
+        r->first_block = start / SIM_MEMORY_BLOCK;
+        r->n_blocks = (size_t) (round_up_u64(start + size, SIM_MEMORY_BLOCK) / SIM_MEMORY_BLOCK - r->first_block);
+        r->blocks = g_new0(SimBlock, r->n_blocks);
         *ret = r;
         return 0;
 }
@@ -766,8 +934,9 @@ static int sim_parse_spec(const char *spec, GPtrArray *regions) {
         return 0;
 }
 
-/* What daxR.0 looks like after boot. */
-static int sim_boot_region(SimRegion *r, const char *boot_mode) {
+/* What daxR.0 looks like after boot. kmem-online is auto_online_blocks at
+ * work: ZONE_MOVABLE only if that is its policy. */
+static int sim_boot_region(SimRegion *r, const char *boot_mode, DaxSimAutoOnline autoonline) {
         SimDevice *d = sim_device_new(0);
 
         g_ptr_array_add(r->devices, d);
@@ -782,9 +951,16 @@ static int sim_boot_region(SimRegion *r, const char *boot_mode) {
         else if (strcmp(boot_mode, "kmem-offline") == 0)
                 d->driver = DAX_DRIVER_KMEM;
         else if (strcmp(boot_mode, "kmem-online") == 0) {
+                g_autoptr(GArray) blocks = sim_device_blocks(d);
+                int k;
+
                 d->driver = DAX_DRIVER_KMEM;
-                d->blocks_online = sim_device_mem_blocks(d);
-                return sim_write_host_data(r, d, 0, d->blocks_online);
+                for (unsigned i = 0; i < blocks->len; i++) {
+                        k = sim_block_set(r, g_array_index(blocks, uint64_t, i), true,
+                                          autoonline == DAX_SIM_AUTOONLINE_ONLINE_MOVABLE);
+                        if (k < 0)
+                                return k;
+                }
         } else
                 return -EINVAL;
         return 0;
@@ -1128,15 +1304,18 @@ static int sim_unbind(DaxBackend *b, const char *name) {
 
         if (d->driver == DAX_DRIVER_NONE)
                 return 0;
-        if (d->driver == DAX_DRIVER_KMEM && d->blocks_online > 0)
-                return -EBUSY; /* would strand the range until reboot */
+        if (d->driver == DAX_DRIVER_KMEM) {
+                g_autoptr(GArray) blocks = sim_device_blocks(d);
+
+                if (sim_blocks_online(r, blocks) > 0)
+                        return -EBUSY; /* would strand the range until reboot */
+        }
 
         k = sim_device_write_back(r, d);
         if (k < 0)
                 return k;
 
         d->driver = DAX_DRIVER_NONE;
-        d->blocks_online = 0;
         sim_save(s);
         return 0;
 }
@@ -1207,6 +1386,118 @@ static int sim_device_in_use(DaxBackend *b, const char *name) {
         return d->in_use;
 }
 
+static uint64_t sim_memory_block_size(DaxBackend *b) {
+        return SIM_MEMORY_BLOCK;
+}
+
+static int sim_bind_kmem(DaxBackend *b, const char *name) {
+        SimBackend *s = (SimBackend *) b;
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        g_autoptr(GArray) blocks = NULL;
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+
+        if (d->driver == DAX_DRIVER_KMEM)
+                return 0;
+        if (d->driver != DAX_DRIVER_NONE)
+                return -EBUSY; /* the driver core refuses a bound device */
+        if (d->n_ranges == 0)
+                return -ENXIO; /* dax_bus_probe() */
+        /* dev_dax_kmem_probe(): "rejecting DAX region with invalid node",
+         * then "... without any memory after alignment". */
+        if (r->numa_node < 0)
+                return -EINVAL;
+        blocks = sim_device_blocks(d);
+        if (blocks->len == 0)
+                return -EINVAL;
+
+        k = sim_device_write_back(r, d);
+        if (k < 0)
+                return k;
+
+        d->driver = DAX_DRIVER_KMEM;
+        if (s->autoonline != DAX_SIM_AUTOONLINE_OFFLINE)
+                for (unsigned i = 0; i < blocks->len && k >= 0; i++)
+                        k = sim_block_set(r, g_array_index(blocks, uint64_t, i), true,
+                                          s->autoonline == DAX_SIM_AUTOONLINE_ONLINE_MOVABLE);
+        sim_save(s);
+        return k;
+}
+
+static gint sim_u64_compare(gconstpointer a, gconstpointer b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+
+        return x < y ? -1 : x > y;
+}
+
+static int sim_list_memory_blocks(DaxBackend *b, const char *name, DaxMemBlock **ret, size_t *ret_n) {
+        SimBackend *s = (SimBackend *) b;
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        g_autoptr(GArray) blocks = NULL;
+        DaxMemBlock *v;
+        SimRegion *r;
+        SimDevice *d;
+        int k;
+
+        k = sim_lookup(s, name, &r, &d);
+        if (k < 0)
+                return k;
+        if (d->driver != DAX_DRIVER_KMEM)
+                return -ENXIO;
+
+        blocks = sim_device_blocks(d);
+        g_array_sort(blocks, sim_u64_compare);
+        v = calloc(MAX(blocks->len, 1u), sizeof(DaxMemBlock));
+        if (!v)
+                return -ENOMEM;
+        for (unsigned i = 0; i < blocks->len; i++) {
+                uint64_t m = g_array_index(blocks, uint64_t, i);
+                const SimBlock *blk = sim_region_block(r, m);
+
+                v[i] = (DaxMemBlock) {
+                        .id = m,
+                        .start = m * SIM_MEMORY_BLOCK,
+                        .online = blk->online,
+                        .movable = blk->movable,
+                };
+        }
+
+        *ret = v;
+        *ret_n = blocks->len;
+        return 0;
+}
+
+static int sim_set_memory_block(DaxBackend *b, uint64_t block_id, bool online, uint64_t timeout_usec) {
+        SimBackend *s = (SimBackend *) b;
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+        SimRegion *r;
+        SimBlock *blk;
+        int k;
+
+        k = sim_find_kmem_block(s, block_id, &r, &blk);
+        if (k < 0)
+                return k;
+        if (blk->online == online)
+                return 0;
+
+        /* Offlining migrates the pages away, or gives up. */
+        if (!online && blk->pin == DAX_SIM_BLOCK_BUSY)
+                return -EBUSY;
+        if (!online && blk->pin == DAX_SIM_BLOCK_HANG)
+                return -ETIMEDOUT;
+
+        k = sim_block_set(r, block_id, online, true);
+        if (k < 0)
+                return k;
+        sim_save(s);
+        return 0;
+}
+
 static const DaxBackendOps sim_ops = {
         .name = "sim",
         .free = sim_free,
@@ -1222,19 +1513,29 @@ static const DaxBackendOps sim_ops = {
         .delete_device = sim_delete_device,
         .open_device = sim_open_device,
         .device_in_use = sim_device_in_use,
+        .memory_block_size = sim_memory_block_size,
+        .bind_kmem = sim_bind_kmem,
+        .list_memory_blocks = sim_list_memory_blocks,
+        .set_memory_block = sim_set_memory_block,
 };
 
-int dax_sim_new(const char *spec, const char *boot_mode, const char *state_path, DaxBackend **ret) {
+int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, DaxBackend **ret) {
+        static const DaxSimOptions defaults = {};
         SimBackend *s;
         int k;
 
         if (!ret)
                 return -EINVAL;
+        if (!options)
+                options = &defaults;
+        if ((unsigned) options->autoonline > DAX_SIM_AUTOONLINE_ONLINE_MOVABLE)
+                return -EINVAL;
 
         s = g_new0(SimBackend, 1);
         s->backend.ops = &sim_ops;
         g_mutex_init(&s->lock);
-        s->state_path = g_strdup(state_path);
+        s->state_path = g_strdup(options->state_path);
+        s->autoonline = options->autoonline;
         s->regions = g_ptr_array_new_with_free_func(sim_region_free);
 
         k = sim_parse_spec(spec, s->regions);
@@ -1253,16 +1554,28 @@ int dax_sim_new(const char *spec, const char *boot_mode, const char *state_path,
                         k = -errno;
                         goto fail;
                 }
-                k = sim_boot_region(r, boot_mode ?: "idle");
+                k = sim_boot_region(r, options->boot_mode ?: "idle", s->autoonline);
                 if (k < 0)
                         goto fail;
         }
 
-        if (state_path) {
+        if (s->state_path) {
                 k = sim_load(s);
                 if (k < 0)
                         goto fail;
         }
+
+        for (size_t i = 0; i < options->n_pins; i++) {
+                SimBlock *blk = sim_find_block(s, options->pins[i].phys);
+
+                if (!blk || !dax_sim_block_pin_to_string(options->pins[i].pin)) {
+                        k = -EINVAL;
+                        goto fail;
+                }
+                blk->pin = options->pins[i].pin;
+        }
+        if (options->n_pins > 0)
+                sim_save(s);
 
         *ret = &s->backend;
         return 0;
@@ -1272,12 +1585,18 @@ fail:
         return k;
 }
 
+int dax_sim_new(const char *spec, const char *boot_mode, const char *state_path, DaxBackend **ret) {
+        return dax_sim_new_with_options(spec, &(const DaxSimOptions) { .boot_mode = boot_mode, .state_path = state_path },
+                                        ret);
+}
+
 static SimBackend *sim_from_backend(DaxBackend *b) {
         return b && b->ops == &sim_ops ? (SimBackend *) b : NULL;
 }
 
 int dax_sim_set_blocks_online(DaxBackend *b, const char *name, unsigned n_online) {
         SimBackend *s = sim_from_backend(b);
+        g_autoptr(GArray) blocks = NULL;
         SimRegion *r;
         SimDevice *d;
         int k;
@@ -1292,17 +1611,17 @@ int dax_sim_set_blocks_online(DaxBackend *b, const char *name, unsigned n_online
                 return k;
         if (d->driver != DAX_DRIVER_KMEM)
                 return -ENXIO;
-        if (n_online > sim_device_mem_blocks(d))
+        blocks = sim_device_blocks(d);
+        if (n_online > blocks->len)
                 return -ERANGE;
 
-        if (n_online > d->blocks_online) {
-                k = sim_write_host_data(r, d, d->blocks_online, n_online);
+        for (unsigned i = 0; i < blocks->len; i++) {
+                k = sim_block_set(r, g_array_index(blocks, uint64_t, i), i < n_online, true);
                 if (k < 0)
-                        return k;
+                        break;
         }
-        d->blocks_online = n_online;
         sim_save(s);
-        return 0;
+        return k;
 }
 
 int dax_sim_set_in_use(DaxBackend *b, const char *name, bool in_use) {
@@ -1320,5 +1639,45 @@ int dax_sim_set_in_use(DaxBackend *b, const char *name, bool in_use) {
         if (k < 0)
                 return k;
         d->in_use = in_use;
+        return 0;
+}
+
+int dax_sim_set_block_state(DaxBackend *b, uint64_t phys, bool online, bool movable) {
+        SimBackend *s = sim_from_backend(b);
+        SimRegion *r;
+        SimBlock *blk;
+        int k;
+
+        if (!s)
+                return -EOPNOTSUPP;
+
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+
+        k = sim_find_kmem_block(s, phys / SIM_MEMORY_BLOCK, &r, &blk);
+        if (k < 0)
+                return k;
+        k = sim_block_set(r, phys / SIM_MEMORY_BLOCK, online, movable);
+        if (k < 0)
+                return k;
+        sim_save(s);
+        return 0;
+}
+
+int dax_sim_set_block_pin(DaxBackend *b, uint64_t phys, DaxSimBlockPin pin) {
+        SimBackend *s = sim_from_backend(b);
+        SimBlock *blk;
+
+        if (!s)
+                return -EOPNOTSUPP;
+        if (!dax_sim_block_pin_to_string(pin))
+                return -EINVAL;
+
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
+
+        blk = sim_find_block(s, phys);
+        if (!blk)
+                return -ENOENT;
+        blk->pin = pin;
+        sim_save(s);
         return 0;
 }

@@ -14,6 +14,10 @@
 /* Two regions: dax0 at 4 GiB (node 1) and dax1 at 8 GiB (node 0), 1 GiB each. */
 #define SPEC "0:4G:1G:1,1:0x200000000:1024M:0"
 
+/* The model's memory block: 128 MiB, so dax0 holds blocks 32..39. */
+#define BLOCK (128 * MiB)
+#define BLOCK_AT(a) ((a) / BLOCK)
+
 static DaxBackend *sim_new(const char *boot, const char *state) {
         DaxBackend *b = NULL;
 
@@ -48,6 +52,57 @@ static void make_device(DaxBackend *b, unsigned region, const DaxRange *r, size_
         g_assert_cmpint(b->ops->create_device(b, region, name), ==, 0);
         for (size_t i = 0; i < n; i++)
                 g_assert_cmpint(b->ops->add_mapping(b, name, r[i].start, r[i].size), ==, 0);
+}
+
+static DaxBackend *sim_new_options(const DaxSimOptions *o) {
+        DaxBackend *b = NULL;
+
+        g_assert_cmpint(dax_sim_new_with_options(SPEC, o, &b), ==, 0);
+        g_assert_nonnull(b);
+        return b;
+}
+
+/* The memory blocks of a kmem device; *ret must be freed. */
+static size_t blocks_of(DaxBackend *b, const char *name, DaxMemBlock **ret) {
+        size_t n = SIZE_MAX;
+
+        g_assert_cmpint(b->ops->list_memory_blocks(b, name, ret, &n), ==, 0);
+        g_assert_cmpuint(n, !=, SIZE_MAX);
+        return n;
+}
+
+/* The state of one block of a kmem device: -1 not listed, 0 offline, 1
+ * online (ZONE_NORMAL), 2 online movable. */
+static int block_state(DaxBackend *b, const char *name, uint64_t id) {
+        _cleanup_free_ DaxMemBlock *v = NULL;
+        size_t n = blocks_of(b, name, &v);
+
+        for (size_t i = 0; i < n; i++)
+                if (v[i].id == id) {
+                        g_assert_cmpuint(v[i].start, ==, id * BLOCK);
+                        g_assert_true(v[i].online || !v[i].movable);
+                        return v[i].online ? 1 + v[i].movable : 0;
+                }
+        return -1;
+}
+
+/* Whether the memory at this address holds the model's host data, as a
+ * device_dax device that maps it sees it. */
+static bool host_data_at(DaxBackend *b, unsigned region, uint64_t phys) {
+        DaxRange r = { .start = phys, .size = 2 * MiB };
+        char name[DAX_NAME_MAX], buf[32] = {};
+        int fd;
+
+        make_device(b, region, &r, 1, name);
+        g_assert_cmpint(b->ops->bind_device_dax(b, name), ==, 0);
+        fd = b->ops->open_device(b, name);
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(pread(fd, buf, sizeof(buf) - 1, 0), ==, sizeof(buf) - 1);
+        close(fd);
+        g_assert_cmpint(b->ops->unbind(b, name), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, name, 0), ==, 0);
+        g_assert_cmpint(b->ops->delete_device(b, name), ==, 0);
+        return g_str_has_prefix(buf, "daxbroker-sim: host data");
 }
 
 static void test_spec(void) {
@@ -508,6 +563,319 @@ static void test_in_use_hook(void) {
         /* The hooks refuse other backends. */
         g_assert_cmpint(dax_sim_set_in_use(&other, "dax0.0", true), ==, -EOPNOTSUPP);
         g_assert_cmpint(dax_sim_set_blocks_online(&other, "dax0.0", 0), ==, -EOPNOTSUPP);
+        g_assert_cmpint(dax_sim_set_block_state(&other, 4 * GiB, true, true), ==, -EOPNOTSUPP);
+        g_assert_cmpint(dax_sim_set_block_pin(&other, 4 * GiB, DAX_SIM_BLOCK_BUSY), ==, -EOPNOTSUPP);
+
+        dax_backend_free(b);
+}
+
+static void test_kmem_bind_rules(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        DaxRange crumbs = { .start = 4 * GiB + 2 * MiB, .size = 200 * MiB };
+        DaxRange whole = { .start = 4 * GiB + 256 * MiB, .size = 256 * MiB };
+        char a[DAX_NAME_MAX], c[DAX_NAME_MAX], e[DAX_NAME_MAX];
+        DaxDeviceInfo i;
+
+        g_assert_cmpuint(b->ops->memory_block_size(b), ==, BLOCK);
+        g_assert_cmpint(b->ops->bind_kmem(b, "dax0.9"), ==, -ENODEV);
+        g_assert_cmpint(b->ops->bind_kmem(b, "dax0.0 "), ==, -ENODEV);
+
+        /* Nothing to hotplug: no range at all, or no whole block. */
+        g_assert_cmpint(b->ops->create_device(b, 0, e), ==, 0);
+        g_assert_cmpint(b->ops->bind_kmem(b, e), ==, -ENXIO);
+        make_device(b, 0, &crumbs, 1, c);
+        g_assert_cmpint(b->ops->bind_kmem(b, c), ==, -EINVAL);
+        g_assert_cmpint(get(b, c).driver, ==, DAX_DRIVER_NONE);
+
+        /* Bound elsewhere is busy; kmem again is fine. */
+        make_device(b, 0, &whole, 1, a);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, -EBUSY);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+        i = get(b, a);
+        g_assert_cmpint(i.driver, ==, DAX_DRIVER_KMEM);
+        g_assert_cmpuint(i.mem_blocks, ==, 2);
+        g_assert_cmpuint(i.mem_blocks_online, ==, 0);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, -EBUSY);
+        g_assert_cmpint(b->ops->open_device(b, a), ==, -ENXIO);
+        g_assert_cmpint(b->ops->set_size(b, a, 0), ==, -EBUSY);
+
+        /* Only kmem devices have memory blocks. */
+        {
+                DaxMemBlock *v = NULL;
+                size_t n = 0;
+
+                g_assert_cmpint(b->ops->list_memory_blocks(b, c, &v, &n), ==, -ENXIO);
+                g_assert_cmpint(b->ops->list_memory_blocks(b, "dax0.9", &v, &n), ==, -ENODEV);
+                g_assert_null(v);
+        }
+
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        g_assert_cmpuint(get(b, a).mem_blocks, ==, 0);
+        dax_backend_free(b);
+
+        /* kmem wants to know which node the memory joins. */
+        b = NULL;
+        g_assert_cmpint(dax_sim_new("0:4G:1G:-1", "idle", NULL, &b), ==, 0);
+        make_device(b, 0, &whole, 1, a);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, -EINVAL);
+        g_assert_cmpint(get(b, a).driver, ==, DAX_DRIVER_NONE);
+        g_assert_cmpint(b->ops->bind_device_dax(b, a), ==, 0);
+        dax_backend_free(b);
+}
+
+static void test_kmem_autoonline(void) {
+        static const struct {
+                DaxSimAutoOnline policy;
+                const char *spelling;
+                int state;
+        } policies[] = {
+                { DAX_SIM_AUTOONLINE_OFFLINE, "offline", 0 },
+                { DAX_SIM_AUTOONLINE_ONLINE, "online", 1 },
+                { DAX_SIM_AUTOONLINE_ONLINE_MOVABLE, "online_movable", 2 },
+        };
+        DaxRange r = { .start = 8 * GiB + 128 * MiB, .size = 256 * MiB };
+
+        for (size_t p = 0; p < G_N_ELEMENTS(policies); p++) {
+                g_autofree char *str = g_strdup_printf("sim:%s;autoonline=%s", SPEC, policies[p].spelling);
+                DaxBackend *b = sim_new_options(&(DaxSimOptions) { .autoonline = policies[p].policy });
+                DaxBackend *b2 = NULL;
+                char a[DAX_NAME_MAX];
+
+                make_device(b, 1, &r, 1, a);
+                g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+                g_assert_cmpint(block_state(b, a, BLOCK_AT(r.start)), ==, policies[p].state);
+                g_assert_cmpint(block_state(b, a, BLOCK_AT(r.start) + 1), ==, policies[p].state);
+                g_assert_cmpuint(get(b, a).mem_blocks_online, ==, policies[p].state ? 2 : 0);
+                g_assert_cmpint(b->ops->unbind(b, a), ==, policies[p].state ? -EBUSY : 0);
+
+                /* The same policy, spelled in the backend string. */
+                g_assert_cmpint(dax_backend_new_from_string(str, &b2), ==, 0);
+                make_device(b2, 1, &r, 1, a);
+                g_assert_cmpint(b2->ops->bind_kmem(b2, a), ==, 0);
+                g_assert_cmpint(block_state(b2, a, BLOCK_AT(r.start)), ==, policies[p].state);
+
+                dax_backend_free(b2);
+                dax_backend_free(b);
+        }
+
+        /* kmem-online at boot is auto_online_blocks too. */
+        {
+                DaxBackend *b = sim_new("kmem-online", NULL);
+
+                g_assert_cmpint(block_state(b, "dax0.0", BLOCK_AT(4 * GiB)), ==, 1);
+                dax_backend_free(b);
+                b = sim_new_options(&(DaxSimOptions) { .boot_mode = "kmem-online",
+                                                       .autoonline = DAX_SIM_AUTOONLINE_ONLINE_MOVABLE });
+                g_assert_cmpint(block_state(b, "dax0.0", BLOCK_AT(4 * GiB)), ==, 2);
+                g_assert_cmpint(block_state(b, "dax0.0", BLOCK_AT(5 * GiB) - 1), ==, 2);
+                g_assert_cmpuint(get(b, "dax0.0").mem_blocks_online, ==, 8);
+                dax_backend_free(b);
+        }
+}
+
+static void test_kmem_block_list(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        /* Given high range first; the second is trimmed to one block
+         * (4G+128M..4G+256M) by kmem. */
+        DaxRange r[] = {
+                { .start = 4 * GiB + 512 * MiB, .size = 256 * MiB },
+                { .start = 4 * GiB + 64 * MiB, .size = 192 * MiB },
+                { .start = 4 * GiB + 800 * MiB, .size = 100 * MiB },
+        };
+        _cleanup_free_ DaxMemBlock *v = NULL;
+        char a[DAX_NAME_MAX];
+        DaxDeviceInfo i;
+        size_t n;
+
+        make_device(b, 0, r, G_N_ELEMENTS(r), a);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+        n = blocks_of(b, a, &v);
+        g_assert_cmpuint(n, ==, 3);
+        g_assert_cmpuint(v[0].id, ==, BLOCK_AT(4 * GiB + 128 * MiB));
+        g_assert_cmpuint(v[1].id, ==, BLOCK_AT(4 * GiB + 512 * MiB));
+        g_assert_cmpuint(v[2].id, ==, BLOCK_AT(4 * GiB + 640 * MiB));
+        for (size_t k = 0; k < n; k++) {
+                g_assert_cmpuint(v[k].start, ==, v[k].id * BLOCK);
+                g_assert_false(v[k].online);
+                g_assert_false(v[k].movable);
+        }
+        i = get(b, a);
+        g_assert_cmpuint(i.mem_blocks, ==, n);
+        g_assert_cmpuint(i.mem_blocks_online, ==, 0);
+
+        /* The counts follow the per-block state. */
+        g_assert_cmpint(b->ops->set_memory_block(b, v[2].id, true, 0), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, v[0].id, true, 0), ==, 0);
+        i = get(b, a);
+        g_assert_cmpuint(i.mem_blocks, ==, 3);
+        g_assert_cmpuint(i.mem_blocks_online, ==, 2);
+        g_assert_cmpint(block_state(b, a, v[1].id), ==, 0);
+
+        /* The trimmed crumbs and space outside the device are no blocks. */
+        g_assert_cmpint(b->ops->set_memory_block(b, BLOCK_AT(4 * GiB), true, 0), ==, -ENOENT);
+        g_assert_cmpint(b->ops->set_memory_block(b, BLOCK_AT(4 * GiB + 768 * MiB), true, 0), ==, -ENOENT);
+        g_assert_cmpint(b->ops->set_memory_block(b, BLOCK_AT(4 * GiB + 256 * MiB), true, 0), ==, -ENOENT);
+        g_assert_cmpint(b->ops->set_memory_block(b, 0, true, 0), ==, -ENOENT);
+        g_assert_cmpint(b->ops->set_memory_block(b, UINT64_MAX, false, 0), ==, -ENOENT);
+
+        dax_backend_free(b);
+}
+
+static void test_kmem_online_offline(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        DaxRange r = { .start = 4 * GiB + 256 * MiB, .size = 384 * MiB };
+        uint64_t m = BLOCK_AT(r.start);
+        char a[DAX_NAME_MAX];
+
+        make_device(b, 0, &r, 1, a);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+
+        /* Onlining goes to ZONE_MOVABLE; the same state again is no error. */
+        g_assert_cmpint(b->ops->set_memory_block(b, m, true, 0), ==, 0);
+        g_assert_cmpint(block_state(b, a, m), ==, 2);
+        g_assert_cmpint(b->ops->set_memory_block(b, m, true, 0), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, m + 1, false, 1000), ==, 0);
+        g_assert_cmpint(block_state(b, a, m + 1), ==, 0);
+
+        /* One online block is enough to refuse the unbind. */
+        g_assert_cmpint(b->ops->unbind(b, a), ==, -EBUSY);
+        g_assert_cmpint(get(b, a).driver, ==, DAX_DRIVER_KMEM);
+        g_assert_cmpint(b->ops->set_memory_block(b, m, false, 1000), ==, 0);
+        g_assert_cmpint(block_state(b, a, m), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, m, false, 1000), ==, 0);
+
+        /* An agent onlines a block behind our back, in ZONE_NORMAL. */
+        g_assert_cmpint(dax_sim_set_block_state(b, r.start + 200 * MiB, true, false), ==, 0);
+        g_assert_cmpint(block_state(b, a, m + 1), ==, 1);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, -EBUSY);
+        g_assert_cmpint(b->ops->set_memory_block(b, m + 1, false, 1000), ==, 0);
+        g_assert_cmpint(dax_sim_set_block_state(b, r.start - 1, true, true), ==, -ENOENT);
+        g_assert_cmpint(dax_sim_set_block_state(b, 5 * GiB, true, true), ==, -ENOENT);
+
+        /* The old hook: the first n blocks online, the rest offline. */
+        g_assert_cmpint(dax_sim_set_blocks_online(b, a, 4), ==, -ERANGE);
+        g_assert_cmpint(dax_sim_set_blocks_online(b, a, 2), ==, 0);
+        g_assert_cmpint(block_state(b, a, m), ==, 2);
+        g_assert_cmpint(block_state(b, a, m + 1), ==, 2);
+        g_assert_cmpint(block_state(b, a, m + 2), ==, 0);
+        g_assert_cmpint(dax_sim_set_blocks_online(b, a, 0), ==, 0);
+
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        /* Unbound, the blocks are gone. */
+        g_assert_cmpint(b->ops->set_memory_block(b, m, true, 0), ==, -ENOENT);
+        g_assert_cmpint(dax_sim_set_block_state(b, r.start, true, true), ==, -ENOENT);
+
+        dax_backend_free(b);
+}
+
+static void test_kmem_pins(void) {
+        DaxSimPin pins[] = { { .phys = 4 * GiB + 300 * MiB, .pin = DAX_SIM_BLOCK_HANG } };
+        DaxBackend *b = sim_new_options(&(DaxSimOptions) { .pins = pins, .n_pins = G_N_ELEMENTS(pins) });
+        DaxRange r = { .start = 4 * GiB, .size = 512 * MiB };
+        char a[DAX_NAME_MAX];
+
+        /* Pins belong to memory: set before kmem adds the block. */
+        g_assert_cmpint(dax_sim_set_block_pin(b, 4 * GiB + 5, DAX_SIM_BLOCK_BUSY), ==, 0);
+        g_assert_cmpint(dax_sim_set_block_pin(b, 6 * GiB, DAX_SIM_BLOCK_BUSY), ==, -ENOENT);
+        g_assert_cmpint(dax_sim_set_block_pin(b, 4 * GiB, (DaxSimBlockPin) 7), ==, -EINVAL);
+
+        make_device(b, 0, &r, 1, a);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+        g_assert_cmpint(dax_sim_set_blocks_online(b, a, 4), ==, 0);
+
+        /* Busy: refused at once, the block stays online. */
+        g_assert_cmpint(b->ops->set_memory_block(b, 32, false, 1000), ==, -EBUSY);
+        g_assert_cmpint(block_state(b, a, 32), ==, 2);
+        /* Hang: runs into the timeout, the block stays online. */
+        g_assert_cmpint(b->ops->set_memory_block(b, 34, false, 1000), ==, -ETIMEDOUT);
+        g_assert_cmpint(b->ops->set_memory_block(b, 34, false, UINT64_MAX), ==, -ETIMEDOUT);
+        g_assert_cmpint(block_state(b, a, 34), ==, 2);
+        /* Others go. */
+        g_assert_cmpint(b->ops->set_memory_block(b, 33, false, 1000), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, 35, false, 1000), ==, 0);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, -EBUSY);
+
+        /* Another agent ignores pins; pins only hold offlining. */
+        g_assert_cmpint(dax_sim_set_block_state(b, 32 * BLOCK, false, false), ==, 0);
+        g_assert_cmpint(block_state(b, a, 32), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, 32, true, 0), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, 32, false, 1000), ==, -EBUSY);
+
+        /* Unpinned, they go. */
+        g_assert_cmpint(dax_sim_set_block_pin(b, 32 * BLOCK, DAX_SIM_BLOCK_MOVABLE), ==, 0);
+        g_assert_cmpint(dax_sim_set_block_pin(b, 34 * BLOCK, DAX_SIM_BLOCK_MOVABLE), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, 32, false, 1000), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, 34, false, 1000), ==, 0);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        dax_backend_free(b);
+
+        /* Pins in the backend string. */
+        b = NULL;
+        g_assert_cmpint(dax_backend_new_from_string("sim:" SPEC ";pin=4G:busy,0x108000000:hang;autoonline=online_movable", &b),
+                        ==, 0);
+        make_device(b, 0, &r, 1, a);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, 32, false, 1000), ==, -EBUSY);
+        g_assert_cmpint(b->ops->set_memory_block(b, 33, false, 1000), ==, -ETIMEDOUT);
+        g_assert_cmpint(b->ops->set_memory_block(b, 34, false, 1000), ==, 0);
+        dax_backend_free(b);
+}
+
+static void test_backend_string(void) {
+        static const char *const bad[] = {
+                "sim:",
+                "sim:" SPEC ";autoonline=sometimes",
+                "sim:" SPEC ";autoonline=",
+                "sim:" SPEC ";pin=",
+                "sim:" SPEC ";pin=4G",
+                "sim:" SPEC ";pin=4G:none",
+                "sim:" SPEC ";pin=4G:busy,",
+                "sim:" SPEC ";pin=4Q:busy",
+                "sim:" SPEC ";pin=3G:busy",
+                "sim:" SPEC ";boot=warm",
+                "sim:" SPEC ";speed=fast",
+                "simulator",
+        };
+        DaxBackend *b = NULL;
+
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                g_assert_cmpint(dax_backend_new_from_string(bad[i], &b), ==, -EINVAL);
+                g_assert_null(b);
+        }
+        g_assert_cmpint(dax_backend_new_from_string("sim:" SPEC ";boot=kmem-offline;pin=4G:busy;pin=8G:hang", &b), ==, 0);
+        g_assert_cmpint(get(b, "dax1.0").driver, ==, DAX_DRIVER_KMEM);
+        dax_backend_free(b);
+}
+
+/* The bytes of memory the host had: data appears when a block goes online,
+ * and stays after the block is back, for the broker to zero. */
+static void test_kmem_host_data(void) {
+        DaxBackend *b = sim_new("idle", NULL);
+        DaxRange r = { .start = 4 * GiB + 256 * MiB, .size = 256 * MiB };
+        char a[DAX_NAME_MAX];
+
+        make_device(b, 0, &r, 1, a);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, BLOCK_AT(r.start) + 1, true, 0), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, BLOCK_AT(r.start) + 1, false, 1000), ==, 0);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, a, 0), ==, 0);
+        g_assert_cmpint(b->ops->delete_device(b, a), ==, 0);
+
+        g_assert_false(host_data_at(b, 0, r.start));
+        g_assert_true(host_data_at(b, 0, r.start + BLOCK));
+
+        /* An agent onlining it writes too. */
+        make_device(b, 0, &r, 1, a);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+        g_assert_cmpint(dax_sim_set_block_state(b, r.start, true, false), ==, 0);
+        g_assert_cmpint(dax_sim_set_block_state(b, r.start, false, false), ==, 0);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, a, 0), ==, 0);
+        g_assert_true(host_data_at(b, 0, r.start));
 
         dax_backend_free(b);
 }
@@ -528,6 +896,12 @@ static void assert_same_devices(DaxBackend *x, DaxBackend *y, unsigned region) {
                 g_assert_cmpuint(a[i].n_ranges, ==, c[i].n_ranges);
                 g_assert_cmpmem(a[i].ranges, a[i].n_ranges * sizeof(DaxRange), c[i].ranges,
                                 c[i].n_ranges * sizeof(DaxRange));
+                if (a[i].driver == DAX_DRIVER_KMEM) {
+                        _cleanup_free_ DaxMemBlock *ba = NULL, *bc = NULL;
+                        size_t nba = blocks_of(x, a[i].name, &ba), nbc = blocks_of(y, c[i].name, &bc);
+
+                        g_assert_cmpmem(ba, nba * sizeof(DaxMemBlock), bc, nbc * sizeof(DaxMemBlock));
+                }
         }
         free(a);
         free(c);
@@ -626,6 +1000,122 @@ static void test_persistence(void) {
         g_assert_cmpint(g_rmdir(dir), ==, 0);
 }
 
+static void test_kmem_persistence(void) {
+        g_autofree char *dir = g_dir_make_tmp("dax-sim-XXXXXX", NULL);
+        g_autofree char *state = g_build_filename(dir, "state.json", NULL);
+        DaxRange r[] = {
+                { .start = 4 * GiB + 512 * MiB, .size = 256 * MiB },
+                { .start = 4 * GiB + 64 * MiB, .size = 192 * MiB },
+        };
+        DaxSimOptions o = { .state_path = state };
+        DaxBackend *b = sim_new_options(&o), *b2 = NULL;
+        char a[DAX_NAME_MAX];
+
+        g_assert_nonnull(dir);
+
+        /* Every change of block state or pin is saved before it returns. */
+        make_device(b, 0, r, G_N_ELEMENTS(r), a);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+        assert_restart_same(b, state);
+        g_assert_cmpint(b->ops->set_memory_block(b, 36, true, 0), ==, 0);
+        assert_restart_same(b, state);
+        g_assert_cmpint(dax_sim_set_block_state(b, 33 * BLOCK, true, false), ==, 0);
+        assert_restart_same(b, state);
+        g_assert_cmpint(dax_sim_set_block_pin(b, 36 * BLOCK, DAX_SIM_BLOCK_BUSY), ==, 0);
+        g_assert_cmpint(dax_sim_set_block_pin(b, 39 * BLOCK, DAX_SIM_BLOCK_HANG), ==, 0);
+        g_assert_cmpint(dax_sim_set_blocks_online(b, "dax1.0", 0), ==, -ENXIO);
+        dax_backend_free(b);
+
+        /* Restarted: states, zones and pins are back, and the host's data
+         * is in its blocks again (bytes do not survive, its use does). */
+        b = sim_new_options(&o);
+        g_assert_cmpint(block_state(b, a, 33), ==, 1);
+        g_assert_cmpint(block_state(b, a, 36), ==, 2);
+        g_assert_cmpint(block_state(b, a, 37), ==, 0);
+        g_assert_cmpuint(get(b, a).mem_blocks_online, ==, 2);
+        g_assert_cmpint(b->ops->set_memory_block(b, 36, false, 1000), ==, -EBUSY);
+        g_assert_cmpint(b->ops->set_memory_block(b, 33, false, 1000), ==, 0);
+        g_assert_cmpint(dax_sim_set_block_pin(b, 36 * BLOCK, DAX_SIM_BLOCK_MOVABLE), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, 36, false, 1000), ==, 0);
+        g_assert_cmpint(b->ops->unbind(b, a), ==, 0);
+        g_assert_cmpint(b->ops->set_size(b, a, 0), ==, 0);
+        g_assert_true(host_data_at(b, 0, 36 * BLOCK));
+        g_assert_true(host_data_at(b, 0, 33 * BLOCK));
+        g_assert_false(host_data_at(b, 0, 37 * BLOCK));
+        dax_backend_free(b);
+
+        /* The pin of a block no device holds survives too; option pins add
+         * to the file's. */
+        o.pins = &(DaxSimPin) { .phys = 32 * BLOCK, .pin = DAX_SIM_BLOCK_BUSY };
+        o.n_pins = 1;
+        b = sim_new_options(&o);
+        o.pins = NULL;
+        o.n_pins = 0;
+        dax_backend_free(b);
+        b = sim_new_options(&o);
+        make_device(b, 0, &(DaxRange) { .start = 4 * GiB, .size = 1 * GiB }, 1, a);
+        g_assert_cmpint(b->ops->bind_kmem(b, a), ==, 0);
+        g_assert_cmpint(dax_sim_set_blocks_online(b, a, 8), ==, 0);
+        g_assert_cmpint(b->ops->set_memory_block(b, 32, false, 1000), ==, -EBUSY);
+        g_assert_cmpint(b->ops->set_memory_block(b, 39, false, 1000), ==, -ETIMEDOUT);
+        g_assert_cmpint(b->ops->set_memory_block(b, 38, false, 1000), ==, 0);
+        dax_backend_free(b);
+
+        /* A version 1 file (a count of online blocks per device, the first
+         * ones in range order) migrates. */
+        g_assert_true(g_file_set_contents(state,
+                                          "{\"version\": 1, \"regions\": [{\"id\": 0, \"devices\": ["
+                                          "{\"instance\": 0, \"driver\": \"none\", \"align\": 2097152, \"blocks_online\": 0,"
+                                          " \"ranges\": []},"
+                                          "{\"instance\": 1, \"driver\": \"kmem\", \"align\": 2097152, \"blocks_online\": 2,"
+                                          " \"ranges\": [{\"start\": 4831838208, \"size\": 268435456},"
+                                          " {\"start\": 4362076160, \"size\": 201326592}]}]},"
+                                          " {\"id\": 1, \"devices\": [{\"instance\": 0, \"driver\": \"none\","
+                                          " \"align\": 2097152, \"blocks_online\": 0, \"ranges\": []}]}]}",
+                                          -1, NULL));
+        b = sim_new_options(&o);
+        g_assert_cmpuint(get(b, "dax0.1").mem_blocks, ==, 3);
+        g_assert_cmpint(block_state(b, "dax0.1", 36), ==, 2);
+        g_assert_cmpint(block_state(b, "dax0.1", 37), ==, 2);
+        g_assert_cmpint(block_state(b, "dax0.1", 33), ==, 0);
+        assert_restart_same(b, state);
+        dax_backend_free(b);
+
+        /* Block states the kernel could not have: online without a kmem
+         * device, movable while offline, off a block boundary, twice. */
+        {
+                static const char *const bad[] = {
+                        "{\"start\": 4294967296, \"online\": true, \"movable\": true, \"pin\": \"none\"}",
+                        "{\"start\": 4429185024, \"online\": false, \"movable\": true, \"pin\": \"none\"}",
+                        "{\"start\": 4429185025, \"online\": false, \"movable\": false, \"pin\": \"busy\"}",
+                        "{\"start\": 4429185024, \"online\": false, \"movable\": false, \"pin\": \"stuck\"}",
+                        "{\"start\": 4429185024, \"online\": 1, \"movable\": false, \"pin\": \"none\"}",
+                        "{\"start\": 8589934592, \"online\": false, \"movable\": false, \"pin\": \"busy\"}",
+                        ("{\"start\": 4429185024, \"online\": true, \"movable\": false, \"pin\": \"none\"},"
+                         " {\"start\": 4429185024, \"online\": true, \"movable\": false, \"pin\": \"none\"}"),
+                };
+
+                for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                        g_autofree char *json = g_strdup_printf(
+                                "{\"version\": 2, \"regions\": [{\"id\": 0, \"devices\": ["
+                                "{\"instance\": 0, \"driver\": \"none\", \"align\": 2097152, \"ranges\": []},"
+                                "{\"instance\": 1, \"driver\": \"kmem\", \"align\": 2097152,"
+                                " \"ranges\": [{\"start\": 4429185024, \"size\": 134217728}]}],"
+                                " \"blocks\": [%s]}]}",
+                                bad[i]);
+
+                        g_assert_true(g_file_set_contents(state, json, -1, NULL));
+                        g_assert_cmpint(dax_sim_new_with_options(SPEC, &o, &b2), ==, -EBADMSG);
+                        g_assert_null(b2);
+                }
+        }
+        g_assert_true(g_file_set_contents(state, "{\"version\": 3, \"regions\": []}", -1, NULL));
+        g_assert_cmpint(dax_sim_new_with_options(SPEC, &o, &b2), ==, -EBADMSG);
+
+        g_assert_cmpint(g_unlink(state), ==, 0);
+        g_assert_cmpint(g_rmdir(dir), ==, 0);
+}
+
 typedef struct Worker {
         DaxBackend *b;
         unsigned region;
@@ -680,6 +1170,14 @@ int main(int argc, char **argv) {
         g_test_add_func("/sim/open/mmap-read-back", test_open_mmap);
         g_test_add_func("/sim/in-use-hook", test_in_use_hook);
         g_test_add_func("/sim/persistence", test_persistence);
+        g_test_add_func("/sim/kmem/bind-rules", test_kmem_bind_rules);
+        g_test_add_func("/sim/kmem/autoonline", test_kmem_autoonline);
+        g_test_add_func("/sim/kmem/block-list", test_kmem_block_list);
+        g_test_add_func("/sim/kmem/online-offline", test_kmem_online_offline);
+        g_test_add_func("/sim/kmem/pins", test_kmem_pins);
+        g_test_add_func("/sim/kmem/host-data", test_kmem_host_data);
+        g_test_add_func("/sim/kmem/persistence", test_kmem_persistence);
+        g_test_add_func("/sim/backend-string", test_backend_string);
         g_test_add_func("/sim/threads", test_threads);
 
         return g_test_run();
