@@ -38,6 +38,18 @@
  *    online unless memhp_default_state=offline): such a device is reported
  *    as kmem with its block counts, and unbind() refuses it until every
  *    block is offline.
+ *  - Binding: 6.1's kmem matches only the names in its id list ("bind"
+ *    says ENODEV, "new_id" attaches just that name); 6.3+ matches every
+ *    device of an hmem region by type, so "bind" works and "new_id" would
+ *    grab every unbound device of the region. Hence "bind" first, for both
+ *    drivers.
+ *  - Memory blocks: memoryN/state reads "online", "offline" or
+ *    "going-offline"; valid_zones names the zone of an online block.
+ *    Writing "offline" can retry migration for as long as no signal is
+ *    pending (offline_pages()), so set_memory_block() bounds it with a
+ *    POSIX timer signalling the writing thread with SIGRTMIN+2. That
+ *    signal gets a no-op handler the first time: the process must not use
+ *    it for anything else.
  */
 
 #include <ctype.h>
@@ -48,12 +60,14 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dax-backend.h"
@@ -66,6 +80,18 @@
 
 /* memremap_compat_align() on x86-64: the smallest unit of a range. */
 #define DAX_SUBSECTION (2 * MiB)
+
+/* Interrupts a memory block's offlining when its timeout is up: the kernel
+ * checks for a pending signal between its migration passes. */
+#define OFFLINE_SIGNAL (SIGRTMIN + 2)
+/* After the timeout the signal comes again this often, so that one that
+ * arrived just before the write (and was handled in user space) is no
+ * loss. */
+#define OFFLINE_RESIGNAL_NSEC (1000 * 1000)
+
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
 
 typedef struct SysfsBackend {
         DaxBackend backend;
@@ -414,37 +440,114 @@ static int device_read_ranges(SysfsBackend *s, const char *name, DaxRange *range
         return dir_read_ranges(dir, ranges, ret_n);
 }
 
-/* Counts the memory blocks kmem hotplugged for these ranges and how many
- * are not offline ("online" or "going-offline": neither may be removed). */
-static int count_memory_blocks(SysfsBackend *s, const DaxRange *ranges, unsigned n_ranges, unsigned *ret_blocks,
-                               unsigned *ret_online) {
-        unsigned blocks = 0, online = 0;
-        uint64_t bs = s->block_size;
+static int memory_block_path(SysfsBackend *s, char *buf, size_t len, uint64_t block, const char *attr) {
+        return pathf(buf, len, "%s/devices/system/memory/memory%" PRIu64 "/%s", s->sysfs, block, attr);
+}
+
+/* One memory block; -ENOENT if the kernel has none of that number. Both
+ * "online" and "going-offline" are online: neither may be removed. The
+ * zone (valid_zones names it for an online block) is read only if asked
+ * for. */
+static int memory_block_read(SysfsBackend *s, uint64_t block, bool zone, DaxMemBlock *ret) {
+        char path[PATH_MAX], state[32], zones[64];
+        int r;
+
+        r = memory_block_path(s, path, sizeof(path), block, "state");
+        if (r < 0)
+                return r;
+        r = read_small(AT_FDCWD, path, state, sizeof(state));
+        if (r < 0)
+                return r;
+
+        *ret = (DaxMemBlock) {
+                .id = block,
+                .start = block * s->block_size,
+                .online = strcmp(state, "offline") != 0,
+        };
+        if (!zone || strcmp(state, "online") != 0)
+                return 0;
+
+        r = memory_block_path(s, path, sizeof(path), block, "valid_zones");
+        if (r < 0)
+                return r;
+        r = read_small(AT_FDCWD, path, zones, sizeof(zones));
+        if (r == -ENOENT)
+                return 0; /* no memory hot-remove: not movable anyway */
+        if (r < 0)
+                return r;
+        ret->movable = strcmp(zones, "Movable") == 0;
+        return 0;
+}
+
+static int mem_block_compare(const void *a, const void *b) {
+        const DaxMemBlock *x = a, *y = b;
+
+        return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The memory blocks [*ret_first, *ret_end) kmem adds for a range: those
+ * wholly inside it (dev_dax_kmem_range() trims to block boundaries). */
+static void range_blocks(const DaxRange *range, uint64_t bs, uint64_t *ret_first, uint64_t *ret_end) {
+        *ret_first = round_up_u64(range->start, bs) / bs;
+        *ret_end = max_u64(*ret_first, (range->start + range->size) / bs);
+}
+
+/* The memory blocks kmem hotplugged for these ranges, in address order.
+ * Blocks missing in sysfs are left out: kmem could not add that range, so
+ * none of it is RAM. */
+static int ranges_memory_blocks(SysfsBackend *s, const DaxRange *ranges, unsigned n_ranges, bool zones,
+                                DaxMemBlock **ret, size_t *ret_n) {
+        _cleanup_free_ DaxMemBlock *v = NULL;
+        uint64_t bs = s->block_size, first, end;
+        size_t n = 0, max = 0;
 
         for (unsigned i = 0; i < n_ranges && bs > 0; i++) {
-                uint64_t first = round_up_u64(ranges[i].start, bs) / bs;
-                uint64_t end = round_down_u64(ranges[i].start + ranges[i].size, bs) / bs;
+                range_blocks(&ranges[i], bs, &first, &end);
+                max += end - first;
+        }
 
+        v = calloc(max ?: 1, sizeof(DaxMemBlock));
+        if (!v)
+                return -ENOMEM;
+
+        for (unsigned i = 0; i < n_ranges && bs > 0; i++) {
+                range_blocks(&ranges[i], bs, &first, &end);
                 for (uint64_t m = first; m < end; m++) {
-                        char path[PATH_MAX], state[32];
-                        int r;
+                        int r = memory_block_read(s, m, zones, &v[n]);
 
-                        r = pathf(path, sizeof(path), "%s/devices/system/memory/memory%" PRIu64 "/state", s->sysfs,
-                                  m);
-                        if (r < 0)
-                                return r;
-                        r = read_small(AT_FDCWD, path, state, sizeof(state));
                         if (r == -ENOENT)
-                                continue; /* kmem could not add this range: nothing to strand */
+                                continue;
                         if (r < 0)
                                 return r;
-                        blocks++;
-                        if (strcmp(state, "offline") != 0)
-                                online++;
+                        n++;
                 }
         }
 
-        *ret_blocks = blocks;
+        /* Ranges are in device order, which need not be address order. */
+        qsort(v, n, sizeof(DaxMemBlock), mem_block_compare);
+        *ret = v;
+        v = NULL;
+        *ret_n = n;
+        return 0;
+}
+
+/* Counts the memory blocks kmem hotplugged for these ranges and how many
+ * are not offline: the same blocks list_memory_blocks() reports. */
+static int count_memory_blocks(SysfsBackend *s, const DaxRange *ranges, unsigned n_ranges, unsigned *ret_blocks,
+                               unsigned *ret_online) {
+        _cleanup_free_ DaxMemBlock *v = NULL;
+        unsigned online = 0;
+        size_t n;
+        int r;
+
+        r = ranges_memory_blocks(s, ranges, n_ranges, false, &v, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if (v[i].online)
+                        online++;
+
+        *ret_blocks = (unsigned) n;
         *ret_online = online;
         return 0;
 }
@@ -883,11 +986,12 @@ static int device_dax_load(SysfsBackend *s, const char *name) {
         return r;
 }
 
-static int sysfs_bind_device_dax(DaxBackend *b, const char *name) {
-        SysfsBackend *s = (SysfsBackend *) b;
+/* Binds an unbound device to a driver ("device_dax", "kmem"); see
+ * bind_device_dax in dax-backend.h. */
+static int device_bind(SysfsBackend *s, const char *name, const char *driver) {
+        DaxDriver want = driver_from_name(driver), drv;
         char bind[PATH_MAX], new_id[PATH_MAX];
         bool added_id = false;
-        DaxDriver drv;
         int r, k;
 
         r = dax_name_parse(name, NULL, NULL);
@@ -896,27 +1000,29 @@ static int sysfs_bind_device_dax(DaxBackend *b, const char *name) {
         r = device_driver(s, name, &drv);
         if (r < 0)
                 return r;
-        if (drv == DAX_DRIVER_DEVICE_DAX)
+        if (drv == want)
                 return 0;
         if (drv != DAX_DRIVER_NONE)
                 return -EBUSY;
 
-        r = driver_path(s, bind, sizeof(bind), "device_dax", "bind");
+        r = driver_path(s, bind, sizeof(bind), driver, "bind");
         if (r < 0)
                 return r;
-        r = driver_path(s, new_id, sizeof(new_id), "device_dax", "new_id");
+        r = driver_path(s, new_id, sizeof(new_id), driver, "new_id");
         if (r < 0)
                 return r;
 
         /* "bind" first: it probes only this device. "new_id" makes the
-         * kernel re-probe every unbound device the driver matches, and on
-         * 6.1 device_dax matches them all, so it would also bind devices
-         * that another region's worker is still mapping. */
+         * kernel re-probe every unbound device the driver matches: on 6.1
+         * device_dax matches them all, on 6.3+ kmem matches every device
+         * of an hmem region, so it would also bind devices that another
+         * worker is still mapping. */
         r = write_attr(bind, name);
         if (r == -ENODEV) {
-                /* 6.3+: in a region meant for kmem (hmem's default)
-                 * device_dax matches only names in its id list. new_id
-                 * may attach the device by itself; bind if it did not. */
+                /* The driver matches only names in its id list (device_dax
+                 * in a region meant for kmem, hmem's default on 6.3+; kmem
+                 * on 6.1), so the id is ours alone. new_id may attach the
+                 * device by itself; bind if it did not. */
                 added_id = true;
                 r = write_attr(new_id, name);
                 if (r == -EEXIST)
@@ -927,6 +1033,11 @@ static int sysfs_bind_device_dax(DaxBackend *b, const char *name) {
                                 r = write_attr(bind, name);
                 }
         } else if (r == -ENOENT) {
+                /* The driver is not loaded. device_dax is loaded here;
+                 * kmem is not: on 6.3+ loading it attaches it to every
+                 * unbound device of the hmem regions. */
+                if (want != DAX_DRIVER_DEVICE_DAX)
+                        return -EOPNOTSUPP;
                 added_id = true; /* libdaxctl binds through new_id */
                 r = device_dax_load(s, name);
         }
@@ -934,16 +1045,24 @@ static int sysfs_bind_device_dax(DaxBackend *b, const char *name) {
         /* Whatever the writes said (EBUSY may mean someone else bound it
          * in between), the driver link is the truth. */
         k = device_driver(s, name, &drv);
-        if (k >= 0 && drv == DAX_DRIVER_DEVICE_DAX)
+        if (k >= 0 && drv == want)
                 return 0;
         if (added_id)
                 /* A stale id would capture a later device of this name. */
-                driver_remove_id(s, "device_dax", name);
+                driver_remove_id(s, driver, name);
         if (k < 0)
                 return k;
         if (drv != DAX_DRIVER_NONE)
                 return -EBUSY;
         return r < 0 ? r : -ENXIO;
+}
+
+static int sysfs_bind_device_dax(DaxBackend *b, const char *name) {
+        return device_bind((SysfsBackend *) b, name, "device_dax");
+}
+
+static int sysfs_bind_kmem(DaxBackend *b, const char *name) {
+        return device_bind((SysfsBackend *) b, name, "kmem");
 }
 
 static int sysfs_unbind(DaxBackend *b, const char *name) {
@@ -1146,6 +1265,142 @@ static int sysfs_device_in_use(DaxBackend *b, const char *name) {
         return 0;
 }
 
+static uint64_t sysfs_memory_block_size(DaxBackend *b) {
+        return ((SysfsBackend *) b)->block_size;
+}
+
+static int sysfs_list_memory_blocks(DaxBackend *b, const char *name, DaxMemBlock **ret, size_t *ret_n) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        DaxRange ranges[DAX_RANGES_MAX];
+        DaxDriver drv;
+        unsigned n;
+        int r;
+
+        r = dax_name_parse(name, NULL, NULL);
+        if (r < 0)
+                return r;
+        r = device_driver(s, name, &drv);
+        if (r < 0)
+                return r;
+        if (drv != DAX_DRIVER_KMEM) {
+                r = device_exists(s, name);
+                return r < 0 ? r : -ENXIO;
+        }
+
+        r = device_read_ranges(s, name, ranges, &n);
+        if (r < 0)
+                return r;
+        return ranges_memory_blocks(s, ranges, n, true, ret, ret_n);
+}
+
+static uint64_t monotonic_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void offline_signal_handler(int sig) {
+        /* Nothing to do: being delivered is what interrupts the write. */
+}
+
+static int offline_signal_error;
+
+/* Once per process: a handler without SA_RESTART, so the interrupted
+ * write returns EINTR instead of starting over. */
+static void offline_signal_install(void) {
+        struct sigaction sa = { .sa_handler = offline_signal_handler };
+
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(OFFLINE_SIGNAL, &sa, NULL) < 0)
+                offline_signal_error = -errno;
+}
+
+/* write_attr() that gives up after timeout_usec with -ETIMEDOUT: a timer
+ * signals this thread, whose write() then fails with EINTR. */
+static int write_attr_timeout(const char *path, const char *value, uint64_t timeout_usec) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID };
+        struct itimerspec its = { .it_interval.tv_nsec = OFFLINE_RESIGNAL_NSEC };
+        sigset_t set, saved;
+        uint64_t deadline;
+        timer_t timer;
+        int r;
+
+        if (timeout_usec == UINT64_MAX)
+                return write_attr(path, value);
+
+        pthread_once(&once, offline_signal_install);
+        if (offline_signal_error < 0)
+                return offline_signal_error;
+
+        sev.sigev_signo = OFFLINE_SIGNAL;
+        sev.sigev_notify_thread_id = gettid();
+        if (timer_create(CLOCK_MONOTONIC, &sev, &timer) < 0)
+                return -errno;
+
+        /* Worker threads run with signals blocked: let ours through for
+         * the write only. */
+        sigemptyset(&set);
+        sigaddset(&set, OFFLINE_SIGNAL);
+        pthread_sigmask(SIG_UNBLOCK, &set, &saved);
+
+        deadline = monotonic_usec() + min_u64(timeout_usec, UINT64_MAX / 2);
+        its.it_value.tv_sec = (time_t) (timeout_usec / 1000000);
+        its.it_value.tv_nsec = (long) (timeout_usec % 1000000 * 1000);
+        if (timeout_usec == 0)
+                its.it_value.tv_nsec = 1; /* all zero would disarm the timer */
+        if (timer_settime(timer, 0, &its, NULL) < 0)
+                r = -errno;
+        else
+                do
+                        r = write_attr(path, value);
+                while (r == -EINTR && monotonic_usec() < deadline); /* another signal: go on */
+
+        /* A signal the timer raised before it is deleted is delivered, to
+         * the no-op handler, on the way back from timer_delete(): none
+         * stays pending to interrupt a later write of this thread. */
+        timer_delete(timer);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+
+        return r == -EINTR ? -ETIMEDOUT : r;
+}
+
+static int sysfs_set_memory_block(DaxBackend *b, uint64_t block_id, bool online, uint64_t timeout_usec) {
+        SysfsBackend *s = (SysfsBackend *) b;
+        const char *want = online ? "online" : "offline";
+        char path[PATH_MAX], state[32];
+        int r;
+
+        r = memory_block_path(s, path, sizeof(path), block_id, "state");
+        if (r < 0)
+                return r;
+        /* Some kernels answer EINVAL for the state a block already has. */
+        r = read_small(AT_FDCWD, path, state, sizeof(state));
+        if (r < 0)
+                return r;
+        if (strcmp(state, want) == 0)
+                return 0;
+
+        if (online) {
+                /* ZONE_MOVABLE keeps the block removable; where the kernel
+                 * cannot put it there (EINVAL), its default zone. */
+                r = write_attr(path, "online_movable");
+                if (r == -EINVAL)
+                        r = write_attr(path, "online");
+        } else
+                /* The kernel retries migrating the pages until a signal is
+                 * pending (offline_pages()); on EINTR it puts the block
+                 * back online. */
+                r = write_attr_timeout(path, "offline", timeout_usec);
+
+        /* Another agent may have got there meanwhile. */
+        if (r < 0 && r != -ETIMEDOUT && read_small(AT_FDCWD, path, state, sizeof(state)) >= 0 &&
+            strcmp(state, want) == 0)
+                return 0;
+        return r;
+}
+
 static void sysfs_free(DaxBackend *b) {
         SysfsBackend *s = (SysfsBackend *) b;
 
@@ -1170,6 +1425,10 @@ static const DaxBackendOps sysfs_ops = {
         .delete_device = sysfs_delete_device,
         .open_device = sysfs_open_device,
         .device_in_use = sysfs_device_in_use,
+        .memory_block_size = sysfs_memory_block_size,
+        .bind_kmem = sysfs_bind_kmem,
+        .list_memory_blocks = sysfs_list_memory_blocks,
+        .set_memory_block = sysfs_set_memory_block,
 };
 
 /* block_size_bytes is hex without a "0x" prefix. */
