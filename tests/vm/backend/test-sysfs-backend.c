@@ -79,6 +79,10 @@ static const char *errname(int r) {
                 return "-ENODEV";
         case ENOENT:
                 return "-ENOENT";
+        case ETIMEDOUT:
+                return "-ETIMEDOUT";
+        case EOPNOTSUPP:
+                return "-EOPNOTSUPP";
         default:
                 snprintf(buf, sizeof(buf), "-%d", -r);
                 return buf;
@@ -102,22 +106,67 @@ static int write_memory_block(uint64_t block, const char *state) {
         return write_attr(path, state);
 }
 
+/* A block's state as sysfs has it, into buf; "" if there is no block. */
+static const char *memory_block_state(uint64_t block, char *buf, size_t len) {
+        _cleanup_free_ char *state = NULL;
+        char path[128];
+
+        snprintf(path, sizeof(path), "/sys/devices/system/memory/memory%" PRIu64 "/state", block);
+        snprintf(buf, len, "%s", read_attr(path, &state) < 0 ? "" : state);
+        return buf;
+}
+
+/* MemTotal of /proc/meminfo, in bytes; 0 if unreadable. */
+static uint64_t mem_total(void) {
+        _cleanup_free_ char *line = NULL;
+        unsigned long long kib = 0;
+        size_t allocated = 0;
+        FILE *f;
+
+        f = fopen("/proc/meminfo", "re");
+        if (!f)
+                return 0;
+        while (getline(&line, &allocated, f) > 0)
+                if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+                        break;
+        fclose(f);
+        return (uint64_t) kib * 1024;
+}
+
 /* Counts blocks that lie wholly in the ranges, independently of the backend. */
 static void count_blocks(const DaxDeviceInfo *d, unsigned *ret_blocks, unsigned *ret_online) {
         *ret_blocks = *ret_online = 0;
         for (unsigned i = 0; i < d->n_ranges; i++)
                 for (uint64_t m = round_up_u64(d->ranges[i].start, block_size) / block_size;
                      m < (d->ranges[i].start + d->ranges[i].size) / block_size; m++) {
-                        _cleanup_free_ char *state = NULL;
-                        char path[128];
+                        char state[32];
 
-                        snprintf(path, sizeof(path), "/sys/devices/system/memory/memory%" PRIu64 "/state", m);
-                        if (read_attr(path, &state) < 0)
+                        if (!*memory_block_state(m, state, sizeof(state)))
                                 continue;
                         (*ret_blocks)++;
                         if (strcmp(state, "offline") != 0)
                                 (*ret_online)++;
                 }
+}
+
+/* Whether list_memory_blocks() agrees with sysfs and with the device's
+ * block counts. */
+static bool blocks_match_sysfs(const char *name, const DaxMemBlock *v, size_t n) {
+        DaxDeviceInfo d;
+        unsigned blocks, online, listed_online = 0;
+        char state[32];
+
+        if (be->ops->get_device(be, name, &d) < 0)
+                return false;
+        count_blocks(&d, &blocks, &online);
+        for (size_t i = 0; i < n; i++) {
+                memory_block_state(v[i].id, state, sizeof(state));
+                if (v[i].start != v[i].id * block_size || v[i].online != (strcmp(state, "offline") != 0) ||
+                    (i > 0 && v[i].id <= v[i - 1].id))
+                        return false;
+                listed_online += v[i].online;
+        }
+        return n == blocks && listed_online == online && d.mem_blocks == blocks && d.mem_blocks_online == online;
 }
 
 /* The first block of a device's ranges that kmem added. */
@@ -205,23 +254,6 @@ static size_t count_devices(unsigned region) {
         if (be->ops->list_devices(be, region, &devs, &n) < 0)
                 return SIZE_MAX;
         return n;
-}
-
-/* Binds to kmem by hand (the backend has no call for it): bind, or new_id on
- * kernels where kmem only matches listed names. */
-static int bind_kmem(const char *name) {
-        int r = write_attr("/sys/bus/dax/drivers/kmem/bind", name);
-
-        if (r == -ENODEV) {
-                r = write_attr("/sys/bus/dax/drivers/kmem/new_id", name);
-                if (r >= 0) {
-                        DaxDeviceInfo d;
-
-                        if (be->ops->get_device(be, name, &d) >= 0 && d.driver == DAX_DRIVER_NONE)
-                                r = write_attr("/sys/bus/dax/drivers/kmem/bind", name);
-                }
-        }
-        return r;
 }
 
 /* The physical address behind a virtual one, from /proc/self/pagemap
@@ -537,6 +569,103 @@ static void test_devices(const DaxRegionInfo *reg) {
         check(now.available == reg->size, "region %u all available again", reg->id);
 }
 
+/* The backend's whole hotplug cycle on two blocks: bind kmem, online,
+ * offline (also with a timeout too short to finish), unbind. Returns
+ * whether the region is free again. */
+static bool test_kmem_hotplug(const DaxRegionInfo *reg, int kmsg) {
+        uint64_t start = round_up_u64(reg->start, block_size), total_before, total_online;
+        _cleanup_free_ DaxMemBlock *v = NULL;
+        char k[DAX_NAME_MAX], e[DAX_NAME_MAX], state[32];
+        DaxDeviceInfo d;
+        size_t n = 0;
+        int r;
+
+        check(be->ops->memory_block_size(be) == block_size, "memory_block_size() = %" PRIu64 " MiB, as sysfs says",
+              be->ops->memory_block_size(be) / MiB);
+        if (start + 2 * block_size > reg->start + reg->size) {
+                check(false, "region %u has no two whole memory blocks", reg->id);
+                return false;
+        }
+
+        /* kmem refuses what it cannot hotplug. */
+        if (CHECK_RC(be->ops->create_device(be, reg->id, e), 0) < 0)
+                return false;
+        CHECK_RC(be->ops->bind_kmem(be, e), -ENXIO);
+        CHECK_RC(be->ops->get_device(be, e, &d), 0);
+        check(d.driver == DAX_DRIVER_NONE, "%s (empty) still unbound", e);
+        CHECK_RC(be->ops->list_memory_blocks(be, e, &v, &n), -ENXIO);
+        CHECK_RC(be->ops->list_memory_blocks(be, "dax99.1", &v, &n), -ENODEV);
+
+        if (CHECK_RC(be->ops->create_device(be, reg->id, k), 0) < 0)
+                return false;
+        CHECK_RC(be->ops->add_mapping(be, k, start, 2 * block_size), 0);
+        total_before = mem_total();
+        CHECK_RC(be->ops->bind_kmem(be, k), 0);
+        CHECK_RC(be->ops->bind_kmem(be, k), 0);
+        CHECK_RC(be->ops->bind_device_dax(be, k), -EBUSY);
+        CHECK_RC(be->ops->get_device(be, k, &d), 0);
+        check(d.driver == DAX_DRIVER_KMEM, "%s bound to kmem", k);
+
+        if (CHECK_RC(be->ops->list_memory_blocks(be, k, &v, &n), 0) < 0)
+                return false;
+        check(n == 2 && v[0].start == start && v[1].id == v[0].id + 1 && blocks_match_sysfs(k, v, n),
+              "%s: 2 memory blocks from %#" PRIx64 ", as sysfs has them (%zu listed)", k, start, n);
+        if (n != 2)
+                return false;
+        if (v[0].online || v[1].online)
+                note("%s: blocks came up online (auto_online_blocks)", k);
+
+        /* Online both: the host's RAM grows. */
+        for (size_t i = 0; i < n; i++) {
+                CHECK_RC(be->ops->set_memory_block(be, v[i].id, true, 0), 0);
+                CHECK_RC(be->ops->set_memory_block(be, v[i].id, true, 0), 0);
+        }
+        free(v);
+        v = NULL;
+        CHECK_RC(be->ops->list_memory_blocks(be, k, &v, &n), 0);
+        check(n == 2 && v[0].online && v[1].online && blocks_match_sysfs(k, v, n), "%s: both blocks online", k);
+        for (size_t i = 0; i < n; i++)
+                note("memory%" PRIu64 ": %s", v[i].id, v[i].movable ? "ZONE_MOVABLE" : "not movable");
+        total_online = mem_total();
+        check(total_online >= total_before + 2 * block_size - 2 * block_size / 16,
+              "MemTotal grew by %" PRIu64 " MiB (2 blocks: %" PRIu64 " MiB)", (total_online - total_before) / MiB,
+              2 * block_size / MiB);
+        CHECK_RC(be->ops->unbind(be, k), -EBUSY);
+
+        /* A timeout too short for the kernel: it gives up cleanly or was
+         * done in time, never leaves the block half way. */
+        r = be->ops->set_memory_block(be, v[0].id, false, 1);
+        memory_block_state(v[0].id, state, sizeof(state));
+        check((r == 0 && strcmp(state, "offline") == 0) || (r == -ETIMEDOUT && strcmp(state, "online") == 0),
+              "offlining memory%" PRIu64 " within 1 us: %s, state %s", v[0].id, errname(r), state);
+
+        /* Offline both, with time to spare. */
+        for (size_t i = 0; i < n; i++) {
+                r = be->ops->set_memory_block(be, v[i].id, false, 60 * 1000 * 1000);
+                if (r == -EBUSY || r == -ETIMEDOUT) {
+                        note("memory%" PRIu64 " will not go offline (%s); %s stays kmem", v[i].id, errname(r), k);
+                        return false;
+                }
+                check(r == 0, "offlining memory%" PRIu64 ": %s", v[i].id, errname(r));
+                CHECK_RC(be->ops->set_memory_block(be, v[i].id, false, 60 * 1000 * 1000), 0);
+        }
+        free(v);
+        v = NULL;
+        CHECK_RC(be->ops->list_memory_blocks(be, k, &v, &n), 0);
+        check(n == 2 && !v[0].online && !v[1].online && blocks_match_sysfs(k, v, n), "%s: both blocks offline", k);
+        check(mem_total() == total_before, "MemTotal back to %" PRIu64 " MiB (%" PRIu64 " MiB)", total_before / MiB,
+              mem_total() / MiB);
+
+        CHECK_RC(be->ops->unbind(be, k), 0);
+        check(!kmsg_contains(kmsg, "cannot be hotremoved"), "no memory stranded by the kmem unbind");
+        CHECK_RC(be->ops->set_memory_block(be, v[0].id, true, 0), -ENOENT);
+        CHECK_RC(be->ops->set_memory_block(be, UINT64_MAX / block_size, false, 1000), -ENOENT);
+        CHECK_RC(be->ops->set_size(be, k, 0), 0);
+        CHECK_RC(be->ops->delete_device(be, k), 0);
+        CHECK_RC(be->ops->delete_device(be, e), 0);
+        return true;
+}
+
 /* kmem on a device of several ranges, one not on block boundaries: the
  * block count follows kmem's trimming, and the guard holds per block.
  * Returns whether the region is free again. */
@@ -560,8 +689,16 @@ static bool test_kmem_ranges(const DaxRegionInfo *reg, int kmsg) {
                 return false;
         for (unsigned i = 0; i < 2; i++)
                 CHECK_RC(be->ops->add_mapping(be, k, want[i].start, want[i].size), 0);
-        r = bind_kmem(k);
-        check(r == 0, "binding %s to kmem: %s", k, errname(r));
+        CHECK_RC(be->ops->bind_kmem(be, k), 0);
+        {
+                _cleanup_free_ DaxMemBlock *v = NULL;
+                size_t nv = 0;
+
+                CHECK_RC(be->ops->list_memory_blocks(be, k, &v, &nv), 0);
+                check(nv == expect && blocks_match_sysfs(k, v, nv),
+                      "%s: list_memory_blocks gives kmem's %u blocks, in address order, as sysfs has them", k,
+                      expect);
+        }
         CHECK_RC(be->ops->get_device(be, k, &d), 0);
         count_blocks(&d, &blocks, &online);
         check(d.driver == DAX_DRIVER_KMEM && d.mem_blocks == expect && blocks == expect &&
@@ -828,7 +965,7 @@ int main(int argc, char *argv[]) {
                 if (driver_missing)
                         check(access("/sys/bus/dax/drivers/device_dax", F_OK) == 0,
                               "device_dax was loaded on first bind");
-                if (test_kmem_ranges(usable, kmsg)) {
+                if (test_kmem_hotplug(usable, kmsg) && test_kmem_ranges(usable, kmsg)) {
                         test_speed(usable, 2 * MiB);
                         test_speed(usable, GiB);
                         check(count_devices(usable->id) == 1, "only dax%u.0 left", usable->id);
