@@ -56,7 +56,10 @@ static uint64_t chunk_size(const HostChunk *c) {
         return dax_ranges_size(c->ranges, c->n_ranges);
 }
 
-static HostChunk *chunk_new(Pool *p, const DaxRange *r, size_t n, const char *device, bool recorded) {
+/* A chunk being returned is PENDING (counted as in use) until every block
+ * is online; HostSize counts only what the host really has. */
+static HostChunk *chunk_new(Pool *p, const DaxRange *r, size_t n, const char *device, bool recorded,
+                            ExtentKind kind) {
         HostChunk *c = g_new0(HostChunk, 1);
 
         c->pool = p;
@@ -65,7 +68,7 @@ static HostChunk *chunk_new(Pool *p, const DaxRange *r, size_t n, const char *de
         g_strlcpy(c->device, device ? device : "", sizeof(c->device));
         c->recorded = recorded;
         g_ptr_array_add(p->chunks, c);
-        extent_map_set_ranges(p->map, c->ranges, c->n_ranges, EXTENT_HOST, c);
+        extent_map_set_ranges(p->map, c->ranges, c->n_ranges, kind, c);
         return c;
 }
 
@@ -369,9 +372,12 @@ static void return_done(void *userdata) {
                 if (j->gone)
                         /* What the host wrote before the undo is dirt. */
                         chunk_drop(c, j->host_wrote ? EXTENT_DIRTY : EXTENT_FREE);
+                else /* some blocks stayed online: host memory after all */
+                        extent_map_set_ranges(p->map, c->ranges, c->n_ranges, EXTENT_HOST, c);
                 (void) broker_save(b, NULL);
                 request_finish_one(j->request, 0, msg);
         } else {
+                extent_map_set_ranges(p->map, c->ranges, c->n_ranges, EXTENT_HOST, c);
                 log_info("Pool %s: returned %s at %#" G_GINT64_MODIFIER "x to the host as %s", p->name,
                          format_size(size, sz, sizeof(sz)), c->ranges[0].start, c->device);
                 p->host_failures = 0;
@@ -417,7 +423,7 @@ static bool return_window(Pool *p, uint64_t chunk, bool keep_reserve, DaxRange *
 }
 
 static int return_start(Broker *b, Pool *p, const DaxRange *w, HostRequest *q) {
-        HostChunk *c = chunk_new(p, w, 1, NULL, true);
+        HostChunk *c = chunk_new(p, w, 1, NULL, true, EXTENT_PENDING);
         HostJob *j;
 
         c->busy = true;
@@ -447,6 +453,10 @@ static void host_return_idle(Broker *b, Pool *p) {
         /* Memory is on its way back for an allocation: returning other
          * memory now would be the thrashing the delay is there to stop. */
         if (p->host_jobs > 0 || !g_queue_is_empty(b->waiting))
+                return;
+        /* Zeroing is still going on: the pool is not idle, and the memory
+         * it frees may make a better place for the chunk. */
+        if (extent_map_total(p->map, EXTENT_DIRTY) > 0)
                 return;
 
         while (!b->stopping && p->host_return && p->host_failures < 3 &&
@@ -728,7 +738,7 @@ bool broker_reclaim_from_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone 
 /* ---- start-up ---- */
 
 void host_adopt(Broker *b, Pool *p, const DaxDeviceInfo *d) {
-        chunk_new(p, d->ranges, d->n_ranges, d->name, false);
+        chunk_new(p, d->ranges, d->n_ranges, d->name, false, EXTENT_HOST);
 }
 
 /* Brings a recorded chunk whose return or reclaim was cut short to a
@@ -782,7 +792,7 @@ void host_reconcile(Broker *b, Pool *p, const GArray *records, DaxDeviceInfo *de
                                 continue;
                         claimed[k] = found = true;
                         if (recorded_chunk_settle(b, p, &devs[k]))
-                                chunk_new(p, &r, 1, devs[k].name, true);
+                                chunk_new(p, &r, 1, devs[k].name, true, EXTENT_HOST);
                         else
                                 g_array_append_val(dirty, r);
                 }
