@@ -127,8 +127,8 @@ typedef struct DaxBackendOps {
          * block: -ENOENT. Offlining fails with -EBUSY when the kernel
          * refuses (unmovable pages) and with -ETIMEDOUT when it does not
          * finish within timeout_usec (it is then cancelled and the block
-         * stays online); UINT64_MAX waits without limit, and a timeout
-         * of 0 gives up before the kernel's first pass. Onlining is not
+         * stays online); UINT64_MAX waits without limit, other values
+         * (0 too) are kept to within about a millisecond. Onlining is not
          * bounded: it waits for nothing. */
         int (*set_memory_block)(DaxBackend *b, uint64_t block_id, bool online, uint64_t timeout_usec);
 } DaxBackendOps;
