@@ -388,6 +388,8 @@ static void return_done(void *userdata) {
         if (j->err < 0)
                 broker_scrub_later(b);
         g_free(j);
+        /* An allocation may have been waiting for host jobs to finish. */
+        broker_waiting_retry(b);
 }
 
 /* Where a chunk of clean free memory goes: block aligned (and on the
