@@ -267,8 +267,8 @@ static void test_state_extras(void) {
                 "{\"version\":1,\"allocations\":[],\"dirty\":[{\"region\":0,\"start\":0}]}",
                 "{\"version\":1,\"allocations\":[],\"dirty\":{}}",
                 "{\"version\":1,\"allocations\":[],\"host\":[{\"region\":0,\"start\":0,\"size\":3}]}",
-                "{\"version\":1,\"allocations\":[],\"host\":[{\"region\":0,\"start\":0,\"size\":4194304},"
-                "{\"region\":0,\"start\":2097152,\"size\":2097152}]}",
+                /* two host chunks that overlap */
+                "{\"version\":1,\"allocations\":[],\"host\":[{\"region\":0,\"start\":0,\"size\":4194304},{\"region\":0,\"start\":2097152,\"size\":2097152}]}",
                 "{\"version\":1,\"allocations\":[],\"boot_id\":7}",
                 "{\"version\":1,\"allocations\":[],\"boot_id\":\"a/b\"}",
         };
