@@ -474,8 +474,9 @@ static int on_host_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* now == 0: an operator asks, so a recent failure does not matter. */
 static bool chunk_reclaimable(const HostChunk *c, uint64_t now) {
-        return !c->busy && c->device[0] && (!c->failed_usec || now - c->failed_usec >= RECLAIM_RETRY_USEC);
+        return !c->busy && c->device[0] && (!now || !c->failed_usec || now - c->failed_usec >= RECLAIM_RETRY_USEC);
 }
 
 static void reclaim_start(Broker *b, HostChunk *c, HostRequest *q);
@@ -636,9 +637,9 @@ static gint chunk_cmp(gconstpointer x, gconstpointer y) {
         return a->ranges[0].start < c->ranges[0].start ? -1 : a->ranges[0].start > c->ranges[0].start;
 }
 
-static GPtrArray *reclaim_candidates(Pool *p) {
+static GPtrArray *reclaim_candidates(Pool *p, bool retry_failed) {
         GPtrArray *l = g_ptr_array_new();
-        uint64_t now = now_usec();
+        uint64_t now = retry_failed ? 0 : now_usec();
 
         for (guint i = 0; i < p->chunks->len; i++)
                 if (chunk_reclaimable(p->chunks->pdata[i], now))
@@ -680,7 +681,7 @@ bool host_reclaim_for(Broker *b, const AllocateRequest *req) {
 
                 if (!pool_matches(p, req) || req->size % max_u64(max_u64(align, p->boundary), 2 * MiB))
                         continue;
-                cands = reclaim_candidates(p);
+                cands = reclaim_candidates(p, false);
                 /* Try on the map itself, as if the chunks were back, and put
                  * it back as it was: nothing runs in between. */
                 for (k = 0; k < cands->len && !fits; k++) {
@@ -703,7 +704,7 @@ bool host_reclaim_for(Broker *b, const AllocateRequest *req) {
 
 bool broker_reclaim_from_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
                               GError **error) {
-        g_autoptr(GPtrArray) cands = reclaim_candidates(p);
+        g_autoptr(GPtrArray) cands = reclaim_candidates(p, true);
         char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
         uint64_t planned = 0, host = extent_map_total(p->map, EXTENT_HOST);
         HostRequest *q;
@@ -722,9 +723,8 @@ bool broker_reclaim_from_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone 
                 planned += chunk_size(cands->pdata[i]);
         if (planned < size) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
-                            "Only %s of pool %s's host memory can be reclaimed now (the rest is being moved, or "
-                            "failed to offline recently%s%s)", format_size(planned, sz, sizeof(sz)), p->name,
-                            p->host_error ? ": " : "", p->host_error ? p->host_error : "");
+                            "Only %s of pool %s's host memory can be reclaimed now; the rest is being moved to or "
+                            "from the host", format_size(planned, sz, sizeof(sz)), p->name);
                 return false;
         }
         q = request_new(true, size, done, userdata);

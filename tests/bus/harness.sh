@@ -145,7 +145,7 @@ host|host-autoonline)
         "${scn[@]}" host host $((1 << 30)) $((512 << 20)) || rc=1
         ;;
 host-busy|host-hang)
-        "${scn[@]}" host-pinned host || rc=1
+        "${scn[@]}" host-pinned host --must-fail || rc=1
         grep -q "Reclaiming host memory: .*memory[0-9]" "$tmp/daemon.log" ||
                 { echo "# the daemon did not log which block refused"; rc=1; }
         ;;

@@ -1326,7 +1326,7 @@ static int scenario_host(const char *pool, uint64_t chunk, uint64_t reserve) {
 
 /* A chunk that will not offline: the allocation fails cleanly (or
  * succeeds if the kernel managed after all), nothing is stranded. */
-static int scenario_host_pinned(const char *pool) {
+static int scenario_host_pinned(const char *pool, bool must_fail) {
         char path[256], err[256];
         PoolInfo p, q;
         int fd;
@@ -1341,7 +1341,8 @@ static int scenario_host_pinned(const char *pool) {
                 check(wait_host(pool, p.host, &q), "HostSize is unchanged: the chunk went back online whole");
                 check_invariant("after the refused reclaim", &q);
         } else {
-                check(true, "the kernel offlined the memory after all: Allocate %" PRIu64 " MiB succeeded", size / MiB);
+                check(!must_fail, "the kernel offlined the memory after all: Allocate %" PRIu64 " MiB succeeded",
+                      size / MiB);
                 check(map_reads_zero(fd, size), "every page reads zero");
                 close(fd);
                 check(wait_host(pool, HOST_ANY, &q), "pool settles");
@@ -1422,7 +1423,7 @@ int main(int argc, char **argv) {
         const char *address = NULL;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "+", options, NULL)) >= 0) {
                 if (c == 'b')
                         address = optarg;
                 else if (c == 's')
@@ -1434,7 +1435,7 @@ int main(int argc, char **argv) {
         }
         if (optind >= argc) {
                 fprintf(stderr, "usage: scenarios [--bus-address A] [--sysfs] [--runtime-dir D] run|setup-persist F|check-persist F|cleanup|"
-                                "host POOL CHUNK RESERVE|host-pinned POOL|host-trigger POOL|host-check POOL\n");
+                                "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL\n");
                 return 2;
         }
         if (address) {
@@ -1478,7 +1479,8 @@ int main(int argc, char **argv) {
                 uint64_t chunk = strtoull(argv[optind + 2], NULL, 0), reserve = strtoull(argv[optind + 3], NULL, 0);
                 r = scenario_host(argv[optind + 1], chunk, reserve);
         } else if (strcmp(cmd, "host-pinned") == 0 && optind + 1 < argc)
-                r = scenario_host_pinned(argv[optind + 1]);
+                r = scenario_host_pinned(argv[optind + 1],
+                                         optind + 2 < argc && strcmp(argv[optind + 2], "--must-fail") == 0);
         else if (strcmp(cmd, "host-trigger") == 0 && optind + 1 < argc)
                 r = host_trigger(argv[optind + 1]);
         else if (strcmp(cmd, "host-check") == 0 && optind + 1 < argc)

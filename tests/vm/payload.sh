@@ -146,6 +146,7 @@ host-crash)
         ;;
 host-online)
         # Debian 6.12 defaults: the regions are online host RAM (ZONE_NORMAL).
+        export DAXBROKER_OFFLINE_TIMEOUT_USEC=3000000
         start_daemon || exit 1
         total=0 host=0
         for p in $(busctl --system --json=short call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
@@ -160,10 +161,28 @@ for p in json.load(sys.stdin)["data"][0]:
                 total=$((total + 1))
         done
         [ "$total" -ge 2 ] || { echo "not ok - expected two pools"; rc=1; }
-        # Taking it back means offlining every block of the region, and some
-        # of ZONE_NORMAL is unmovable: the allocation fails cleanly with the
-        # block named, or succeeds reading zero; never strands anything.
-        "$scn" --sysfs host-pinned host || rc=1
+        # Taking a pool back means offlining every block of its region, in
+        # ZONE_NORMAL here: the allocation fails cleanly with the block
+        # named, or succeeds reading zero; it never strands anything.
+        "$scn" --sysfs host-pinned bounded || rc=1
+        no_stranding || rc=1
+        # Node 1 has 1 GiB of its own RAM: pinning 1.5 GiB there (a
+        # long-term pin, as RDMA or VFIO take) puts pinned pages into the
+        # region for sure. Its blocks cannot go offline: the allocation must
+        # fail cleanly and the region stay whole host memory.
+        pin=$(dirname "$scn")/../vm/pin-node
+        "$pin" 1 1536 > "$res/pin.out" 2>&1 & pinner=$!
+        for _ in $(seq 600); do grep -q pinned "$res/pin.out" && break; kill -0 $pinner 2>/dev/null || break; sleep 0.1; done
+        if grep -q pinned "$res/pin.out"; then
+                echo "ok - $(cat "$res/pin.out")"
+                "$scn" --sysfs host-pinned host --must-fail || rc=1
+                no_stranding || rc=1
+                kill $pinner; wait $pinner 2>/dev/null
+                # Unpinned, the same memory comes back on request.
+                "$scn" --sysfs host-check host || rc=1
+        else
+                echo "not ok - could not pin node 1 memory: $(cat "$res/pin.out")"; rc=1
+        fi
         no_stranding || rc=1
         kill "$pid"; wait "$pid"
         no_stranding || rc=1
