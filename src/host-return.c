@@ -344,12 +344,12 @@ static char *job_error(const HostJob *j) {
         const HostChunk *c = j->chunk;
         g_autofree char *block = j->block ? g_strdup_printf(" memory%" G_GUINT64_FORMAT, j->block) : NULL;
 
-        return g_strdup_printf("%s at %#" G_GINT64_MODIFIER "x (pool %s) failed while %s%s: %s%s",
+        return g_strdup_printf("%s at %#" G_GINT64_MODIFIER "x (pool %s) failed while %s%s: %s",
                                c->device[0] ? c->device : "chunk", c->ranges[0].start, c->pool->name, j->step,
-                               block ? block : "", g_strerror(-j->err),
-                               j->err == -EBUSY     ? " (unmovable pages)"
-                               : j->err == -ETIMEDOUT ? " (did not finish in time)"
-                                                      : "");
+                               block ? block : "",
+                               j->err == -EBUSY       ? "the kernel refused (unmovable pages)"
+                               : j->err == -ETIMEDOUT ? "it did not finish in time (pinned pages)"
+                                                      : g_strerror(-j->err));
 }
 
 /* ---- return ---- */
