@@ -42,5 +42,18 @@ c allocate ctl-vm 512M --pool bounded >/dev/null && c allocate ctl-vm 512M --poo
 out=$(c release-owner ctl-vm 2>&1) && echo "$out" | grep -q 2 && ok "release-owner releases two" \
         || nok "release-owner: $out"
 out=$(c --json list) && echo "$out" | grep -vq ctl-vm && ok "nothing of ctl-vm is left" || nok "left: $out"
+# Lending memory to the host and taking it back (pool open: 2 GiB, 1 GiB chunks).
+host() { c --json status | python3 -c 'import json,sys; print(next(p["host"] for p in json.load(sys.stdin)["pools"] if p["name"]=="open"))'; }
+for _ in $(seq 600); do c --json status | grep -q '"dirty":0' && break; sleep 0.1; done
+out=$(c return-to-host open 1G 2>&1) && [ "$out" = "1 GiB" ] && [ "$(host)" = $((1 << 30)) ] \
+        && ok "return-to-host prints the size returned and status shows it as host" || nok "return-to-host: $out"
+out=$(c --json reclaim-from-host open 1G 2>&1) && echo "$out" | python3 -c '
+import json,sys; d=json.load(sys.stdin); assert d == {"pool": "open", "reclaimed": 1 << 30}, d' && [ "$(host)" = 0 ] \
+        && ok "reclaim-from-host --json" || nok "reclaim-from-host: $out"
+out=$(c return-to-host open 3M 2>&1); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q InvalidArgument && ok "return-to-host of a partial chunk is refused" \
+        || nok "return-to-host 3M: rc=$rc $out"
+out=$(c reclaim-from-host 'no such' 1G 2>&1); rc=$?
+[ $rc = 2 ] && ok "a bad pool name is a usage error" || nok "reclaim-from-host 'no such': rc=$rc $out"
 echo "1..$n"
 [ $fail = 0 ]
