@@ -12,6 +12,10 @@
  *
  * A Peer.Ping of the daemon is timed too: the cost of one round trip
  * through the bus, which every method call pays.
+ *
+ * --reclaim times instead an Allocate that has to take its memory back
+ * from the host, ReclaimFromHost alone and a clean Allocate (see
+ * measure_reclaim()).
  */
 
 #include <errno.h>
@@ -52,6 +56,8 @@ typedef struct Options {
         unsigned pause_ms;
         uint64_t sizes[SIZES_MAX];
         size_t n_sizes;
+        bool sizes_set;
+        bool reclaim;
 } Options;
 
 static int allocate(sd_bus *bus, const Options *o, const char *owner, uint64_t size, char **ret_path,
@@ -315,6 +321,201 @@ static int measure(sd_bus *bus, const Options *o, uint64_t size) {
         return r;
 }
 
+/* ReturnToHost or ReclaimFromHost of size bytes of the pool; both answer
+ * with the bytes moved. */
+static int host_call(sd_bus *bus, const Options *o, const char *method, uint64_t size, double *ret_us) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        uint64_t moved = 0;
+        double t0;
+        int r;
+
+        t0 = bench_now_us();
+        r = sd_bus_call_method(bus, BROKER_NAME, BROKER_PATH, BROKER_MANAGER, method, &error, &reply, "st", o->pool,
+                               size);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "t", &moved);
+        *ret_us = bench_now_us() - t0;
+        if (r < 0)
+                fprintf(stderr, "bus-bench: %s(%s, %" PRIu64 "): %s\n", method, o->pool, size,
+                        error.message ?: strerror(-r));
+        else if (moved != size) {
+                fprintf(stderr, "bus-bench: %s(%s, %" PRIu64 ") moved %" PRIu64 " bytes\n", method, o->pool, size,
+                        moved);
+                r = -EIO;
+        }
+        sd_bus_message_unref(reply);
+        sd_bus_error_free(&error);
+        return r;
+}
+
+/* Waits until a size property of the pool reads want. */
+static int pool_wait_value(sd_bus *bus, const Options *o, const char *property, uint64_t want) {
+        double deadline = bench_now_us() + CLEAN_TIMEOUT_US;
+        uint64_t v = 0;
+        int r;
+
+        for (;;) {
+                r = pool_get(bus, o, property, &v);
+                if (r < 0) {
+                        fprintf(stderr, "bus-bench: reading %s of %s: %s\n", property, o->pool_path, strerror(-r));
+                        return r;
+                }
+                if (v == want)
+                        return 0;
+                if (bench_now_us() > deadline) {
+                        fprintf(stderr, "bus-bench: %s of %s is %" PRIu64 ", not %" PRIu64 "\n", property,
+                                o->pool_path, v, want);
+                        return -ETIMEDOUT;
+                }
+                bench_pause_ms(CLEAN_POLL_MS);
+        }
+}
+
+/* Lends size bytes to the host and waits until all of it is host memory
+ * and nothing in the pool is dirty: the quiet state each measurement
+ * starts from. */
+static int lend(sd_bus *bus, const Options *o, uint64_t size, double *ret_us) {
+        int r = host_call(bus, o, "ReturnToHost", size, ret_us);
+
+        if (r >= 0)
+                r = pool_wait_value(bus, o, "HostSize", size);
+        if (r >= 0)
+                r = pool_wait_clean(bus, o);
+        return r;
+}
+
+/* --reclaim: a filler allocation takes all of the pool but size bytes, so
+ * the pool's free memory is exactly what ReturnToHost lends (the top of the
+ * region, where the floor's --reclaim puts its range too). Then, per cycle:
+ *   reclaim             Allocate(size) while those bytes are host memory:
+ *                       the daemon reclaims the chunk, creates the device
+ *                       and zeroes it before the reply with its fd
+ *   reclaim-only        ReclaimFromHost(size) alone, until its reply
+ *   reclaim-only.clean  the same, until the background scrubber has zeroed
+ *                       the reclaimed memory (DirtySize 0)
+ *   allocate-clean      then Allocate(size) of that clean memory
+ *   return              ReturnToHost(size), until its reply (context)
+ * Everything else (Release, waiting for zeroing, lending) is untimed.
+ * --pause-ms sleeps before each timed call: a reclaim that comes long after
+ * the return starts cold (bench_pause_ms()), whatever the bus timing. */
+static int measure_reclaim(sd_bus *bus, const Options *o, uint64_t size) {
+        BenchSeries reclaim = {}, only = {}, only_clean = {}, clean = {}, lent = {};
+        const char *tool = "daemon-reclaim";
+        char *filler = NULL;
+        uint64_t pool_size = 0, host = 0;
+        unsigned held = 0;
+        double t;
+        int r;
+
+        r = pool_get(bus, o, "Size", &pool_size);
+        if (r < 0) {
+                fprintf(stderr, "bus-bench: reading Size of %s: %s\n", o->pool_path, strerror(-r));
+                return r;
+        }
+        if (size > pool_size) {
+                fprintf(stderr, "bus-bench: %" PRIu64 " bytes do not fit pool %s\n", size, o->pool);
+                return -EINVAL;
+        }
+        if (pool_size > size) {
+                r = allocate(bus, o, "bench-filler", pool_size - size, &filler, &t);
+                if (r < 0)
+                        return r;
+                held = 1;
+        }
+
+        /* Allocate that has to reclaim. */
+        for (unsigned i = 0; r >= 0 && i < o->warmup + o->iterations; i++) {
+                char *path = NULL;
+                double a, l, b;
+
+                r = lend(bus, o, size, &l);
+                if (r < 0)
+                        break;
+                bench_pause_ms(o->pause_ms);
+                r = allocate(bus, o, o->owner, size, &path, &a);
+                if (r < 0)
+                        break;
+                r = pool_get(bus, o, "HostSize", &host);
+                if (r >= 0 && host != 0) {
+                        fprintf(stderr, "bus-bench: HostSize is %" PRIu64 " after Allocate: nothing reclaimed?\n",
+                                host);
+                        r = -EIO;
+                }
+                if (r >= 0)
+                        r = release(bus, path, &b);
+                free(path);
+                if (r >= 0)
+                        r = pool_wait_clean(bus, o);
+                if (r < 0 || i < o->warmup)
+                        continue;
+                bench_series_add(&reclaim, a);
+                bench_series_add(&lent, l);
+        }
+
+        /* ReclaimFromHost alone, then a clean Allocate of what it brought. */
+        for (unsigned i = 0; r >= 0 && i < o->warmup + o->iterations; i++) {
+                char *path = NULL;
+                double c, a, b, t0;
+
+                r = lend(bus, o, size, &t);
+                if (r < 0)
+                        break;
+                bench_pause_ms(o->pause_ms);
+                t0 = bench_now_us();
+                r = host_call(bus, o, "ReclaimFromHost", size, &c);
+                if (r >= 0)
+                        r = pool_wait_clean(bus, o);
+                t = bench_now_us() - t0;
+                bench_pause_ms(o->pause_ms);
+                if (r >= 0)
+                        r = allocate(bus, o, o->owner, size, &path, &a);
+                if (r < 0)
+                        break;
+                r = release(bus, path, &b);
+                free(path);
+                if (r >= 0)
+                        r = pool_wait_clean(bus, o);
+                if (r < 0 || i < o->warmup)
+                        continue;
+                bench_series_add(&only, c);
+                bench_series_add(&only_clean, t);
+                bench_series_add(&clean, a);
+        }
+
+        if (r >= 0) {
+                bench_print(tool, size, held, "reclaim", &reclaim);
+                bench_print(tool, size, held, "reclaim-only", &only);
+                bench_print(tool, size, held, "reclaim-only.clean", &only_clean);
+                bench_print(tool, size, held, "allocate-clean", &clean);
+                bench_print(tool, size, held, "return", &lent);
+        }
+
+        /* Leave the pool as found: no host memory, no allocation, clean.
+         * After a failure some memory may still be with the host. */
+        if (pool_get(bus, o, "HostSize", &host) >= 0 && host > 0) {
+                int k = host_call(bus, o, "ReclaimFromHost", host, &t);
+
+                if (k < 0 && r >= 0)
+                        r = k;
+        }
+        if (filler) {
+                int k = release(bus, filler, &t);
+
+                if (k < 0 && r >= 0)
+                        r = k;
+                free(filler);
+        }
+        if (pool_wait_clean(bus, o) < 0 && r >= 0)
+                r = -ETIMEDOUT;
+        bench_series_free(&reclaim);
+        bench_series_free(&only);
+        bench_series_free(&only_clean);
+        bench_series_free(&clean);
+        bench_series_free(&lent);
+        return r;
+}
+
 static void help(void) {
         printf("Usage: bus-bench [OPTIONS]\n\n"
                "Times daxbrokerd's Allocate and Release over D-Bus.\n\n"
@@ -326,11 +527,14 @@ static void help(void) {
                "  -w --warmup N          Unmeasured cycles first (default 2)\n"
                "  -s --sizes LIST        Sizes, comma-separated (default 2M,1G)\n"
                "  -H --held K            Keep K allocations of 2 MiB while measuring (default 0)\n"
-               "  -P --pause-ms MS       Sleep before each Allocate and each Release (default 0)\n");
+               "  -P --pause-ms MS       Sleep before each Allocate and each Release (default 0)\n"
+               "     --reclaim           Time Allocate when the memory is lent to the host, and\n"
+               "                         ReclaimFromHost (needs --pool; default size 1G);\n"
+               "                         --pause-ms sleeps before each timed call\n");
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
-        enum { ARG_ADDRESS = 0x100 };
+        enum { ARG_ADDRESS = 0x100, ARG_RECLAIM };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "address", required_argument, NULL, ARG_ADDRESS },
@@ -341,6 +545,7 @@ static int parse_args(int argc, char **argv, Options *o) {
                 { "sizes", required_argument, NULL, 's' },
                 { "held", required_argument, NULL, 'H' },
                 { "pause-ms", required_argument, NULL, 'P' },
+                { "reclaim", no_argument, NULL, ARG_RECLAIM },
                 {},
         };
         int c, r = 0;
@@ -369,12 +574,16 @@ static int parse_args(int argc, char **argv, Options *o) {
                         break;
                 case 's':
                         r = bench_parse_sizes(optarg, o->sizes, SIZES_MAX, &o->n_sizes);
+                        o->sizes_set = true;
                         break;
                 case 'H':
                         r = bench_parse_unsigned(optarg, &o->held);
                         break;
                 case 'P':
                         r = bench_parse_unsigned(optarg, &o->pause_ms);
+                        break;
+                case ARG_RECLAIM:
+                        o->reclaim = true;
                         break;
                 default:
                         return -EINVAL;
@@ -387,6 +596,14 @@ static int parse_args(int argc, char **argv, Options *o) {
         if (optind < argc) {
                 fprintf(stderr, "bus-bench: unexpected argument '%s'\n", argv[optind]);
                 return -EINVAL;
+        }
+        if (o->reclaim && (!o->pool || o->held > 0)) {
+                fprintf(stderr, "bus-bench: --reclaim needs --pool and does not take --held\n");
+                return -EINVAL;
+        }
+        if (o->reclaim && !o->sizes_set) {
+                o->sizes[0] = BENCH_GiB;
+                o->n_sizes = 1;
         }
         return 0;
 }
@@ -443,6 +660,12 @@ int main(int argc, char **argv) {
         if (r < 0)
                 goto finish;
         fprintf(stderr, "bus-bench: pool clean after %.1f s\n", (bench_now_us() - t0) / 1e6);
+
+        if (o.reclaim) {
+                for (size_t i = 0; i < o.n_sizes && r >= 0; i++)
+                        r = measure_reclaim(bus, &o, o.sizes[i]);
+                goto finish;
+        }
 
         for (unsigned i = 0; i < o.warmup + o.iterations; i++) {
                 double t;

@@ -13,14 +13,31 @@
 # Each round runs floor, then starts daxbrokerd, runs bus-bench and stops it
 # again; rounds alternate so that a change in host load hits both sides.
 #
+# The reclaim suite times taking 1 GiB back from the host (a kmem device at
+# the top of the region, every block online) into a new open device, these
+# ways per round: the raw sysfs sequence (floor --reclaim), the same plus
+# zeroing the device (the daemon must zero memory that held host data) with
+# memset (--zero) and with the daemon's zeroing engine (--zero=scrub), the
+# latter also after an idle pause (--pause-ms: the first offlining pays the
+# RCU grace period, as a reclaim long after the return does), the daxctl
+# sequence (floor --reclaim --daxctl), and daxbrokerd's Allocate when the
+# pool's free memory is lent to the host, with ReclaimFromHost alone and a
+# clean Allocate for context (bus-bench --reclaim, with the same pause
+# before each timed call).
+#
 # Usage: guest-bench.sh [OPTIONS] BUILD_DIR SOURCE_DIR
 #   --iterations N          measured cycles per size and round (default 30)
 #   --rounds R              floor/daemon rounds (default 3)
 #   --held K                live 2 MiB allocations for the flatness runs (500)
 #   --paused-iterations N   floor-paused and floor-zero cycles per size and
 #                           round (default 10; 0 skips them)
-#   --pause-ms MS           pause of floor-paused (default 100)
+#   --pause-ms MS           pause of floor-paused and of the reclaim suite's cold
+#                           starts (default 100)
 #   --daxctl-iterations N   daxctl cycles per size (default 10; 0 skips)
+#   --suite LIST            allocate, reclaim or both, comma-separated
+#                           (default allocate,reclaim)
+#   --reclaim-iterations N  measured cycles per way and round of the reclaim
+#                           suite (default 10, after 1 unmeasured)
 #   --trace                 afterwards, trace every syscall of a few daemon
 #                           and floor cycles with ftrace (kept in the
 #                           results directory; bench/syscall-timeline.py)
@@ -29,6 +46,7 @@
 set -u
 
 iterations=30 rounds=3 held=500 daxctl_iterations=10 paused_iterations=10 pause_ms=100 trace=0
+suite=allocate,reclaim reclaim_iterations=10
 while [ $# -gt 0 ]; do
         case $1 in
         --iterations) iterations=$2; shift 2 ;;
@@ -37,6 +55,8 @@ while [ $# -gt 0 ]; do
         --daxctl-iterations) daxctl_iterations=$2; shift 2 ;;
         --paused-iterations) paused_iterations=$2; shift 2 ;;
         --pause-ms) pause_ms=$2; shift 2 ;;
+        --suite) suite=$2; shift 2 ;;
+        --reclaim-iterations) reclaim_iterations=$2; shift 2 ;;
         --trace) trace=1; shift ;;
         --) shift; break ;;
         -*) echo "guest-bench: unknown option $1" >&2; exit 2 ;;
@@ -45,6 +65,14 @@ while [ $# -gt 0 ]; do
 done
 [ $# = 2 ] || { echo "usage: guest-bench.sh [OPTIONS] BUILD_DIR SOURCE_DIR" >&2; exit 2; }
 build=$1 src=$2
+do_allocate=0 do_reclaim=0
+for s in ${suite//,/ }; do
+        case $s in
+        allocate) do_allocate=1 ;;
+        reclaim) do_reclaim=1 ;;
+        *) echo "guest-bench: unknown suite $s" >&2; exit 2 ;;
+        esac
+done
 res=${DAXRIG_RESULTS:?guest-bench.sh runs inside the QEMU rig (tests/vm/run-vm.sh --results)}
 region=1
 kernel=${DAXRIG_KERNEL:-unknown}
@@ -143,21 +171,49 @@ run() { # label command...
 mkdir -p /etc/daxbroker
 cat >/etc/daxbroker/daxbroker.conf <<CONF
 # Written by bench/guest-bench.sh: the daemon manages region $region only.
+# Nothing goes to the host on its own (the reclaim suite lends with
+# ReturnToHost, HostChunk= at its default of 1 GiB).
 [Pool bench]
 Region=$region
+HostReturn=no
 CONF
 
 {
         echo "# kernel $(uname -r) (flavour $kernel, memhp ${DAXRIG_MEMHP:-?})"
         echo "# $(dmesg | grep -o 'Hypervisor detected: .*' | head -n 1)"
         echo "# cpu: $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2-)"
-        echo "# iterations $iterations x $rounds rounds, held $held, paused/zeroing iterations" \
-                "$paused_iterations x $rounds (pause $pause_ms ms), daxctl iterations $daxctl_iterations"
+        echo "# suites $suite: iterations $iterations x $rounds rounds, held $held, paused/zeroing iterations" \
+                "$paused_iterations x $rounds (pause $pause_ms ms), daxctl iterations $daxctl_iterations," \
+                "reclaim iterations $reclaim_iterations x $rounds"
+        echo "# memory block size 0x$(cat /sys/devices/system/memory/block_size_bytes)," \
+                "auto_online_blocks $(cat /sys/devices/system/memory/auto_online_blocks 2>/dev/null)"
 } >"$raw"
 
 take_over_region
 
-for ((round = 1; round <= rounds; round++)); do
+# One round of the reclaim suite; each program leaves the region empty.
+reclaim_round() {
+        local round=$1
+        run "round $round: reclaim, raw" "$floor" --reclaim -r $region -n "$reclaim_iterations" -w 1
+        run "round $round: reclaim, raw + zeroing (memset)" "$floor" --reclaim --zero \
+                -r $region -n "$reclaim_iterations" -w 1
+        run "round $round: reclaim, raw + zeroing (daemon's engine)" "$floor" --reclaim --zero=scrub \
+                -r $region -n "$reclaim_iterations" -w 1
+        run "round $round: reclaim, raw + zeroing (daemon's engine), paused" "$floor" --reclaim --zero=scrub \
+                -P "$pause_ms" -r $region -n "$reclaim_iterations" -w 1
+        run "round $round: reclaim, daxctl" "$floor" --reclaim --daxctl -r $region -n "$reclaim_iterations" -w 1
+        start_daemon || die "daxbrokerd did not come up: $(tail -n 20 /tmp/daxbrokerd.log)"
+        run "round $round: reclaim, daemon" "$busbench" --reclaim -p bench -P "$pause_ms" \
+                -n "$reclaim_iterations" -w 1
+        stop_daemon
+}
+
+for ((round = 1; do_reclaim && round <= rounds; round++)); do
+        echo "# round $round" >>"$raw"
+        reclaim_round "$round"
+done
+
+for ((round = 1; do_allocate && round <= rounds; round++)); do
         echo "# round $round" >>"$raw"
         run "round $round: floor, 1 live" "$floor" -r $region -n "$iterations" -H 0
         run "round $round: floor, $held held" "$floor" -r $region -n "$iterations" -H "$held"
@@ -176,17 +232,42 @@ for ((round = 1; round <= rounds; round++)); do
         stop_daemon
 done
 
-if [ "$daxctl_iterations" -gt 0 ]; then
+if [ "$do_allocate" = 1 ] && [ "$daxctl_iterations" -gt 0 ]; then
         run "daxctl, 1 live" "$floor" --daxctl -r $region -n "$daxctl_iterations" -w 1 -H 0
         run "daxctl, $held held" "$floor" --daxctl -r $region -n "$daxctl_iterations" -w 1 -H "$held"
 fi
 
+# Every syscall of a few cycles, with kernel timestamps (ftrace has far
+# less overhead than strace): bench/syscall-timeline.py reads it.
+t=/sys/kernel/tracing
 if [ "$trace" = 1 ]; then
-        # Every syscall of a few cycles, with kernel timestamps (ftrace has
-        # far less overhead than strace): bench/syscall-timeline.py reads it.
-        t=/sys/kernel/tracing
         mountpoint -q $t || mount -t tracefs tracefs $t || die "no tracefs"
         echo 65536 >$t/buffer_size_kb
+fi
+
+# Trace FILE COMMAND...: the syscalls of COMMAND (and of the daemon) into
+# $res/ftrace-FILE-$kernel.txt, its stdout into $res/trace-FILE-$kernel.txt.
+traced() {
+        local file=$1
+        shift
+        echo >$t/trace
+        echo 1 >$t/events/syscalls/enable
+        echo 1 >$t/tracing_on
+        "$@" >"$res/trace-$file-$kernel.txt" || say "traced run $file failed"
+        echo 0 >$t/tracing_on
+        echo 0 >$t/events/syscalls/enable
+        cp $t/trace "$res/ftrace-$file-$kernel.txt"
+}
+
+if [ "$trace" = 1 ] && [ "$do_reclaim" = 1 ]; then
+        # One reclaiming Allocate, one ReclaimFromHost, one clean Allocate.
+        start_daemon || die "daxbrokerd did not come up"
+        traced reclaim-daemon "$busbench" --reclaim -p bench -P "$pause_ms" -n 1 -w 0
+        stop_daemon
+        traced reclaim-floor "$floor" --reclaim --zero=scrub -r $region -n 1 -w 0
+fi
+
+if [ "$trace" = 1 ] && [ "$do_allocate" = 1 ]; then
         start_daemon || die "daxbrokerd did not come up"
         "$busbench" -p bench -n 1 -w 0 -s 2M >/dev/null || die "warm-up failed"
         echo >$t/trace

@@ -11,13 +11,15 @@
 #   --results DIR           where raw numbers, logs and report.txt go
 #                           (default: a new /var/tmp/daxbroker-bench.XXXXXX)
 #   --iterations N, --rounds R, --held K, --daxctl-iterations N,
-#   --paused-iterations N, --pause-ms MS, --trace
+#   --paused-iterations N, --pause-ms MS, --suite allocate|reclaim|allocate,reclaim,
+#   --reclaim-iterations N, --trace
 #                           passed to bench/guest-bench.sh (see there)
 #
 # Prints, per kernel, the median latencies and the ratios with the targets
 # (each of Allocate and Release at most 1.3x its floor; with 500 live
-# allocations at most 1.1x the latency with one). It reports; it does not
-# fail on a missed target. Exit status: 0 when every kernel was measured,
+# allocations at most 1.1x the latency with one; an Allocate that reclaims
+# 1 GiB from the host at most 1.2x the raw sysfs sequence). It reports; it
+# does not fail on a missed target. Exit status: 0 when every kernel was measured,
 # 77 when the rig is unavailable, 1 otherwise.
 set -u
 
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
         --kernel) kernels+=("$2"); shift 2 ;;
         --accel) accel=$2; shift 2 ;;
         --results) results=$2; shift 2 ;;
-        --iterations|--rounds|--held|--daxctl-iterations|--paused-iterations|--pause-ms)
+        --iterations|--rounds|--held|--daxctl-iterations|--paused-iterations|--pause-ms|--suite|--reclaim-iterations)
                 guest_opts+=("$1" "$2"); shift 2 ;;
         --trace) guest_opts+=("$1"); shift ;;
         -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
