@@ -1265,6 +1265,18 @@ static int sim_set_size(DaxBackend *b, const char *name, uint64_t size) {
         return 0;
 }
 
+/* What the driver core checks before any driver's probe: 0 if the device
+ * already has this driver, 1 if it may be probed, or the errno. */
+static int sim_bind_check(const SimDevice *d, DaxDriver driver) {
+        if (d->driver == driver)
+                return 0;
+        if (d->driver != DAX_DRIVER_NONE)
+                return -EBUSY; /* the driver core refuses a bound device */
+        if (d->n_ranges == 0)
+                return -ENXIO; /* dax_bus_probe() */
+        return 1;
+}
+
 static int sim_bind_device_dax(DaxBackend *b, const char *name) {
         SimBackend *s = (SimBackend *) b;
         G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
@@ -1276,12 +1288,9 @@ static int sim_bind_device_dax(DaxBackend *b, const char *name) {
         if (k < 0)
                 return k;
 
-        if (d->driver == DAX_DRIVER_DEVICE_DAX)
-                return 0;
-        if (d->driver != DAX_DRIVER_NONE)
-                return -EBUSY; /* the driver core refuses a bound device */
-        if (d->n_ranges == 0)
-                return -ENXIO; /* dax_bus_probe() */
+        k = sim_bind_check(d, DAX_DRIVER_DEVICE_DAX);
+        if (k <= 0)
+                return k;
         for (unsigned i = 0; i < d->n_ranges; i++)
                 if (d->ranges[i].start % max_u64(d->align, SIM_SUBSECTION) != 0)
                         return -EINVAL; /* memremap_pages() for 2 MiB; see top for larger */
@@ -1402,12 +1411,9 @@ static int sim_bind_kmem(DaxBackend *b, const char *name) {
         if (k < 0)
                 return k;
 
-        if (d->driver == DAX_DRIVER_KMEM)
-                return 0;
-        if (d->driver != DAX_DRIVER_NONE)
-                return -EBUSY; /* the driver core refuses a bound device */
-        if (d->n_ranges == 0)
-                return -ENXIO; /* dax_bus_probe() */
+        k = sim_bind_check(d, DAX_DRIVER_KMEM);
+        if (k <= 0)
+                return k;
         /* dev_dax_kmem_probe(): "rejecting DAX region with invalid node",
          * then "... without any memory after alignment". */
         if (r->numa_node < 0)
