@@ -56,8 +56,11 @@ void broker_crash_point(Broker *b, const char *step);
 
 /* ---- host-return.c ---- */
 
-/* Reads the pool's host policy; checks HostChunk= against the block size. */
+/* Sets up host return for a new pool. */
 void host_pool_init(Broker *b, Pool *p, const PoolConfig *pc);
+/* (Re)reads the pool's host policy (pc may be NULL: the defaults); checks
+ * HostChunk= against the block size. */
+void host_pool_configure(Pool *p, const PoolConfig *pc);
 void host_pool_done(Pool *p);
 /* Start-up: settles every device that a host record names, and records
  * without a device. Ranges whose contents are unknown (held host data)

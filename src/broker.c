@@ -1617,13 +1617,7 @@ int broker_reload(Broker *b, Config *config, GError **error) {
 
                 p->align = pc && pc->align ? pc->align : config->default_align;
                 p->boundary = pc ? pc->boundary : 0;
-                p->host_return = pc && pc->host_return && p->block_size &&
-                                 (!pc->host_chunk || pc->host_chunk % p->block_size == 0);
-                if (p->host_return && pc->host_chunk)
-                        p->host_chunk = pc->host_chunk;
-                p->reserve = pc ? pc->reserve : 0;
-                p->host_delay_usec = pc ? pc->host_delay_usec : DEFAULT_HOST_DELAY_USEC;
-                p->host_failures = 0;
+                host_pool_configure(p, pc);
                 broker_notify_sizes(b, p);
         }
         config_free(b->config);
@@ -1663,8 +1657,16 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->lock_fd = -1;
         b->crash_at = g_strdup(g_getenv("DAXBROKER_TEST_CRASH_AT"));
         b->offline_timeout_usec = OFFLINE_TIMEOUT_USEC;
-        if (g_getenv("DAXBROKER_OFFLINE_TIMEOUT_USEC"))
-                b->offline_timeout_usec = g_ascii_strtoull(g_getenv("DAXBROKER_OFFLINE_TIMEOUT_USEC"), NULL, 10);
+        const char *t = g_getenv("DAXBROKER_OFFLINE_TIMEOUT_USEC");
+        if (t) {
+                guint64 v;
+
+                if (g_ascii_string_to_unsigned(t, 10, 1, UINT64_MAX - 1, &v, NULL))
+                        b->offline_timeout_usec = v;
+                else
+                        log_warning("DAXBROKER_OFFLINE_TIMEOUT_USEC=%s is not a number of microseconds from 1 "
+                                    "up; using %" G_GUINT64_FORMAT, t, (guint64) OFFLINE_TIMEOUT_USEC);
+        }
 
         if (g_mkdir_with_parents(settings->state_dir, 0700) < 0) {
                 r = -errno;

@@ -82,14 +82,19 @@ static void chunk_drop(HostChunk *c, ExtentKind now) {
 }
 
 void host_pool_init(Broker *b, Pool *p, const PoolConfig *pc) {
-        char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
-
         p->chunks = g_ptr_array_new();
         p->block_size = b->backend->ops->memory_block_size(b->backend);
+        host_pool_configure(p, pc);
+}
+
+void host_pool_configure(Pool *p, const PoolConfig *pc) {
+        char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
+
         p->host_return = pc && pc->host_return;
         p->reserve = pc ? pc->reserve : 0;
         p->host_delay_usec = pc ? pc->host_delay_usec : DEFAULT_HOST_DELAY_USEC;
         p->host_chunk = pc && pc->host_chunk ? pc->host_chunk : max_u64(GiB, p->block_size);
+        p->host_failures = 0;
         if (p->block_size == 0) {
                 if (p->host_return)
                         log_warning("Pool %s: HostReturn=yes, but the kernel has no memory hotplug; "
@@ -147,10 +152,6 @@ static void blocks_restore(DaxBackend *be, const uint64_t *ids, size_t n, bool o
         }
 }
 
-static int chunk_blocks(DaxBackend *be, const char *name, DaxMemBlock **ret, size_t *ret_n) {
-        return be->ops->list_memory_blocks(be, name, ret, ret_n);
-}
-
 /* create -> map -> bind kmem -> online every block. On failure nothing of
  * ours is left half-done: either the chunk is whole host memory, or the
  * device is gone again. */
@@ -184,7 +185,7 @@ static void return_work(void *userdata) {
                 goto destroy;
         }
         broker_crash_point(b, "return-bound");
-        r = chunk_blocks(be, name, &blocks, &n);
+        r = be->ops->list_memory_blocks(be, name, &blocks, &n);
         if (r >= 0 && n == 0)
                 r = -ENXIO; /* kmem added nothing: the chunk is not block aligned */
         if (r < 0) {
@@ -238,7 +239,7 @@ static void reclaim_offline_work(void *userdata) {
         size_t n = 0, k = 0, n2 = 0;
         int r;
 
-        r = chunk_blocks(be, j->chunk->device, &blocks, &n);
+        r = be->ops->list_memory_blocks(be, j->chunk->device, &blocks, &n);
         if (r < 0) {
                 j->err = r;
                 j->step = "listing the chunk's memory blocks";
@@ -262,7 +263,7 @@ static void reclaim_offline_work(void *userdata) {
 
         /* Someone (udev, auto_online_blocks, an operator) may have onlined
          * a block meanwhile; unbinding then would strand it. */
-        r = chunk_blocks(be, j->chunk->device, &again, &n2);
+        r = be->ops->list_memory_blocks(be, j->chunk->device, &again, &n2);
         if (r < 0) {
                 j->err = r;
                 j->step = "re-reading the chunk's memory blocks";
