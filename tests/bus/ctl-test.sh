@@ -44,7 +44,8 @@ out=$(c release-owner ctl-vm 2>&1) && echo "$out" | grep -q 2 && ok "release-own
 out=$(c --json list) && echo "$out" | grep -vq ctl-vm && ok "nothing of ctl-vm is left" || nok "left: $out"
 # Lending memory to the host and taking it back (pool open: 2 GiB, 1 GiB chunks).
 host() { c --json status | python3 -c 'import json,sys; print(next(p["host"] for p in json.load(sys.stdin)["pools"] if p["name"]=="open"))'; }
-for _ in $(seq 600); do c --json status | grep -q '"dirty":0' && break; sleep 0.1; done
+clean() { c --json status | python3 -c 'import json,sys; sys.exit(any(p["dirty"] for p in json.load(sys.stdin)["pools"]))'; }
+for _ in $(seq 600); do clean && break; sleep 0.1; done
 out=$(c return-to-host open 1G 2>&1) && [ "$out" = "1 GiB" ] && [ "$(host)" = $((1 << 30)) ] \
         && ok "return-to-host prints the size returned and status shows it as host" || nok "return-to-host: $out"
 out=$(c --json reclaim-from-host open 1G 2>&1) && echo "$out" | python3 -c '
