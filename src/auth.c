@@ -6,7 +6,7 @@
 
 #include "auth.h"
 #include "broker.h"
-#include "bus.h"
+#include "bus-names.h"
 #include "log.h"
 #include "util.h"
 

@@ -1,21 +1,19 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker-private.h"
+#include "reconcile.h"
 #include "log.h"
 #include "util.h"
 
 G_DEFINE_QUARK(daxbroker-broker-error-quark, broker_error)
 
-static void broker_scrub_kick(Broker *b);
 
 /* ---- small helpers ---- */
 
@@ -136,23 +134,6 @@ void broker_notify_sizes(Broker *b, Pool *p) {
                 b->listener.sizes_changed(p, b->listener_data);
 }
 
-bool ranges_equal(const DaxRange *a, size_t na, const DaxRange *c, size_t nc) {
-        if (na != nc)
-                return false;
-        for (size_t i = 0; i < na; i++)
-                if (a[i].start != c[i].start || a[i].size != c[i].size)
-                        return false;
-        return true;
-}
-
-static bool ranges_overlap(const DaxRange *a, size_t na, const DaxRange *c, size_t nc) {
-        for (size_t i = 0; i < na; i++)
-                for (size_t j = 0; j < nc; j++)
-                        if (a[i].start < c[j].start + c[j].size && c[j].start < a[i].start + a[i].size)
-                                return true;
-        return false;
-}
-
 /* ---- state file and stable paths ---- */
 
 /* Every DIRTY extent goes on record, whoever holds it: after a crash the
@@ -190,7 +171,7 @@ int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
         for (guint i = 0; i < b->unmanaged->len; i++)
                 g_ptr_array_add(recs, b->unmanaged->pdata[i]);
         collect_dirty(b, dirty);
-        host_collect(b, host);
+        host_collect(&b->host, host);
 
         return store_save_state(b->state_path, &st, flags, error);
 }
@@ -240,150 +221,6 @@ static void stable_path_remove(Broker *b, const AllocationRecord *r) {
         path = stable_path(b, r, &dir);
         (void) unlink(path);
         (void) rmdir(dir); /* only succeeds once the owner has nothing left */
-}
-
-/* ---- kernel work (runs on worker lanes, or at start-up) ---- */
-
-typedef struct KernelResult {
-        int err;           /* -errno */
-        const char *step;  /* what failed, for the message */
-        char name[DAX_NAME_MAX];
-        int fd;
-} KernelResult;
-
-/* Removes a device of ours. A device that is already gone counts as done. */
-int kernel_destroy(DaxBackend *be, const char *name, const char **ret_step) {
-        DaxDeviceInfo d;
-        int r;
-
-        r = be->ops->get_device(be, name, &d);
-        if (r == -ENODEV || r == -ENOENT)
-                return 0;
-        if (r < 0) {
-                *ret_step = "reading the device";
-                return r;
-        }
-        if (d.driver != DAX_DRIVER_NONE) {
-                r = be->ops->unbind(be, name);
-                if (r < 0) {
-                        *ret_step = "unbinding the device";
-                        return r;
-                }
-        }
-        if (d.size > 0) {
-                r = be->ops->set_size(be, name, 0);
-                if (r < 0) {
-                        *ret_step = "shrinking the device to zero";
-                        return r;
-                }
-        }
-        if (d.instance == 0)
-                return 0; /* daxR.0 cannot be deleted; size 0 frees it */
-        r = be->ops->delete_device(be, name);
-        if (r < 0 && r != -ENODEV && r != -ENXIO) {
-                *ret_step = "deleting the device";
-                return r;
-        }
-        return 0;
-}
-
-/* Creates a device with exactly these ranges, bound to device_dax, and
- * opens it. On failure nothing is left behind (no seed, no half-mapped
- * device). */
-static void kernel_create(DaxBackend *be, unsigned region_id, uint64_t align, const DaxRange *ranges,
-                          size_t n, KernelResult *res) {
-        DaxDeviceInfo d;
-        const char *ignored;
-        int r;
-
-        res->fd = -1;
-        r = be->ops->create_device(be, region_id, res->name);
-        if (r < 0) {
-                res->step = "creating a device";
-                goto fail_nodev;
-        }
-        if (align != 2 * MiB) {
-                r = be->ops->set_align(be, res->name, align);
-                if (r < 0) {
-                        res->step = "setting the device alignment";
-                        goto fail;
-                }
-        }
-        for (size_t i = 0; i < n; i++) {
-                r = be->ops->add_mapping(be, res->name, ranges[i].start, ranges[i].size);
-                if (r < 0) {
-                        res->step = "mapping a physical range into the device";
-                        goto fail;
-                }
-        }
-        r = be->ops->bind_device_dax(be, res->name);
-        if (r < 0) {
-                res->step = "binding the device to device_dax";
-                goto fail;
-        }
-        /* The kernel must hold exactly what we asked for; anything else
-         * would hand out the wrong memory. */
-        r = be->ops->get_device(be, res->name, &d);
-        if (r < 0) {
-                res->step = "reading back the device";
-                goto fail;
-        }
-        if (!ranges_equal(d.ranges, d.n_ranges, ranges, n)) {
-                r = -EIO;
-                res->step = "verifying the device ranges";
-                goto fail;
-        }
-        r = be->ops->open_device(be, res->name);
-        if (r < 0) {
-                res->step = "opening the device";
-                goto fail;
-        }
-        res->fd = r;
-        res->err = 0;
-        return;
-
-fail:
-        if (kernel_destroy(be, res->name, &ignored) < 0)
-                log_error("Rolling back %s failed; start-up reconciliation will retry", res->name);
-fail_nodev:
-        res->err = r;
-        res->name[0] = 0;
-}
-
-/* ---- zeroing (runs on worker lanes) ---- */
-
-/* A piece of a device to zero, as an offset into the device. */
-typedef struct ZeroPart {
-        uint64_t offset;
-        uint64_t size;
-} ZeroPart;
-
-/* Zeroes parts of a device through its own mapping. n == 0 zeroes all. */
-static int kernel_zero(Broker *b, const char *name, uint64_t size, const ZeroPart *parts, size_t n,
-                       const char **ret_step) {
-        DaxBackend *be = b->backend;
-        _cleanup_close_ int fd = -1;
-        void *mem;
-        int r = 0;
-
-        fd = be->ops->open_device(be, name);
-        if (fd < 0) {
-                *ret_step = "opening the device to zero it";
-                return fd;
-        }
-        mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (mem == MAP_FAILED) {
-                *ret_step = "mapping the device to zero it";
-                return -errno;
-        }
-        if (n == 0)
-                r = scrubber_zero(b->scrubber, mem, size);
-        for (size_t i = 0; i < n && r >= 0; i++)
-                r = scrubber_zero(b->scrubber, (char *) mem + parts[i].offset, parts[i].size);
-        if (r < 0)
-                *ret_step = "zeroing the device";
-        munmap(mem, size);
-        return r;
 }
 
 /* The parts of ranges that are bare dirty memory, as device offsets. */
@@ -440,7 +277,7 @@ static void allocate_work(void *p) {
 
         /* Old data in the ranges never reaches the new owner. */
         k = j->n_zero == 0 ? 0
-                           : kernel_zero(j->broker, j->res.name, dax_ranges_size(r->ranges, r->n_ranges), j->zero,
+                           : kernel_zero(j->broker->backend, j->broker->scrubber, j->res.name, dax_ranges_size(r->ranges, r->n_ranges), j->zero,
                                          j->n_zero == SIZE_MAX ? 0 : j->n_zero, &step);
         if (k >= 0 && j->chown && fchown(j->res.fd, j->device_uid, j->device_gid) < 0) {
                 k = -errno;
@@ -510,7 +347,7 @@ static void allocate_done(void *p) {
         g_free(j);
         notify_added(b, a);
         broker_notify_sizes(b, pool);
-        host_pool_changed(b, pool);
+        host_pool_changed(&b->host, pool);
 }
 
 static char *allocation_new_id(Broker *b) {
@@ -735,7 +572,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         /* Host memory comes back for it: wait for the reclaim (ours or one
          * already running), then place again. */
         if (!pool && !wait && may_wait && g_error_matches(*error, BROKER_ERROR, BROKER_ERROR_NO_SPACE) &&
-            (host_reclaim_running(b, req) || host_reclaim_for(b, req)))
+            (host_reclaim_running(&b->host, req) || host_reclaim_for(&b->host, req)))
                 wait = true;
         if (!pool) {
                 if (!wait || !may_wait)
@@ -873,7 +710,7 @@ static void release_done(void *p) {
                 broker_scrub_later(b);
         g_free(j);
         broker_waiting_retry(b);
-        host_pool_changed(b, pool);
+        host_pool_changed(&b->host, pool);
 }
 
 /* Takes a device down without a caller waiting (a failed commit). */
@@ -1005,163 +842,28 @@ void broker_client_vanished(Broker *b, const char *client) {
         }
 }
 
-/* ---- background scrubbing of memory no device holds ---- */
+/* ---- background zeroing ---- */
 
-/* Bare dirty memory (after boot, a rolled-back allocation) is zeroed
- * through a short-lived device of its own, one chunk per pool at a time:
- * create (region lane), zero (scrub lane, so allocations in the region do
- * not wait for it), destroy (region lane). */
-#define SCRUB_CHUNK_MAX (512 * MiB)
+/* A chunk of bare dirt was zeroed (or failed to be): commit it and let
+ * everything that waits for clean memory look again. */
+static void scrub_finished(Pool *p, bool zeroed, void *userdata) {
+        Broker *b = userdata;
 
-typedef struct ScrubJob {
-        Broker *broker;
-        Pool *pool;
-        DaxRange range;
-        KernelResult res;
-        int err;
-        const char *step;
-} ScrubJob;
-
-static void scrub_create_work(void *p) {
-        ScrubJob *j = p;
-
-        kernel_create(j->broker->backend, j->pool->region_id, 2 * MiB, &j->range, 1, &j->res);
-        if (j->res.err >= 0)
-                close(j->res.fd);
-}
-
-static void scrub_zero_work(void *p) {
-        ScrubJob *j = p;
-
-        j->err = kernel_zero(j->broker, j->res.name, j->range.size, NULL, 0, &j->step);
-}
-
-static void scrub_destroy_work(void *p) {
-        ScrubJob *j = p;
-        const char *step = NULL;
-        int r = kernel_destroy(j->broker->backend, j->res.name, &step);
-
-        if (r < 0 && j->err >= 0) {
-                j->err = r;
-                j->step = step;
-        }
-}
-
-static void scrub_finish(ScrubJob *j) {
-        Broker *b = j->broker;
-        Pool *p = j->pool;
-        char sz[FORMAT_SIZE_MAX];
-
-        p->scrubs_in_flight--;
-        p->bare_scrub_running = false;
-        if (j->err < 0 || j->res.err < 0) {
-                log_warning("Pool %s: cannot zero %s at %#" G_GINT64_MODIFIER "x while %s: %s; will retry", p->name,
-                            format_size(j->range.size, sz, sizeof(sz)), j->range.start,
-                            j->res.err < 0 ? j->res.step : j->step, g_strerror(-(j->res.err < 0 ? j->res.err : j->err)));
-                extent_map_set(p->map, j->range.start, j->range.size, EXTENT_DIRTY, NULL);
-                p->scrub_failures++;
-        } else {
-                extent_map_set(p->map, j->range.start, j->range.size, EXTENT_FREE, NULL);
-                p->scrub_failures = 0;
+        if (zeroed)
                 (void) broker_save(b, NULL);
-        }
         broker_notify_sizes(b, p);
-        g_free(j);
-        broker_scrub_kick(b);
         broker_waiting_retry(b);
-        host_pool_changed(b, p);
+        host_pool_changed(&b->host, p);
 }
 
-static void scrub_destroy_done(void *p) {
-        scrub_finish(p);
+void broker_scrub_kick(Broker *b) {
+        if (!b->stopping)
+                scrub_sched_kick(b->scrub);
 }
-
-static void scrub_zero_done(void *p) {
-        ScrubJob *j = p;
-
-        worker_submit(j->broker->worker, j->pool->region_id, scrub_destroy_work, scrub_destroy_done, j);
-}
-
-static void scrub_create_done(void *p) {
-        ScrubJob *j = p;
-
-        if (j->res.err < 0) {
-                scrub_finish(j);
-                return;
-        }
-        worker_submit(j->broker->worker, SCRUB_LANE(j->pool->region_id), scrub_zero_work, scrub_zero_done, j);
-}
-
-static int on_scrub_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        broker_scrub_kick(userdata);
-        return 0;
-}
-
-/* Released memory is zeroed a moment later rather than at once: releases
- * that come together (a VM with several allocations, an owner's whole set)
- * are zeroed as one, and right after a Release the pool shows the memory
- * as free without a scrub device holding part of it. Allocations can use
- * dirty memory meanwhile; they zero what they take. */
-#define SCRUB_DELAY_USEC (1000 * 1000)
 
 void broker_scrub_later(Broker *b) {
-        uint64_t now;
-
-        if (!b->event) {
-                broker_scrub_kick(b);
-                return;
-        }
-        if (b->scrub_timer) {
-                int enabled = SD_EVENT_OFF;
-                (void) sd_event_source_get_enabled(b->scrub_timer, &enabled);
-                if (enabled != SD_EVENT_OFF)
-                        return;
-        }
-        (void) sd_event_now(b->event, CLOCK_MONOTONIC, &now);
-        if (!b->scrub_timer) {
-                if (sd_event_add_time(b->event, &b->scrub_timer, CLOCK_MONOTONIC, now + SCRUB_DELAY_USEC, 0,
-                                      on_scrub_timer, b) < 0) {
-                        broker_scrub_kick(b);
-                        return;
-                }
-        } else {
-                (void) sd_event_source_set_time(b->scrub_timer, now + SCRUB_DELAY_USEC);
-        }
-        (void) sd_event_source_set_enabled(b->scrub_timer, SD_EVENT_ONESHOT);
-}
-
-/* Starts zeroing the next chunk of bare dirty memory in every pool that has
- * some and is not zeroing already. */
-static void broker_scrub_kick(Broker *b) {
-        if (b->stopping)
-                return;
-        for (guint i = 0; i < b->pools->len; i++) {
-                Pool *p = b->pools->pdata[i];
-                ScrubJob *j;
-                const Extent *x = NULL;
-
-                /* A pool whose scrubs keep failing is left until something
-                 * else changes (a release, an allocation) rather than
-                 * retried in a tight loop. */
-                if (p->bare_scrub_running || p->scrub_failures > 2)
-                        continue;
-                for (size_t e = 0; e < extent_map_count(p->map) && !x; e++) {
-                        const Extent *c = extent_map_get(p->map, e);
-                        if (c->kind == EXTENT_DIRTY && !c->tag)
-                                x = c;
-                }
-                if (!x)
-                        continue;
-
-                j = g_new0(ScrubJob, 1);
-                j->broker = b;
-                j->pool = p;
-                j->range = (DaxRange) { x->start, min_u64(x->size, SCRUB_CHUNK_MAX) };
-                extent_map_set(p->map, j->range.start, j->range.size, EXTENT_DIRTY, j);
-                p->bare_scrub_running = true;
-                p->scrubs_in_flight++;
-                worker_submit(b->worker, p->region_id, scrub_create_work, scrub_create_done, j);
-        }
+        if (!b->stopping)
+                scrub_sched_later(b->scrub);
 }
 
 /* ---- start-up: pools and reconciliation ---- */
@@ -1169,7 +871,7 @@ static void broker_scrub_kick(Broker *b) {
 static Pool *pool_new(Broker *b, const DaxRegionInfo *ri, const PoolConfig *pc) {
         Pool *p = g_new0(Pool, 1);
 
-        p->broker = b;
+        p->host = &b->host;
         p->name = pc ? g_strdup(pc->name) : g_strdup_printf("region%u", ri->id);
         p->region_id = ri->id;
         p->numa_node = ri->numa_node;
@@ -1178,7 +880,7 @@ static Pool *pool_new(Broker *b, const DaxRegionInfo *ri, const PoolConfig *pc) 
         p->align = pc && pc->align ? pc->align : b->config->default_align;
         p->boundary = pc ? pc->boundary : 0;
         p->map = extent_map_new(ri->start, ri->size);
-        host_pool_init(b, p, pc);
+        host_pool_init(&b->host, p, pc);
         return p;
 }
 
@@ -1214,284 +916,6 @@ static int broker_setup_pools(Broker *b, GError **error) {
                 if (pc->manage && !broker_find_pool(b, pc->name))
                         log_warning("Pool %s matches no dax region, ignoring", pc->name);
         }
-        return 0;
-}
-
-static void pool_adopt(Broker *b, Pool *p, AllocationRecord *rec) {
-        Allocation *a = g_new0(Allocation, 1);
-
-        g_free(rec->pool);
-        rec->pool = g_strdup(p->name);
-        rec->state = ALLOCATION_ACTIVE;
-        a->rec = rec;
-        a->pool = p;
-        g_hash_table_insert(b->allocations, rec->id, a);
-        extent_map_set_ranges(p->map, rec->ranges, rec->n_ranges, EXTENT_ALLOCATED, a);
-}
-
-static void pool_mark_device(Pool *p, const DaxDeviceInfo *d, ExtentKind kind) {
-        if (extent_map_set_ranges(p->map, d->ranges, d->n_ranges, kind, NULL) < 0)
-                log_warning("Device %s has ranges outside its region, ignoring them", d->name);
-}
-
-/* Decides what to do with a device no record claims. */
-static void pool_settle_unclaimed(Broker *b, Pool *p, const DaxDeviceInfo *d) {
-        DaxBackend *be = b->backend;
-        const char *step = NULL;
-        char sz[FORMAT_SIZE_MAX];
-        int r;
-
-        if (d->size == 0) {
-                /* A seed left by a cut-short creation: holds no memory. */
-                if (d->instance != 0 && d->driver == DAX_DRIVER_NONE) {
-                        r = be->ops->delete_device(be, d->name);
-                        if (r < 0)
-                                log_warning("Cannot delete empty device %s: %s, ignoring", d->name, g_strerror(-r));
-                        else
-                                log_info("Deleted empty device %s", d->name);
-                }
-                return;
-        }
-
-        if (d->driver == DAX_DRIVER_KMEM) {
-                /* kmem removal is one shot: only memory that is wholly
-                 * offline may be taken back; anything else stays host RAM. */
-                if (d->instance == 0 && d->mem_blocks_online == 0) {
-                        r = kernel_destroy(be, d->name, &step);
-                        if (r >= 0) {
-                                log_info("Took over %s (%s, was kmem with all memory offline)", d->name,
-                                         format_size(d->size, sz, sizeof(sz)));
-                                pool_mark_device(p, d, EXTENT_DIRTY);
-                                return;
-                        }
-                        log_warning("Cannot take over %s while %s: %s; it stays host memory", d->name, step,
-                                    g_strerror(-r));
-                } else
-                        log_notice("%s: %s is host RAM through kmem (%u of %u memory blocks online); "
-                                   "counted as host capacity, taken back whole when allocations need it", p->name,
-                                   d->name, d->mem_blocks_online, d->mem_blocks);
-                host_adopt(b, p, d);
-                return;
-        }
-
-        if (d->instance == 0 && (d->driver == DAX_DRIVER_DEVICE_DAX || d->driver == DAX_DRIVER_NONE)) {
-                r = be->ops->device_in_use(be, d->name);
-                if (r == 0) {
-                        r = kernel_destroy(be, d->name, &step);
-                        if (r >= 0) {
-                                log_info("Took over %s (%s, unused)", d->name, format_size(d->size, sz, sizeof(sz)));
-                                pool_mark_device(p, d, EXTENT_DIRTY);
-                                return;
-                        }
-                        log_warning("Cannot take over %s while %s: %s; leaving it alone", d->name, step,
-                                    g_strerror(-r));
-                } else
-                        log_notice("%s is in use by some process; leaving it alone", d->name);
-        }
-
-        log_notice("%s: device %s (%s, driver %s) was not created by daxbroker; leaving it alone and "
-                   "counting it as used", p->name, d->name, format_size(d->size, sz, sizeof(sz)),
-                   dax_driver_to_string(d->driver));
-        pool_mark_device(p, d, EXTENT_FOREIGN);
-}
-
-/* Marks the FREE parts of [start, start+size) dirty. */
-static void pool_mark_dirty_where_free(Pool *p, uint64_t start, uint64_t size) {
-        g_autoptr(GArray) pieces = g_array_new(FALSE, FALSE, sizeof(DaxRange));
-        uint64_t end = start + size;
-
-        for (size_t e = 0; e < extent_map_count(p->map); e++) {
-                const Extent *x = extent_map_get(p->map, e);
-                uint64_t s = max_u64(x->start, start), t = min_u64(x->start + x->size, end);
-                DaxRange d = { s, t - s };
-
-                if (x->kind == EXTENT_FREE && s < t)
-                        g_array_append_val(pieces, d);
-        }
-        for (guint i = 0; i < pieces->len; i++) {
-                DaxRange *d = &g_array_index(pieces, DaxRange, i);
-                (void) extent_map_set(p->map, d->start, d->size, EXTENT_DIRTY, NULL);
-        }
-}
-
-/* Free or bare dirty: no device holds any of it. */
-static bool range_unclaimed(const Pool *p, uint64_t start, uint64_t size) {
-        for (size_t e = 0; e < extent_map_count(p->map); e++) {
-                const Extent *x = extent_map_get(p->map, e);
-
-                if (x->start >= start + size || x->start + x->size <= start)
-                        continue;
-                if (!(x->kind == EXTENT_FREE || (x->kind == EXTENT_DIRTY && !x->tag)))
-                        return false;
-        }
-        return true;
-}
-
-static bool device_within_dirty(const DaxDeviceInfo *d, const GArray *dirty, unsigned region_id) {
-        for (unsigned r = 0; r < d->n_ranges; r++) {
-                bool inside = false;
-
-                for (guint i = 0; i < dirty->len && !inside; i++) {
-                        const RegionRange *x = &g_array_index(dirty, RegionRange, i);
-                        inside = x->region_id == region_id && d->ranges[r].start >= x->start &&
-                                 d->ranges[r].start + d->ranges[r].size <= x->start + x->size;
-                }
-                if (!inside)
-                        return false;
-        }
-        return d->n_ranges > 0;
-}
-
-static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *dirty, const GArray *host,
-                          bool new_boot) {
-        DaxBackend *be = b->backend;
-        _cleanup_free_ DaxDeviceInfo *devs = NULL;
-        g_autofree bool *claimed = NULL;
-        g_autoptr(GPtrArray) restore = g_ptr_array_new();
-        g_autoptr(GArray) leftovers = g_array_new(FALSE, FALSE, sizeof(DaxRange));
-        size_t nd = 0;
-        int r;
-
-        r = be->ops->list_devices(be, p->region_id, &devs, &nd);
-        if (r < 0) {
-                log_error("Cannot list devices of region %u: %s", p->region_id, g_strerror(-r));
-                return r;
-        }
-        claimed = g_new0(bool, nd + 1);
-
-        for (guint i = 0; i < records->len; i++) {
-                AllocationRecord *rec = records->pdata[i];
-                bool found = false;
-
-                if (rec->state != ALLOCATION_ACTIVE) {
-                        /* Cut short: roll back creation, finish release. */
-                        for (size_t k = 0; k < nd; k++) {
-                                const char *step = NULL;
-
-                                if (claimed[k] || devs[k].instance == 0 ||
-                                    !ranges_overlap(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
-                                        continue;
-                                claimed[k] = true;
-                                r = kernel_destroy(be, devs[k].name, &step);
-                                if (r < 0) {
-                                        log_error("Cannot finish %s of %s while %s %s: %s",
-                                                  allocation_state_to_string(rec->state), rec->id, step,
-                                                  devs[k].name, g_strerror(-r));
-                                        pool_mark_device(p, &devs[k], EXTENT_FOREIGN);
-                                }
-                        }
-                        log_info("Finished interrupted %s of %s (owner '%s'); its memory is zeroed before reuse",
-                                 rec->state == ALLOCATION_CREATING ? "allocation (rolled back)" : "release",
-                                 rec->id, rec->owner);
-                        for (unsigned q = 0; q < rec->n_ranges; q++)
-                                g_array_append_val(leftovers, rec->ranges[q]);
-                        allocation_record_free(rec);
-                        records->pdata[i] = NULL;
-                        continue;
-                }
-
-                for (size_t k = 0; k < nd && !found; k++) {
-                        if (claimed[k] || !ranges_equal(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
-                                continue;
-                        if (devs[k].driver == DAX_DRIVER_NONE) {
-                                r = be->ops->bind_device_dax(be, devs[k].name);
-                                if (r < 0) {
-                                        log_error("Cannot rebind %s of %s: %s", devs[k].name, rec->id, g_strerror(-r));
-                                        continue;
-                                }
-                        } else if (devs[k].driver != DAX_DRIVER_DEVICE_DAX)
-                                continue;
-                        claimed[k] = true;
-                        found = true;
-                        g_free(rec->device);
-                        rec->device = g_strdup(devs[k].name);
-                }
-                if (found) {
-                        pool_adopt(b, p, rec);
-                        records->pdata[i] = NULL;
-                } else
-                        g_ptr_array_add(restore, rec);
-        }
-
-        host_reconcile(b, p, host, devs, nd, claimed, leftovers);
-
-        /* Devices lying wholly in recorded dirt are scrub devices (or a
-         * release) cut short by a crash: they go, the dirt stays. */
-        for (size_t k = 0; k < nd; k++) {
-                const char *step = NULL;
-
-                if (claimed[k] || devs[k].instance == 0 || devs[k].driver == DAX_DRIVER_KMEM ||
-                    !device_within_dirty(&devs[k], dirty, p->region_id))
-                        continue;
-                claimed[k] = true;
-                r = kernel_destroy(be, devs[k].name, &step);
-                if (r < 0) {
-                        log_error("Cannot remove scrub device %s while %s: %s", devs[k].name, step, g_strerror(-r));
-                        pool_mark_device(p, &devs[k], EXTENT_FOREIGN);
-                } else
-                        log_info("Removed %s, left over from zeroing cut short", devs[k].name);
-        }
-
-        for (size_t k = 0; k < nd; k++)
-                if (!claimed[k])
-                        pool_settle_unclaimed(b, p, &devs[k]);
-
-        /* After a host reboot the kernel has forgotten our layout: replay
-         * the exact ranges of every persistent allocation. */
-        for (guint i = 0; i < restore->len; i++) {
-                AllocationRecord *rec = restore->pdata[i];
-                KernelResult res = {};
-
-                for (guint k = 0; k < records->len; k++)
-                        if (records->pdata[k] == rec)
-                                records->pdata[k] = NULL;
-
-                if (rec->transient) {
-                        log_info("Dropping transient allocation %s of '%s': its client is gone", rec->id, rec->owner);
-                        allocation_record_free(rec);
-                        continue;
-                }
-                for (unsigned q = 0; q < rec->n_ranges; q++)
-                        if (!range_unclaimed(p, rec->ranges[q].start, rec->ranges[q].size))
-                                goto blocked;
-
-                kernel_create(be, p->region_id, rec->align, rec->ranges, rec->n_ranges, &res);
-                if (res.err >= 0 && (rec->device_uid != (uid_t) -1 || rec->device_gid != (gid_t) -1) &&
-                    fchown(res.fd, rec->device_uid, rec->device_gid) < 0)
-                        log_warning("Cannot give /dev/%s to %d:%d again: %m", res.name, (int) rec->device_uid,
-                                    (int) rec->device_gid);
-                if (res.err < 0) {
-                        log_error("Cannot restore allocation %s of '%s' while %s: %s; keeping its record",
-                                  rec->id, rec->owner, res.step, g_strerror(-res.err));
-                        g_ptr_array_add(b->unmanaged, rec);
-                        continue;
-                }
-                close(res.fd);
-                g_free(rec->device);
-                rec->device = g_strdup(res.name);
-                log_info("Restored allocation %s of '%s' as %s with its original ranges", rec->id, rec->owner,
-                         res.name);
-                pool_adopt(b, p, rec);
-                continue;
-        blocked:
-                log_error("Cannot restore allocation %s of '%s': its ranges are in use by another device; "
-                          "keeping its record", rec->id, rec->owner);
-                g_ptr_array_add(b->unmanaged, rec);
-        }
-
-        for (guint i = 0; i < leftovers->len; i++) {
-                DaxRange *d = &g_array_index(leftovers, DaxRange, i);
-                pool_mark_dirty_where_free(p, d->start, d->size);
-        }
-        for (guint i = 0; i < dirty->len; i++) {
-                const RegionRange *d = &g_array_index(dirty, RegionRange, i);
-                if (d->region_id == p->region_id)
-                        pool_mark_dirty_where_free(p, d->start, d->size);
-        }
-        /* After a boot nobody knows what the memory holds: the last
-         * tenant's data may have survived a warm reboot. */
-        if (new_boot)
-                pool_mark_dirty_where_free(p, p->start, p->size);
         return 0;
 }
 
@@ -1550,7 +974,6 @@ int broker_start(Broker *b, GError **error) {
                                       "empty, losing track of its allocations): ");
                 return r;
         }
-        GPtrArray *records = st.allocations;
         new_boot = !b->boot_id || !st.boot_id || strcmp(b->boot_id, st.boot_id) != 0;
         if (new_boot)
                 log_info("First start since boot: memory not held by allocations is zeroed before use");
@@ -1559,37 +982,9 @@ int broker_start(Broker *b, GError **error) {
         if (r < 0)
                 goto finish;
 
-        for (guint i = 0; i < b->pools->len; i++) {
-                Pool *p = b->pools->pdata[i];
-                g_autoptr(GPtrArray) mine = g_ptr_array_new();
-
-                for (guint k = 0; k < records->len; k++) {
-                        AllocationRecord *rec = records->pdata[k];
-                        if (rec && rec->region_id == p->region_id) {
-                                g_ptr_array_add(mine, rec);
-                                records->pdata[k] = NULL;
-                        }
-                }
-                r = pool_reconcile(b, p, mine, st.dirty, st.host, new_boot);
-                /* Whatever reconcile did not take over stays on record. */
-                for (guint k = 0; k < mine->len; k++)
-                        if (mine->pdata[k])
-                                g_ptr_array_add(b->unmanaged, mine->pdata[k]);
-                if (r < 0) {
-                        g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
-                                    "Cannot reconcile pool %s with the kernel: %s", p->name, g_strerror(-r));
-                        goto finish;
-                }
-        }
-        for (guint k = 0; k < records->len; k++) {
-                AllocationRecord *rec = records->pdata[k];
-                if (!rec)
-                        continue;
-                log_warning("Allocation %s of '%s' is in region %u, which is not managed now; keeping its record",
-                            rec->id, rec->owner, rec->region_id);
-                g_ptr_array_add(b->unmanaged, rec);
-                records->pdata[k] = NULL;
-        }
+        r = reconcile_pools(b, &st, new_boot, error);
+        if (r < 0)
+                goto finish;
 
         r = broker_save(b, error);
         if (r < 0)
@@ -1597,17 +992,20 @@ int broker_start(Broker *b, GError **error) {
         stable_paths_refresh(b);
         broker_scrub_kick(b);
         for (guint i = 0; i < b->pools->len; i++)
-                host_pool_changed(b, b->pools->pdata[i]);
+                host_pool_changed(&b->host, b->pools->pdata[i]);
         log_info("Ready: %u pools, %u allocations", b->pools->len, g_hash_table_size(b->allocations));
 finish:
-        /* unclaimed records were moved out above; the rest are NULL */
-        g_ptr_array_set_free_func(records, NULL);
+        /* unclaimed records were moved out by reconcile_pools; the rest are NULL */
+        g_ptr_array_set_free_func(st.allocations, NULL);
         store_state_clear(&st);
         return r;
 }
 
 void broker_stop(Broker *b) {
         b->stopping = true;
+        b->host.stopping = true;
+        if (b->scrub)
+                scrub_sched_stop(b->scrub);
 }
 
 int broker_reload(Broker *b, Config *config, GError **error) {
@@ -1622,22 +1020,49 @@ int broker_reload(Broker *b, Config *config, GError **error) {
         }
         config_free(b->config);
         b->config = config;
+        b->host.max_ranges = config->max_ranges;
         for (guint i = 0; i < b->pools->len; i++)
-                host_pool_changed(b, b->pools->pdata[i]);
+                host_pool_changed(&b->host, b->pools->pdata[i]);
         log_info("Configuration reloaded; adding or removing pools takes a restart");
         return 0;
+}
+
+/* ---- host return's view of the broker ---- */
+
+static int host_commit(void *userdata, bool durable) {
+        return broker_save_full(userdata, durable ? STORE_SAVE_DURABLE : 0, NULL);
+}
+
+static void host_sizes_changed(void *userdata, Pool *p) {
+        broker_notify_sizes(userdata, p);
+}
+
+static void host_memory_freed(void *userdata, Pool *p) {
+        broker_waiting_retry(userdata);
+}
+
+static void host_dirt_added(void *userdata, Pool *p) {
+        broker_scrub_later(userdata);
+}
+
+static bool host_allocations_waiting(void *userdata) {
+        Broker *b = userdata;
+        return !g_queue_is_empty(b->waiting);
+}
+
+bool broker_return_to_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
+                           GError **error) {
+        return host_return_to_host(&b->host, p, size, done, userdata, error);
+}
+
+bool broker_reclaim_from_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
+                              GError **error) {
+        return host_reclaim_from_host(&b->host, p, size, done, userdata, error);
 }
 
 /* Offlining a block normally takes well under a second; one that has not
  * finished in this time is pinned, and waiting longer only delays the VM. */
 #define OFFLINE_TIMEOUT_USEC (10 * 1000 * 1000ULL)
-
-void broker_crash_point(Broker *b, const char *step) {
-        if (!b->crash_at || strcmp(b->crash_at, step) != 0)
-                return;
-        log_warning("DAXBROKER_TEST_CRASH_AT=%s: killing the daemon here (test-only fault injection)", step);
-        (void) raise(SIGKILL);
-}
 
 int broker_new(sd_event *event, DaxBackend *backend, Config *config, const BrokerSettings *settings,
                Broker **ret, GError **error) {
@@ -1655,7 +1080,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->waiting = g_queue_new();
         b->boot_id = read_boot_id();
         b->lock_fd = -1;
-        b->crash_at = g_strdup(g_getenv("DAXBROKER_TEST_CRASH_AT"));
+        crash_point_arm(g_getenv("DAXBROKER_TEST_CRASH_AT"));
         b->offline_timeout_usec = OFFLINE_TIMEOUT_USEC;
         const char *t = g_getenv("DAXBROKER_OFFLINE_TIMEOUT_USEC");
         if (t) {
@@ -1707,6 +1132,21 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
                 broker_free(b);
                 return r;
         }
+        b->host = (HostCtx) {
+                .event = event,
+                .worker = b->worker,
+                .backend = backend,
+                .pools = b->pools,
+                .offline_timeout_usec = b->offline_timeout_usec,
+                .max_ranges = config->max_ranges,
+                .commit = host_commit,
+                .sizes_changed = host_sizes_changed,
+                .memory_freed = host_memory_freed,
+                .dirt_added = host_dirt_added,
+                .allocations_waiting = host_allocations_waiting,
+                .userdata = b,
+        };
+        b->scrub = scrub_sched_new(event, b->worker, backend, b->scrubber, b->pools, scrub_finished, b);
         *ret = b;
         return 0;
 }
@@ -1714,7 +1154,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
 void broker_free(Broker *b) {
         if (!b)
                 return;
-        b->stopping = true;
+        broker_stop(b);
         if (b->worker)
                 worker_free(b->worker); /* finishes kernel work in flight */
         while (!g_queue_is_empty(b->waiting)) {
@@ -1725,7 +1165,7 @@ void broker_free(Broker *b) {
                 waiting_free(w);
         }
         g_queue_free(b->waiting);
-        sd_event_source_disable_unref(b->scrub_timer);
+        scrub_sched_free(b->scrub);
         scrubber_free(b->scrubber);
         g_hash_table_destroy(b->allocations);
         g_ptr_array_free(b->pools, TRUE);
@@ -1734,7 +1174,6 @@ void broker_free(Broker *b) {
         g_free(b->state_path);
         g_free(b->runtime_dir);
         g_free(b->boot_id);
-        g_free(b->crash_at);
         if (b->lock_fd >= 0)
                 close(b->lock_fd);
         g_free(b);

@@ -47,7 +47,7 @@ typedef struct Broker Broker;
 typedef struct Allocation Allocation;
 
 typedef struct Pool {
-        Broker *broker;
+        struct HostCtx *host; /* host return (host-return.h) */
         char *name;
         unsigned region_id;
         int numa_node;

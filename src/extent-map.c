@@ -190,6 +190,65 @@ int extent_map_set_ranges(ExtentMap *m, const DaxRange *r, size_t n, ExtentKind 
         return 0;
 }
 
+ExtentMap *extent_map_copy(const ExtentMap *m) {
+        ExtentMap *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return NULL;
+        *c = *m;
+        c->extents = calloc(m->allocated, sizeof(Extent));
+        if (!c->extents) {
+                free(c);
+                return NULL;
+        }
+        memcpy(c->extents, m->extents, m->n * sizeof(Extent));
+        return c;
+}
+
+int extent_map_replace(ExtentMap *m, const DaxRange *r, size_t n, ExtentKind old_kind, const void *old_tag,
+                       ExtentKind kind, const void *tag) {
+        DaxRange *pieces;
+        size_t k = 0, max = 0;
+        int ret;
+
+        for (size_t i = 0; i < n; i++)
+                if (!extent_map_contains(m, r[i].start, r[i].size))
+                        return -ERANGE;
+        max = m->n * n + 1;
+        pieces = calloc(max, sizeof(DaxRange));
+        if (!pieces)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                for (size_t e = 0; e < m->n; e++) {
+                        const Extent *x = &m->extents[e];
+                        uint64_t s = x->start > r[i].start ? x->start : r[i].start;
+                        uint64_t t = extent_end(x) < r[i].start + r[i].size ? extent_end(x) : r[i].start + r[i].size;
+
+                        if (s < t && x->kind == old_kind && x->tag == old_tag && k < max)
+                                pieces[k++] = (DaxRange) { s, t - s };
+                }
+        ret = extent_map_set_ranges(m, pieces, k, kind, tag);
+        free(pieces);
+        return ret;
+}
+
+int extent_map_place_as_free(const ExtentMap *m, const DaxRange *extra, size_t n_extra,
+                             const PlacementRequest *req, DaxRange *ret, size_t ret_max) {
+        PlacementRequest pr = *req;
+        ExtentMap *c = extent_map_copy(m);
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        /* Usable as bare dirt: what comes back is zeroed by whoever takes it. */
+        r = extent_map_set_ranges(c, extra, n_extra, EXTENT_DIRTY, NULL);
+        pr.include_dirty = true;
+        if (r >= 0)
+                r = extent_map_place(c, &pr, ret, ret_max);
+        extent_map_free(c);
+        return r;
+}
+
 bool extent_map_is(const ExtentMap *m, uint64_t start, uint64_t size, ExtentKind kind, const void *tag) {
         uint64_t end = start + size;
 

@@ -55,6 +55,13 @@ int extent_map_set(ExtentMap *m, uint64_t start, uint64_t size, ExtentKind kind,
 /* Sets every range of the list. */
 int extent_map_set_ranges(ExtentMap *m, const DaxRange *r, size_t n, ExtentKind kind, const void *tag);
 
+/* Sets only the bytes of the ranges that are old_kind with old_tag (other
+ * owners' bytes inside the ranges keep their use). */
+int extent_map_replace(ExtentMap *m, const DaxRange *r, size_t n, ExtentKind old_kind, const void *old_tag,
+                       ExtentKind kind, const void *tag);
+
+ExtentMap *extent_map_copy(const ExtentMap *m);
+
 /* True if every byte of the range currently has the given kind (and tag,
  * unless tag is NULL). */
 bool extent_map_is(const ExtentMap *m, uint64_t start, uint64_t size, ExtentKind kind, const void *tag);
@@ -83,6 +90,12 @@ typedef struct PlacementRequest {
  * Returns the number of ranges (>= 1), -ENOSPC if it cannot fit, -EINVAL if
  * the request is malformed (size not a multiple of the granule). */
 int extent_map_place(const ExtentMap *m, const PlacementRequest *req, DaxRange *ret, size_t ret_max);
+
+/* Places as if the extra ranges were bare dirt (free once zeroed), for
+ * example memory that would come back from the host. The map itself does
+ * not change. Same returns as extent_map_place. */
+int extent_map_place_as_free(const ExtentMap *m, const DaxRange *extra, size_t n_extra,
+                             const PlacementRequest *req, DaxRange *ret, size_t ret_max);
 
 /* Iteration, for status and tests. */
 size_t extent_map_count(const ExtentMap *m);

@@ -12,7 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker-private.h"
+#include "host-return.h"
+#include "kernel-ops.h"
 #include "log.h"
 #include "util.h"
 
@@ -42,7 +43,7 @@ typedef struct HostRequest {
 } HostRequest;
 
 typedef struct HostJob {
-        Broker *broker;
+        HostCtx *host;
         HostChunk *chunk;
         HostRequest *request; /* may be NULL */
         int err;
@@ -72,6 +73,20 @@ static HostChunk *chunk_new(Pool *p, const DaxRange *r, size_t n, const char *de
         return c;
 }
 
+/* The bytes the chunk holds in the map (all of its ranges, less any that
+ * an allocation being restored claims). */
+static void chunk_held(const HostChunk *c, GArray *out) {
+        const ExtentMap *m = c->pool->map;
+
+        for (size_t e = 0; e < extent_map_count(m); e++) {
+                const Extent *x = extent_map_get(m, e);
+                DaxRange r = { x->start, x->size };
+
+                if (x->tag == c)
+                        g_array_append_val(out, r);
+        }
+}
+
 /* The chunk's memory leaves the host: it is dirty until zeroed. */
 static void chunk_drop(HostChunk *c, ExtentKind now) {
         Pool *p = c->pool;
@@ -81,9 +96,9 @@ static void chunk_drop(HostChunk *c, ExtentKind now) {
         g_free(c);
 }
 
-void host_pool_init(Broker *b, Pool *p, const PoolConfig *pc) {
+void host_pool_init(HostCtx *h, Pool *p, const PoolConfig *pc) {
         p->chunks = g_ptr_array_new();
-        p->block_size = b->backend->ops->memory_block_size(b->backend);
+        p->block_size = h->backend->ops->memory_block_size(h->backend);
         host_pool_configure(p, pc);
 }
 
@@ -125,9 +140,9 @@ const char *host_last_error(const Pool *p) {
         return p->host_error;
 }
 
-void host_collect(Broker *b, GArray *host) {
-        for (guint i = 0; i < b->pools->len; i++) {
-                Pool *p = b->pools->pdata[i];
+void host_collect(HostCtx *h, GArray *host) {
+        for (guint i = 0; i < h->pools->len; i++) {
+                Pool *p = h->pools->pdata[i];
 
                 for (guint k = 0; k < p->chunks->len; k++) {
                         const HostChunk *c = p->chunks->pdata[k];
@@ -157,8 +172,8 @@ static void blocks_restore(DaxBackend *be, const uint64_t *ids, size_t n, bool o
  * device is gone again. */
 static void return_work(void *userdata) {
         HostJob *j = userdata;
-        Broker *b = j->broker;
-        DaxBackend *be = b->backend;
+        HostCtx *h = j->host;
+        DaxBackend *be = h->backend;
         HostChunk *c = j->chunk;
         _cleanup_free_ DaxMemBlock *blocks = NULL;
         g_autofree uint64_t *onlined = NULL;
@@ -184,7 +199,7 @@ static void return_work(void *userdata) {
                 j->step = "binding the device to kmem";
                 goto destroy;
         }
-        broker_crash_point(b, "return-bound");
+        crash_point("return-bound");
         r = be->ops->list_memory_blocks(be, name, &blocks, &n);
         if (r >= 0 && n == 0)
                 r = -ENXIO; /* kmem added nothing: the chunk is not block aligned */
@@ -207,14 +222,14 @@ static void return_work(void *userdata) {
                 }
                 j->host_wrote = true;
                 onlined[k++] = blocks[i].id;
-                broker_crash_point(b, "return-online");
+                crash_point("return-online");
         }
         if (r >= 0)
                 return;
 
         /* Undo: what we onlined goes offline again; only if all of it does
          * may the device go, or its memory would be stranded. */
-        blocks_restore(be, onlined, k, false, b->offline_timeout_usec);
+        blocks_restore(be, onlined, k, false, h->offline_timeout_usec);
 destroy:
         j->err = r;
         r = kernel_destroy(be, name, &ignored);
@@ -232,8 +247,8 @@ fail:
  * failure the blocks this job took offline go back online. */
 static void reclaim_offline_work(void *userdata) {
         HostJob *j = userdata;
-        Broker *b = j->broker;
-        DaxBackend *be = b->backend;
+        HostCtx *h = j->host;
+        DaxBackend *be = h->backend;
         _cleanup_free_ DaxMemBlock *blocks = NULL, *again = NULL;
         g_autofree uint64_t *offlined = NULL;
         size_t n = 0, k = 0, n2 = 0;
@@ -249,7 +264,7 @@ static void reclaim_offline_work(void *userdata) {
         for (size_t i = 0; i < n; i++) {
                 if (!blocks[i].online)
                         continue;
-                r = be->ops->set_memory_block(be, blocks[i].id, false, b->offline_timeout_usec);
+                r = be->ops->set_memory_block(be, blocks[i].id, false, h->offline_timeout_usec);
                 if (r < 0) {
                         j->err = r;
                         j->step = "offlining a memory block";
@@ -257,9 +272,9 @@ static void reclaim_offline_work(void *userdata) {
                         goto undo;
                 }
                 offlined[k++] = blocks[i].id;
-                broker_crash_point(b, "reclaim-offline");
+                crash_point("reclaim-offline");
         }
-        broker_crash_point(b, "reclaim-offlined");
+        crash_point("reclaim-offlined");
 
         /* Someone (udev, auto_online_blocks, an operator) may have onlined
          * a block meanwhile; unbinding then would strand it. */
@@ -285,8 +300,8 @@ undo:
  * if a block came online), drop the id, destroy the device. */
 static void reclaim_destroy_work(void *userdata) {
         HostJob *j = userdata;
-        Broker *b = j->broker;
-        DaxBackend *be = b->backend;
+        HostCtx *h = j->host;
+        DaxBackend *be = h->backend;
         int r;
 
         r = be->ops->unbind(be, j->chunk->device);
@@ -295,14 +310,14 @@ static void reclaim_destroy_work(void *userdata) {
                 j->step = "unbinding kmem";
                 return;
         }
-        broker_crash_point(b, "reclaim-unbound");
+        crash_point("reclaim-unbound");
         r = kernel_destroy(be, j->chunk->device, &j->step);
         if (r < 0) {
                 j->err = r;
                 return;
         }
         j->gone = true;
-        broker_crash_point(b, "reclaim-destroyed");
+        crash_point("reclaim-destroyed");
 }
 
 /* ---- requests ---- */
@@ -357,7 +372,7 @@ static char *job_error(const HostJob *j) {
 
 static void return_done(void *userdata) {
         HostJob *j = userdata;
-        Broker *b = j->broker;
+        HostCtx *h = j->host;
         HostChunk *c = j->chunk;
         Pool *p = c->pool;
         char sz[FORMAT_SIZE_MAX];
@@ -375,22 +390,22 @@ static void return_done(void *userdata) {
                         chunk_drop(c, j->host_wrote ? EXTENT_DIRTY : EXTENT_FREE);
                 else /* some blocks stayed online: host memory after all */
                         extent_map_set_ranges(p->map, c->ranges, c->n_ranges, EXTENT_HOST, c);
-                (void) broker_save(b, NULL);
+                (void) h->commit(h->userdata, true);
                 request_finish_one(j->request, 0, msg);
         } else {
                 extent_map_set_ranges(p->map, c->ranges, c->n_ranges, EXTENT_HOST, c);
                 log_info("Pool %s: returned %s at %#" G_GINT64_MODIFIER "x to the host as %s", p->name,
                          format_size(size, sz, sizeof(sz)), c->ranges[0].start, c->device);
                 p->host_failures = 0;
-                (void) broker_save(b, NULL);
+                (void) h->commit(h->userdata, true);
                 request_finish_one(j->request, size, NULL);
         }
-        broker_notify_sizes(b, p);
+        h->sizes_changed(h->userdata, p);
         if (j->err < 0)
-                broker_scrub_later(b);
+                h->dirt_added(h->userdata, p);
         g_free(j);
         /* An allocation may have been waiting for host jobs to finish. */
-        broker_waiting_retry(b);
+        h->memory_freed(h->userdata, p);
 }
 
 /* Where a chunk of clean free memory goes: block aligned (and on the
@@ -425,23 +440,23 @@ static bool return_window(Pool *p, uint64_t chunk, bool keep_reserve, DaxRange *
         return false;
 }
 
-static int return_start(Broker *b, Pool *p, const DaxRange *w, HostRequest *q) {
+static int return_start(HostCtx *h, Pool *p, const DaxRange *w, HostRequest *q) {
         HostChunk *c = chunk_new(p, w, 1, NULL, true, EXTENT_PENDING);
         HostJob *j;
 
         c->busy = true;
         /* On record before the device exists: after a crash start-up finds
          * it (and zeroes what the host may have written). */
-        if (broker_save_full(b, 0, NULL) < 0) {
+        if (h->commit(h->userdata, false) < 0) {
                 chunk_drop(c, EXTENT_FREE);
                 return -EIO;
         }
         j = g_new0(HostJob, 1);
-        *j = (HostJob) { .broker = b, .chunk = c, .request = q };
+        *j = (HostJob) { .host = h, .chunk = c, .request = q };
         if (q)
                 q->outstanding++;
         p->host_jobs++;
-        worker_submit(b->worker, p->region_id, return_work, return_done, j);
+        worker_submit(h->worker, p->region_id, return_work, return_done, j);
         return 0;
 }
 
@@ -450,28 +465,28 @@ static uint64_t pool_free_bytes(const Pool *p) {
 }
 
 /* The idle delay is over: return chunks while the pool keeps Reserve=. */
-static void host_return_idle(Broker *b, Pool *p) {
+static void host_return_idle(HostCtx *h, Pool *p) {
         DaxRange w;
 
         /* Memory is on its way back for an allocation: returning other
          * memory now would be the thrashing the delay is there to stop. */
-        if (p->host_jobs > 0 || !g_queue_is_empty(b->waiting))
+        if (p->host_jobs > 0 || h->allocations_waiting(h->userdata))
                 return;
         /* Zeroing is still going on: the pool is not idle, and the memory
          * it frees may make a better place for the chunk. */
         if (extent_map_total(p->map, EXTENT_DIRTY) > 0)
                 return;
 
-        while (!b->stopping && p->host_return && p->host_failures < 3 &&
+        while (!h->stopping && p->host_return && p->host_failures < 3 &&
                pool_free_bytes(p) >= p->host_chunk + p->reserve && return_window(p, p->host_chunk, true, &w))
-                if (return_start(b, p, &w, NULL) < 0)
+                if (return_start(h, p, &w, NULL) < 0)
                         break;
 }
 
 static int on_host_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Pool *p = userdata;
 
-        host_return_idle(p->broker, p);
+        host_return_idle(p->host, p);
         return 0;
 }
 
@@ -480,12 +495,12 @@ static bool chunk_reclaimable(const HostChunk *c, uint64_t now) {
         return !c->busy && c->device[0] && (!now || !c->failed_usec || now - c->failed_usec >= RECLAIM_RETRY_USEC);
 }
 
-static void reclaim_start(Broker *b, HostChunk *c, HostRequest *q);
+static void reclaim_start(HostCtx *h, HostChunk *c, HostRequest *q);
 
-void host_pool_changed(Broker *b, Pool *p) {
+void host_pool_changed(HostCtx *h, Pool *p) {
         uint64_t now;
 
-        if (b->stopping || !b->event)
+        if (h->stopping || !h->event)
                 return;
 
         /* Refill: allocations up to Reserve= must not wait for the host. */
@@ -494,7 +509,7 @@ void host_pool_changed(Broker *b, Pool *p) {
                 for (guint i = 0; i < p->chunks->len; i++) {
                         HostChunk *c = p->chunks->pdata[i];
                         if (c->recorded && chunk_reclaimable(c, now)) {
-                                reclaim_start(b, c, NULL);
+                                reclaim_start(h, c, NULL);
                                 break;
                         }
                 }
@@ -504,9 +519,9 @@ void host_pool_changed(Broker *b, Pool *p) {
                 return;
         /* Any change restarts the idle delay: allocation churn does not
          * move memory to the host and back. */
-        (void) sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+        (void) sd_event_now(h->event, CLOCK_MONOTONIC, &now);
         if (!p->host_timer) {
-                if (sd_event_add_time(b->event, &p->host_timer, CLOCK_MONOTONIC, now + p->host_delay_usec, 0,
+                if (sd_event_add_time(h->event, &p->host_timer, CLOCK_MONOTONIC, now + p->host_delay_usec, 0,
                                       on_host_timer, p) < 0)
                         return;
         } else
@@ -514,7 +529,7 @@ void host_pool_changed(Broker *b, Pool *p) {
         (void) sd_event_source_set_enabled(p->host_timer, SD_EVENT_ONESHOT);
 }
 
-bool broker_return_to_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
+bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
                            GError **error) {
         char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
         g_autoptr(GArray) windows = g_array_new(FALSE, FALSE, sizeof(DaxRange));
@@ -557,9 +572,9 @@ bool broker_return_to_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone don
 
         q = request_new(false, size, done, userdata);
         for (guint i = 0; i < windows->len; i++)
-                if (return_start(b, p, &g_array_index(windows, DaxRange, i), q) < 0)
+                if (return_start(h, p, &g_array_index(windows, DaxRange, i), q) < 0)
                         request_finish_one(q, 0, "cannot record the chunk in the state file");
-        broker_notify_sizes(b, p);
+        h->sizes_changed(h->userdata, p);
         request_finish_one(q, 0, NULL);
         return true;
 }
@@ -567,7 +582,7 @@ bool broker_return_to_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone don
 /* ---- reclaim ---- */
 
 static void reclaim_finish(HostJob *j) {
-        Broker *b = j->broker;
+        HostCtx *h = j->host;
         HostChunk *c = j->chunk;
         Pool *p = c->pool;
         char sz[FORMAT_SIZE_MAX];
@@ -589,15 +604,15 @@ static void reclaim_finish(HostJob *j) {
                          c->device);
                 /* It held host data: dirty, zeroed by whoever uses it. */
                 chunk_drop(c, EXTENT_DIRTY);
-                if (broker_save(b, NULL) < 0)
+                if (h->commit(h->userdata, true) < 0)
                         log_error("Cannot record the reclaim; start-up will find the chunk gone and zero it");
                 request_finish_one(j->request, size, NULL);
-                broker_scrub_later(b);
+                h->dirt_added(h->userdata, p);
         }
-        broker_notify_sizes(b, p);
+        h->sizes_changed(h->userdata, p);
         g_free(j);
-        broker_waiting_retry(b);
-        host_pool_changed(b, p);
+        h->memory_freed(h->userdata, p);
+        host_pool_changed(h, p);
 }
 
 static void reclaim_destroy_done(void *userdata) {
@@ -611,21 +626,21 @@ static void reclaim_offline_done(void *userdata) {
                 reclaim_finish(j);
                 return;
         }
-        worker_submit(j->broker->worker, j->chunk->pool->region_id, reclaim_destroy_work, reclaim_destroy_done, j);
+        worker_submit(j->host->worker, j->chunk->pool->region_id, reclaim_destroy_work, reclaim_destroy_done, j);
 }
 
-static void reclaim_start(Broker *b, HostChunk *c, HostRequest *q) {
+static void reclaim_start(HostCtx *h, HostChunk *c, HostRequest *q) {
         HostJob *j = g_new0(HostJob, 1);
         char sz[FORMAT_SIZE_MAX];
 
-        *j = (HostJob) { .broker = b, .chunk = c, .request = q };
+        *j = (HostJob) { .host = h, .chunk = c, .request = q };
         if (q)
                 q->outstanding++;
         c->busy = true;
         c->pool->host_jobs++;
         log_info("Pool %s: reclaiming %s (%s) from the host", c->pool->name, c->device,
                  format_size(chunk_size(c), sz, sizeof(sz)));
-        worker_submit(b->worker, HOST_LANE(c->pool->region_id), reclaim_offline_work, reclaim_offline_done, j);
+        worker_submit(h->worker, HOST_LANE(c->pool->region_id), reclaim_offline_work, reclaim_offline_done, j);
 }
 
 /* Chunks of ours first (onlined movable, they offline), lowest address
@@ -654,28 +669,29 @@ static bool pool_matches(const Pool *p, const AllocateRequest *req) {
                (!req->has_numa_node || req->numa_node == p->numa_node);
 }
 
-bool host_reclaim_running(Broker *b, const AllocateRequest *req) {
-        for (guint i = 0; i < b->pools->len; i++) {
-                Pool *p = b->pools->pdata[i];
+bool host_reclaim_running(HostCtx *h, const AllocateRequest *req) {
+        for (guint i = 0; i < h->pools->len; i++) {
+                Pool *p = h->pools->pdata[i];
                 if (pool_matches(p, req) && p->host_jobs > 0)
                         return true;
         }
         return false;
 }
 
-bool host_reclaim_for(Broker *b, const AllocateRequest *req) {
-        for (guint i = 0; i < b->pools->len; i++) {
-                Pool *p = b->pools->pdata[i];
+bool host_reclaim_for(HostCtx *h, const AllocateRequest *req) {
+        for (guint i = 0; i < h->pools->len; i++) {
+                Pool *p = h->pools->pdata[i];
                 uint64_t align = req->align ? req->align : p->align;
                 PlacementRequest pr = {
                         .size = req->size,
                         .align = align,
                         .boundary = p->boundary,
                         .contiguous = req->contiguous,
-                        .max_ranges = b->config->max_ranges,
+                        .max_ranges = h->max_ranges,
                         .include_dirty = true,
                 };
                 g_autoptr(GPtrArray) cands = NULL;
+                g_autoptr(GArray) extra = NULL;
                 DaxRange ranges[DAX_RANGES_MAX];
                 guint k;
                 bool fits = false;
@@ -683,27 +699,23 @@ bool host_reclaim_for(Broker *b, const AllocateRequest *req) {
                 if (!pool_matches(p, req) || req->size % max_u64(max_u64(align, p->boundary), 2 * MiB))
                         continue;
                 cands = reclaim_candidates(p, false);
-                /* Try on the map itself, as if the chunks were back, and put
-                 * it back as it was: nothing runs in between. */
+                extra = g_array_new(FALSE, FALSE, sizeof(DaxRange));
+                /* The fewest chunks, in order, that make the request fit. */
                 for (k = 0; k < cands->len && !fits; k++) {
-                        HostChunk *c = cands->pdata[k];
-                        extent_map_set_ranges(p->map, c->ranges, c->n_ranges, EXTENT_DIRTY, NULL);
-                        fits = extent_map_place(p->map, &pr, ranges, DAX_RANGES_MAX) > 0;
-                }
-                for (guint q = 0; q < k; q++) {
-                        HostChunk *c = cands->pdata[q];
-                        extent_map_set_ranges(p->map, c->ranges, c->n_ranges, EXTENT_HOST, c);
+                        chunk_held(cands->pdata[k], extra);
+                        fits = extent_map_place_as_free(p->map, (DaxRange *) extra->data, extra->len, &pr, ranges,
+                                                        DAX_RANGES_MAX) > 0;
                 }
                 if (!fits)
                         continue;
                 for (guint q = 0; q < k; q++)
-                        reclaim_start(b, cands->pdata[q], NULL);
+                        reclaim_start(h, cands->pdata[q], NULL);
                 return true;
         }
         return false;
 }
 
-bool broker_reclaim_from_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
+bool host_reclaim_from_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
                               GError **error) {
         g_autoptr(GPtrArray) cands = reclaim_candidates(p, true);
         char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
@@ -732,7 +744,7 @@ bool broker_reclaim_from_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone 
         planned = 0;
         for (guint i = 0; i < cands->len && planned < size; i++) {
                 planned += chunk_size(cands->pdata[i]);
-                reclaim_start(b, cands->pdata[i], q);
+                reclaim_start(h, cands->pdata[i], q);
         }
         request_finish_one(q, 0, NULL);
         return true;
@@ -740,14 +752,14 @@ bool broker_reclaim_from_host(Broker *b, Pool *p, uint64_t size, BrokerSizeDone 
 
 /* ---- start-up ---- */
 
-void host_adopt(Broker *b, Pool *p, const DaxDeviceInfo *d) {
+void host_adopt(HostCtx *h, Pool *p, const DaxDeviceInfo *d) {
         chunk_new(p, d->ranges, d->n_ranges, d->name, false, EXTENT_HOST);
 }
 
 /* Brings a recorded chunk whose return or reclaim was cut short to a
  * whole state: all online (host) or gone (dirty). */
-static bool recorded_chunk_settle(Broker *b, Pool *p, const DaxDeviceInfo *d) {
-        DaxBackend *be = b->backend;
+static bool recorded_chunk_settle(HostCtx *h, Pool *p, const DaxDeviceInfo *d) {
+        DaxBackend *be = h->backend;
         _cleanup_free_ DaxMemBlock *blocks = NULL;
         const char *step = NULL;
         size_t n = 0, online = 0;
@@ -781,20 +793,20 @@ static bool recorded_chunk_settle(Broker *b, Pool *p, const DaxDeviceInfo *d) {
         return false;
 }
 
-void host_reconcile(Broker *b, Pool *p, const GArray *records, DaxDeviceInfo *devs, size_t nd, bool *claimed,
+void host_reconcile(HostCtx *h, Pool *p, const GArray *records, DaxDeviceInfo *devs, size_t nd, bool *claimed,
                     GArray *dirty) {
         for (guint i = 0; i < records->len; i++) {
-                const RegionRange *h = &g_array_index(records, RegionRange, i);
-                DaxRange r = { h->start, h->size };
+                const RegionRange *rec = &g_array_index(records, RegionRange, i);
+                DaxRange r = { rec->start, rec->size };
                 bool found = false;
 
-                if (h->region_id != p->region_id)
+                if (rec->region_id != p->region_id)
                         continue;
                 for (size_t k = 0; k < nd && !found; k++) {
                         if (claimed[k] || devs[k].instance == 0 || !ranges_equal(devs[k].ranges, devs[k].n_ranges, &r, 1))
                                 continue;
                         claimed[k] = found = true;
-                        if (recorded_chunk_settle(b, p, &devs[k]))
+                        if (recorded_chunk_settle(h, p, &devs[k]))
                                 chunk_new(p, &r, 1, devs[k].name, true, EXTENT_HOST);
                         else
                                 g_array_append_val(dirty, r);
@@ -803,8 +815,9 @@ void host_reconcile(Broker *b, Pool *p, const GArray *records, DaxDeviceInfo *de
                         /* The device is gone (reclaim finished, or it never
                          * got made): the host may have written there. */
                         log_info("Host chunk at %#" G_GINT64_MODIFIER "x has no device any more; its memory is "
-                                 "zeroed before use", h->start);
+                                 "zeroed before use", rec->start);
                         g_array_append_val(dirty, r);
                 }
         }
 }
+

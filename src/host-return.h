@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * host-return: the memory a pool lends to the host. A chunk is one device
+ * bound to kmem, tagged EXTENT_HOST in the pool's map and listed under
+ * "host" in state.json. Idle clean memory goes out after HostReturnDelay=,
+ * comes back (offline, verify, unbind, destroy) when an allocation or
+ * Reserve= needs it. It talks to the broker only through HostCtx: the
+ * shared kernel plumbing, and four calls back (commit the state, sizes
+ * changed, memory freed, dirt added).
+ */
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "broker.h"
+#include "config.h"
+#include "dax-backend.h"
+#include "worker.h"
+
+/* Offlining runs on a lane of its own per region, so allocations in the
+ * region that do not need it are not held up. */
+#define HOST_LANE(region) ((region) + 0x20000u)
+
+typedef struct HostCtx {
+        sd_event *event;
+        Worker *worker;
+        DaxBackend *backend;
+        GPtrArray *pools;              /* Pool*, the broker's */
+        uint64_t offline_timeout_usec; /* per memory block */
+        unsigned max_ranges;           /* MaxRanges=, for placement */
+        bool stopping;                 /* start nothing new */
+        /* Records the chunks in state.json (durable: fsync'ed). */
+        int (*commit)(void *userdata, bool durable);
+        /* A pool's sizes changed (tell observers). */
+        void (*sizes_changed)(void *userdata, Pool *p);
+        /* Memory came back or a job ended: waiting allocations look again. */
+        void (*memory_freed)(void *userdata, Pool *p);
+        /* Memory that held host data is bare dirt now: zero it. */
+        void (*dirt_added)(void *userdata, Pool *p);
+        /* Allocations are queued waiting for memory. */
+        bool (*allocations_waiting)(void *userdata);
+        void *userdata;
+} HostCtx;
+
+/* Sets up host return for a new pool. */
+void host_pool_init(HostCtx *h, Pool *p, const PoolConfig *pc);
+/* (Re)reads the pool's host policy (pc may be NULL: the defaults); checks
+ * HostChunk= against the block size. */
+void host_pool_configure(Pool *p, const PoolConfig *pc);
+void host_pool_done(Pool *p);
+/* Start-up: settles every device that a host record names, and records
+ * without a device. Ranges whose contents are unknown (held host data)
+ * are appended to dirty. */
+void host_reconcile(HostCtx *h, Pool *p, const GArray *records, DaxDeviceInfo *devs, size_t nd, bool *claimed,
+                    GArray *dirty);
+/* Start-up: a kmem device nobody recorded (the 6.3+ default, another
+ * tool) becomes host capacity that can be reclaimed but is never split. */
+void host_adopt(HostCtx *h, Pool *p, const DaxDeviceInfo *d);
+/* Host records for state.json. */
+void host_collect(HostCtx *h, GArray *host);
+/* The pool's free space changed: re-arms the idle delay before returning,
+ * and refills Reserve= from the host at once if it fell below. */
+void host_pool_changed(HostCtx *h, Pool *p);
+/* Reclaims host chunks when that lets the request fit. True if reclaim
+ * was started (the caller waits for it and places again). */
+bool host_reclaim_for(HostCtx *h, const AllocateRequest *req);
+/* Host reclaims running in pools the request could use. */
+bool host_reclaim_running(HostCtx *h, const AllocateRequest *req);
+/* Why the last reclaim in the pool failed, or NULL. */
+const char *host_last_error(const Pool *p);
+/* The operator's ReturnToHost and ReclaimFromHost (see broker.h). */
+bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
+                         GError **error);
+bool host_reclaim_from_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
+                            GError **error);

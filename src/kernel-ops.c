@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kernel-ops.h"
+#include "log.h"
+#include "util.h"
+
+bool ranges_equal(const DaxRange *a, size_t na, const DaxRange *c, size_t nc) {
+        if (na != nc)
+                return false;
+        for (size_t i = 0; i < na; i++)
+                if (a[i].start != c[i].start || a[i].size != c[i].size)
+                        return false;
+        return true;
+}
+
+bool ranges_overlap(const DaxRange *a, size_t na, const DaxRange *c, size_t nc) {
+        for (size_t i = 0; i < na; i++)
+                for (size_t j = 0; j < nc; j++)
+                        if (a[i].start < c[j].start + c[j].size && c[j].start < a[i].start + a[i].size)
+                                return true;
+        return false;
+}
+
+/* Removes a device of ours. A device that is already gone counts as done. */
+int kernel_destroy(DaxBackend *be, const char *name, const char **ret_step) {
+        DaxDeviceInfo d;
+        int r;
+
+        r = be->ops->get_device(be, name, &d);
+        if (r == -ENODEV || r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                *ret_step = "reading the device";
+                return r;
+        }
+        if (d.driver != DAX_DRIVER_NONE) {
+                r = be->ops->unbind(be, name);
+                if (r < 0) {
+                        *ret_step = "unbinding the device";
+                        return r;
+                }
+        }
+        if (d.size > 0) {
+                r = be->ops->set_size(be, name, 0);
+                if (r < 0) {
+                        *ret_step = "shrinking the device to zero";
+                        return r;
+                }
+        }
+        if (d.instance == 0)
+                return 0; /* daxR.0 cannot be deleted; size 0 frees it */
+        r = be->ops->delete_device(be, name);
+        if (r < 0 && r != -ENODEV && r != -ENXIO) {
+                *ret_step = "deleting the device";
+                return r;
+        }
+        return 0;
+}
+
+/* Creates a device with exactly these ranges, bound to device_dax, and
+ * opens it. On failure nothing is left behind (no seed, no half-mapped
+ * device). */
+void kernel_create(DaxBackend *be, unsigned region_id, uint64_t align, const DaxRange *ranges,
+                          size_t n, KernelResult *res) {
+        DaxDeviceInfo d;
+        const char *ignored;
+        int r;
+
+        res->fd = -1;
+        r = be->ops->create_device(be, region_id, res->name);
+        if (r < 0) {
+                res->step = "creating a device";
+                goto fail_nodev;
+        }
+        if (align != 2 * MiB) {
+                r = be->ops->set_align(be, res->name, align);
+                if (r < 0) {
+                        res->step = "setting the device alignment";
+                        goto fail;
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                r = be->ops->add_mapping(be, res->name, ranges[i].start, ranges[i].size);
+                if (r < 0) {
+                        res->step = "mapping a physical range into the device";
+                        goto fail;
+                }
+        }
+        r = be->ops->bind_device_dax(be, res->name);
+        if (r < 0) {
+                res->step = "binding the device to device_dax";
+                goto fail;
+        }
+        /* The kernel must hold exactly what we asked for; anything else
+         * would hand out the wrong memory. */
+        r = be->ops->get_device(be, res->name, &d);
+        if (r < 0) {
+                res->step = "reading back the device";
+                goto fail;
+        }
+        if (!ranges_equal(d.ranges, d.n_ranges, ranges, n)) {
+                r = -EIO;
+                res->step = "verifying the device ranges";
+                goto fail;
+        }
+        r = be->ops->open_device(be, res->name);
+        if (r < 0) {
+                res->step = "opening the device";
+                goto fail;
+        }
+        res->fd = r;
+        res->err = 0;
+        return;
+
+fail:
+        if (kernel_destroy(be, res->name, &ignored) < 0)
+                log_error("Rolling back %s failed; start-up reconciliation will retry", res->name);
+fail_nodev:
+        res->err = r;
+        res->name[0] = 0;
+}
+
+/* Zeroes parts of a device through its own mapping. n == 0 zeroes all. */
+int kernel_zero(DaxBackend *be, Scrubber *scrubber, const char *name, uint64_t size, const ZeroPart *parts, size_t n,
+                       const char **ret_step) {
+        _cleanup_close_ int fd = -1;
+        void *mem;
+        int r = 0;
+
+        fd = be->ops->open_device(be, name);
+        if (fd < 0) {
+                *ret_step = "opening the device to zero it";
+                return fd;
+        }
+        mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (mem == MAP_FAILED) {
+                *ret_step = "mapping the device to zero it";
+                return -errno;
+        }
+        if (n == 0)
+                r = scrubber_zero(scrubber, mem, size);
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = scrubber_zero(scrubber, (char *) mem + parts[i].offset, parts[i].size);
+        if (r < 0)
+                *ret_step = "zeroing the device";
+        munmap(mem, size);
+        return r;
+}
+
+static char *crash_at;
+
+void crash_point_arm(const char *step) {
+        g_free(crash_at);
+        crash_at = g_strdup(step);
+}
+
+void crash_point(const char *step) {
+        if (!crash_at || strcmp(crash_at, step) != 0)
+                return;
+        log_warning("DAXBROKER_TEST_CRASH_AT=%s: killing the daemon here (test-only fault injection)", step);
+        (void) raise(SIGKILL);
+}

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Start-up reconciliation: brings state.json and the kernel's devices to
+ * one picture, pool by pool, before the daemon serves anyone.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker-private.h"
+#include "log.h"
+#include "reconcile.h"
+#include "util.h"
+
+static void pool_adopt(Broker *b, Pool *p, AllocationRecord *rec) {
+        Allocation *a = g_new0(Allocation, 1);
+
+        g_free(rec->pool);
+        rec->pool = g_strdup(p->name);
+        rec->state = ALLOCATION_ACTIVE;
+        a->rec = rec;
+        a->pool = p;
+        g_hash_table_insert(b->allocations, rec->id, a);
+        extent_map_set_ranges(p->map, rec->ranges, rec->n_ranges, EXTENT_ALLOCATED, a);
+}
+
+static void pool_mark_device(Pool *p, const DaxDeviceInfo *d, ExtentKind kind) {
+        if (extent_map_set_ranges(p->map, d->ranges, d->n_ranges, kind, NULL) < 0)
+                log_warning("Device %s has ranges outside its region, ignoring them", d->name);
+}
+
+/* Decides what to do with a device no record claims. */
+static void pool_settle_unclaimed(Broker *b, Pool *p, const DaxDeviceInfo *d) {
+        DaxBackend *be = b->backend;
+        const char *step = NULL;
+        char sz[FORMAT_SIZE_MAX];
+        int r;
+
+        if (d->size == 0) {
+                /* A seed left by a cut-short creation: holds no memory. */
+                if (d->instance != 0 && d->driver == DAX_DRIVER_NONE) {
+                        r = be->ops->delete_device(be, d->name);
+                        if (r < 0)
+                                log_warning("Cannot delete empty device %s: %s, ignoring", d->name, g_strerror(-r));
+                        else
+                                log_info("Deleted empty device %s", d->name);
+                }
+                return;
+        }
+
+        if (d->driver == DAX_DRIVER_KMEM) {
+                /* kmem removal is one shot: only memory that is wholly
+                 * offline may be taken back; anything else stays host RAM. */
+                if (d->instance == 0 && d->mem_blocks_online == 0) {
+                        r = kernel_destroy(be, d->name, &step);
+                        if (r >= 0) {
+                                log_info("Took over %s (%s, was kmem with all memory offline)", d->name,
+                                         format_size(d->size, sz, sizeof(sz)));
+                                pool_mark_device(p, d, EXTENT_DIRTY);
+                                return;
+                        }
+                        log_warning("Cannot take over %s while %s: %s; it stays host memory", d->name, step,
+                                    g_strerror(-r));
+                } else
+                        log_notice("%s: %s is host RAM through kmem (%u of %u memory blocks online); "
+                                   "counted as host capacity, taken back whole when allocations need it", p->name,
+                                   d->name, d->mem_blocks_online, d->mem_blocks);
+                host_adopt(&b->host, p, d);
+                return;
+        }
+
+        if (d->instance == 0 && (d->driver == DAX_DRIVER_DEVICE_DAX || d->driver == DAX_DRIVER_NONE)) {
+                r = be->ops->device_in_use(be, d->name);
+                if (r == 0) {
+                        r = kernel_destroy(be, d->name, &step);
+                        if (r >= 0) {
+                                log_info("Took over %s (%s, unused)", d->name, format_size(d->size, sz, sizeof(sz)));
+                                pool_mark_device(p, d, EXTENT_DIRTY);
+                                return;
+                        }
+                        log_warning("Cannot take over %s while %s: %s; leaving it alone", d->name, step,
+                                    g_strerror(-r));
+                } else
+                        log_notice("%s is in use by some process; leaving it alone", d->name);
+        }
+
+        log_notice("%s: device %s (%s, driver %s) was not created by daxbroker; leaving it alone and "
+                   "counting it as used", p->name, d->name, format_size(d->size, sz, sizeof(sz)),
+                   dax_driver_to_string(d->driver));
+        pool_mark_device(p, d, EXTENT_FOREIGN);
+}
+
+/* Marks the FREE parts of [start, start+size) dirty. */
+static void pool_mark_dirty_where_free(Pool *p, uint64_t start, uint64_t size) {
+        g_autoptr(GArray) pieces = g_array_new(FALSE, FALSE, sizeof(DaxRange));
+        uint64_t end = start + size;
+
+        for (size_t e = 0; e < extent_map_count(p->map); e++) {
+                const Extent *x = extent_map_get(p->map, e);
+                uint64_t s = max_u64(x->start, start), t = min_u64(x->start + x->size, end);
+                DaxRange d = { s, t - s };
+
+                if (x->kind == EXTENT_FREE && s < t)
+                        g_array_append_val(pieces, d);
+        }
+        for (guint i = 0; i < pieces->len; i++) {
+                DaxRange *d = &g_array_index(pieces, DaxRange, i);
+                (void) extent_map_set(p->map, d->start, d->size, EXTENT_DIRTY, NULL);
+        }
+}
+
+/* Free or bare dirty: no device holds any of it. */
+static bool range_unclaimed(const Pool *p, uint64_t start, uint64_t size) {
+        for (size_t e = 0; e < extent_map_count(p->map); e++) {
+                const Extent *x = extent_map_get(p->map, e);
+
+                if (x->start >= start + size || x->start + x->size <= start)
+                        continue;
+                if (!(x->kind == EXTENT_FREE || (x->kind == EXTENT_DIRTY && !x->tag)))
+                        return false;
+        }
+        return true;
+}
+
+static bool device_within_dirty(const DaxDeviceInfo *d, const GArray *dirty, unsigned region_id) {
+        for (unsigned r = 0; r < d->n_ranges; r++) {
+                bool inside = false;
+
+                for (guint i = 0; i < dirty->len && !inside; i++) {
+                        const RegionRange *x = &g_array_index(dirty, RegionRange, i);
+                        inside = x->region_id == region_id && d->ranges[r].start >= x->start &&
+                                 d->ranges[r].start + d->ranges[r].size <= x->start + x->size;
+                }
+                if (!inside)
+                        return false;
+        }
+        return d->n_ranges > 0;
+}
+
+static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *dirty, const GArray *host,
+                          bool new_boot) {
+        DaxBackend *be = b->backend;
+        _cleanup_free_ DaxDeviceInfo *devs = NULL;
+        g_autofree bool *claimed = NULL;
+        g_autoptr(GPtrArray) restore = g_ptr_array_new();
+        g_autoptr(GArray) leftovers = g_array_new(FALSE, FALSE, sizeof(DaxRange));
+        size_t nd = 0;
+        int r;
+
+        r = be->ops->list_devices(be, p->region_id, &devs, &nd);
+        if (r < 0) {
+                log_error("Cannot list devices of region %u: %s", p->region_id, g_strerror(-r));
+                return r;
+        }
+        claimed = g_new0(bool, nd + 1);
+
+        for (guint i = 0; i < records->len; i++) {
+                AllocationRecord *rec = records->pdata[i];
+                bool found = false;
+
+                if (rec->state != ALLOCATION_ACTIVE) {
+                        /* Cut short: roll back creation, finish release. */
+                        for (size_t k = 0; k < nd; k++) {
+                                const char *step = NULL;
+
+                                if (claimed[k] || devs[k].instance == 0 ||
+                                    !ranges_overlap(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
+                                        continue;
+                                claimed[k] = true;
+                                r = kernel_destroy(be, devs[k].name, &step);
+                                if (r < 0) {
+                                        log_error("Cannot finish %s of %s while %s %s: %s",
+                                                  allocation_state_to_string(rec->state), rec->id, step,
+                                                  devs[k].name, g_strerror(-r));
+                                        pool_mark_device(p, &devs[k], EXTENT_FOREIGN);
+                                }
+                        }
+                        log_info("Finished interrupted %s of %s (owner '%s'); its memory is zeroed before reuse",
+                                 rec->state == ALLOCATION_CREATING ? "allocation (rolled back)" : "release",
+                                 rec->id, rec->owner);
+                        for (unsigned q = 0; q < rec->n_ranges; q++)
+                                g_array_append_val(leftovers, rec->ranges[q]);
+                        allocation_record_free(rec);
+                        records->pdata[i] = NULL;
+                        continue;
+                }
+
+                for (size_t k = 0; k < nd && !found; k++) {
+                        if (claimed[k] || !ranges_equal(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
+                                continue;
+                        if (devs[k].driver == DAX_DRIVER_NONE) {
+                                r = be->ops->bind_device_dax(be, devs[k].name);
+                                if (r < 0) {
+                                        log_error("Cannot rebind %s of %s: %s", devs[k].name, rec->id, g_strerror(-r));
+                                        continue;
+                                }
+                        } else if (devs[k].driver != DAX_DRIVER_DEVICE_DAX)
+                                continue;
+                        claimed[k] = true;
+                        found = true;
+                        g_free(rec->device);
+                        rec->device = g_strdup(devs[k].name);
+                }
+                if (found) {
+                        pool_adopt(b, p, rec);
+                        records->pdata[i] = NULL;
+                } else
+                        g_ptr_array_add(restore, rec);
+        }
+
+        host_reconcile(&b->host, p, host, devs, nd, claimed, leftovers);
+
+        /* Devices lying wholly in recorded dirt are scrub devices (or a
+         * release) cut short by a crash: they go, the dirt stays. */
+        for (size_t k = 0; k < nd; k++) {
+                const char *step = NULL;
+
+                if (claimed[k] || devs[k].instance == 0 || devs[k].driver == DAX_DRIVER_KMEM ||
+                    !device_within_dirty(&devs[k], dirty, p->region_id))
+                        continue;
+                claimed[k] = true;
+                r = kernel_destroy(be, devs[k].name, &step);
+                if (r < 0) {
+                        log_error("Cannot remove scrub device %s while %s: %s", devs[k].name, step, g_strerror(-r));
+                        pool_mark_device(p, &devs[k], EXTENT_FOREIGN);
+                } else
+                        log_info("Removed %s, left over from zeroing cut short", devs[k].name);
+        }
+
+        for (size_t k = 0; k < nd; k++)
+                if (!claimed[k])
+                        pool_settle_unclaimed(b, p, &devs[k]);
+
+        /* After a host reboot the kernel has forgotten our layout: replay
+         * the exact ranges of every persistent allocation. */
+        for (guint i = 0; i < restore->len; i++) {
+                AllocationRecord *rec = restore->pdata[i];
+                KernelResult res = {};
+
+                for (guint k = 0; k < records->len; k++)
+                        if (records->pdata[k] == rec)
+                                records->pdata[k] = NULL;
+
+                if (rec->transient) {
+                        log_info("Dropping transient allocation %s of '%s': its client is gone", rec->id, rec->owner);
+                        allocation_record_free(rec);
+                        continue;
+                }
+                for (unsigned q = 0; q < rec->n_ranges; q++)
+                        if (!range_unclaimed(p, rec->ranges[q].start, rec->ranges[q].size))
+                                goto blocked;
+
+                kernel_create(be, p->region_id, rec->align, rec->ranges, rec->n_ranges, &res);
+                if (res.err >= 0 && (rec->device_uid != (uid_t) -1 || rec->device_gid != (gid_t) -1) &&
+                    fchown(res.fd, rec->device_uid, rec->device_gid) < 0)
+                        log_warning("Cannot give /dev/%s to %d:%d again: %m", res.name, (int) rec->device_uid,
+                                    (int) rec->device_gid);
+                if (res.err < 0) {
+                        log_error("Cannot restore allocation %s of '%s' while %s: %s; keeping its record",
+                                  rec->id, rec->owner, res.step, g_strerror(-res.err));
+                        g_ptr_array_add(b->unmanaged, rec);
+                        continue;
+                }
+                close(res.fd);
+                g_free(rec->device);
+                rec->device = g_strdup(res.name);
+                log_info("Restored allocation %s of '%s' as %s with its original ranges", rec->id, rec->owner,
+                         res.name);
+                pool_adopt(b, p, rec);
+                continue;
+        blocked:
+                log_error("Cannot restore allocation %s of '%s': its ranges are in use by another device; "
+                          "keeping its record", rec->id, rec->owner);
+                g_ptr_array_add(b->unmanaged, rec);
+        }
+
+        for (guint i = 0; i < leftovers->len; i++) {
+                DaxRange *d = &g_array_index(leftovers, DaxRange, i);
+                pool_mark_dirty_where_free(p, d->start, d->size);
+        }
+        for (guint i = 0; i < dirty->len; i++) {
+                const RegionRange *d = &g_array_index(dirty, RegionRange, i);
+                if (d->region_id == p->region_id)
+                        pool_mark_dirty_where_free(p, d->start, d->size);
+        }
+        /* After a boot nobody knows what the memory holds: the last
+         * tenant's data may have survived a warm reboot. */
+        if (new_boot)
+                pool_mark_dirty_where_free(p, p->start, p->size);
+        return 0;
+}
+
+int reconcile_pools(Broker *b, StoreState *st, bool new_boot, GError **error) {
+        GPtrArray *records = st->allocations;
+        int r;
+
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+                g_autoptr(GPtrArray) mine = g_ptr_array_new();
+
+                for (guint k = 0; k < records->len; k++) {
+                        AllocationRecord *rec = records->pdata[k];
+                        if (rec && rec->region_id == p->region_id) {
+                                g_ptr_array_add(mine, rec);
+                                records->pdata[k] = NULL;
+                        }
+                }
+                r = pool_reconcile(b, p, mine, st->dirty, st->host, new_boot);
+                /* Whatever reconcile did not take over stays on record. */
+                for (guint k = 0; k < mine->len; k++)
+                        if (mine->pdata[k])
+                                g_ptr_array_add(b->unmanaged, mine->pdata[k]);
+                if (r < 0) {
+                        g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                                    "Cannot reconcile pool %s with the kernel: %s", p->name, g_strerror(-r));
+                        return r;
+                }
+        }
+        for (guint k = 0; k < records->len; k++) {
+                AllocationRecord *rec = records->pdata[k];
+                if (!rec)
+                        continue;
+                log_warning("Allocation %s of '%s' is in region %u, which is not managed now; keeping its record",
+                            rec->id, rec->owner, rec->region_id);
+                g_ptr_array_add(b->unmanaged, rec);
+                records->pdata[k] = NULL;
+        }
+
+        return 0;
+}
