@@ -977,7 +977,10 @@ int store_save_state(const char *path, const StoreState *st, StoreSaveFlags flag
         const char *step;
         int fd, r;
 
+        /* The same checks as loading: a file that saves must load again. */
         r = records_validate((AllocationRecord *const *) st->allocations->pdata, st->allocations->len, error);
+        if (r >= 0 && st->host)
+                r = host_validate(st->host, st->allocations, error);
         if (r < 0) {
                 g_prefix_error(error, "%s: refusing to save invalid state: ", path);
                 return -EINVAL;
@@ -1000,9 +1003,12 @@ int store_save_state(const char *path, const StoreState *st, StoreSaveFlags flag
                 step = "write";
                 r = write_all(fd, data, strlen(data));
         }
+        /* Always: without it a power cut after the rename can leave an
+         * empty file (XFS, ext4 without auto_da_alloc) in place of every
+         * allocation's record. */
         if (r == 0) {
                 step = "fsync";
-                r = (flags & STORE_SAVE_DURABLE) && fsync(fd) < 0 ? -errno : 0;
+                r = fsync(fd) < 0 ? -errno : 0;
         }
         /* close() can report a deferred write error, e.g. on NFS. */
         if (close(fd) < 0 && r == 0) {
@@ -1020,7 +1026,8 @@ int store_save_state(const char *path, const StoreState *st, StoreSaveFlags flag
                 return r;
         }
 
-        /* Without this the rename itself may not survive a power cut. */
+        /* Without this the rename itself may not survive a power cut; for
+         * records that a power cut makes moot, the old file is as good. */
         if (!(flags & STORE_SAVE_DURABLE))
                 return 0;
         r = fsync_directory_of(path);

@@ -80,9 +80,12 @@ void store_state_init(StoreState *s);
 void store_state_clear(StoreState *s);
 int store_load_state(const char *path, StoreState *ret, GError **error);
 int store_load_state_data(const char *data, gsize len, StoreState *ret, GError **error);
-/* Without STORE_SAVE_DURABLE the file is still replaced atomically (a
- * process crash sees the old or the new one) but not fsync'ed: for records
- * that a power cut makes moot anyway. */
+/* The new file is always fsync'ed before it replaces the old one, so a
+ * power cut leaves the old or the new file, never an empty one. Without
+ * STORE_SAVE_DURABLE the directory is not fsync'ed: after a power cut the
+ * rename may be lost (the old file stays), which only records that a power
+ * cut makes moot anyway may accept. Saving runs the same validation as
+ * loading. */
 typedef enum StoreSaveFlags {
         STORE_SAVE_DURABLE = 1 << 0,
 } StoreSaveFlags;
