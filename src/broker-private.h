@@ -28,6 +28,8 @@ struct Broker {
         Scrubber *scrubber;
         ScrubSched *scrub;
         HostCtx host;            /* host return's view of the broker */
+        sd_event_source *restore_timer; /* retries allocations without a device */
+        uint64_t restore_delay_usec;
         int lock_fd;
         char *boot_id;
         bool stopping;

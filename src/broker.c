@@ -14,6 +14,8 @@
 
 G_DEFINE_QUARK(daxbroker-broker-error-quark, broker_error)
 
+static void restore_later(Broker *b);
+
 
 /* ---- small helpers ---- */
 
@@ -30,7 +32,20 @@ static void allocation_free(Allocation *a) {
         if (!a)
                 return;
         allocation_record_free(a->rec);
+        g_free(a->restore_message);
         g_free(a);
+}
+
+const char *allocation_state_name(const Allocation *a) {
+        if (a->rec->state == ALLOCATION_CREATING)
+                return "creating";
+        if (a->rec->state == ALLOCATION_RELEASING)
+                return "releasing";
+        if (a->restore == ALLOCATION_RESTORING)
+                return "restoring";
+        if (a->restore == ALLOCATION_RESTORE_FAILED)
+                return "failed";
+        return "active";
 }
 
 uint64_t allocation_size(const Allocation *a) {
@@ -124,6 +139,10 @@ void broker_set_listener(Broker *b, const BrokerListener *l, void *userdata) {
 static void notify_added(Broker *b, Allocation *a) {
         if (b->listener.allocation_added)
                 b->listener.allocation_added(a, b->listener_data);
+}
+static void notify_changed(Broker *b, Allocation *a) {
+        if (b->listener.allocation_changed)
+                b->listener.allocation_changed(a, b->listener_data);
 }
 static void notify_removed(Broker *b, Allocation *a) {
         if (b->listener.allocation_removed)
@@ -619,8 +638,16 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         a->pool = pool;
         a->busy = true;
         j->allocation = a;
+        /* All or nothing: on failure the map is unchanged. */
+        n = extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_PENDING, a);
+        if (n < 0) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                            "Cannot reserve the ranges in pool %s: %s", pool->name, g_strerror(-n));
+                allocation_free(a);
+                g_free(j);
+                return false;
+        }
         g_hash_table_insert(b->allocations, a->rec->id, a);
-        extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_PENDING, a);
 
         /* Written before the kernel is touched, so that a crash in between
          * is rolled back at start-up instead of leaking a device. */
@@ -692,7 +719,12 @@ static void release_done(void *p) {
         notify_removed(b, a);
         /* The kernel does not zero device memory: what the owner left
          * there is dirt until the scrubber has been through it. */
-        extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, NULL);
+        if (extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, NULL) < 0)
+                log_error("Cannot mark the ranges of %s dirty in pool %s", a->rec->id, pool->name);
+        /* Never restored: parts of it may still be host RAM, which stays
+         * the host's. */
+        if (a->restore != ALLOCATION_RESTORED)
+                host_take_back(&b->host, pool, a->rec->ranges, a->rec->n_ranges);
         transient = a->rec->transient;
         g_hash_table_remove(b->allocations, a->rec->id);
         if (broker_save(b, &error) < 0)
@@ -813,6 +845,12 @@ bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *u
 int broker_open(Broker *b, Allocation *a, GError **error) {
         int fd;
 
+        if (a->restore != ALLOCATION_RESTORED) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
+                            "Allocation %s has no device yet (%s): %s", a->rec->id, allocation_state_name(a),
+                            a->restore_message ? a->restore_message : "being restored");
+                return -1;
+        }
         if (a->busy || a->rec->state != ALLOCATION_ACTIVE || !a->rec->device) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
                             "Allocation %s is being created or released", a->rec->id);
@@ -993,6 +1031,7 @@ int broker_start(Broker *b, GError **error) {
         broker_scrub_kick(b);
         for (guint i = 0; i < b->pools->len; i++)
                 host_pool_changed(&b->host, b->pools->pdata[i]);
+        restore_later(b);
         log_info("Ready: %u pools, %u allocations", b->pools->len, g_hash_table_size(b->allocations));
 finish:
         /* unclaimed records were moved out by reconcile_pools; the rest are NULL */
@@ -1027,6 +1066,142 @@ int broker_reload(Broker *b, Config *config, GError **error) {
         return 0;
 }
 
+/* ---- allocations restored later (host-held or blocked after a reboot) ---- */
+
+/* First retry a little after start-up, then backing off up to this. */
+#define RESTORE_RETRY_MIN_USEC (10 * 1000 * 1000ULL)
+#define RESTORE_RETRY_MAX_USEC (10 * 60 * 1000 * 1000ULL)
+
+typedef struct RestoreJob {
+        Broker *broker;
+        Allocation *allocation;
+        bool zero;
+        KernelResult res;
+        int err;
+        const char *step;
+} RestoreJob;
+
+static void restore_work(void *p) {
+        RestoreJob *j = p;
+        const AllocationRecord *r = j->allocation->rec;
+        const char *ignored;
+
+        kernel_create(j->broker->backend, r->region_id, r->align, r->ranges, r->n_ranges, &j->res);
+        if (j->res.err < 0) {
+                j->err = j->res.err;
+                j->step = j->res.step;
+                return;
+        }
+        crash_point("restore-created");
+        if (j->zero)
+                j->err = kernel_zero(j->broker->backend, j->broker->scrubber, j->res.name,
+                                     dax_ranges_size(r->ranges, r->n_ranges), NULL, 0, &j->step);
+        if (j->err >= 0 && (r->device_uid != (uid_t) -1 || r->device_gid != (gid_t) -1) &&
+            fchown(j->res.fd, r->device_uid, r->device_gid) < 0) {
+                j->err = -errno;
+                j->step = "changing the owner of the device node";
+        }
+        close(j->res.fd);
+        if (j->err < 0)
+                (void) kernel_destroy(j->broker->backend, j->res.name, &ignored);
+}
+
+static void restore_done(void *p) {
+        RestoreJob *j = p;
+        Broker *b = j->broker;
+        Allocation *a = j->allocation;
+        g_autoptr(GError) error = NULL;
+
+        a->busy = false;
+        if (j->err < 0) {
+                g_free(a->restore_message);
+                a->restore_message = g_strdup_printf("the kernel refused while %s: %s", j->step, g_strerror(-j->err));
+                a->restore = ALLOCATION_RESTORE_FAILED;
+                log_error("Cannot restore allocation %s of '%s' yet: %s; retrying later", a->rec->id, a->rec->owner,
+                          a->restore_message);
+                notify_changed(b, a);
+                restore_later(b);
+                g_free(j);
+                return;
+        }
+        g_free(a->rec->device);
+        a->rec->device = g_strdup(j->res.name);
+        a->restore = ALLOCATION_RESTORED;
+        a->restore_zero = false;
+        g_clear_pointer(&a->restore_message, g_free);
+        if (broker_save(b, &error) < 0)
+                log_error("Cannot record the restored allocation %s: %s; start-up will adopt its device",
+                          a->rec->id, error->message);
+        log_info("Restored allocation %s of '%s' as %s with its original ranges", a->rec->id, a->rec->owner,
+                 a->rec->device);
+        stable_path_update(b, a->rec);
+        notify_changed(b, a);
+        g_free(j);
+}
+
+/* Tries again for every allocation without its device: host chunks in its
+ * way are reclaimed (if reclaim is set), and once none is, the device is
+ * created with the recorded ranges. */
+static void restore_kick(Broker *b, bool reclaim) {
+        GHashTableIter it;
+        void *v;
+
+        if (b->stopping)
+                return;
+        g_hash_table_iter_init(&it, b->allocations);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                Allocation *a = v;
+                RestoreJob *j;
+
+                if (a->restore == ALLOCATION_RESTORED || a->busy)
+                        continue;
+                if (reclaim ? host_reclaim_overlapping(&b->host, a->pool, a->rec->ranges, a->rec->n_ranges)
+                            : host_overlaps(&b->host, a->pool, a->rec->ranges, a->rec->n_ranges))
+                        continue;
+                j = g_new0(RestoreJob, 1);
+                *j = (RestoreJob) { .broker = b, .allocation = a, .zero = a->restore_zero };
+                a->busy = true;
+                worker_submit(b->worker, a->pool->region_id, restore_work, restore_done, j);
+        }
+}
+
+static bool restore_pending(Broker *b) {
+        GHashTableIter it;
+        void *v;
+
+        g_hash_table_iter_init(&it, b->allocations);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                if (((Allocation *) v)->restore != ALLOCATION_RESTORED)
+                        return true;
+        return false;
+}
+
+static int on_restore_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Broker *b = userdata;
+
+        restore_kick(b, true);
+        restore_later(b);
+        return 0;
+}
+
+/* Backs off: 10 s, 20 s, ... up to 10 minutes between rounds. */
+static void restore_later(Broker *b) {
+        uint64_t now;
+
+        if (b->stopping || !b->event || !restore_pending(b))
+                return;
+        b->restore_delay_usec = b->restore_delay_usec ? MIN(2 * b->restore_delay_usec, RESTORE_RETRY_MAX_USEC)
+                                                      : RESTORE_RETRY_MIN_USEC;
+        (void) sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+        if (!b->restore_timer) {
+                if (sd_event_add_time(b->event, &b->restore_timer, CLOCK_MONOTONIC, now + b->restore_delay_usec, 0,
+                                      on_restore_timer, b) < 0)
+                        return;
+        } else
+                (void) sd_event_source_set_time(b->restore_timer, now + b->restore_delay_usec);
+        (void) sd_event_source_set_enabled(b->restore_timer, SD_EVENT_ONESHOT);
+}
+
 /* ---- host return's view of the broker ---- */
 
 static int host_commit(void *userdata, bool durable) {
@@ -1039,6 +1214,7 @@ static void host_sizes_changed(void *userdata, Pool *p) {
 
 static void host_memory_freed(void *userdata, Pool *p) {
         broker_waiting_retry(userdata);
+        restore_kick(userdata, false);
 }
 
 static void host_dirt_added(void *userdata, Pool *p) {
@@ -1166,6 +1342,7 @@ void broker_free(Broker *b) {
         }
         g_queue_free(b->waiting);
         scrub_sched_free(b->scrub);
+        sd_event_source_disable_unref(b->restore_timer);
         scrubber_free(b->scrubber);
         g_hash_table_destroy(b->allocations);
         g_ptr_array_free(b->pools, TRUE);

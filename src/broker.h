@@ -73,11 +73,26 @@ typedef struct Pool {
         char *host_error;           /* why the last reclaim failed */
 } Pool;
 
+/* Whether a recorded allocation has its device. After a reboot its ranges
+ * may be host RAM (kmem) or held by another device: it stays listed and
+ * owns its ranges while the broker keeps trying. */
+typedef enum AllocationRestore {
+        ALLOCATION_RESTORED = 0, /* has its device (or is being created/released) */
+        ALLOCATION_RESTORING,    /* waiting for its memory to come back from the host */
+        ALLOCATION_RESTORE_FAILED, /* the kernel refused; retried with backoff */
+} AllocationRestore;
+
 struct Allocation {
         AllocationRecord *rec;
         Pool *pool;
         bool busy; /* a kernel operation on it is in flight */
+        AllocationRestore restore;
+        char *restore_message;       /* why it has no device yet */
+        bool restore_zero;           /* its ranges held host data: zero before handing out */
 };
+
+/* "active", "creating", "releasing", "restoring" or "failed". */
+const char *allocation_state_name(const Allocation *a);
 
 typedef struct AllocateRequest {
         const char *owner;

@@ -764,6 +764,10 @@ static int property_get_allocation(sd_bus *b, const char *path, const char *inte
                 return sd_bus_message_append(reply, "i", a->pool->numa_node);
         if (streq(property, "Transient"))
                 return sd_bus_message_append(reply, "b", (int) rec->transient);
+        if (streq(property, "State"))
+                return sd_bus_message_append(reply, "s", allocation_state_name(a));
+        if (streq(property, "StateMessage"))
+                return sd_bus_message_append(reply, "s", a->restore_message ? a->restore_message : "");
         return sd_bus_message_append(reply, "t", rec->created_usec);
 }
 
@@ -782,6 +786,8 @@ static const sd_bus_vtable allocation_vtable[] = {
         ALLOC_PROP("NumaNode", "i", SD_BUS_VTABLE_PROPERTY_CONST),
         ALLOC_PROP("Transient", "b", SD_BUS_VTABLE_PROPERTY_CONST),
         ALLOC_PROP("CreatedUSec", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("State", "s", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        ALLOC_PROP("StateMessage", "s", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };
 
@@ -840,8 +846,17 @@ static void check_transient_clients(Bus *bus) {
         }
 }
 
+static void on_allocation_changed(Allocation *a, void *userdata) {
+        Bus *bus = userdata;
+        g_autofree char *path = allocation_path(a);
+
+        (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_ALLOCATION_IFACE, "Device", "State", "StateMessage",
+                                              NULL);
+}
+
 static const BrokerListener bus_listener = {
         .allocation_added = on_allocation_added,
+        .allocation_changed = on_allocation_changed,
         .allocation_removed = on_allocation_removed,
         .sizes_changed = on_sizes_changed,
 };

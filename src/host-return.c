@@ -87,11 +87,15 @@ static void chunk_held(const HostChunk *c, GArray *out) {
         }
 }
 
-/* The chunk's memory leaves the host: it is dirty until zeroed. */
+/* The chunk's memory leaves the host: it is dirty until zeroed. Bytes an
+ * allocation being restored holds inside it stay that allocation's. */
 static void chunk_drop(HostChunk *c, ExtentKind now) {
         Pool *p = c->pool;
+        g_autoptr(GArray) held = g_array_new(FALSE, FALSE, sizeof(DaxRange));
 
-        extent_map_set_ranges(p->map, c->ranges, c->n_ranges, now, NULL);
+        chunk_held(c, held);
+        if (extent_map_set_ranges(p->map, (DaxRange *) held->data, held->len, now, NULL) < 0)
+                log_error("Pool %s: cannot mark the ranges of host chunk %s", p->name, c->device);
         g_ptr_array_remove(p->chunks, c);
         g_free(c);
 }
@@ -821,3 +825,57 @@ void host_reconcile(HostCtx *h, Pool *p, const GArray *records, DaxDeviceInfo *d
         }
 }
 
+int host_reclaim_device_now(HostCtx *h, Pool *p, const DaxDeviceInfo *d, char **ret_error) {
+        HostChunk c = { .pool = p, .n_ranges = d->n_ranges, .recorded = false };
+        HostJob j = { .host = h, .chunk = &c };
+
+        memcpy(c.ranges, d->ranges, d->n_ranges * sizeof(DaxRange));
+        g_strlcpy(c.device, d->name, sizeof(c.device));
+        reclaim_offline_work(&j);
+        if (j.err >= 0)
+                reclaim_destroy_work(&j);
+        if (j.err < 0) {
+                *ret_error = job_error(&j);
+                return j.err;
+        }
+        return 0;
+}
+
+int host_reclaim_overlapping(HostCtx *h, Pool *p, const DaxRange *r, size_t n) {
+        int found = 0;
+
+        for (guint i = 0; i < p->chunks->len; i++) {
+                HostChunk *c = p->chunks->pdata[i];
+
+                if (!ranges_overlap(c->ranges, c->n_ranges, r, n))
+                        continue;
+                found = 1;
+                if (chunk_reclaimable(c, 0) && !h->stopping)
+                        reclaim_start(h, c, NULL);
+        }
+        return found;
+}
+
+void host_take_back(HostCtx *h, Pool *p, const DaxRange *r, size_t n) {
+        for (guint i = 0; i < p->chunks->len; i++) {
+                HostChunk *c = p->chunks->pdata[i];
+
+                for (unsigned q = 0; q < c->n_ranges; q++)
+                        for (size_t k = 0; k < n; k++) {
+                                uint64_t s = max_u64(c->ranges[q].start, r[k].start);
+                                uint64_t t = min_u64(c->ranges[q].start + c->ranges[q].size, r[k].start + r[k].size);
+
+                                if (s < t)
+                                        (void) extent_map_set(p->map, s, t - s, EXTENT_HOST, c);
+                        }
+        }
+}
+
+bool host_overlaps(HostCtx *h, Pool *p, const DaxRange *r, size_t n) {
+        for (guint i = 0; i < p->chunks->len; i++) {
+                const HostChunk *c = p->chunks->pdata[i];
+                if (ranges_overlap(c->ranges, c->n_ranges, r, n))
+                        return true;
+        }
+        return false;
+}

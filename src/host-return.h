@@ -73,6 +73,19 @@ bool host_reclaim_for(HostCtx *h, const AllocateRequest *req);
 bool host_reclaim_running(HostCtx *h, const AllocateRequest *req);
 /* Why the last reclaim in the pool failed, or NULL. */
 const char *host_last_error(const Pool *p);
+/* Start-up, restoring a recorded allocation: takes a kmem device back at
+ * once (offline every block, verify, unbind, destroy), or puts back online
+ * what it took offline and says why not. */
+int host_reclaim_device_now(HostCtx *h, Pool *p, const DaxDeviceInfo *d, char **ret_error);
+/* Starts reclaiming the chunks that overlap the ranges (an allocation
+ * being restored needs them). 1 if any chunk overlaps (reclaim started or
+ * running), 0 if none does. */
+int host_reclaim_overlapping(HostCtx *h, Pool *p, const DaxRange *r, size_t n);
+/* Any chunk overlaps the ranges. */
+bool host_overlaps(HostCtx *h, Pool *p, const DaxRange *r, size_t n);
+/* The parts of the ranges that lie in a chunk are host memory again (an
+ * allocation that was never restored is released). */
+void host_take_back(HostCtx *h, Pool *p, const DaxRange *r, size_t n);
 /* The operator's ReturnToHost and ReclaimFromHost (see broker.h). */
 bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
                          GError **error);

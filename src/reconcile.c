@@ -12,7 +12,7 @@
 #include "reconcile.h"
 #include "util.h"
 
-static void pool_adopt(Broker *b, Pool *p, AllocationRecord *rec) {
+static Allocation *pool_adopt(Broker *b, Pool *p, AllocationRecord *rec) {
         Allocation *a = g_new0(Allocation, 1);
 
         g_free(rec->pool);
@@ -21,7 +21,9 @@ static void pool_adopt(Broker *b, Pool *p, AllocationRecord *rec) {
         a->rec = rec;
         a->pool = p;
         g_hash_table_insert(b->allocations, rec->id, a);
-        extent_map_set_ranges(p->map, rec->ranges, rec->n_ranges, EXTENT_ALLOCATED, a);
+        if (extent_map_set_ranges(p->map, rec->ranges, rec->n_ranges, EXTENT_ALLOCATED, a) < 0)
+                log_error("Allocation %s has ranges outside pool %s", rec->id, p->name);
+        return a;
 }
 
 static void pool_mark_device(Pool *p, const DaxDeviceInfo *d, ExtentKind kind) {
@@ -109,19 +111,6 @@ static void pool_mark_dirty_where_free(Pool *p, uint64_t start, uint64_t size) {
         }
 }
 
-/* Free or bare dirty: no device holds any of it. */
-static bool range_unclaimed(const Pool *p, uint64_t start, uint64_t size) {
-        for (size_t e = 0; e < extent_map_count(p->map); e++) {
-                const Extent *x = extent_map_get(p->map, e);
-
-                if (x->start >= start + size || x->start + x->size <= start)
-                        continue;
-                if (!(x->kind == EXTENT_FREE || (x->kind == EXTENT_DIRTY && !x->tag)))
-                        return false;
-        }
-        return true;
-}
-
 static bool device_within_dirty(const DaxDeviceInfo *d, const GArray *dirty, unsigned region_id) {
         for (unsigned r = 0; r < d->n_ranges; r++) {
                 bool inside = false;
@@ -137,6 +126,109 @@ static bool device_within_dirty(const DaxDeviceInfo *d, const GArray *dirty, uns
         return d->n_ranges > 0;
 }
 
+/* Restores one persistent allocation whose device is gone (the host
+ * rebooted). Whatever stands in its way and may be taken is taken; if
+ * that fails, the allocation is listed without a device (restoring or
+ * failed, with the reason) and retried later. */
+static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo *devs, size_t nd, bool *claimed,
+                        GArray *leftovers, GPtrArray *unrestored) {
+        DaxBackend *be = b->backend;
+        g_autofree char *why = NULL;
+        AllocationRestore state = ALLOCATION_RESTORE_FAILED;
+        KernelResult res = {};
+        bool from_host = false;
+        Allocation *a;
+        int r;
+
+        for (size_t k = 0; k < nd && !why; k++) {
+                const char *step = NULL;
+                g_autofree char *err = NULL;
+
+                if (claimed[k] || devs[k].size == 0 ||
+                    !ranges_overlap(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
+                        continue;
+                if (devs[k].driver == DAX_DRIVER_KMEM) {
+                        /* The host onlined it at boot (memhp policy): take it
+                         * back whole, as kmem can only be removed whole. */
+                        crash_point("restore-reclaim");
+                        r = host_reclaim_device_now(&b->host, p, &devs[k], &err);
+                        if (r < 0) {
+                                state = ALLOCATION_RESTORING;
+                                why = g_strdup_printf("its memory is host RAM (%s) and could not be taken back: %s",
+                                                      devs[k].name, err);
+                                continue;
+                        }
+                        crash_point("restore-reclaimed");
+                        log_info("Took %s back from the host for allocation %s of '%s'", devs[k].name, rec->id,
+                                 rec->owner);
+                        from_host = true;
+                } else if (devs[k].instance == 0 &&
+                           (devs[k].driver == DAX_DRIVER_DEVICE_DAX || devs[k].driver == DAX_DRIVER_NONE) &&
+                           be->ops->device_in_use(be, devs[k].name) == 0) {
+                        r = kernel_destroy(be, devs[k].name, &step);
+                        if (r < 0) {
+                                why = g_strdup_printf("cannot take over %s while %s: %s", devs[k].name, step,
+                                                      g_strerror(-r));
+                                continue;
+                        }
+                        log_info("Took over %s (unused) for allocation %s", devs[k].name, rec->id);
+                } else {
+                        why = g_strdup_printf("its ranges are held by %s (driver %s), which daxbroker did not "
+                                              "create", devs[k].name, dax_driver_to_string(devs[k].driver));
+                        continue;
+                }
+                claimed[k] = true;
+                /* What the device held beyond the allocation is dirt. */
+                for (unsigned q = 0; q < devs[k].n_ranges; q++)
+                        g_array_append_val(leftovers, devs[k].ranges[q]);
+        }
+
+        if (!why) {
+                kernel_create(be, p->region_id, rec->align, rec->ranges, rec->n_ranges, &res);
+                if (res.err < 0)
+                        why = g_strdup_printf("the kernel refused while %s: %s", res.step, g_strerror(-res.err));
+        }
+        if (!why && from_host) {
+                const char *step = NULL;
+
+                crash_point("restore-created");
+                /* The host's pages were there: none of it reaches the owner. */
+                r = kernel_zero(be, b->scrubber, res.name, dax_ranges_size(rec->ranges, rec->n_ranges), NULL, 0, &step);
+                if (r < 0) {
+                        const char *ignored;
+
+                        close(res.fd);
+                        (void) kernel_destroy(be, res.name, &ignored);
+                        state = ALLOCATION_RESTORE_FAILED;
+                        why = g_strdup_printf("the kernel refused while %s: %s", step, g_strerror(-r));
+                }
+        }
+        if (why) {
+                log_error("Cannot restore allocation %s of '%s' now: %s; it stays listed (%s) and keeps its "
+                          "ranges, retrying later", rec->id, rec->owner, why,
+                          state == ALLOCATION_RESTORING ? "restoring" : "failed");
+                g_clear_pointer(&rec->device, g_free);
+                a = pool_adopt(b, p, rec);
+                a->restore = state;
+                a->restore_message = g_steal_pointer(&why);
+                /* It never got its device back: what the ranges hold now is
+                 * unknown (host data at worst). */
+                a->restore_zero = true;
+                g_ptr_array_add(unrestored, a);
+                return;
+        }
+        if ((rec->device_uid != (uid_t) -1 || rec->device_gid != (gid_t) -1) &&
+            fchown(res.fd, rec->device_uid, rec->device_gid) < 0)
+                log_warning("Cannot give /dev/%s to %d:%d again: %m", res.name, (int) rec->device_uid,
+                            (int) rec->device_gid);
+        close(res.fd);
+        g_free(rec->device);
+        rec->device = g_strdup(res.name);
+        log_info("Restored allocation %s of '%s' as %s with its original ranges%s", rec->id, rec->owner, res.name,
+                 from_host ? " (zeroed: the host had the memory)" : "");
+        pool_adopt(b, p, rec);
+}
+
 static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *dirty, const GArray *host,
                           bool new_boot) {
         DaxBackend *be = b->backend;
@@ -144,6 +236,7 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
         g_autofree bool *claimed = NULL;
         g_autoptr(GPtrArray) restore = g_ptr_array_new();
         g_autoptr(GArray) leftovers = g_array_new(FALSE, FALSE, sizeof(DaxRange));
+        g_autoptr(GPtrArray) unrestored = g_ptr_array_new();
         size_t nd = 0;
         int r;
 
@@ -219,6 +312,15 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                     !device_within_dirty(&devs[k], dirty, p->region_id))
                         continue;
                 claimed[k] = true;
+                /* Ours by its ranges, but someone has it open (an operator,
+                 * a tool that created a device there meanwhile): leave it. */
+                r = be->ops->device_in_use(be, devs[k].name);
+                if (r != 0) {
+                        log_warning("%s lies in memory recorded as dirty but is %s; leaving it alone and counting "
+                                    "it as used", devs[k].name, r > 0 ? "in use" : "unreadable");
+                        pool_mark_device(p, &devs[k], EXTENT_FOREIGN);
+                        continue;
+                }
                 r = kernel_destroy(be, devs[k].name, &step);
                 if (r < 0) {
                         log_error("Cannot remove scrub device %s while %s: %s", devs[k].name, step, g_strerror(-r));
@@ -227,51 +329,41 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                         log_info("Removed %s, left over from zeroing cut short", devs[k].name);
         }
 
-        for (size_t k = 0; k < nd; k++)
-                if (!claimed[k])
-                        pool_settle_unclaimed(b, p, &devs[k]);
-
-        /* After a host reboot the kernel has forgotten our layout: replay
-         * the exact ranges of every persistent allocation. */
+        /* Recorded allocations come before anything else the kernel
+         * shows: their ranges were promised. A device in their way that
+         * the broker may take (an unused boot-time daxR.0, memory the host
+         * onlined through kmem) is taken for them first. */
         for (guint i = 0; i < restore->len; i++) {
                 AllocationRecord *rec = restore->pdata[i];
-                KernelResult res = {};
 
                 for (guint k = 0; k < records->len; k++)
                         if (records->pdata[k] == rec)
                                 records->pdata[k] = NULL;
 
                 if (rec->transient) {
-                        log_info("Dropping transient allocation %s of '%s': its client is gone", rec->id, rec->owner);
+                        log_info("Dropping transient allocation %s of '%s': its client is gone; its memory is "
+                                 "zeroed before reuse", rec->id, rec->owner);
+                        /* Its device went with the client's data still in it
+                         * (or the host rebooted warm): dirt either way. */
+                        for (unsigned q = 0; q < rec->n_ranges; q++)
+                                g_array_append_val(leftovers, rec->ranges[q]);
                         allocation_record_free(rec);
                         continue;
                 }
-                for (unsigned q = 0; q < rec->n_ranges; q++)
-                        if (!range_unclaimed(p, rec->ranges[q].start, rec->ranges[q].size))
-                                goto blocked;
+                restore_one(b, p, rec, devs, nd, claimed, leftovers, unrestored);
+        }
 
-                kernel_create(be, p->region_id, rec->align, rec->ranges, rec->n_ranges, &res);
-                if (res.err >= 0 && (rec->device_uid != (uid_t) -1 || rec->device_gid != (gid_t) -1) &&
-                    fchown(res.fd, rec->device_uid, rec->device_gid) < 0)
-                        log_warning("Cannot give /dev/%s to %d:%d again: %m", res.name, (int) rec->device_uid,
-                                    (int) rec->device_gid);
-                if (res.err < 0) {
-                        log_error("Cannot restore allocation %s of '%s' while %s: %s; keeping its record",
-                                  rec->id, rec->owner, res.step, g_strerror(-res.err));
-                        g_ptr_array_add(b->unmanaged, rec);
-                        continue;
-                }
-                close(res.fd);
-                g_free(rec->device);
-                rec->device = g_strdup(res.name);
-                log_info("Restored allocation %s of '%s' as %s with its original ranges", rec->id, rec->owner,
-                         res.name);
-                pool_adopt(b, p, rec);
-                continue;
-        blocked:
-                log_error("Cannot restore allocation %s of '%s': its ranges are in use by another device; "
-                          "keeping its record", rec->id, rec->owner);
-                g_ptr_array_add(b->unmanaged, rec);
+        for (size_t k = 0; k < nd; k++)
+                if (!claimed[k])
+                        pool_settle_unclaimed(b, p, &devs[k]);
+
+        /* Allocations still without a device own their ranges all the same:
+         * nobody else is handed them, not even when host memory comes back. */
+        for (guint i = 0; i < unrestored->len; i++) {
+                Allocation *a = unrestored->pdata[i];
+
+                if (extent_map_set_ranges(p->map, a->rec->ranges, a->rec->n_ranges, EXTENT_ALLOCATED, a) < 0)
+                        log_error("Allocation %s has ranges outside pool %s", a->rec->id, p->name);
         }
 
         for (guint i = 0; i < leftovers->len; i++) {

@@ -12,6 +12,10 @@
 #   host-busy   a host chunk with an unmovable block: reclaim fails cleanly
 #   host-hang   the same with a block whose offlining never finishes
 #   host-crash  kill -9 at every step of return and reclaim
+#   reboot-host three allocations, then a reboot that onlines every region
+#               as host RAM (memhp default): all three come back, same ranges
+#   reboot-host-pinned  the same with an unmovable block in region 0: its
+#               allocations stay listed (restoring), their ranges reserved
 set -u
 build=$1 src=$2 what=$3
 tmp=$(mktemp -d /tmp/daxbroker-bus.XXXXXX)
@@ -148,6 +152,22 @@ host-busy|host-hang)
         "${scn[@]}" host-pinned host --must-fail || rc=1
         grep -q "Reclaiming host memory: .*memory[0-9]" "$tmp/daemon.log" ||
                 { echo "# the daemon did not log which block refused"; rc=1; }
+        ;;
+reboot-host|reboot-host-pinned)
+        "${scn[@]}" setup-persist "$tmp/persist" || rc=1
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        # The host reboots; the kernel onlines every region as System RAM.
+        rm -f "$tmp/sim-kernel.json"
+        backend="${backend/boot=devdax/boot=kmem-online}"
+        [ "$what" = reboot-host-pinned ] && backend="$backend;pin=0x150000000:busy"
+        start_daemon || exit 1
+        if [ "$what" = reboot-host ]; then
+                "${scn[@]}" check-persist "$tmp/persist" || rc=1
+        else
+                "${scn[@]}" check-restoring "$tmp/persist" || rc=1
+                grep -q "Cannot restore allocation .*host RAM" "$tmp/daemon.log" ||
+                        { echo "# the daemon did not log why an allocation waits"; rc=1; }
+        fi
         ;;
 host-crash)
         # kill -9 at every step of return and reclaim; after a restart the

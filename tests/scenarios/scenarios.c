@@ -1045,6 +1045,118 @@ static int check_persist(const char *file) {
         return n_fail ? 1 : 0;
 }
 
+/* After a reboot into host-held memory that cannot all be taken back:
+ * every recorded allocation is still listed with its identical ranges;
+ * one without a device says why (State, StateMessage), and nobody else is
+ * handed any byte of its ranges. */
+static int check_restoring(const char *file) {
+        FILE *f = fopen(file, "re");
+        char line[4096];
+        Range want[64];
+        unsigned n_want = 0, count = 0, waiting = 0;
+
+        if (!f) {
+                check(false, "cannot read %s", file);
+                return 1;
+        }
+        while (fgets(line, sizeof(line), f)) {
+                char path[256], label[256], dev[64];
+                unsigned n;
+                int off = 0;
+                AllocInfo a;
+                char *state = NULL, *msg = NULL;
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+
+                if (sscanf(line, "%255s %255s %63s %u%n", path, label, dev, &n, &off) != 4)
+                        continue;
+                count++;
+                bool found = find_allocation(path, &a);
+                check(found, "%s is still listed", path);
+                if (!found)
+                        continue;
+                bool same = a.n_ranges == n;
+                char *p = line + off;
+                for (unsigned k = 0; same && k < n; k++) {
+                        uint64_t st, l;
+                        int used;
+                        if (sscanf(p, " %" SCNu64 " %" SCNu64 "%n", &st, &l, &used) != 2)
+                                same = false;
+                        else {
+                                same = a.ranges[k].start == st && a.ranges[k].size == l;
+                                p += used;
+                                if (n_want < 64)
+                                        want[n_want++] = (Range) { st, l };
+                        }
+                }
+                check(same, "%s has identical ranges", a.id);
+                (void) sd_bus_get_property_string(bus, DEST, path, "org.daxbroker.Broker1.Allocation", "State", &error,
+                                                  &state);
+                sd_bus_error_free(&error);
+                (void) sd_bus_get_property_string(bus, DEST, path, "org.daxbroker.Broker1.Allocation", "StateMessage",
+                                                  &error, &msg);
+                sd_bus_error_free(&error);
+                if (state && strcmp(state, "active") == 0)
+                        check(a.device[0] != 0, "%s is active with device %s", a.id, a.device);
+                else {
+                        waiting++;
+                        check(state && (strcmp(state, "restoring") == 0 || strcmp(state, "failed") == 0) && msg &&
+                                      msg[0],
+                              "%s is %s without a device, saying why: %s", a.id, state ? state : "(none)",
+                              msg ? msg : "(none)");
+                        /* Open must refuse, with a reason. */
+                        sd_bus_message *reply = NULL;
+                        int r = sd_bus_call_method(bus, DEST, PATH, MGR, "Open", &error, &reply, "o", path);
+                        check(r < 0 && sd_bus_error_has_name(&error, "org.daxbroker.Broker1.Error.Busy"),
+                              "Open of %s is refused with Busy (%s)", a.id, error.message ? error.message : "succeeded");
+                        sd_bus_error_free(&error);
+                        sd_bus_message_unref(reply);
+                }
+                free(state);
+                free(msg);
+        }
+        fclose(f);
+        check(count == 3, "three allocations were recorded");
+        check(waiting > 0, "at least one allocation is waiting for its memory (%u)", waiting);
+
+        /* Take everything that can be taken: none of it may overlap. */
+        static char paths[256][256];
+        unsigned taken = 0;
+        bool overlap = false;
+        for (int round = 0; round < 256; round++) {
+                PoolInfo pools[16];
+                int np = list_pools(pools, 16);
+                bool got = false;
+                for (int i = 0; i < np && taken < 256; i++) {
+                        uint64_t sz = pools[i].largest, g = pools[i].boundary ? pools[i].boundary : 2 * MiB;
+                        sz -= sz % g;
+                        if (sz == 0)
+                                continue;
+                        char err[256];
+                        int fd;
+                        if (allocate("scn-grab", sz, OPTS(.pool = pools[i].name, .label = NULL), paths[taken], &fd, err,
+                                     sizeof(err)) < 0)
+                                continue;
+                        close(fd);
+                        AllocInfo a;
+                        if (find_allocation(paths[taken], &a))
+                                for (unsigned k = 0; k < a.n_ranges; k++)
+                                        for (unsigned q = 0; q < n_want; q++)
+                                                if (a.ranges[k].start < want[q].start + want[q].size &&
+                                                    want[q].start < a.ranges[k].start + a.ranges[k].size)
+                                                        overlap = true;
+                        taken++;
+                        got = true;
+                }
+                if (!got)
+                        break;
+        }
+        check(taken > 0 && !overlap, "%u allocations of all remaining memory never overlap a recorded allocation",
+              taken);
+        for (unsigned i = 0; i < taken; i++)
+                release(paths[i], NULL, 0);
+        return n_fail ? 1 : 0;
+}
+
 /* ---- host return: idle memory goes to the host and comes back ---- */
 
 static bool find_pool(const char *name, PoolInfo *ret) {
@@ -1434,7 +1546,7 @@ int main(int argc, char **argv) {
                         return 2;
         }
         if (optind >= argc) {
-                fprintf(stderr, "usage: scenarios [--bus-address A] [--sysfs] [--runtime-dir D] run|setup-persist F|check-persist F|cleanup|"
+                fprintf(stderr, "usage: scenarios [--bus-address A] [--sysfs] [--runtime-dir D] run|setup-persist F|check-persist F|check-restoring F|cleanup|"
                                 "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL\n");
                 return 2;
         }
@@ -1469,6 +1581,8 @@ int main(int argc, char **argv) {
                 r = setup_persist(argv[optind + 1]);
         else if (strcmp(cmd, "check-persist") == 0 && optind + 1 < argc)
                 r = check_persist(argv[optind + 1]);
+        else if (strcmp(cmd, "check-restoring") == 0 && optind + 1 < argc)
+                r = check_restoring(argv[optind + 1]);
         else if (strcmp(cmd, "setup-dirty") == 0 && optind + 1 < argc)
                 r = setup_dirty(argv[optind + 1]);
         else if (strcmp(cmd, "check-dirty") == 0 && optind + 1 < argc)
