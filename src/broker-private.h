@@ -25,6 +25,7 @@ struct Broker {
          * region missing): kept verbatim so nothing is forgotten. */
         GPtrArray *unmanaged;    /* AllocationRecord* */
         GQueue *waiting;         /* WaitingAllocate* */
+        sd_event_source *waiting_timer; /* fails waiting requests at their deadline */
         Scrubber *scrubber;
         ScrubSched *scrub;
         HostCtx host;            /* host return's view of the broker */

@@ -271,6 +271,7 @@ static size_t dirty_parts(const Pool *p, const DaxRange *ranges, size_t n, ZeroP
 
 typedef struct AllocateJob {
         Broker *broker;
+        uint64_t deadline_usec;
         Allocation *allocation;
         unsigned region_id;
         uint64_t align;
@@ -290,6 +291,7 @@ static void allocate_work(void *p) {
         const char *step = NULL;
         int k;
 
+        crash_op_begin("allocate");
         kernel_create(j->broker->backend, j->region_id, j->align, r->ranges, r->n_ranges, &j->res);
         if (j->res.err < 0)
                 return;
@@ -298,10 +300,13 @@ static void allocate_work(void *p) {
         k = j->n_zero == 0 ? 0
                            : kernel_zero(j->broker->backend, j->broker->scrubber, j->res.name, dax_ranges_size(r->ranges, r->n_ranges), j->zero,
                                          j->n_zero == SIZE_MAX ? 0 : j->n_zero, &step);
+        if (k >= 0 && j->n_zero)
+                crash_point("allocate-zeroed");
         if (k >= 0 && j->chown && fchown(j->res.fd, j->device_uid, j->device_gid) < 0) {
                 k = -errno;
                 step = "changing the owner of the device node";
-        }
+        } else if (k >= 0 && j->chown)
+                crash_point("allocate-chowned");
         if (k < 0) {
                 const char *ignored;
 
@@ -342,6 +347,20 @@ static void allocate_done(void *p) {
 
         a->rec->device = g_strdup(j->res.name);
         a->rec->state = ALLOCATION_ACTIVE;
+        if ((uint64_t) g_get_monotonic_time() > j->deadline_usec) {
+                /* The caller stopped waiting: nobody would hold it. */
+                g_autoptr(GError) e = g_error_new(BROKER_ERROR, BROKER_ERROR_TIMED_OUT,
+                                                  "The allocation was made too late for the caller's deadline and "
+                                                  "was taken down again; try again");
+
+                log_warning("Allocate %s for '%s' finished after its deadline; releasing it", a->rec->id,
+                            a->rec->owner);
+                close(j->res.fd);
+                allocation_retire(b, a);
+                j->done(NULL, -1, e, j->userdata);
+                g_free(j);
+                return;
+        }
         extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_ALLOCATED, a);
         if (broker_save(b, &error) < 0) {
                 /* Nobody may get memory the state file does not know about:
@@ -508,6 +527,55 @@ static void waiting_free(WaitingAllocate *w) {
         g_free(w);
 }
 
+static void waiting_arm(Broker *b);
+
+/* Requests whose deadline passed while they waited fail with TimedOut;
+ * nothing was created for them. */
+static int on_waiting_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Broker *b = userdata;
+        uint64_t now = g_get_monotonic_time();
+        unsigned n = g_queue_get_length(b->waiting);
+
+        for (unsigned i = 0; i < n; i++) {
+                WaitingAllocate *w = g_queue_pop_head(b->waiting);
+                g_autoptr(GError) e = NULL;
+
+                if (w->req.deadline_usec > now) {
+                        g_queue_push_tail(b->waiting, w);
+                        continue;
+                }
+                e = g_error_new(BROKER_ERROR, BROKER_ERROR_TIMED_OUT,
+                                "No memory became free within the request's deadline (%" G_GUINT64_FORMAT
+                                " ms): it was waiting for memory being zeroed or taken back from the host",
+                                w->req.timeout_usec / 1000);
+                log_info("Allocate for '%s' timed out while waiting for memory", w->req.owner);
+                w->done(NULL, -1, e, w->userdata);
+                waiting_free(w);
+        }
+        waiting_arm(b);
+        return 0;
+}
+
+static void waiting_arm(Broker *b) {
+        uint64_t first = UINT64_MAX;
+
+        for (GList *l = b->waiting->head; l; l = l->next)
+                first = MIN(first, ((WaitingAllocate *) l->data)->req.deadline_usec);
+        if (!b->event)
+                return;
+        if (first == UINT64_MAX) {
+                if (b->waiting_timer)
+                        (void) sd_event_source_set_enabled(b->waiting_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (!b->waiting_timer) {
+                if (sd_event_add_time(b->event, &b->waiting_timer, CLOCK_MONOTONIC, first, 0, on_waiting_timer, b) < 0)
+                        return;
+        } else
+                (void) sd_event_source_set_time(b->waiting_timer, first);
+        (void) sd_event_source_set_enabled(b->waiting_timer, SD_EVENT_ONESHOT);
+}
+
 static void waiting_add(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata) {
         WaitingAllocate *w = g_new0(WaitingAllocate, 1);
 
@@ -519,6 +587,7 @@ static void waiting_add(Broker *b, const AllocateRequest *req, BrokerAllocateDon
         w->done = done;
         w->userdata = userdata;
         g_queue_push_tail(b->waiting, w);
+        waiting_arm(b);
 }
 
 static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
@@ -623,6 +692,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         AllocateJob *j = g_new0(AllocateJob, 1);
         *j = (AllocateJob) {
                 .broker = b,
+                .deadline_usec = req->deadline_usec,
                 .region_id = pool->region_id,
                 .align = align,
                 .chown = req->has_device_owner,
@@ -671,7 +741,13 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
 
 bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
                      GError **error) {
-        return allocate_try(b, req, done, userdata, true, error);
+        AllocateRequest r = *req;
+
+        /* sd-event's CLOCK_MONOTONIC is the kernel's, as is GLib's. */
+        if (!r.timeout_usec)
+                r.timeout_usec = b->config->allocate_timeout_usec;
+        r.deadline_usec = g_get_monotonic_time() + r.timeout_usec;
+        return allocate_try(b, &r, done, userdata, true, error);
 }
 
 /* ---- release: destroy the device, then zero its memory ---- */
@@ -689,6 +765,7 @@ typedef struct ReleaseJob {
 static void release_work(void *p) {
         ReleaseJob *j = p;
 
+        crash_op_begin("release");
         j->err = j->name[0] ? kernel_destroy(j->broker->backend, j->name, &j->step) : 0;
 }
 
@@ -1086,16 +1163,19 @@ static void restore_work(void *p) {
         const AllocationRecord *r = j->allocation->rec;
         const char *ignored;
 
+        crash_op_begin("restore");
         kernel_create(j->broker->backend, r->region_id, r->align, r->ranges, r->n_ranges, &j->res);
         if (j->res.err < 0) {
                 j->err = j->res.err;
                 j->step = j->res.step;
                 return;
         }
-        crash_point("restore-created");
-        if (j->zero)
+        if (j->zero) {
                 j->err = kernel_zero(j->broker->backend, j->broker->scrubber, j->res.name,
                                      dax_ranges_size(r->ranges, r->n_ranges), NULL, 0, &j->step);
+                if (j->err >= 0)
+                        crash_point("restore-zeroed");
+        }
         if (j->err >= 0 && (r->device_uid != (uid_t) -1 || r->device_gid != (gid_t) -1) &&
             fchown(j->res.fd, r->device_uid, r->device_gid) < 0) {
                 j->err = -errno;
@@ -1257,6 +1337,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->boot_id = read_boot_id();
         b->lock_fd = -1;
         crash_point_arm(g_getenv("DAXBROKER_TEST_CRASH_AT"));
+        crash_delay_arm(g_getenv("DAXBROKER_TEST_DELAY_AT"));
         b->offline_timeout_usec = OFFLINE_TIMEOUT_USEC;
         const char *t = g_getenv("DAXBROKER_OFFLINE_TIMEOUT_USEC");
         if (t) {
@@ -1342,6 +1423,7 @@ void broker_free(Broker *b) {
         }
         g_queue_free(b->waiting);
         scrub_sched_free(b->scrub);
+        sd_event_source_disable_unref(b->waiting_timer);
         sd_event_source_disable_unref(b->restore_timer);
         scrubber_free(b->scrubber);
         g_hash_table_destroy(b->allocations);

@@ -35,6 +35,7 @@ typedef enum BrokerError {
         BROKER_ERROR_ACCESS_DENIED,
         BROKER_ERROR_BUSY,
         BROKER_ERROR_KERNEL_FAILURE,
+        BROKER_ERROR_TIMED_OUT,
 } BrokerError;
 
 #define BROKER_ERROR (broker_error_quark())
@@ -111,6 +112,11 @@ typedef struct AllocateRequest {
         bool has_device_owner;
         uid_t device_uid;
         gid_t device_gid;
+        /* How long the caller waits (0: AllocateTimeout=). A request still
+         * waiting for memory then fails with TimedOut, and one whose device
+         * is made after it is taken down again: nobody holds it. */
+        uint64_t timeout_usec;
+        uint64_t deadline_usec; /* monotonic; set by broker_allocate */
 } AllocateRequest;
 
 /* Hooks for the layer above (the bus), called after state is committed. */

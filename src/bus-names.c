@@ -12,6 +12,7 @@ static const char *const error_names[] = {
         [BROKER_ERROR_ACCESS_DENIED] = BUS_ERROR_PREFIX "AccessDenied",
         [BROKER_ERROR_BUSY] = BUS_ERROR_PREFIX "Busy",
         [BROKER_ERROR_KERNEL_FAILURE] = BUS_ERROR_PREFIX "KernelFailure",
+        [BROKER_ERROR_TIMED_OUT] = BUS_ERROR_PREFIX "TimedOut",
 };
 
 const char *bus_error_name(int code) {

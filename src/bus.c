@@ -265,6 +265,14 @@ static int read_options(sd_bus_message *m, AllocateRequest *req, sd_bus_error *r
                         WANT("b");
                         r = sd_bus_message_read(m, "v", "b", &b);
                         req->transient = b;
+                } else if (streq(key, "timeout-usec")) {
+                        WANT("t");
+                        r = sd_bus_message_read(m, "v", "t", &req->timeout_usec);
+                        if (r >= 0 && (req->timeout_usec < 1000 || req->timeout_usec > ALLOCATE_TIMEOUT_MAX_USEC))
+                                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,
+                                                 "Option 'timeout-usec' must be from 1000 (1 ms) to %llu (1 h), "
+                                                 "not %" PRIu64, (unsigned long long) ALLOCATE_TIMEOUT_MAX_USEC,
+                                                 req->timeout_usec);
                 } else if (streq(key, "device-uid") || streq(key, "device-gid")) {
                         uint32_t id;
                         WANT("u");
@@ -279,7 +287,7 @@ static int read_options(sd_bus_message *m, AllocateRequest *req, sd_bus_error *r
                 } else
                         return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,
                                          "Unknown option '%s' (known: pool, numa-node, align, contiguous, "
-                                         "label, transient, device-uid, device-gid)",
+                                         "label, transient, device-uid, device-gid, timeout-usec)",
                                          key);
 #undef WANT
                 if (r < 0)

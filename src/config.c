@@ -208,6 +208,7 @@ Config *config_new_default(void) {
         c->default_align = DEFAULT_ALIGN;
         c->max_ranges = DEFAULT_MAX_RANGES;
         c->max_allocations_per_owner = DEFAULT_MAX_ALLOCATIONS_PER_OWNER;
+        c->allocate_timeout_usec = DEFAULT_ALLOCATE_TIMEOUT_USEC;
         return c;
 }
 
@@ -321,6 +322,14 @@ static bool parse_broker_key(ConfigParser *p, const char *file, const char *sect
                         return config_fail(error, file, section, key, value,
                                            "must be a number from 0 (all CPUs) to %u", SCRUB_THREADS_LIMIT);
                 c->scrub_threads = n;
+
+        } else if (strcmp(key, "AllocateTimeout") == 0) {
+                uint64_t t = DEFAULT_ALLOCATE_TIMEOUT_USEC;
+
+                if (!empty && (parse_timespan(value, &t) < 0 || t < 1000 || t > ALLOCATE_TIMEOUT_MAX_USEC))
+                        return config_fail(error, file, section, key, value,
+                                           "must be a time span from 1ms to 1h");
+                c->allocate_timeout_usec = t;
 
         } else
                 return config_fail(error, file, section, key, NULL, "unknown key");

@@ -33,6 +33,10 @@ typedef struct PoolConfig {
 } PoolConfig;
 
 #define DEFAULT_HOST_DELAY_USEC (30 * 1000 * 1000ULL)
+/* Below the 25 s default D-Bus method timeout, so that a caller hears
+ * TimedOut instead of giving up on a request that then succeeds. */
+#define DEFAULT_ALLOCATE_TIMEOUT_USEC (20 * 1000 * 1000ULL)
+#define ALLOCATE_TIMEOUT_MAX_USEC (3600 * 1000 * 1000ULL)
 
 typedef struct Config {
         bool manage_unlisted;     /* [Broker] ManageUnlisted= */
@@ -40,6 +44,7 @@ typedef struct Config {
         unsigned max_ranges;      /* [Broker] MaxRanges=, split placement cap */
         unsigned max_allocations_per_owner; /* [Broker] MaxAllocationsPerOwner= */
         unsigned scrub_threads;   /* [Broker] ScrubThreads=, 0 = all CPUs */
+        uint64_t allocate_timeout_usec; /* [Broker] AllocateTimeout=, 20 s */
         PoolConfig *pools;
         size_t n_pools;
 } Config;

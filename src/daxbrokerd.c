@@ -13,6 +13,7 @@
 #include "bus.h"
 #include "config.h"
 #include "dax-backend.h"
+#include "kernel-ops.h"
 #include "log.h"
 #include "util.h"
 
@@ -37,11 +38,12 @@ static void help(void) {
                "                          $RUNTIME_DIRECTORY or " RUNTIME_DIR ")\n"
                "     --backend KIND       sysfs (default) or sim:SPEC for tests\n"
                "     --bus-address ADDR   Connect to this bus instead of the system bus\n"
-               "     --debug              Log debug messages\n");
+               "     --debug              Log debug messages\n"
+               "     --list-crash-points  List the test-only crash points (DAXBROKER_TEST_CRASH_AT)\n");
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
-        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_STATE, ARG_RUNTIME, ARG_BACKEND, ARG_BUS, ARG_DEBUG };
+        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_STATE, ARG_RUNTIME, ARG_BACKEND, ARG_BUS, ARG_DEBUG, ARG_LIST_CRASH };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -51,6 +53,7 @@ static int parse_args(int argc, char **argv, Options *o) {
                 { "backend", required_argument, NULL, ARG_BACKEND },
                 { "bus-address", required_argument, NULL, ARG_BUS },
                 { "debug", no_argument, NULL, ARG_DEBUG },
+                { "list-crash-points", no_argument, NULL, ARG_LIST_CRASH },
                 {},
         };
         int c;
@@ -81,6 +84,14 @@ static int parse_args(int argc, char **argv, Options *o) {
                 case ARG_DEBUG:
                         log_set_max_level(LOG_DEBUG);
                         break;
+                case ARG_LIST_CRASH: {
+                        size_t n;
+                        const CrashPoint *l = crash_points_list(&n);
+
+                        for (size_t i = 0; i < n; i++)
+                                printf("%s\t%s\n", l[i].name, l[i].what);
+                        exit(EXIT_SUCCESS);
+                }
                 default:
                         return -EINVAL;
                 }

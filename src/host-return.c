@@ -186,18 +186,21 @@ static void return_work(void *userdata) {
         const char *ignored;
         int r;
 
+        crash_op_begin("return");
         r = be->ops->create_device(be, c->pool->region_id, name);
         if (r < 0) {
                 j->step = "creating a device";
                 j->gone = true;
                 goto fail;
         }
+        crash_point("return-created");
         g_strlcpy(c->device, name, sizeof(c->device));
         r = be->ops->add_mapping(be, name, c->ranges[0].start, c->ranges[0].size);
         if (r < 0) {
                 j->step = "mapping the chunk into the device";
                 goto destroy;
         }
+        crash_point("return-mapped");
         r = be->ops->bind_kmem(be, name);
         if (r < 0) {
                 j->step = "binding the device to kmem";
@@ -308,6 +311,7 @@ static void reclaim_destroy_work(void *userdata) {
         DaxBackend *be = h->backend;
         int r;
 
+        crash_op_begin("reclaim");
         r = be->ops->unbind(be, j->chunk->device);
         if (r < 0) {
                 j->err = r;

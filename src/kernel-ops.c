@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -44,6 +45,7 @@ int kernel_destroy(DaxBackend *be, const char *name, const char **ret_step) {
                         *ret_step = "unbinding the device";
                         return r;
                 }
+                crash_step("unbound");
         }
         if (d.size > 0) {
                 r = be->ops->set_size(be, name, 0);
@@ -51,6 +53,7 @@ int kernel_destroy(DaxBackend *be, const char *name, const char **ret_step) {
                         *ret_step = "shrinking the device to zero";
                         return r;
                 }
+                crash_step("shrunk");
         }
         if (d.instance == 0)
                 return 0; /* daxR.0 cannot be deleted; size 0 frees it */
@@ -59,6 +62,7 @@ int kernel_destroy(DaxBackend *be, const char *name, const char **ret_step) {
                 *ret_step = "deleting the device";
                 return r;
         }
+        crash_step("deleted");
         return 0;
 }
 
@@ -77,6 +81,7 @@ void kernel_create(DaxBackend *be, unsigned region_id, uint64_t align, const Dax
                 res->step = "creating a device";
                 goto fail_nodev;
         }
+        crash_step("created");
         if (align != 2 * MiB) {
                 r = be->ops->set_align(be, res->name, align);
                 if (r < 0) {
@@ -90,12 +95,14 @@ void kernel_create(DaxBackend *be, unsigned region_id, uint64_t align, const Dax
                         res->step = "mapping a physical range into the device";
                         goto fail;
                 }
+                crash_step("mapped");
         }
         r = be->ops->bind_device_dax(be, res->name);
         if (r < 0) {
                 res->step = "binding the device to device_dax";
                 goto fail;
         }
+        crash_step("bound");
         /* The kernel must hold exactly what we asked for; anything else
          * would hand out the wrong memory. */
         r = be->ops->get_device(be, res->name, &d);
@@ -152,14 +159,103 @@ int kernel_zero(DaxBackend *be, Scrubber *scrubber, const char *name, uint64_t s
         return r;
 }
 
+/* Every point at which DAXBROKER_TEST_CRASH_AT can kill the daemon: one
+ * after each kernel-changing step of each operation. The test suites
+ * iterate this table (daxbrokerd --list-crash-points), so a point missing
+ * here is one no test kills at. */
+static const CrashPoint crash_points[] = {
+        { "allocate-created", "Allocate: device created, nothing mapped" },
+        { "allocate-mapped", "Allocate: a range mapped into the device" },
+        { "allocate-bound", "Allocate: device bound to device_dax" },
+        { "allocate-zeroed", "Allocate: dirty parts zeroed" },
+        { "allocate-chowned", "Allocate with device-uid/gid: node handed over" },
+        { "release-unbound", "Release: device unbound" },
+        { "release-shrunk", "Release: device shrunk to zero" },
+        { "release-deleted", "Release: device deleted" },
+        { "scrub-created", "Zeroing: scrub device created" },
+        { "scrub-mapped", "Zeroing: dirt mapped into the scrub device" },
+        { "scrub-bound", "Zeroing: scrub device bound" },
+        { "scrub-zeroed", "Zeroing: chunk zeroed, device still there" },
+        { "scrub-unbound", "Zeroing: scrub device unbound" },
+        { "scrub-shrunk", "Zeroing: scrub device shrunk" },
+        { "scrub-deleted", "Zeroing: scrub device deleted" },
+        { "return-created", "Host return: chunk device created" },
+        { "return-mapped", "Host return: chunk mapped" },
+        { "return-bound", "Host return: chunk bound to kmem" },
+        { "return-online", "Host return: a block onlined" },
+        { "reclaim-offline", "Host reclaim: a block offlined" },
+        { "reclaim-offlined", "Host reclaim: every block offline" },
+        { "reclaim-unbound", "Host reclaim: kmem unbound" },
+        { "reclaim-destroyed", "Host reclaim: chunk device destroyed" },
+        { "adopt-unbound", "Start-up take-over of a boot device: unbound" },
+        { "adopt-shrunk", "Start-up take-over of a boot device: shrunk" },
+        { "rollback-unbound", "Start-up rollback of a cut-short operation: device unbound" },
+        { "rollback-shrunk", "Start-up rollback: device shrunk" },
+        { "rollback-deleted", "Start-up rollback: device deleted" },
+        { "restore-reclaim", "Reboot restore: about to take host-held memory back" },
+        { "restore-reclaimed", "Reboot restore: host-held memory taken back" },
+        { "restore-created", "Reboot restore: device created" },
+        { "restore-mapped", "Reboot restore: a range mapped" },
+        { "restore-bound", "Reboot restore: device bound" },
+        { "restore-zeroed", "Reboot restore: host data zeroed" },
+};
+
+const CrashPoint *crash_points_list(size_t *ret_n) {
+        *ret_n = G_N_ELEMENTS(crash_points);
+        return crash_points;
+}
+
+static bool crash_point_known(const char *step) {
+        for (size_t i = 0; i < G_N_ELEMENTS(crash_points); i++)
+                if (strcmp(crash_points[i].name, step) == 0)
+                        return true;
+        return false;
+}
+
 static char *crash_at;
+static char *delay_at;
+static uint64_t delay_usec;
+static __thread const char *crash_op;
 
 void crash_point_arm(const char *step) {
         g_free(crash_at);
         crash_at = g_strdup(step);
+        if (step && !crash_point_known(step))
+                log_warning("DAXBROKER_TEST_CRASH_AT=%s names no crash point (see --list-crash-points)", step);
+}
+
+void crash_delay_arm(const char *spec) {
+        const char *colon = spec ? strrchr(spec, ':') : NULL;
+        guint64 v;
+
+        g_clear_pointer(&delay_at, g_free);
+        if (!spec)
+                return;
+        if (!colon || !g_ascii_string_to_unsigned(colon + 1, 10, 1, 600000000, &v, NULL)) {
+                log_warning("DAXBROKER_TEST_DELAY_AT=%s is not POINT:USEC; ignoring", spec);
+                return;
+        }
+        delay_at = g_strndup(spec, colon - spec);
+        delay_usec = v;
+}
+
+void crash_op_begin(const char *op) {
+        crash_op = op;
+}
+
+void crash_step(const char *step) {
+        char name[64];
+
+        if ((!crash_at && !delay_at) || !crash_op)
+                return;
+        snprintf(name, sizeof(name), "%s-%s", crash_op, step);
+        if (crash_point_known(name))
+                crash_point(name);
 }
 
 void crash_point(const char *step) {
+        if (delay_at && strcmp(delay_at, step) == 0)
+                g_usleep(delay_usec);
         if (!crash_at || strcmp(crash_at, step) != 0)
                 return;
         log_warning("DAXBROKER_TEST_CRASH_AT=%s: killing the daemon here (test-only fault injection)", step);

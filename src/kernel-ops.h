@@ -44,8 +44,21 @@ void kernel_create(DaxBackend *be, unsigned region_id, uint64_t align, const Dax
 int kernel_zero(DaxBackend *be, Scrubber *scrubber, const char *name, uint64_t size, const ZeroPart *parts,
                 size_t n, const char **ret_step);
 
-/* Test-only fault injection (DAXBROKER_TEST_CRASH_AT): crash_point()
- * SIGKILLs the daemon if step is the armed one. Safe on worker threads
- * once armed before they start. */
+/* Test-only fault injection. DAXBROKER_TEST_CRASH_AT=POINT makes
+ * crash_point(POINT) SIGKILL the daemon; DAXBROKER_TEST_DELAY_AT=POINT:USEC
+ * makes it sleep there (a slow kernel step). Safe on worker threads once
+ * armed before they start. */
+typedef struct CrashPoint {
+        const char *name;
+        const char *what;
+} CrashPoint;
+
+/* The table of every point, for --list-crash-points and the test suites. */
+const CrashPoint *crash_points_list(size_t *ret_n);
 void crash_point_arm(const char *step);
+void crash_delay_arm(const char *spec);
 void crash_point(const char *step);
+/* The shared steps (created, mapped, bound, unbound, shrunk, deleted) are
+ * named after the operation the calling thread runs: "allocate-bound". */
+void crash_op_begin(const char *op);
+void crash_step(const char *step);

@@ -34,6 +34,8 @@ static void pool_mark_device(Pool *p, const DaxDeviceInfo *d, ExtentKind kind) {
 /* Decides what to do with a device no record claims. */
 static void pool_settle_unclaimed(Broker *b, Pool *p, const DaxDeviceInfo *d) {
         DaxBackend *be = b->backend;
+
+        crash_op_begin("adopt");
         const char *step = NULL;
         char sz[FORMAT_SIZE_MAX];
         int r;
@@ -144,6 +146,7 @@ static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo
                 const char *step = NULL;
                 g_autofree char *err = NULL;
 
+                crash_op_begin("restore");
                 if (claimed[k] || devs[k].size == 0 ||
                     !ranges_overlap(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
                         continue;
@@ -184,6 +187,7 @@ static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo
         }
 
         if (!why) {
+                crash_op_begin("restore");
                 kernel_create(be, p->region_id, rec->align, rec->ranges, rec->n_ranges, &res);
                 if (res.err < 0)
                         why = g_strdup_printf("the kernel refused while %s: %s", res.step, g_strerror(-res.err));
@@ -191,9 +195,10 @@ static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo
         if (!why && from_host) {
                 const char *step = NULL;
 
-                crash_point("restore-created");
                 /* The host's pages were there: none of it reaches the owner. */
                 r = kernel_zero(be, b->scrubber, res.name, dax_ranges_size(rec->ranges, rec->n_ranges), NULL, 0, &step);
+                if (r >= 0)
+                        crash_point("restore-zeroed");
                 if (r < 0) {
                         const char *ignored;
 
@@ -253,6 +258,7 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
 
                 if (rec->state != ALLOCATION_ACTIVE) {
                         /* Cut short: roll back creation, finish release. */
+                        crash_op_begin("rollback");
                         for (size_t k = 0; k < nd; k++) {
                                 const char *step = NULL;
 

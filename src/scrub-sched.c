@@ -35,6 +35,7 @@ typedef struct ScrubJob {
 static void scrub_create_work(void *p) {
         ScrubJob *j = p;
 
+        crash_op_begin("scrub");
         kernel_create(j->sched->backend, j->pool->region_id, 2 * MiB, &j->range, 1, &j->res);
         if (j->res.err >= 0)
                 close(j->res.fd);
@@ -44,12 +45,17 @@ static void scrub_zero_work(void *p) {
         ScrubJob *j = p;
 
         j->err = kernel_zero(j->sched->backend, j->sched->scrubber, j->res.name, j->range.size, NULL, 0, &j->step);
+        if (j->err >= 0)
+                crash_point("scrub-zeroed");
 }
 
 static void scrub_destroy_work(void *p) {
         ScrubJob *j = p;
         const char *step = NULL;
-        int r = kernel_destroy(j->sched->backend, j->res.name, &step);
+        int r;
+
+        crash_op_begin("scrub");
+        r = kernel_destroy(j->sched->backend, j->res.name, &step);
 
         if (r < 0 && j->err >= 0) {
                 j->err = r;

@@ -12,6 +12,7 @@
 #   host-busy   a host chunk with an unmovable block: reclaim fails cleanly
 #   host-hang   the same with a block whose offlining never finishes
 #   host-crash  kill -9 at every step of return and reclaim
+#   host-deadline  an Allocate waiting for a hung reclaim times out, leaving nothing
 #   reboot-host three allocations, then a reboot that onlines every region
 #               as host RAM (memhp default): all three come back, same ranges
 #   reboot-host-pinned  the same with an unmovable block in region 0: its
@@ -168,6 +169,15 @@ reboot-host|reboot-host-pinned)
                 grep -q "Cannot restore allocation .*host RAM" "$tmp/daemon.log" ||
                         { echo "# the daemon did not log why an allocation waits"; rc=1; }
         fi
+        ;;
+host-deadline)
+        # Offlining a block takes 3 s here (a slow kernel): an Allocate
+        # that needs it, with a 1 s deadline, fails with TimedOut.
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        export DAXBROKER_TEST_DELAY_AT=reclaim-offline:3000000
+        start_daemon || exit 1
+        unset DAXBROKER_TEST_DELAY_AT
+        "${scn[@]}" deadline host || rc=1
         ;;
 host-crash)
         # kill -9 at every step of return and reclaim; after a restart the

@@ -189,6 +189,7 @@ typedef struct AllocOpts {
         int contiguous; /* -1: not given */
         const char *label;
         int64_t device_owner; /* -1: not given; else uid and gid */
+        uint64_t timeout_usec; /* 0: not given */
         bool bad_key, bad_type;
 } AllocOpts;
 
@@ -219,6 +220,8 @@ static int allocate(const char *owner, uint64_t size, AllocOpts o, char *ret_pat
                 sd_bus_message_append(m, "{sv}", "device-uid", "u", (uint32_t) o.device_owner);
                 sd_bus_message_append(m, "{sv}", "device-gid", "u", (uint32_t) o.device_owner);
         }
+        if (o.timeout_usec)
+                sd_bus_message_append(m, "{sv}", "timeout-usec", "t", o.timeout_usec);
         if (o.bad_key)
                 sd_bus_message_append(m, "{sv}", "colour", "s", "blue");
         if (o.bad_type)
@@ -1464,6 +1467,40 @@ static int scenario_host_pinned(const char *pool, bool must_fail) {
         return n_fail ? 1 : 0;
 }
 
+/* A request that waits for host memory longer than its deadline fails
+ * with TimedOut, and nothing is left of it: no allocation appears later,
+ * even after the reclaim it waited for has ended. */
+static int scenario_deadline(const char *pool) {
+        char path[256], err[256];
+        PoolInfo p, q;
+        int fd;
+
+        if (!wait_host(pool, HOST_SOME, &p) || !check_host_nonzero(&p))
+                return 1;
+        check(allocate("scn-deadline", 2 * MiB, OPTS(.pool = pool, .timeout_usec = 999), path, &fd, err,
+                       sizeof(err)) < 0 &&
+                      strcmp(err, "org.daxbroker.Broker1.Error.InvalidArgument") == 0,
+              "timeout-usec below 1 ms is InvalidArgument");
+        uint64_t size = p.free + p.host <= p.size ? p.free + p.host : p.size;
+        int r = allocate("scn-deadline", size, OPTS(.pool = pool, .contiguous = 0, .timeout_usec = 1000000), path, &fd,
+                         err, sizeof(err));
+        check(r < 0 && strcmp(err, "org.daxbroker.Broker1.Error.TimedOut") == 0,
+              "Allocate that waits for a slow reclaim fails with TimedOut after 1 s (%s)", r < 0 ? err : "succeeded");
+        if (r >= 0) {
+                close(fd);
+                release(path, NULL, 0);
+        }
+        /* Wait for the reclaim to end (it fails at the offline timeout). */
+        check(wait_host(pool, p.host, &q), "the reclaim ends and HostSize is back to %" PRIu64 " MiB", p.host / MiB);
+        check_invariant("after the timed-out request", &q);
+        static AllocInfo all[1024];
+        int n = list_allocations(all, 1024), mine = 0;
+        for (int k = 0; k < n; k++)
+                mine += strcmp(all[k].owner, "scn-deadline") == 0;
+        check(mine == 0, "nothing is left of the timed-out request (%d allocations)", mine);
+        return n_fail ? 1 : 0;
+}
+
 /* Starts an allocation that needs the host's memory; the daemon may die
  * on the way (fault injection), so the answer does not matter. */
 static int host_trigger(const char *pool) {
@@ -1595,6 +1632,8 @@ int main(int argc, char **argv) {
         } else if (strcmp(cmd, "host-pinned") == 0 && optind + 1 < argc)
                 r = scenario_host_pinned(argv[optind + 1],
                                          optind + 2 < argc && strcmp(argv[optind + 2], "--must-fail") == 0);
+        else if (strcmp(cmd, "deadline") == 0 && optind + 1 < argc)
+                r = scenario_deadline(argv[optind + 1]);
         else if (strcmp(cmd, "host-trigger") == 0 && optind + 1 < argc)
                 r = host_trigger(argv[optind + 1]);
         else if (strcmp(cmd, "host-check") == 0 && optind + 1 < argc)

@@ -94,6 +94,27 @@ reboot2)
         start_daemon || exit 1
         "$scn" --sysfs check-persist "$res/persist" || rc=1
         ;;
+reboot2-host)
+        # The kernel brought the regions up as host RAM: the recorded
+        # allocations come back with identical ranges, or (if the kernel
+        # refuses to offline a block) stay listed, saying why, their
+        # ranges handed to nobody.
+        export DAXBROKER_OFFLINE_TIMEOUT_USEC=3000000
+        for d in /sys/bus/dax/devices/dax*.0; do
+                echo "# boot layout: $(basename "$d") driver $(basename "$(readlink -f "$d/driver" 2>/dev/null)")"
+        done
+        start_daemon || exit 1
+        if grep -q "Took dax[0-9]*\.0 back from the host" "$res/daemon.log"; then
+                echo "ok - start-up took host-held memory back for the recorded allocations"
+        else
+                echo "not ok - start-up did not take host-held memory back"; rc=1
+        fi
+        if ! "$scn" --sysfs check-persist "$res/persist"; then
+                echo "# not all restored: they must be listed with a state"
+                "$scn" --sysfs check-restoring "$res/persist" || rc=1
+        fi
+        no_stranding || rc=1
+        ;;
 host|host-auto)
         if [ "$mode" = host-auto ]; then
                 # Something else onlines hot-added memory the moment kmem adds it.

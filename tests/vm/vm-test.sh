@@ -2,7 +2,9 @@
 # Host side of a real-kernel test: installs the build into a staging tree,
 # boots the rig and runs payload.sh inside.
 # Usage: vm-test.sh BUILD_ROOT SOURCE_ROOT KERNEL MEMHP MODE...
-#   MODE "reboot" boots twice with the same state directory.
+#   MODE "reboot" boots twice with the same state directory; MEMHP
+#   "FIRST,SECOND" boots the first time with one policy, then the other
+#   (offline,default: the reboot brings the regions up as host RAM).
 set -u
 build=$1 src=$2 kernel=$3 memhp=$4 mode=$5
 work=$(mktemp -d /var/tmp/daxbroker-vmtest.XXXXXX)
@@ -11,8 +13,8 @@ mkdir -p "$work/results" "$work/state"
 
 meson install -C "$build" --destdir "$work/stage" --quiet >/dev/null || { echo "meson install failed"; exit 1; }
 
-boot() { # PAYLOAD-MODE
-        "$src/tests/vm/run-vm.sh" --kernel "$kernel" --memhp "$memhp" --dbus \
+boot() { # PAYLOAD-MODE [MEMHP]
+        "$src/tests/vm/run-vm.sh" --kernel "$kernel" --memhp "${2:-$memhp}" --dbus \
                 --stage "$work/stage" --results "$work/results" --state-disk "$work/state" \
                 -- "$src/tests/vm/payload.sh" "$1" "$build/tests/scenarios/scenarios"
         local rc=$?
@@ -23,7 +25,10 @@ boot() { # PAYLOAD-MODE
         return $rc
 }
 
-if [ "$mode" = reboot ]; then
+if [ "$mode" = reboot ] && [ "${memhp#*,}" != "$memhp" ]; then
+        boot reboot1 "${memhp%%,*}" || exit $?
+        boot reboot2-host "${memhp#*,}"
+elif [ "$mode" = reboot ]; then
         boot reboot1 || exit $?
         boot reboot2
 else
