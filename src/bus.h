@@ -12,15 +12,7 @@
 #include <systemd/sd-event.h>
 
 #include "broker.h"
-
-#define BUS_NAME "org.daxbroker.Broker1"
-#define BUS_PATH "/org/daxbroker/Broker1"
-#define BUS_POOL_PREFIX BUS_PATH "/pool"
-#define BUS_ALLOCATION_PREFIX BUS_PATH "/allocation"
-#define BUS_MANAGER_IFACE "org.daxbroker.Broker1.Manager"
-#define BUS_POOL_IFACE "org.daxbroker.Broker1.Pool"
-#define BUS_ALLOCATION_IFACE "org.daxbroker.Broker1.Allocation"
-#define BUS_ERROR_PREFIX "org.daxbroker.Broker1.Error."
+#include "bus-names.h"
 
 typedef struct Bus Bus;
 
