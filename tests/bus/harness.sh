@@ -12,6 +12,8 @@
 #   host-busy   a host chunk with an unmovable block: reclaim fails cleanly
 #   host-hang   the same with a block whose offlining never finishes
 #   host-crash  kill -9 at every step of return and reclaim
+#   tenants     three uids and a polkit that grants allocate only: owners,
+#               quotas, stable paths, physical addresses, polkit jamming
 set -u
 build=$1 src=$2 what=$3
 tmp=$(mktemp -d /tmp/daxbroker-bus.XXXXXX)
@@ -79,6 +81,11 @@ HostReturnDelay=1s
 CONF
         ;;
 esac
+if [ "$what" = tenants ]; then
+        # Other uids connect to the bus and read the stable paths.
+        chmod 0755 "$tmp"
+        printf '[Broker]\nMaxAllocationsPerUid=6\n' >>"$tmp/daxbroker.conf"
+fi
 case "$what" in
 host-busy) backend="$backend;pin=0x250000000:busy" ;;
 host-hang) backend="$backend;pin=0x250000000:hang" ;;
@@ -173,6 +180,14 @@ host-crash)
                 "${scn[@]}" host-check host || { echo "# check after a crash at $step failed"; rc=1; }
                 kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
         done
+        ;;
+tenants)
+        mkdir -p "$tmp/tenants"
+        "$src/tests/bus/tenants-test.sh" "$build/src/daxbrokerctl" "$build/tests/bus/polkit-mock" "$addr" \
+                "$tmp/run" "$tmp/tenants"
+        rc=$?
+        [ $rc = 77 ] && exit 77
+        [ $rc != 0 ] && { echo "# polkit mock log:"; sed 's/^/# /' "$tmp/tenants/polkit.log"; }
         ;;
 *)
         echo "unknown test $what"; exit 2 ;;
