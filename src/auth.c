@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <glib.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -27,6 +29,7 @@ typedef struct AuthRule {
  * method cannot slip through unchecked. */
 static const AuthRule auth_rules[] = {
         { "Allocate", AUTH_SCOPE_OWN, AUTH_ACTION_ALLOCATE, "allocate memory" },
+        { "Allocate", AUTH_SCOPE_OTHER, AUTH_ACTION_MANAGE, "allocate into an owner that belongs to another user" },
         { "Allocate", AUTH_SCOPE_DEVICE_OWNER, AUTH_ACTION_MANAGE,
           "hand a device node to a user or group (device-uid, device-gid)" },
         { "Release", AUTH_SCOPE_OWN, AUTH_ACTION_ALLOCATE, "release its own allocation" },
@@ -50,17 +53,45 @@ typedef struct AuthQuery {
         void *userdata;
         bool allowed;
         char *denial; /* why not, when !allowed */
+        char *sender;
+        char cancellation_id[32];
 } AuthQuery;
 
 struct Auth {
         sd_bus *bus;
-        GHashTable *queries; /* sd_bus_message* -> AuthQuery*, owned */
+        GHashTable *queries;   /* sd_bus_message* -> AuthQuery*, owned */
+        GHashTable *by_sender; /* sender -> checks in flight (GUINT_TO_POINTER) */
+        GHashTable *by_uid;    /* uid -> checks in flight */
+        uint64_t next_id;
 };
+
+static unsigned counter_get(GHashTable *h, const void *key) {
+        return GPOINTER_TO_UINT(g_hash_table_lookup(h, key));
+}
+
+static void counter_add(GHashTable *h, void *key, int delta, bool dup_key) {
+        unsigned n = counter_get(h, key) + (unsigned) delta;
+
+        if (n == 0)
+                g_hash_table_remove(h, key);
+        else
+                g_hash_table_replace(h, dup_key ? g_strdup(key) : key, GUINT_TO_POINTER(n));
+}
+
+/* The check is no longer in flight (answered or cancelled). */
+static void auth_query_unslot(AuthQuery *q) {
+        if (!q->slot)
+                return;
+        q->slot = sd_bus_slot_unref(q->slot);
+        counter_add(q->auth->by_sender, q->sender, -1, true);
+        counter_add(q->auth->by_uid, GUINT_TO_POINTER(q->uid), -1, false);
+}
 
 static void auth_query_free(AuthQuery *q) {
         if (!q)
                 return;
-        sd_bus_slot_unref(q->slot);
+        auth_query_unslot(q);
+        g_free(q->sender);
         sd_bus_message_unref(q->m);
         g_free(q->denial);
         g_free(q);
@@ -72,6 +103,8 @@ int auth_new(sd_bus *bus, Auth **ret) {
         auth->bus = sd_bus_ref(bus);
         auth->queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
                                               (GDestroyNotify) auth_query_free);
+        auth->by_sender = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        auth->by_uid = g_hash_table_new(g_direct_hash, g_direct_equal);
         *ret = auth;
         return 0;
 }
@@ -83,6 +116,8 @@ void auth_free(Auth *auth) {
          * freed memory. Callers still waiting get no reply; the daemon is
          * leaving the bus. */
         g_hash_table_destroy(auth->queries);
+        g_hash_table_destroy(auth->by_sender);
+        g_hash_table_destroy(auth->by_uid);
         sd_bus_unref(auth->bus);
         g_free(auth);
 }
@@ -105,7 +140,7 @@ static int deny(sd_bus_error *ret_error, const char *fmt, ...) {
         int r;
 
         va_start(ap, fmt);
-        r = sd_bus_error_setfv(ret_error, bus_error_name(BROKER_ERROR_ACCESS_DENIED), fmt, ap);
+        r = sd_bus_error_setfv(ret_error, BUS_ERROR_ACCESS_DENIED, fmt, ap);
         va_end(ap);
         return r;
 }
@@ -172,7 +207,7 @@ static int on_check_authorization(sd_bus_message *reply, void *userdata, sd_bus_
         AuthQuery *left;
         int r;
 
-        q->slot = sd_bus_slot_unref(q->slot);
+        auth_query_unslot(q);
         auth_query_settle(q, reply);
 
         /* Run the method again from the start: it reads and validates its
@@ -198,12 +233,26 @@ static int on_check_authorization(sd_bus_message *reply, void *userdata, sd_bus_
 
 static int auth_query_start(Auth *auth, sd_bus_message *m, const AuthRule *rule, uid_t uid,
                             sd_bus_message_handler_t handler, void *userdata, sd_bus_error *ret_error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        const char *sender = sd_bus_message_get_sender(m);
         AuthQuery *q;
         uint32_t flags = 0;
         int r;
 
+        if (!sender)
+                return deny(ret_error, "The caller has no bus name; cannot ask polkit about it");
+        if (counter_get(auth->by_sender, sender) >= AUTH_PENDING_PER_SENDER)
+                return sd_bus_error_setf(ret_error, BUS_ERROR_BUSY,
+                                         "%s has %d authorization checks in progress already, the most one "
+                                         "client may have; try again when they are answered",
+                                         sender, AUTH_PENDING_PER_SENDER);
+        if (counter_get(auth->by_uid, GUINT_TO_POINTER(uid)) >= AUTH_PENDING_PER_UID)
+                return sd_bus_error_setf(ret_error, BUS_ERROR_BUSY,
+                                         "uid %u has %d authorization checks in progress already, the most one "
+                                         "user may have; try again when they are answered",
+                                         (unsigned) uid, AUTH_PENDING_PER_UID);
         if (g_hash_table_size(auth->queries) >= AUTH_PENDING_MAX)
-                return sd_bus_error_setf(ret_error, bus_error_name(BROKER_ERROR_BUSY),
+                return sd_bus_error_setf(ret_error, BUS_ERROR_BUSY,
                                          "%d authorization checks are in progress already, try again",
                                          AUTH_PENDING_MAX);
 
@@ -214,22 +263,80 @@ static int auth_query_start(Auth *auth, sd_bus_message *m, const AuthRule *rule,
         q->uid = uid;
         q->handler = handler;
         q->userdata = userdata;
+        q->sender = g_strdup(sender);
+        snprintf(q->cancellation_id, sizeof(q->cancellation_id), "daxbroker-%" PRIu64, ++auth->next_id);
 
         if (sd_bus_message_get_allow_interactive_authorization(m) > 0)
                 flags |= POLKIT_ALLOW_USER_INTERACTION;
         /* Subject system-bus-name: polkit looks the connection up itself,
          * which is not racy the way a pid is. */
-        r = sd_bus_call_method_async(auth->bus, &q->slot, POLKIT_NAME, POLKIT_PATH, POLKIT_IFACE,
-                                     "CheckAuthorization", on_check_authorization, q, "(sa{sv})sa{ss}us",
-                                     "system-bus-name", 1, "name", "s", sd_bus_message_get_sender(m), rule->action,
-                                     0, flags, "");
+        r = sd_bus_message_new_method_call(auth->bus, &call, POLKIT_NAME, POLKIT_PATH, POLKIT_IFACE,
+                                           "CheckAuthorization");
+        if (r >= 0)
+                r = sd_bus_message_append(call, "(sa{sv})sa{ss}us", "system-bus-name", 1, "name", "s", sender,
+                                          rule->action, 0, flags, q->cancellation_id);
+        /* An interactive check waits for a person to type a password; the
+         * default 25 s would refuse a slow administrator. */
+        if (r >= 0)
+                r = sd_bus_call_async(auth->bus, &q->slot, call, on_check_authorization, q,
+                                      (flags & POLKIT_ALLOW_USER_INTERACTION) ? AUTH_INTERACTIVE_TIMEOUT_USEC
+                                                                              : AUTH_TIMEOUT_USEC);
         if (r < 0) {
+                q->slot = NULL;
                 auth_query_free(q);
                 return deny(ret_error, "Cannot ask polkit whether uid %u may %s (polkit action %s): %s",
                             (unsigned) uid, rule->what, rule->action, strerror(-r));
         }
+        counter_add(auth->by_sender, q->sender, +1, true);
+        counter_add(auth->by_uid, GUINT_TO_POINTER(uid), +1, false);
         g_hash_table_replace(auth->queries, m, q);
         return 0;
+}
+
+static int on_cancel_reply(sd_bus_message *reply, void *userdata, sd_bus_error *unused) {
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        /* Polkit answers the cancelled check itself (with an error we no
+         * longer listen to); a failure here only means it had finished. */
+        if (e)
+                log_debug("CancelCheckAuthorization: %s", e->message ? e->message : e->name);
+        return 0;
+}
+
+void auth_client_vanished(Auth *auth, const char *sender) {
+        GHashTableIter it;
+        void *v;
+
+        if (counter_get(auth->by_sender, sender) == 0)
+                return;
+        g_hash_table_iter_init(&it, auth->queries);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                AuthQuery *q = v;
+                int r;
+
+                if (!q->slot || strcmp(q->sender, sender) != 0)
+                        continue;
+                r = sd_bus_call_method_async(auth->bus, NULL, POLKIT_NAME, POLKIT_PATH, POLKIT_IFACE,
+                                             "CancelCheckAuthorization", on_cancel_reply, NULL, "s",
+                                             q->cancellation_id);
+                if (r < 0)
+                        log_warning("Cannot cancel polkit check %s of %s: %s", q->cancellation_id, sender,
+                                    strerror(-r));
+                else
+                        log_debug("Cancelled polkit check %s: %s left the bus", q->cancellation_id, sender);
+                g_hash_table_iter_remove(&it);
+        }
+}
+
+unsigned auth_pending(Auth *auth) {
+        unsigned n = 0;
+        GHashTableIter it;
+        void *v;
+
+        g_hash_table_iter_init(&it, auth->queries);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                n += ((AuthQuery *) v)->slot != NULL;
+        return n;
 }
 
 int auth_check(Auth *auth, sd_bus_message *m, uid_t uid, AuthScope scope, sd_bus_message_handler_t handler,

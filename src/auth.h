@@ -8,7 +8,8 @@
  * included. Root is then allowed at once; anyone else is asked of polkit
  * (CheckAuthorization, subject system-bus-name) without blocking the event
  * loop: the method handler runs a second time with the same message once the
- * answer is in.
+ * answer is in. Each check carries a cancellation id, and is cancelled when
+ * its caller leaves the bus.
  */
 
 #include <stdbool.h>
@@ -19,9 +20,19 @@
 #define AUTH_ACTION_ALLOCATE "org.daxbroker.Broker1.allocate"
 #define AUTH_ACTION_MANAGE "org.daxbroker.Broker1.manage"
 
-/* Polkit checks in flight at once; more are refused as Busy rather than
- * queued without bound. */
-#define AUTH_PENDING_MAX 128
+/* Polkit checks in flight for one bus client, and for all clients of one
+ * uid: more are refused as Busy rather than queued, so that no caller can
+ * take the slots of another. The total is bounded by memory only through
+ * AUTH_PENDING_MAX. */
+#define AUTH_PENDING_PER_SENDER 8
+#define AUTH_PENDING_PER_UID 32
+#define AUTH_PENDING_MAX 4096
+
+/* How long polkit may take to answer. A check that may ask the user for a
+ * password (interactive authorization) waits for a person; any other is
+ * answered by rules alone. */
+#define AUTH_TIMEOUT_USEC (25ULL * 1000 * 1000)
+#define AUTH_INTERACTIVE_TIMEOUT_USEC (10ULL * 60 * 1000 * 1000)
 
 typedef enum AuthScope {
         AUTH_SCOPE_OWN,          /* a new allocation, or the caller uid's own */
@@ -43,3 +54,11 @@ void auth_free(Auth *auth);
  * reply, as sd-bus does for the first. */
 int auth_check(Auth *auth, sd_bus_message *m, uid_t uid, AuthScope scope, sd_bus_message_handler_t handler,
                void *userdata, sd_bus_error *ret_error);
+
+/* The bus client (unique name) left: its checks still in flight are
+ * cancelled at polkit (CancelCheckAuthorization, which also takes down an
+ * authentication dialog) and forgotten; its calls get no reply. */
+void auth_client_vanished(Auth *auth, const char *sender);
+
+/* Checks in flight (for tests and diagnostics). */
+unsigned auth_pending(Auth *auth);

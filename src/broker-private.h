@@ -24,6 +24,7 @@ struct Broker {
         /* Records of regions we do not manage right now (config changed,
          * region missing): kept verbatim so nothing is forgotten. */
         GPtrArray *unmanaged;    /* AllocationRecord* */
+        GHashTable *owners;      /* owner name -> uid it belongs to (owners.c) */
         GQueue *waiting;         /* WaitingAllocate* */
         sd_event_source *waiting_timer; /* fails waiting requests at their deadline */
         Scrubber *scrubber;

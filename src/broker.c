@@ -10,6 +10,7 @@
 #include "broker-private.h"
 #include "reconcile.h"
 #include "log.h"
+#include "owners.h"
 #include "util.h"
 
 G_DEFINE_QUARK(daxbroker-broker-error-quark, broker_error)
@@ -179,7 +180,8 @@ int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
         g_autoptr(GPtrArray) recs = g_ptr_array_sized_new(g_hash_table_size(b->allocations) + b->unmanaged->len);
         g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange));
         g_autoptr(GArray) host = g_array_new(FALSE, FALSE, sizeof(RegionRange));
-        StoreState st = { .allocations = recs, .boot_id = b->boot_id, .dirty = dirty, .host = host };
+        StoreState st = { .allocations = recs, .boot_id = b->boot_id, .dirty = dirty, .host = host,
+                          .owners = b->owners };
         GHashTableIter it;
         void *v;
 
@@ -214,16 +216,23 @@ static char *stable_path(Broker *b, const AllocationRecord *r, char **ret_dir) {
 
 /* Points owners/OWNER/LABEL at the current device; replaced atomically so a
  * consumer never sees it missing. Failure is logged: the fd handed over the
- * bus does not depend on it. */
+ * bus does not depend on it. The link is made under a name that starts with
+ * '.', which no escaped owner or label has, so it never replaces another
+ * label's link. Only a device of the owner's uid gets a link. */
 static void stable_path_update(Broker *b, const AllocationRecord *r) {
         g_autofree char *dir = NULL, *target = NULL, *tmp = NULL;
         g_autofree char *path = NULL;
 
         if (!b->runtime_dir || !r->device)
                 return;
+        if (!owners_link_allowed(b, r)) {
+                log_warning("Allocation %s of uid %u is in owner '%s' of another uid: it gets no stable path",
+                            r->id, (unsigned) r->owner_uid, r->owner);
+                return;
+        }
         path = stable_path(b, r, &dir);
         target = g_strdup_printf("/dev/%s", r->device);
-        tmp = g_strdup_printf("%s.tmp", path);
+        tmp = g_build_filename(dir, ".link.tmp", NULL);
 
         if (g_mkdir_with_parents(dir, 0755) < 0 || (unlink(tmp) < 0 && errno != ENOENT) ||
             symlink(target, tmp) < 0 || rename(tmp, path) < 0) {
@@ -395,24 +404,6 @@ static char *allocation_new_id(Broker *b) {
                         return id;
                 g_free(id);
         }
-}
-
-static unsigned owner_count(Broker *b, const char *owner, const char *label, bool *ret_label_taken) {
-        GHashTableIter it;
-        unsigned n = 0;
-        void *v;
-
-        *ret_label_taken = false;
-        g_hash_table_iter_init(&it, b->allocations);
-        while (g_hash_table_iter_next(&it, NULL, &v)) {
-                Allocation *a = v;
-                if (strcmp(a->rec->owner, owner) != 0)
-                        continue;
-                n++;
-                if (label && strcmp(a->rec->label, label) == 0)
-                        *ret_label_taken = true;
-        }
-        return n;
 }
 
 static bool align_valid(uint64_t a) {
@@ -614,7 +605,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         const char *why;
         char sz[FORMAT_SIZE_MAX];
         uint64_t align = 0;
-        bool label_taken, wait;
+        bool wait;
         Allocation *a;
         Pool *pool;
         int n;
@@ -644,17 +635,8 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
                             req->align);
                 return false;
         }
-        if (owner_count(b, req->owner, req->label, &label_taken) >= b->config->max_allocations_per_owner) {
-                g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
-                            "Owner '%s' already has %u allocations, the configured maximum", req->owner,
-                            b->config->max_allocations_per_owner);
+        if (!owners_admit(b, req, error))
                 return false;
-        }
-        if (label_taken) {
-                g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT,
-                            "Owner '%s' already has an allocation labelled '%s'", req->owner, req->label);
-                return false;
-        }
 
         pool = allocate_place(b, req, &align, ranges, &n, &wait, error);
         /* Host memory comes back for it: wait for the reclaim (ours or one
@@ -717,6 +699,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
                 g_free(j);
                 return false;
         }
+        owners_claim(b, a->rec->owner, a->rec->owner_uid);
         g_hash_table_insert(b->allocations, a->rec->id, a);
 
         /* Written before the kernel is touched, so that a crash in between
@@ -1045,7 +1028,8 @@ static void stable_paths_refresh(Broker *b) {
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
                 stable_path_update(b, a->rec);
-                g_hash_table_add(keep, stable_path(b, a->rec, NULL));
+                if (owners_link_allowed(b, a->rec))
+                        g_hash_table_add(keep, stable_path(b, a->rec, NULL));
         }
 
         /* Links of allocations released while we were down. */
@@ -1089,6 +1073,8 @@ int broker_start(Broker *b, GError **error) {
                                       "empty, losing track of its allocations): ");
                 return r;
         }
+        g_hash_table_unref(b->owners);
+        b->owners = g_steal_pointer(&st.owners);
         new_boot = !b->boot_id || !st.boot_id || strcmp(b->boot_id, st.boot_id) != 0;
         if (new_boot)
                 log_info("First start since boot: memory not held by allocations is zeroed before use");
@@ -1333,6 +1319,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
         b->allocations = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) allocation_free);
         b->unmanaged = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
+        b->owners = store_owners_new();
         b->waiting = g_queue_new();
         b->boot_id = read_boot_id();
         b->lock_fd = -1;
@@ -1429,6 +1416,8 @@ void broker_free(Broker *b) {
         g_hash_table_destroy(b->allocations);
         g_ptr_array_free(b->pools, TRUE);
         g_ptr_array_free(b->unmanaged, TRUE);
+        if (b->owners)
+                g_hash_table_unref(b->owners);
         config_free(b->config);
         g_free(b->state_path);
         g_free(b->runtime_dir);

@@ -15,6 +15,13 @@
 #define BUS_POOL_IFACE "org.daxbroker.Broker1.Pool"
 #define BUS_ALLOCATION_IFACE "org.daxbroker.Broker1.Allocation"
 #define BUS_ERROR_PREFIX "org.daxbroker.Broker1.Error."
+#define BUS_ERROR_NO_SPACE BUS_ERROR_PREFIX "NoSpace"
+#define BUS_ERROR_NO_SUCH_POOL BUS_ERROR_PREFIX "NoSuchPool"
+#define BUS_ERROR_NO_SUCH_ALLOCATION BUS_ERROR_PREFIX "NoSuchAllocation"
+#define BUS_ERROR_INVALID_ARGUMENT BUS_ERROR_PREFIX "InvalidArgument"
+#define BUS_ERROR_ACCESS_DENIED BUS_ERROR_PREFIX "AccessDenied"
+#define BUS_ERROR_BUSY BUS_ERROR_PREFIX "Busy"
+#define BUS_ERROR_KERNEL_FAILURE BUS_ERROR_PREFIX "KernelFailure"
 
 /* D-Bus error name of a broker error code (BrokerError). */
 const char *bus_error_name(int broker_error_code);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "build-config.h"
 #include "bus.h"
 #include "log.h"
+#include "owners.h"
 #include "util.h"
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
@@ -23,6 +26,15 @@ struct Bus {
          * changes hands, so one round trip to the bus per client is enough.
          * Entries go when NameOwnerChanged says the client left. */
         GHashTable *uids;
+        /* Unique names that may see physical addresses of every allocation
+         * (root and the group), cached like uids: name -> bool. */
+        GHashTable *trusted;
+        /* Clients that hold transient allocations: name -> how many. Only
+         * their leaving costs a look at the allocations. */
+        GHashTable *clients;
+        /* Set while signals that carry properties to every listener are
+         * emitted: those never carry physical addresses. */
+        bool broadcasting;
 };
 
 static int reply_gerror(sd_bus_message *m, const GError *e) {
@@ -79,6 +91,66 @@ static int sender_uid(Bus *bus, sd_bus_message *m, uid_t *ret) {
         return 0;
 }
 
+/* Membership as the user database says, which is what dbus-daemon's
+ * group="..." policy rule goes by too. */
+static bool uid_in_group(uid_t uid, const char *group) {
+        struct group grbuf, *gr = NULL;
+        struct passwd pwbuf, *pw = NULL;
+        g_autofree char *gbuf = g_malloc(65536), *pbuf = g_malloc(65536);
+        g_autofree gid_t *groups = NULL;
+        int n = 64;
+
+        if (getgrnam_r(group, &grbuf, gbuf, 65536, &gr) != 0 || !gr)
+                return false;
+        if (getpwuid_r(uid, &pwbuf, pbuf, 65536, &pw) != 0 || !pw)
+                return false;
+        if (pw->pw_gid == gr->gr_gid)
+                return true;
+        for (int tries = 0; tries < 4; tries++) {
+                int k = n;
+
+                groups = g_renew(gid_t, groups, n);
+                if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &k) >= 0) {
+                        for (int i = 0; i < k; i++)
+                                if (groups[i] == gr->gr_gid)
+                                        return true;
+                        return false;
+                }
+                n = MAX(k, n * 2);
+        }
+        return false;
+}
+
+/* Physical addresses (pool Start, allocation Ranges) are for root, the
+ * group and the allocation's own uid (alloc_uid; (uid_t) -1 for pools):
+ * the kernel keeps them from other users (mappingN/start is 0400), as
+ * they aim physical-address attacks such as Rowhammer. Signals go to
+ * every listener, so they never carry them. */
+static bool may_see_addresses(Bus *bus, sd_bus_message *m, uid_t alloc_uid) {
+        const char *sender;
+        void *cached;
+        uid_t uid;
+        bool trusted;
+
+        if (!m || bus->broadcasting || !sd_bus_message_is_method_call(m, NULL, NULL))
+                return false;
+        if (sender_uid(bus, m, &uid) < 0)
+                return false;
+        if (uid == 0 || uid == alloc_uid)
+                return true;
+        sender = sd_bus_message_get_sender(m);
+        if (sender && g_hash_table_lookup_extended(bus->trusted, sender, NULL, &cached))
+                return GPOINTER_TO_INT(cached);
+        trusted = uid_in_group(uid, DAXBROKER_GROUP);
+        if (sender && sender[0] == ':' && g_hash_table_size(bus->trusted) < UID_CACHE_MAX)
+                g_hash_table_insert(bus->trusted, g_strdup(sender), GINT_TO_POINTER(trusted));
+        return trusted;
+}
+
+/* Property getters of pools and allocations get the object, not the bus;
+ * the daemon has one bus connection. */
+static Bus *the_bus;
+
 static int caller_uid(Bus *bus, sd_bus_message *m, uid_t *ret, sd_bus_error *ret_error) {
         int r = sender_uid(bus, m, ret);
 
@@ -102,11 +174,16 @@ static AuthScope allocation_scope(const Allocation *a, uid_t uid) {
         return a->rec->owner_uid == uid ? AUTH_SCOPE_OWN : AUTH_SCOPE_OTHER;
 }
 
-/* Releasing an owner is the caller's own business only if every
- * allocation of that owner was created by the caller's uid. */
+/* Releasing an owner is the caller's own business only if the owner
+ * belongs to the caller's uid and so does every allocation in it (state
+ * from before owners were bound to uids may mix them). */
 static AuthScope owner_scope(Bus *bus, const char *owner, uid_t uid) {
-        g_autoptr(GPtrArray) all = broker_list_allocations(bus->broker);
+        g_autoptr(GPtrArray) all = NULL;
+        uid_t owner_uid;
 
+        if (broker_owner_uid(bus->broker, owner, &owner_uid) && owner_uid != uid)
+                return AUTH_SCOPE_OTHER;
+        all = broker_list_allocations(bus->broker);
         for (guint i = 0; i < all->len; i++) {
                 const Allocation *a = all->pdata[i];
                 if (streq(a->rec->owner, owner) && a->rec->owner_uid != uid)
@@ -306,6 +383,8 @@ static int method_allocate(sd_bus_message *m, void *userdata, sd_bus_error *ret_
         /* The one of device-uid and device-gid not given stays unchanged. */
         AllocateRequest req = { .contiguous = true, .device_uid = (uid_t) -1, .device_gid = (gid_t) -1 };
         g_autoptr(GError) error = NULL;
+        AuthScope scope = AUTH_SCOPE_OWN;
+        uid_t uid, owner_uid;
         const char *why;
         PendingCall *p;
         int r;
@@ -321,16 +400,26 @@ static int method_allocate(sd_bus_message *m, void *userdata, sd_bus_error *ret_
                                  req.numa_node);
         /* The broker checks these too; here they are refused before polkit
          * is asked. */
-        if ((why = name_invalid_reason(req.owner)))
+        if ((why = link_name_invalid_reason(req.owner)))
                 return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "Owner %s", why);
-        if (req.label && (why = name_invalid_reason(req.label)))
+        if (req.label && (why = link_name_invalid_reason(req.label)))
                 return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "Label %s", why);
 
-        r = caller_uid(bus, m, &req.owner_uid, ret_error);
+        r = caller_uid(bus, m, &uid, ret_error);
         if (r < 0)
                 return r;
-        r = authorize(bus, m, req.owner_uid, req.has_device_owner ? AUTH_SCOPE_DEVICE_OWNER : AUTH_SCOPE_OWN,
-                      method_allocate, ret_error);
+        /* An owner belongs to the uid that created it. Allocating into one
+         * of another uid needs manage, and the allocation is the owner's:
+         * made on its behalf, it counts against that uid and is its to
+         * release. */
+        if (broker_owner_uid(bus->broker, req.owner, &owner_uid) && owner_uid != uid)
+                scope = AUTH_SCOPE_OTHER;
+        else
+                owner_uid = uid;
+        if (req.has_device_owner)
+                scope = AUTH_SCOPE_DEVICE_OWNER;
+        req.owner_uid = owner_uid;
+        r = authorize(bus, m, uid, scope, method_allocate, ret_error);
         if (r < 0)
                 return r;
         if (r == 0)
@@ -500,6 +589,7 @@ static int method_list_pools(sd_bus_message *m, void *userdata, sd_bus_error *re
         Bus *bus = userdata;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         GPtrArray *pools = broker_pools(bus->broker);
+        bool addresses = may_see_addresses(bus, m, (uid_t) -1);
         int r;
 
         r = sd_bus_message_new_method_return(m, &reply);
@@ -515,7 +605,7 @@ static int method_list_pools(sd_bus_message *m, void *userdata, sd_bus_error *re
 
                 pool_usage(p, &u);
                 r = sd_bus_message_append(reply, "(osuitttttttttt)", path, p->name, p->region_id, p->numa_node,
-                                          p->start, p->size, p->align, p->boundary, u.free, u.allocated, u.host,
+                                          addresses ? p->start : 0, p->size, p->align, p->boundary, u.free, u.allocated, u.host,
                                           u.dirty, u.foreign, u.largest_free);
                 if (r < 0)
                         return r;
@@ -526,11 +616,13 @@ static int method_list_pools(sd_bus_message *m, void *userdata, sd_bus_error *re
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static int append_ranges(sd_bus_message *reply, const AllocationRecord *rec) {
+/* Ranges are physical addresses: the empty array for whoever may not see
+ * them. */
+static int append_ranges(sd_bus_message *reply, const AllocationRecord *rec, bool addresses) {
         int r = sd_bus_message_open_container(reply, 'a', "(tt)");
         if (r < 0)
                 return r;
-        for (unsigned i = 0; i < rec->n_ranges; i++) {
+        for (unsigned i = 0; addresses && i < rec->n_ranges; i++) {
                 r = sd_bus_message_append(reply, "(tt)", rec->ranges[i].start, rec->ranges[i].size);
                 if (r < 0)
                         return r;
@@ -542,8 +634,11 @@ static int method_list_allocations(sd_bus_message *m, void *userdata, sd_bus_err
         Bus *bus = userdata;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         g_autoptr(GPtrArray) all = broker_list_allocations(bus->broker);
+        bool all_addresses = may_see_addresses(bus, m, (uid_t) -1);
+        uid_t uid = (uid_t) -1;
         int r;
 
+        (void) sender_uid(bus, m, &uid);
         r = sd_bus_message_new_method_return(m, &reply);
         if (r < 0)
                 return r;
@@ -564,7 +659,7 @@ static int method_list_allocations(sd_bus_message *m, void *userdata, sd_bus_err
                                           rec->transient, rec->created_usec);
                 if (r < 0)
                         return r;
-                r = append_ranges(reply, rec);
+                r = append_ranges(reply, rec, all_addresses || rec->owner_uid == uid);
                 if (r < 0)
                         return r;
                 r = sd_bus_message_close_container(reply);
@@ -687,8 +782,10 @@ static int property_get_pool(sd_bus *b, const char *path, const char *interface,
                 if (streq(property, sizes[i].name))
                         return sd_bus_message_append(reply, "t", *(uint64_t *) ((char *) &u + sizes[i].offset));
 
-        uint64_t v = streq(property, "Start") ? p->start
-                     : streq(property, "Size") ? p->size
+        if (streq(property, "Start"))
+                return sd_bus_message_append(
+                        reply, "t", may_see_addresses(the_bus, sd_bus_get_current_message(b), (uid_t) -1) ? p->start : 0);
+        uint64_t v = streq(property, "Size") ? p->size
                      : streq(property, "Align") ? p->align
                                                 : p->boundary;
         return sd_bus_message_append(reply, "t", v);
@@ -767,7 +864,8 @@ static int property_get_allocation(sd_bus *b, const char *path, const char *inte
                 return sd_bus_message_append(reply, "s", dev);
         }
         if (streq(property, "Ranges"))
-                return append_ranges(reply, rec);
+                return append_ranges(reply, rec,
+                                     may_see_addresses(the_bus, sd_bus_get_current_message(b), rec->owner_uid));
         if (streq(property, "NumaNode"))
                 return sd_bus_message_append(reply, "i", a->pool->numa_node);
         if (streq(property, "Transient"))
@@ -801,11 +899,16 @@ static const sd_bus_vtable allocation_vtable[] = {
 
 /* ---- broker events ---- */
 
+static void client_track(Bus *bus, const Allocation *a, int delta);
+
 static void on_allocation_added(Allocation *a, void *userdata) {
         Bus *bus = userdata;
         g_autofree char *path = allocation_path(a);
 
+        client_track(bus, a, +1);
+        bus->broadcasting = true;
         (void) sd_bus_emit_object_added(bus->bus, path);
+        bus->broadcasting = false;
         (void) sd_bus_emit_signal(bus->bus, BUS_PATH, BUS_MANAGER_IFACE, "AllocationNew", "so", a->rec->id, path);
 }
 
@@ -813,6 +916,7 @@ static void on_allocation_removed(Allocation *a, void *userdata) {
         Bus *bus = userdata;
         g_autofree char *path = allocation_path(a);
 
+        client_track(bus, a, -1);
         (void) sd_bus_emit_object_removed(bus->bus, path);
         (void) sd_bus_emit_signal(bus->bus, BUS_PATH, BUS_MANAGER_IFACE, "AllocationRemoved", "so", a->rec->id,
                                   path);
@@ -837,9 +941,29 @@ static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error
                 return 0;
         if (name[0] == ':' && new_owner[0] == 0) {
                 g_hash_table_remove(bus->uids, name);
-                broker_client_vanished(bus->broker, name);
+                g_hash_table_remove(bus->trusted, name);
+                auth_client_vanished(bus->auth, name);
+                if (g_hash_table_contains(bus->clients, name))
+                        broker_client_vanished(bus->broker, name);
         }
         return 0;
+}
+
+static void client_track(Bus *bus, const Allocation *a, int delta) {
+        const char *c = a->rec->client;
+        unsigned n;
+
+        if (!a->rec->transient || !c)
+                return;
+        n = GPOINTER_TO_UINT(g_hash_table_lookup(bus->clients, c));
+        /* A failed commit removes an allocation that was never added. */
+        if (delta < 0 && n == 0)
+                return;
+        n += (unsigned) delta;
+        if (n == 0)
+                g_hash_table_remove(bus->clients, c);
+        else
+                g_hash_table_replace(bus->clients, g_strdup(c), GUINT_TO_POINTER(n));
 }
 
 /* Transient allocations that survived a daemon restart belong to clients
@@ -849,6 +973,7 @@ static void check_transient_clients(Bus *bus) {
 
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
+                client_track(bus, a, +1);
                 if (a->rec->transient && a->rec->client)
                         check_client_alive(bus, a->rec->client);
         }
@@ -875,6 +1000,8 @@ int bus_new(sd_event *event, Broker *broker, const char *address, Bus **ret) {
 
         bus->broker = broker;
         bus->uids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        bus->trusted = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        bus->clients = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         if (address) {
                 r = sd_bus_new(&bus->bus);
                 if (r >= 0)
@@ -904,8 +1031,12 @@ int bus_new(sd_event *event, Broker *broker, const char *address, Bus **ret) {
                 log_error("Cannot export objects: %s", strerror(-r));
                 goto fail;
         }
-        r = sd_bus_match_signal(bus->bus, &bus->name_owner_slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, bus);
+        /* Only names that were lost (new owner empty): a bus client that
+         * connects or takes a name costs the daemon nothing. */
+        r = sd_bus_add_match(bus->bus, &bus->name_owner_slot,
+                             "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                             "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg2=''",
+                             on_name_owner_changed, bus);
         if (r < 0) {
                 log_error("Cannot watch bus clients: %s", strerror(-r));
                 goto fail;
@@ -919,6 +1050,7 @@ int bus_new(sd_event *event, Broker *broker, const char *address, Bus **ret) {
                           BUS_NAME, strerror(-r));
                 goto fail;
         }
+        the_bus = bus;
         broker_set_listener(broker, &bus_listener, bus);
         check_transient_clients(bus);
         *ret = bus;
@@ -939,5 +1071,9 @@ void bus_free(Bus *bus) {
         if (bus->bus)
                 sd_bus_flush_close_unref(bus->bus);
         g_hash_table_destroy(bus->uids);
+        g_hash_table_destroy(bus->trusted);
+        g_hash_table_destroy(bus->clients);
+        if (the_bus == bus)
+                the_bus = NULL;
         g_free(bus);
 }

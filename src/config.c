@@ -13,6 +13,8 @@
 #define DEFAULT_MAX_RANGES 16
 #define DEFAULT_MAX_ALLOCATIONS_PER_OWNER 1024
 #define MAX_ALLOCATIONS_PER_OWNER_LIMIT 100000
+#define DEFAULT_MAX_ALLOCATIONS_PER_UID 4096
+#define MAX_ALLOCATIONS_PER_UID_LIMIT 1000000
 #define BOUNDARY_GRANULE (2 * MiB)
 
 /* Where each pool setting came from, so that checks made after all files
@@ -209,6 +211,7 @@ Config *config_new_default(void) {
         c->max_ranges = DEFAULT_MAX_RANGES;
         c->max_allocations_per_owner = DEFAULT_MAX_ALLOCATIONS_PER_OWNER;
         c->allocate_timeout_usec = DEFAULT_ALLOCATE_TIMEOUT_USEC;
+        c->max_allocations_per_uid = DEFAULT_MAX_ALLOCATIONS_PER_UID;
         return c;
 }
 
@@ -314,6 +317,14 @@ static bool parse_broker_key(ConfigParser *p, const char *file, const char *sect
                                            "must be a number from 1 to %u",
                                            MAX_ALLOCATIONS_PER_OWNER_LIMIT);
                 c->max_allocations_per_owner = n;
+
+        } else if (strcmp(key, "MaxAllocationsPerUid") == 0) {
+                unsigned n = DEFAULT_MAX_ALLOCATIONS_PER_UID;
+
+                if (!empty && parse_unsigned(value, 1, MAX_ALLOCATIONS_PER_UID_LIMIT, &n) < 0)
+                        return config_fail(error, file, section, key, value, "must be a number from 1 to %u",
+                                           MAX_ALLOCATIONS_PER_UID_LIMIT);
+                c->max_allocations_per_uid = n;
 
         } else if (strcmp(key, "ScrubThreads") == 0) {
                 unsigned n = 0;

@@ -43,6 +43,9 @@ typedef struct Config {
         uint64_t default_align;   /* [Broker] DefaultAlign=, 2 MiB */
         unsigned max_ranges;      /* [Broker] MaxRanges=, split placement cap */
         unsigned max_allocations_per_owner; /* [Broker] MaxAllocationsPerOwner= */
+        /* [Broker] MaxAllocationsPerUid=: allocations one uid (root
+         * excepted) may hold in all its owners together */
+        unsigned max_allocations_per_uid;
         unsigned scrub_threads;   /* [Broker] ScrubThreads=, 0 = all CPUs */
         uint64_t allocate_timeout_usec; /* [Broker] AllocateTimeout=, 20 s */
         PoolConfig *pools;

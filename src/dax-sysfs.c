@@ -1162,12 +1162,48 @@ static int sysfs_open_device(DaxBackend *b, const char *name) {
 /* Does /proc/PID/maps map a file whose path ends in "/NAME"? Matching the
  * name, not the whole path, also finds mappings made in another mount
  * namespace (libvirt gives QEMU its own /dev). */
-static bool maps_have(int pid_fd, const char *name) {
+/* Does some mapping of the process map this character device? Each entry
+ * of map_files is a link to the mapped file itself, so stat() gives the
+ * device number whatever path it was mapped by: a file that merely has the
+ * device's name (/tmp/x/dax0.0) does not count. Reading map_files needs
+ * CAP_SYS_ADMIN (CAP_CHECKPOINT_RESTORE on 5.9 and later) and ptrace read
+ * access; where it is refused, the mapping's device and inode numbers in
+ * maps are compared with those of the device node, never its path. */
+static bool maps_have(int pid_fd, dev_t rdev, const struct stat *node) {
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_free_ char *line = NULL;
-        size_t allocated = 0, name_len = strlen(name);
-        ssize_t n;
+        size_t allocated = 0;
+        bool readable = false;
         int fd;
+
+        fd = openat(pid_fd, "map_files", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+                _cleanup_closedir_ DIR *dir = fdopendir(fd);
+                struct dirent *de;
+
+                if (!dir) {
+                        close(fd);
+                        return false;
+                }
+                while ((de = readdir(dir))) {
+                        struct stat st;
+
+                        if (de->d_name[0] == '.')
+                                continue;
+                        if (fstatat(dirfd(dir), de->d_name, &st, 0) < 0) {
+                                if (errno == EPERM || errno == EACCES)
+                                        break; /* fall back to maps below */
+                                continue;      /* the mapping went away */
+                        }
+                        readable = true;
+                        if (S_ISCHR(st.st_mode) && st.st_rdev == rdev)
+                                return true;
+                }
+                if (readable)
+                        return false;
+        }
+        if (!node)
+                return false;
 
         fd = openat(pid_fd, "maps", O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -1177,16 +1213,13 @@ static bool maps_have(int pid_fd, const char *name) {
                 close(fd);
                 return false;
         }
+        while (getline(&line, &allocated, f) > 0) {
+                unsigned maj, min;
+                unsigned long long ino;
 
-        while ((n = getline(&line, &allocated, f)) > 0) {
-                size_t len = (size_t) n;
-
-                if (line[len - 1] == '\n')
-                        line[--len] = 0;
-                if (len > strlen(" (deleted)") && strcmp(line + len - strlen(" (deleted)"), " (deleted)") == 0)
-                        len -= strlen(" (deleted)");
-                if (len > name_len && line[len - name_len - 1] == '/' &&
-                    strncmp(line + len - name_len, name, name_len) == 0)
+                /* start-end perms offset MAJ:MIN inode path */
+                if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &ino) == 3 &&
+                    makedev(maj, min) == node->st_dev && ino == (unsigned long long) node->st_ino)
                         return true;
         }
         return false;
@@ -1228,6 +1261,8 @@ static int sysfs_device_in_use(DaxBackend *b, const char *name) {
         unsigned major_nr, minor_nr;
         char path[PATH_MAX], devnum[32], tail;
         struct dirent *de;
+        struct stat node;
+        bool have_node;
         dev_t rdev;
         int r;
 
@@ -1246,6 +1281,10 @@ static int sysfs_device_in_use(DaxBackend *b, const char *name) {
                 return -EIO;
         rdev = makedev(major_nr, minor_nr);
 
+        /* The node in /dev, for the fallback of maps_have(). */
+        snprintf(path, sizeof(path), "/dev/%s", name);
+        have_node = stat(path, &node) == 0 && S_ISCHR(node.st_mode) && node.st_rdev == rdev;
+
         proc = opendir("/proc");
         if (!proc)
                 return -errno;
@@ -1259,7 +1298,7 @@ static int sysfs_device_in_use(DaxBackend *b, const char *name) {
                 pid_fd = openat(dirfd(proc), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (pid_fd < 0)
                         continue;
-                if (fds_have(pid_fd, rdev) || maps_have(pid_fd, name))
+                if (fds_have(pid_fd, rdev) || maps_have(pid_fd, rdev, have_node ? &node : NULL))
                         return 1;
         }
         return 0;

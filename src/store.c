@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * state.json, version 1:
+ * state.json, version 2:
  *
  * {
- *   "version": 1,
+ *   "version": 2,
+ *   "owners": { "vm1": 107 },       every owner of an allocation below and the
+ *                                   uid it belongs to (0..4294967294)
  *   "allocations": [
  *     {
  *       "id": "vm1-0",              1..64 of A-Z a-z 0-9 _ -, unique
@@ -33,6 +35,10 @@
  *   ]
  * }
  *
+ * Version 1 files (no "owners") are read too: each owner then belongs to the
+ * owner_uid of its earliest allocation, and the next save writes version 2.
+ * An owner listed without any allocation is dropped on load.
+ *
  * Every member not marked optional is required and unknown members are an error: a file this
  * code did not write is not trusted. Numbers are JSON integers; json-glib
  * reads them as gint64, which holds any physical address, and negative
@@ -52,7 +58,8 @@
 #include "store.h"
 #include "util.h"
 
-#define STORE_VERSION 1
+#define STORE_VERSION 2
+#define STORE_VERSION_OLDEST 1
 #define ID_MAX 64
 #define POOL_NAME_MAX 63
 /* The format nests five levels; deeper input is not ours, and json-glib
@@ -603,12 +610,92 @@ static int host_validate(const GArray *host, const GPtrArray *records, GError **
         return 0;
 }
 
+static gint record_created_compare(gconstpointer x, gconstpointer y) {
+        const AllocationRecord *a = *(AllocationRecord *const *) x, *c = *(AllocationRecord *const *) y;
+
+        if (a->created_usec != c->created_usec)
+                return a->created_usec < c->created_usec ? -1 : 1;
+        return strcmp(a->id, c->id);
+}
+
+/* Version 1 had no owner table: an owner belongs to the uid of its
+ * earliest allocation, which is the one that created it. */
+static void owners_from_records(const GPtrArray *records, GHashTable *owners) {
+        g_autoptr(GPtrArray) sorted = g_ptr_array_sized_new(records->len);
+
+        for (guint i = 0; i < records->len; i++)
+                g_ptr_array_add(sorted, records->pdata[i]);
+
+        g_ptr_array_sort(sorted, record_created_compare);
+        for (guint i = 0; i < sorted->len; i++) {
+                const AllocationRecord *r = sorted->pdata[i];
+                if (!g_hash_table_contains(owners, r->owner))
+                        g_hash_table_insert(owners, g_strdup(r->owner), GUINT_TO_POINTER(r->owner_uid));
+        }
+}
+
+static int parse_owners(JsonNode *node, gint64 version, const GPtrArray *records, GHashTable *owners,
+                        GError **error) {
+        g_autoptr(GList) members = NULL;
+        JsonObject *o;
+
+        if (!node && version < 2) {
+                owners_from_records(records, owners);
+                return 0;
+        }
+        if (!node || !JSON_NODE_HOLDS_OBJECT(node)) {
+                g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                            "owners: must be an object of owner names and uids");
+                return -EBADMSG;
+        }
+        o = json_node_get_object(node);
+        members = json_object_get_members(o);
+        for (GList *l = members; l; l = l->next) {
+                const char *name = l->data, *reason = name_invalid_reason(name);
+                JsonNode *m = json_object_get_member(o, name);
+
+                if (reason) {
+                        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA, "owners: '%s': %s",
+                                    name, reason);
+                        return -EBADMSG;
+                }
+                if (!JSON_NODE_HOLDS_VALUE(m) || json_node_get_value_type(m) != G_TYPE_INT64 ||
+                    json_node_get_int(m) < 0 || json_node_get_int(m) >= (gint64) UINT32_MAX) {
+                        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                                    "owners: '%s': the uid must be an integer from 0 to %u", name,
+                                    (unsigned) UINT32_MAX - 1);
+                        return -EBADMSG;
+                }
+        }
+        /* Only owners that hold something are kept; every owner of an
+         * allocation must be there, or who it belongs to is unknown. */
+        for (guint i = 0; i < records->len; i++) {
+                const AllocationRecord *r = records->pdata[i];
+                JsonNode *m = json_object_get_member(o, r->owner);
+
+                if (!m) {
+                        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                                    "owners: owner '%s' of allocation %s is not listed", r->owner, r->id);
+                        return -EBADMSG;
+                }
+                if (!g_hash_table_contains(owners, r->owner))
+                        g_hash_table_insert(owners, g_strdup(r->owner),
+                                            GUINT_TO_POINTER((uid_t) json_node_get_int(m)));
+        }
+        return 0;
+}
+
 void store_state_init(StoreState *s) {
         *s = (StoreState) {
                 .allocations = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free),
                 .dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange)),
                 .host = g_array_new(FALSE, FALSE, sizeof(RegionRange)),
+                .owners = store_owners_new(),
         };
+}
+
+GHashTable *store_owners_new(void) {
+        return g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 }
 
 void store_state_clear(StoreState *s) {
@@ -618,6 +705,8 @@ void store_state_clear(StoreState *s) {
                 g_array_unref(s->dirty);
         if (s->host)
                 g_array_unref(s->host);
+        if (s->owners)
+                g_hash_table_unref(s->owners);
         g_free(s->boot_id);
         *s = (StoreState) {};
 }
@@ -629,6 +718,7 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
         JsonNode *root, *node;
         JsonObject *top;
         JsonArray *array;
+        gint64 version;
         unsigned n;
         int r;
 
@@ -654,7 +744,7 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
         for (GList *l = members; l; l = l->next)
                 if (!g_str_equal(l->data, "version") && !g_str_equal(l->data, "allocations") &&
                     !g_str_equal(l->data, "boot_id") && !g_str_equal(l->data, "dirty") &&
-                    !g_str_equal(l->data, "host")) {
+                    !g_str_equal(l->data, "host") && !g_str_equal(l->data, "owners")) {
                         g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
                                     "%s: unknown member", (const char *) l->data);
                         return -EBADMSG;
@@ -666,12 +756,13 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
                             "version: must be an integer");
                 return -EBADMSG;
         }
-        if (json_node_get_int(node) != STORE_VERSION) {
+        if (json_node_get_int(node) < STORE_VERSION_OLDEST || json_node_get_int(node) > STORE_VERSION) {
                 g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
-                            "version: unsupported version %" G_GINT64_FORMAT ", this broker reads version %d",
-                            json_node_get_int(node), STORE_VERSION);
+                            "version: unsupported version %" G_GINT64_FORMAT ", this broker reads versions %d to %d",
+                            json_node_get_int(node), STORE_VERSION_OLDEST, STORE_VERSION);
                 return -EBADMSG;
         }
+        version = json_node_get_int(node);
 
         node = json_object_get_member(top, "allocations");
         if (!node || !JSON_NODE_HOLDS_ARRAY(node)) {
@@ -716,6 +807,8 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
                 r = parse_region_ranges(node, "host", st.host, error);
         if (r >= 0)
                 r = host_validate(st.host, records, error);
+        if (r >= 0)
+                r = parse_owners(json_object_get_member(top, "owners"), version, records, st.owners, error);
         if (r < 0) {
                 store_state_clear(&st);
                 return r;
@@ -907,6 +1000,34 @@ static void append_ranges(GString *out, const char *what, const GArray *ranges) 
         g_string_append(out, "\n]");
 }
 
+/* Writes the owner of every allocation, with its uid from st->owners (an
+ * owner missing there belongs to its allocation's owner_uid), once. */
+static void append_owners(GString *out, const StoreState *st) {
+        g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+        bool first = true;
+
+        g_string_append(out, ",\n\"owners\": {");
+        for (guint i = 0; i < st->allocations->len; i++) {
+                const AllocationRecord *r = st->allocations->pdata[i];
+                void *v;
+                uid_t uid = r->owner_uid;
+
+                if (!g_hash_table_add(seen, r->owner))
+                        continue;
+                if (st->owners && g_hash_table_lookup_extended(st->owners, r->owner, NULL, &v))
+                        uid = (uid_t) GPOINTER_TO_UINT(v);
+                g_string_append(out, first ? "\n  " : ",\n  ");
+                {
+                        g_autoptr(JsonNode) node = json_node_init_string(json_node_alloc(), r->owner);
+                        g_autofree char *text = json_to_string(node, FALSE);
+                        g_string_append(out, text);
+                }
+                g_string_append_printf(out, ": %u", (unsigned) uid);
+                first = false;
+        }
+        g_string_append(out, first ? "}" : "\n}");
+}
+
 /* The file is one allocation per line, so that it stays readable and
  * diffable without a pretty-printer. */
 char *store_state_to_data(const StoreState *st) {
@@ -920,6 +1041,7 @@ char *store_state_to_data(const StoreState *st) {
                 g_string_append(out, record_text(records[i]));
         }
         g_string_append(out, n ? "\n]" : "]");
+        append_owners(out, st);
         /* boot_id is validated to plain identifier characters on load and
          * comes from the kernel as a UUID: no escaping needed. */
         if (st->boot_id)

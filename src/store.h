@@ -74,7 +74,15 @@ typedef struct StoreState {
          * device exists and dropped after it is gone, so start-up knows
          * every chunk, even one whose return or reclaim was cut short. */
         GArray *host;           /* RegionRange */
+        /* Owner name (char*) -> the uid it belongs to (GUINT_TO_POINTER):
+         * the uid that created it. Saving writes the owners of the
+         * allocations saved; one missing here is written with its
+         * allocation's owner_uid. */
+        GHashTable *owners;
 } StoreState;
+
+/* An empty owner table of the kind StoreState holds. */
+GHashTable *store_owners_new(void);
 
 void store_state_init(StoreState *s);
 void store_state_clear(StoreState *s);

@@ -207,6 +207,25 @@ char *path_component_escape(const char *s) {
         return ret;
 }
 
+size_t path_component_escaped_len(const char *s) {
+        size_t n = 0;
+
+        for (const char *p = s; *p; p++)
+                n += (*p == '/' || *p == '\\' || (p == s && *p == '.')) ? 4 : 1;
+        return n;
+}
+
+const char *link_name_invalid_reason(const char *s) {
+        const char *why = name_invalid_reason(s);
+
+        if (why)
+                return why;
+        if (path_component_escaped_len(s) > NAME_MAX_BYTES)
+                return "is longer than 255 bytes once escaped as a file name under /run/daxbroker/owners "
+                       "('/', '\\' and a leading '.' take 4 bytes each)";
+        return NULL;
+}
+
 /* Wall clock: the value is recorded (CreatedUSec) and shown to people. */
 uint64_t now_usec(void) {
         struct timespec ts;

@@ -66,5 +66,11 @@ const char *name_invalid_reason(const char *s);
 /* Makes a name safe as one path component: '/' and a leading '.' are
  * escaped as \xNN, as are backslashes. Returns malloc()ed string. */
 char *path_component_escape(const char *s);
+/* strlen() of path_component_escape(s). */
+size_t path_component_escaped_len(const char *s);
+/* Like name_invalid_reason(), and refuses a name whose escaped form would
+ * not fit in one file name (NAME_MAX): every owner and label of a new
+ * allocation must be able to get its stable path. */
+const char *link_name_invalid_reason(const char *s);
 
 uint64_t now_usec(void);

@@ -17,6 +17,8 @@
 #               as host RAM (memhp default): all three come back, same ranges
 #   reboot-host-pinned  the same with an unmovable block in region 0: its
 #               allocations stay listed (restoring), their ranges reserved
+#   tenants     three uids and a polkit that grants allocate only: owners,
+#               quotas, stable paths, physical addresses, polkit jamming
 set -u
 build=$1 src=$2 what=$3
 tmp=$(mktemp -d /tmp/daxbroker-bus.XXXXXX)
@@ -84,6 +86,11 @@ HostReturnDelay=1s
 CONF
         ;;
 esac
+if [ "$what" = tenants ]; then
+        # Other uids connect to the bus and read the stable paths.
+        chmod 0755 "$tmp"
+        printf '[Broker]\nMaxAllocationsPerUid=6\n' >>"$tmp/daxbroker.conf"
+fi
 case "$what" in
 host-busy) backend="$backend;pin=0x250000000:busy" ;;
 host-hang) backend="$backend;pin=0x250000000:hang" ;;
@@ -203,6 +210,14 @@ host-crash)
                 "${scn[@]}" host-check host || { echo "# check after a crash at $step failed"; rc=1; }
                 kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
         done
+        ;;
+tenants)
+        mkdir -p "$tmp/tenants"
+        "$src/tests/bus/tenants-test.sh" "$build/src/daxbrokerctl" "$build/tests/bus/polkit-mock" "$addr" \
+                "$tmp/run" "$tmp/tenants"
+        rc=$?
+        [ $rc = 77 ] && exit 77
+        [ $rc != 0 ] && { echo "# polkit mock log:"; sed 's/^/# /' "$tmp/tenants/polkit.log"; }
         ;;
 *)
         echo "unknown test $what"; exit 2 ;;

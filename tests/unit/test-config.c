@@ -71,6 +71,7 @@ static void assert_defaults(const Config *c) {
         g_assert_cmpuint(c->default_align, ==, 2 * MiB);
         g_assert_cmpuint(c->max_ranges, ==, 16);
         g_assert_cmpuint(c->max_allocations_per_owner, ==, 1024);
+        g_assert_cmpuint(c->max_allocations_per_uid, ==, 4096);
         g_assert_cmpuint(c->n_pools, ==, 0);
 }
 
@@ -135,12 +136,14 @@ static void test_broker_section(void) {
                                       "ManageUnlisted=no\n"
                                       "DefaultAlign=1G\n"
                                       "MaxRanges=64\n"
-                                      "MaxAllocationsPerOwner=100000\n");
+                                      "MaxAllocationsPerOwner=100000\n"
+                                      "MaxAllocationsPerUid=7\n");
 
         g_assert_false(c->manage_unlisted);
         g_assert_cmpuint(c->default_align, ==, GiB);
         g_assert_cmpuint(c->max_ranges, ==, 64);
         g_assert_cmpuint(c->max_allocations_per_owner, ==, 100000);
+        g_assert_cmpuint(c->max_allocations_per_uid, ==, 7);
 }
 
 static void test_values_are_trimmed(void) {
@@ -182,6 +185,10 @@ static void test_broker_rejects(void) {
                    "from 1 to 100000", "(value '0')");
         LOAD_FAILS("[Broker]\nMaxAllocationsPerOwner=100001\n", "[Broker] MaxAllocationsPerOwner",
                    "(value '100001')");
+        LOAD_FAILS("[Broker]\nMaxAllocationsPerUid=0\n", "[Broker] MaxAllocationsPerUid",
+                   "from 1 to 1000000", "(value '0')");
+        LOAD_FAILS("[Broker]\nMaxAllocationsPerUid=1000001\n", "[Broker] MaxAllocationsPerUid",
+                   "(value '1000001')");
         LOAD_FAILS("[Broker]\nDefaultAlign=8K\n",
                    "[Broker] DefaultAlign: must be 4K, 2M or 1G (value '8K')");
         LOAD_FAILS("[Broker]\nDefaultAlign=huge\n", "[Broker] DefaultAlign", "(value 'huge')");

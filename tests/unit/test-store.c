@@ -205,6 +205,76 @@ static void load_fails(const char *text, const char *fragment) {
                 g_error("message '%s' lacks '%s' (input: %s)", error->message, fragment, text);
 }
 
+static uid_t owner_uid_of(const StoreState *st, const char *owner) {
+        void *v = NULL;
+
+        g_assert_true(g_hash_table_lookup_extended(st->owners, owner, NULL, &v));
+        return (uid_t) GPOINTER_TO_UINT(v);
+}
+
+/* A version 1 file has no owner table: each owner belongs to the uid of
+ * its earliest allocation, whoever else put allocations in it later. */
+static void test_owners_upgrade(void) {
+        g_autofree char *first = allocation_json("id", "\"a\"", "owner", "\"vm1\"", "owner_uid", "1001",
+                                                 "created_usec", "1700000000000001", NULL);
+        g_autofree char *squat = allocation_json("id", "\"b\"", "owner", "\"vm1\"", "owner_uid", "1002",
+                                                 "created_usec", "1700000000000000", "device", "\"dax0.2\"",
+                                                 "ranges", "[{\"start\": 4297064448, \"size\": 2097152}]", NULL);
+        g_autofree char *later = allocation_json("id", "\"c\"", "owner", "\"vm1\"", "owner_uid", "1001",
+                                                 "created_usec", "1700000000000009", "device", "\"dax0.3\"",
+                                                 "ranges", "[{\"start\": 4299161600, \"size\": 2097152}]", NULL);
+        g_autofree char *v1 = g_strdup_printf("{\"version\": 1, \"allocations\": [%s, %s, %s]}", later, first, squat);
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text = NULL;
+        StoreState st, again;
+
+        g_assert_cmpint(store_load_state_data(v1, strlen(v1), &st, &error), ==, 0);
+        g_assert_no_error(error);
+        /* b is the earliest: created_usec, not file order, decides. */
+        g_assert_cmpuint(owner_uid_of(&st, "vm1"), ==, 1002);
+        g_assert_cmpuint(g_hash_table_size(st.owners), ==, 1);
+
+        /* The table wins over the allocations' uids once written. */
+        g_hash_table_insert(st.owners, g_strdup("vm1"), GUINT_TO_POINTER(1001));
+        text = store_state_to_data(&st);
+        g_assert_nonnull(strstr(text, "\"version\": 2"));
+        g_assert_cmpint(store_load_state_data(text, strlen(text), &again, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpuint(owner_uid_of(&again, "vm1"), ==, 1001);
+        store_state_clear(&st);
+        store_state_clear(&again);
+}
+
+static void test_owners_rejected(void) {
+        g_autofree char *a = allocation_json(NULL, NULL);
+        g_autofree char *missing = g_strdup_printf("{\"version\": 2, \"allocations\": [%s], \"owners\": {}}", a);
+        g_autofree char *none = g_strdup_printf("{\"version\": 2, \"allocations\": [%s]}", a);
+        g_autofree char *bad_uid = g_strdup_printf(
+                "{\"version\": 2, \"allocations\": [%s], \"owners\": {\"vm1\": 4294967295}}", a);
+        g_autofree char *neg_uid = g_strdup_printf(
+                "{\"version\": 2, \"allocations\": [%s], \"owners\": {\"vm1\": -1}}", a);
+        g_autofree char *str_uid = g_strdup_printf(
+                "{\"version\": 2, \"allocations\": [%s], \"owners\": {\"vm1\": \"0\"}}", a);
+        g_autofree char *bad_name = g_strdup_printf(
+                "{\"version\": 2, \"allocations\": [%s], \"owners\": {\"vm1\": 5, \"\": 5}}", a);
+        const char *extra = "{\"version\": 2, \"allocations\": [], \"owners\": {\"gone\": 5}}";
+        g_autoptr(GError) error = NULL;
+        StoreState st;
+
+        load_fails(missing, "owners: owner 'vm1' of allocation a is not listed");
+        load_fails(none, "owners: must be an object");
+        load_fails(bad_uid, "owners: 'vm1': the uid must be an integer from 0 to 4294967294");
+        load_fails(neg_uid, "owners: 'vm1': the uid");
+        load_fails(str_uid, "owners: 'vm1': the uid");
+        load_fails(bad_name, "owners: '': must not be empty");
+
+        /* An owner that holds nothing is dropped, not an error. */
+        g_assert_cmpint(store_load_state_data(extra, strlen(extra), &st, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpuint(g_hash_table_size(st.owners), ==, 0);
+        store_state_clear(&st);
+}
+
 static void test_state_names(void) {
         g_assert_cmpstr(allocation_state_to_string(ALLOCATION_ACTIVE), ==, "active");
         g_assert_cmpstr(allocation_state_to_string(ALLOCATION_CREATING), ==, "creating");
@@ -307,7 +377,8 @@ static void test_format_on_disk(void) {
         g_assert_true(g_str_has_suffix(text, "}\n"));
         g_assert_true(json_parser_load_from_data(parser, text, -1, NULL));
         top = json_node_get_object(json_parser_get_root(parser));
-        g_assert_cmpint(json_object_get_int_member(top, "version"), ==, 1);
+        g_assert_cmpint(json_object_get_int_member(top, "version"), ==, 2);
+        g_assert_true(json_object_has_member(top, "owners"));
         a = json_array_get_object_element(json_object_get_array_member(top, "allocations"), 2);
         g_assert_cmpstr(json_object_get_string_member(a, "state"), ==, "releasing");
         g_assert_cmpstr(json_object_get_string_member(a, "device"), ==, "dax12.345");
@@ -494,11 +565,11 @@ static void test_save_refuses_invalid(void) {
 static void test_load_errors_name_path(void) {
         g_autofree char *dir = make_case_dir();
         g_autofree char *path = g_build_filename(dir, "state.json", NULL);
-        g_autofree char *expected = g_strdup_printf("%s: version: unsupported version 2", path);
+        g_autofree char *expected = g_strdup_printf("%s: version: unsupported version 3", path);
         g_autoptr(GPtrArray) loaded = NULL;
         g_autoptr(GError) error = NULL;
 
-        g_assert_true(g_file_set_contents(path, "{\"version\": 2, \"allocations\": []}", -1, NULL));
+        g_assert_true(g_file_set_contents(path, "{\"version\": 3, \"allocations\": []}", -1, NULL));
         g_assert_cmpint(store_load(path, &loaded, &error), ==, -EBADMSG);
         g_assert_null(loaded);
         g_assert_true(g_str_has_prefix(error->message, expected));
@@ -525,7 +596,7 @@ static void test_reject_document(void) {
         load_fails("{\"version\": \"1\", \"allocations\": []}", "version: must be an integer");
         load_fails("{\"version\": 1.0, \"allocations\": []}", "version: must be an integer");
         load_fails("{\"version\": 0, \"allocations\": []}", "version: unsupported version 0");
-        load_fails("{\"version\": 2, \"allocations\": []}", "version: unsupported version 2");
+        load_fails("{\"version\": 3, \"allocations\": []}", "version: unsupported version 3");
         load_fails("{\"version\": 1}", "allocations: must be an array");
         load_fails("{\"version\": 1, \"allocations\": {}}", "allocations: must be an array");
         load_fails(extra, "chunks: unknown member");
@@ -702,6 +773,8 @@ int main(int argc, char **argv) {
         g_assert_nonnull(test_dir);
 
         g_test_add_func("/store/state-names", test_state_names);
+        g_test_add_func("/store/owners-upgrade", test_owners_upgrade);
+        g_test_add_func("/store/owners-rejected", test_owners_rejected);
         g_test_add_func("/store/round-trip-data", test_round_trip_data);
         g_test_add_func("/store/state-extras", test_state_extras);
         g_test_add_func("/store/format-on-disk", test_format_on_disk);

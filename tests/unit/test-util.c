@@ -250,7 +250,36 @@ static void test_path_component_escape(void) {
                 g_assert_null(strchr(s, '/'));
                 g_assert_cmpstr(s, !=, ".");
                 g_assert_cmpstr(s, !=, "..");
+                g_assert_cmpuint(path_component_escaped_len(cases[i].in), ==, strlen(s));
+                /* The temporary link name of the stable paths starts with
+                 * '.': no escaped name may. */
+                g_assert_true(s[0] != '.');
         }
+}
+
+static void test_link_name_invalid_reason(void) {
+        char name[NAME_MAX_BYTES + 2];
+
+        g_assert_null(link_name_invalid_reason("vm1"));
+        g_assert_nonnull(link_name_invalid_reason(""));
+
+        /* 255 plain bytes fit; 64 slashes are 64 bytes but 256 escaped. */
+        memset(name, 'a', NAME_MAX_BYTES);
+        name[NAME_MAX_BYTES] = 0;
+        g_assert_null(link_name_invalid_reason(name));
+        memset(name, '/', 64);
+        name[64] = 0;
+        g_assert_null(name_invalid_reason(name));
+        g_assert_nonnull(strstr(link_name_invalid_reason(name), "once escaped"));
+        name[63] = 0;
+        g_assert_null(link_name_invalid_reason(name)); /* 252 escaped */
+        /* A leading '.' costs 4 too. */
+        memset(name, 'a', 253);
+        name[0] = '.';
+        name[253] = 0;
+        g_assert_nonnull(link_name_invalid_reason(name));
+        name[252] = 0;
+        g_assert_null(link_name_invalid_reason(name));
 }
 
 static void test_now_usec(void) {
@@ -286,6 +315,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/util/read-attr-int", test_read_attr_int);
         g_test_add_func("/util/name-invalid-reason", test_name_invalid_reason);
         g_test_add_func("/util/path-component-escape", test_path_component_escape);
+        g_test_add_func("/util/link-name-invalid-reason", test_link_name_invalid_reason);
         g_test_add_func("/util/now-usec", test_now_usec);
         g_test_add_func("/util/rounding", test_rounding);
 

@@ -88,6 +88,25 @@ elif grep -q "group=\"$group\"" /usr/share/dbus-1/system.d/org.daxbroker.Broker1
 else
         nok "installed bus policy does not name group $group"
 fi
+echo "# --- a file named like a device does not make the device busy"
+# mallory maps regular files called dax0.0 and dax1.0 (the names of the
+# regions' seed devices) before the broker starts; a broker that matched
+# mapping names would leave both regions alone as foreign.
+useradd -M mallory || { nok "cannot create mallory"; exit 1; }
+install -d -o mallory "$work/mallory"
+setpriv --reuid=mallory --regid=mallory --init-groups -- /usr/bin/python3 -c '
+import mmap, os, sys, time
+maps = []
+for name in ("dax0.0", "dax1.0"):
+    fd = os.open(os.path.join(sys.argv[1], name), os.O_RDWR | os.O_CREAT, 0o600)
+    os.ftruncate(fd, 2 << 20)
+    maps.append(mmap.mmap(fd, 2 << 20))
+print("mapped", flush=True)
+time.sleep(100000)' "$work/mallory" >"$res/mallory.out" 2>&1 &
+mallory_pid=$!
+for _ in $(seq 300); do grep -q mapped "$res/mallory.out" && break; sleep 0.1; done
+grep -q "/dax0.0" /proc/$mallory_pid/maps && ok "mallory maps $work/mallory/dax0.0" ||
+        nok "mallory's mapping is missing: $(cat "$res/mallory.out")"
 /usr/sbin/daxbrokerd >>"$res/daemon.log" 2>&1 &
 pid=$!
 if wait_owner org.daxbroker.Broker1 "$pid"; then
@@ -97,6 +116,10 @@ else
         cat "$res/daemon.log"
         exit 1
 fi
+expect "both regions were taken over despite mallory's files: no foreign memory" '^ok 0 0$' root pool-foreign
+grep -q "in use by some process" "$res/daemon.log" && nok "the daemon thought a seed device was in use" ||
+        ok "the daemon did not take mallory's files for the devices"
+kill "$mallory_pid"
 expect "root may call methods while the group is unknown" '^ok /org/daxbroker' root allocate early $mib512
 early=$(path_of "$out")
 [ -n "$early" ] && expect "root releases it" '^ok' root release "$early"
@@ -154,6 +177,40 @@ expect "bob gets AccessDenied on Open of alice's allocation, naming manage" \
         "^error $DENIED: .*$MANAGE" bob open "$a1"
 expect "bob gets AccessDenied on ReleaseOwner of alice's owner, naming manage" \
         "^error $DENIED: .*$MANAGE" bob release-owner vm-a
+
+echo "# --- owners belong to the uid that created them"
+link_before=$(readlink /run/daxbroker/owners/vm-a/ram0)
+expect "bob gets AccessDenied allocating label disk into alice's owner vm-a, naming manage" \
+        "^error $DENIED: .*$MANAGE" bob allocate vm-a $mib512 label=s:disk
+expect "bob cannot take vm-a's next label ram2 before alice" "^error $DENIED: .*$MANAGE" \
+        bob allocate vm-a $mib512 label=s:ram2
+expect "alice's two allocations are all there is" "^ok $a1:$alice $a2:$alice\$" root list-allocations
+[ ! -e /run/daxbroker/owners/vm-a/disk ] && [ ! -e /run/daxbroker/owners/vm-a/ram2 ] &&
+        ok "no stable path appeared for bob's labels" || nok "bob got a stable path in vm-a"
+expect "vm-a/ram0 still points at alice's device" "^ok $link_before\$" alice get-on "$a1" \
+        org.daxbroker.Broker1.Allocation Device
+expect "bob's own owner works" '^ok /org/daxbroker' bob allocate vm-b $mib512 label=s:disk
+bpath=$(path_of "$out")
+[ "$(readlink /run/daxbroker/owners/vm-b/disk)" = "$(call root get-on "$bpath" org.daxbroker.Broker1.Allocation Device | cut -d' ' -f2)" ] &&
+        ok "vm-b/disk points at bob's device" || nok "vm-b/disk: $(readlink /run/daxbroker/owners/vm-b/disk)"
+long=$(printf '/%.0s' $(seq 64))
+expect "an owner whose escaped name exceeds NAME_MAX is InvalidArgument" \
+        '^error org.daxbroker.Broker1.Error.InvalidArgument: Owner .*escaped' alice allocate "$long" $mib512
+
+echo "# --- physical addresses: root, the group $group and the allocation's own uid"
+root_starts=$(call root pool-starts)
+expect "carol (outside the group) sees 0 as every pool's start" '^ok 0 0$' carol pool-starts
+expect "bob (in the group) sees the pool starts" "^$root_starts\$" bob pool-starts
+expect "root sees them: region starts 4 GiB and 6 GiB" '^ok 4294967296 6442450944$' root pool-starts
+expect "carol sees no ranges of any allocation" "^ok $a1:0 $a2:0 $bpath:0\$" carol ranges
+expect "bob (in the group) sees every allocation's ranges" "^ok $a1:1 $a2:1 $bpath:1\$" bob ranges
+expect "carol's Get of Ranges is empty" '^ok \[\]$' carol get-on "$a1" org.daxbroker.Broker1.Allocation Ranges
+expect "carol's GetAll gives no Ranges" '^ok \[\]$' carol getall-ranges "$a1"
+expect "carol's Get of a pool's Start is 0" '^ok 0$' carol get-on /org/daxbroker/Broker1/pool/low \
+        org.daxbroker.Broker1.Pool Start
+expect "alice sees her own ranges" '^ok [1-9][0-9]*\+536870912$' alice getall-ranges "$a1"
+expect "bob (group) sees alice's ranges through GetAll" '^ok [1-9][0-9]*\+536870912$' bob getall-ranges "$a1"
+expect "bob releases his own owner" '^ok 1$' bob release-owner vm-b
 expect "alice gets AccessDenied on Allocate with device-uid, naming manage" \
         "^error $DENIED: .*$MANAGE" alice allocate vm-d $mib512 device-uid=u:$bob
 expect "alice gets AccessDenied on Allocate with device-gid, naming manage" \

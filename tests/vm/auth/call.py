@@ -10,6 +10,11 @@ Usage: call.py allocate OWNER SIZE [KEY=u:N|KEY=s:TEXT|KEY=b:0|1 ...]
        call.py release-owner OWNER
        call.py list-pools | list-allocations
        call.py get PROPERTY
+       call.py pool-starts                 every pool's start, as this caller sees it
+       call.py pool-foreign                every pool's ForeignSize
+       call.py ranges                      PATH:number-of-ranges of every allocation
+       call.py get-on PATH IFACE PROPERTY  one property of any object (Get)
+       call.py getall-ranges PATH          the Ranges an allocation's GetAll gives
 """
 import sys
 
@@ -50,6 +55,22 @@ def main(argv):
         return str(len(mgr.ListPools(timeout=TIMEOUT)))
     if verb == "list-allocations":
         return " ".join(f"{a[0]}:{int(a[3])}" for a in mgr.ListAllocations(timeout=TIMEOUT))
+    if verb == "pool-starts":
+        return " ".join(str(int(p[4])) for p in mgr.ListPools(timeout=TIMEOUT))
+    if verb == "pool-foreign":
+        return " ".join(str(int(p[12])) for p in mgr.ListPools(timeout=TIMEOUT))
+    if verb == "ranges":
+        return " ".join(f"{a[0]}:{len(a[11])}" for a in mgr.ListAllocations(timeout=TIMEOUT))
+    if verb == "get-on":
+        o = dbus.SystemBus().get_object(NAME, args[0], introspect=False)
+        v = o.Get(args[1], args[2], dbus_interface=dbus.PROPERTIES_IFACE, timeout=TIMEOUT)
+        if isinstance(v, dbus.Array):
+            return " ".join(f"{int(r[0])}+{int(r[1])}" for r in v) or "[]"
+        return str(v)
+    if verb == "getall-ranges":
+        o = dbus.SystemBus().get_object(NAME, args[0], introspect=False)
+        props = o.GetAll(NAME + ".Allocation", dbus_interface=dbus.PROPERTIES_IFACE, timeout=TIMEOUT)
+        return " ".join(f"{int(r[0])}+{int(r[1])}" for r in props["Ranges"]) or "[]"
     if verb == "get":
         return str(obj.Get(IFACE, args[0], dbus_interface=dbus.PROPERTIES_IFACE, timeout=TIMEOUT))
     raise SystemExit(f"unknown verb {verb}")

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -538,6 +539,27 @@ static void test_devices(const DaxRegionInfo *reg) {
                 munmap(p, size_b);
         }
         CHECK_RC(be->ops->device_in_use(be, b), 0);
+
+        /* A mapped file that merely has the device's name is not the
+         * device: device_in_use compares device numbers, not names. */
+        {
+                char dir[] = "/tmp/daxname.XXXXXX", path[PATH_MAX];
+                int ffd;
+
+                check(mkdtemp(dir) != NULL, "mkdtemp");
+                snprintf(path, sizeof(path), "%s/%s", dir, b);
+                ffd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                check(ffd >= 0 && ftruncate(ffd, 2 * MiB) == 0, "a regular file %s", path);
+                p = ffd >= 0 ? mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, ffd, 0) : MAP_FAILED;
+                check(p != MAP_FAILED, "mmap of %s", path);
+                if (ffd >= 0)
+                        close(ffd);
+                CHECK_RC(be->ops->device_in_use(be, b), 0);
+                if (p != MAP_FAILED)
+                        munmap(p, 2 * MiB);
+                unlink(path);
+                rmdir(dir);
+        }
 
         /* 1 GiB alignment is honoured by mmap. */
         fd = be->ops->open_device(be, a);
