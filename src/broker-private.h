@@ -26,6 +26,9 @@ struct Broker {
         sd_event_source *scrub_timer;
         int lock_fd;
         char *boot_id;
+        /* state.json was bad and set aside: this start acts on no device
+         * (recovery.c). */
+        bool state_untrusted;
         bool stopping;
         /* Test-only (DAXBROKER_TEST_CRASH_AT): the step of host return or
          * reclaim at which the daemon kills itself, to prove recovery. */

@@ -11,6 +11,7 @@
 
 #include "broker-private.h"
 #include "log.h"
+#include "recovery.h"
 #include "util.h"
 
 G_DEFINE_QUARK(daxbroker-broker-error-quark, broker_error)
@@ -1433,7 +1434,9 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
         }
 
         for (size_t k = 0; k < nd; k++)
-                if (!claimed[k])
+                if (!claimed[k] && b->state_untrusted)
+                        recovery_keep_device(p, &devs[k]);
+                else if (!claimed[k])
                         pool_settle_unclaimed(b, p, &devs[k]);
 
         /* After a host reboot the kernel has forgotten our layout: replay
@@ -1540,24 +1543,32 @@ static char *read_boot_id(void) {
 }
 
 int broker_start(Broker *b, GError **error) {
+        g_autofree char *set_aside = NULL, *reason = NULL;
+        g_autoptr(GArray) regions = g_array_new(FALSE, FALSE, sizeof(RegionRange));
         StoreState st;
         bool new_boot;
         int r;
 
-        r = store_load_state(b->state_path, &st, error);
-        if (r < 0) {
-                g_prefix_error(error, "Refusing to start with an unreadable state file (move it away to start "
-                                      "empty, losing track of its allocations): ");
-                return r;
-        }
-        GPtrArray *records = st.allocations;
-        new_boot = !b->boot_id || !st.boot_id || strcmp(b->boot_id, st.boot_id) != 0;
-        if (new_boot)
-                log_info("First start since boot: memory not held by allocations is zeroed before use");
-
+        /* Pools first: the state's ranges are checked against them. */
         r = broker_setup_pools(b, error);
         if (r < 0)
-                goto finish;
+                return r;
+        for (guint i = 0; i < b->pools->len; i++) {
+                const Pool *p = b->pools->pdata[i];
+                RegionRange rr = { .region_id = p->region_id, .start = p->start, .size = p->size };
+                g_array_append_val(regions, rr);
+        }
+        r = store_load_state_or_set_aside(b->state_path, (const RegionRange *) regions->data, regions->len, &st,
+                                          &set_aside, &reason, error);
+        if (r < 0) {
+                g_prefix_error(error, "Refusing to start with an unreadable state file: ");
+                return r;
+        }
+        b->state_untrusted = recovery_needed(b->state_path, set_aside, reason);
+        GPtrArray *records = st.allocations;
+        new_boot = !b->boot_id || !st.boot_id || strcmp(b->boot_id, st.boot_id) != 0;
+        if (new_boot && !set_aside)
+                log_info("First start since boot: memory not held by allocations is zeroed before use");
 
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];

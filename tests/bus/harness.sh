@@ -12,6 +12,7 @@
 #   host-busy   a host chunk with an unmovable block: reclaim fails cleanly
 #   host-hang   the same with a block whose offlining never finishes
 #   host-crash  kill -9 at every step of return and reclaim
+#   corrupt-state, stress, busfuzz   see tests/reliability/bus-cases.sh
 set -u
 build=$1 src=$2 what=$3
 tmp=$(mktemp -d /tmp/daxbroker-bus.XXXXXX)
@@ -173,6 +174,9 @@ host-crash)
                 "${scn[@]}" host-check host || { echo "# check after a crash at $step failed"; rc=1; }
                 kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
         done
+        ;;
+corrupt-state|stress|busfuzz)
+        . "$src/tests/reliability/bus-cases.sh"
         ;;
 *)
         echo "unknown test $what"; exit 2 ;;
