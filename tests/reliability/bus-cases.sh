@@ -116,6 +116,50 @@ case_corrupt_state() {
         [ $failed = 0 ] || rc=1
 }
 
+case_stress() {
+        local out
+        # ASan's quarantine holds freed memory back on purpose; without it
+        # the daemon's memory can return to its baseline, as it does in
+        # production.
+        stop_daemon
+        export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0"
+        # The sim copies a device's bytes when it is first opened, so the
+        # regions and boundaries are small enough for thousands of devices.
+        cat >"$tmp/daxbroker.conf" <<CONF
+[Pool bounded]
+Region=0
+Boundary=8M
+
+[Pool open]
+Region=1
+CONF
+        # Empty regions and a state of this boot: nothing to zero at first,
+        # so the phases measure the clients' work, not the first-boot scrub.
+        rm -f "$sim"
+        printf '{"version": 1, "allocations": [], "boot_id": "%s"}\n' \
+                "$(cat /proc/sys/kernel/random/boot_id)" >"$state"
+        backend="sim:0:4G:1G:0,1:8G:1G:1;boot=idle;state=$sim"
+        start_daemon || { rc=1; return; }
+        "$rel/stress" --bus-address "$addr" --sim-state "$sim" --daemon-pid "$daemon_pid" \
+                --clients "${REL_STRESS_CLIENTS:-32}" --phases "${REL_STRESS_PHASES:-3}" \
+                --ops "${REL_STRESS_OPS:-3}" --seed "${REL_STRESS_SEED:-1}" | tee "$tmp/stress.out" |
+                sed 's/^stress:/# stress:/'
+        [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+        report "$(grep '^stress:' "$tmp/stress.out")"
+        kill -0 "$daemon_pid" 2>/dev/null || { echo "# the daemon died"; rc=1; }
+}
+
+case_busfuzz() {
+        "$rel/busfuzz" --bus-address "$addr" --sim-state "$sim" --daemon-pid "$daemon_pid" \
+                --iterations "${REL_FUZZ_ITERATIONS:-300}" --seed "${REL_FUZZ_SEED:-1}" | tee "$tmp/fuzz.out" |
+                sed 's/^busfuzz:/# busfuzz:/'
+        [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+        report "$(grep '^busfuzz:' "$tmp/fuzz.out")"
+        kill -0 "$daemon_pid" 2>/dev/null || { echo "# the daemon died"; rc=1; }
+}
+
 case "$what" in
 corrupt-state) case_corrupt_state ;;
+stress) case_stress ;;
+busfuzz) case_busfuzz ;;
 esac

@@ -320,7 +320,8 @@ unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, 
                         FAIL("allocation %s: ranges add up to %" PRIu64 ", not its size %" PRIu64, all[i].id, sum,
                              all[i].size);
         }
-        qsort(spans, n_spans, sizeof *spans, range_cmp);
+        if (n_spans > 0)
+                qsort(spans, n_spans, sizeof *spans, range_cmp);
         for (unsigned i = 1; i < n_spans; i++)
                 if (spans[i].start < spans[i - 1].start + spans[i - 1].size)
                         FAIL("two allocations overlap at %#" PRIx64, spans[i].start);

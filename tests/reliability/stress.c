@@ -156,18 +156,18 @@ static void do_allocate(Client *c, sd_bus *bus) {
                         smallest = pools[i].size < smallest ? pools[i].size : smallest;
                 }
         }
-        switch (pick(c, 10)) {
-        case 0: align = 4096; break;
-        case 1: case 2: align = 2 * REL_MiB; break;
-        case 3: align = REL_GiB; break;
+        switch (pick(c, 40)) {
+        case 0: align = REL_GiB; break;
+        case 1: case 2: case 3: case 4: align = 4096; break;
+        case 5: case 6: case 7: case 8: case 9: case 10: align = 2 * REL_MiB; break;
         default: break;
         }
         granule = max_u64(granule, align);
-        /* Mostly small, sometimes a good part of a pool. */
-        if (pick(c, 8) == 0)
-                size = granule * (1 + pick(c, (unsigned) max_u64(1, smallest / granule / 2)));
+        /* Mostly small, sometimes an eighth of a pool. */
+        if (pick(c, 32) == 0)
+                size = granule * (1 + pick(c, (unsigned) max_u64(1, smallest / granule / 8)));
         else
-                size = granule * (1 + pick(c, granule >= 512 * REL_MiB ? 1 : 16));
+                size = granule * (1 + pick(c, granule >= 8 * REL_MiB ? 2 : 4));
 
         sd_bus_message_new_method_call(bus, &m, REL_DEST, REL_PATH, REL_MGR, "Allocate");
         sd_bus_message_append(m, "st", c->owner, size);
