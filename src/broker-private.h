@@ -34,6 +34,9 @@ struct Broker {
         uint64_t restore_delay_usec;
         int lock_fd;
         char *boot_id;
+        /* state.json was bad and set aside: this start acts on no device
+         * (recovery.c). */
+        bool state_untrusted;
         bool stopping;
         uint64_t offline_timeout_usec;
         BrokerListener listener;

@@ -11,6 +11,7 @@
 #include "reconcile.h"
 #include "log.h"
 #include "owners.h"
+#include "recovery.h"
 #include "util.h"
 
 G_DEFINE_QUARK(daxbroker-broker-error-quark, broker_error)
@@ -1063,25 +1064,33 @@ static char *read_boot_id(void) {
 }
 
 int broker_start(Broker *b, GError **error) {
+        g_autofree char *set_aside = NULL, *reason = NULL;
+        g_autoptr(GArray) regions = g_array_new(FALSE, FALSE, sizeof(RegionRange));
         StoreState st;
         bool new_boot;
         int r;
 
-        r = store_load_state(b->state_path, &st, error);
+        /* Pools first: the state's ranges are checked against them. */
+        r = broker_setup_pools(b, error);
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < b->pools->len; i++) {
+                const Pool *p = b->pools->pdata[i];
+                RegionRange rr = { .region_id = p->region_id, .start = p->start, .size = p->size };
+                g_array_append_val(regions, rr);
+        }
+        r = store_load_state_or_set_aside(b->state_path, (const RegionRange *) regions->data, regions->len, &st,
+                                          &set_aside, &reason, error);
         if (r < 0) {
-                g_prefix_error(error, "Refusing to start with an unreadable state file (move it away to start "
-                                      "empty, losing track of its allocations): ");
+                g_prefix_error(error, "Refusing to start with an unreadable state file: ");
                 return r;
         }
+        b->state_untrusted = recovery_needed(b->state_path, set_aside, reason);
         g_hash_table_unref(b->owners);
         b->owners = g_steal_pointer(&st.owners);
         new_boot = !b->boot_id || !st.boot_id || strcmp(b->boot_id, st.boot_id) != 0;
-        if (new_boot)
+        if (new_boot && !set_aside)
                 log_info("First start since boot: memory not held by allocations is zeroed before use");
-
-        r = broker_setup_pools(b, error);
-        if (r < 0)
-                goto finish;
 
         r = reconcile_pools(b, &st, new_boot, error);
         if (r < 0)

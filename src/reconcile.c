@@ -10,6 +10,7 @@
 #include "broker-private.h"
 #include "log.h"
 #include "reconcile.h"
+#include "recovery.h"
 #include "util.h"
 
 static Allocation *pool_adopt(Broker *b, Pool *p, AllocationRecord *rec) {
@@ -360,7 +361,9 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
         }
 
         for (size_t k = 0; k < nd; k++)
-                if (!claimed[k])
+                if (!claimed[k] && b->state_untrusted)
+                        recovery_keep_device(p, &devs[k]);
+                else if (!claimed[k])
                         pool_settle_unclaimed(b, p, &devs[k]);
 
         /* Allocations still without a device own their ranges all the same:

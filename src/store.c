@@ -54,6 +54,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "store.h"
 #include "util.h"
@@ -892,6 +893,136 @@ int store_load_state(const char *path, StoreState *ret, GError **error) {
         if (r < 0)
                 g_prefix_error(error, "%s: ", path);
         return r;
+}
+
+static const RegionRange *region_find(const RegionRange *regions, size_t n, unsigned id) {
+        for (size_t i = 0; i < n; i++)
+                if (regions[i].region_id == id)
+                        return &regions[i];
+        return NULL;
+}
+
+static bool range_inside(const RegionRange *region, uint64_t start, uint64_t size) {
+        return start >= region->start && size <= region->size && start - region->start <= region->size - size;
+}
+
+static int region_ranges_check(const GArray *ranges, const char *what, const RegionRange *regions,
+                               size_t n_regions, GError **error) {
+        for (guint i = 0; i < ranges->len; i++) {
+                const RegionRange *d = &g_array_index(ranges, RegionRange, i);
+                const RegionRange *region = region_find(regions, n_regions, d->region_id);
+
+                if (region && !range_inside(region, d->start, d->size)) {
+                        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                                    "%s %u: [%#" G_GINT64_MODIFIER "x, +%#" G_GINT64_MODIFIER "x) lies outside "
+                                    "region %u [%#" G_GINT64_MODIFIER "x, +%#" G_GINT64_MODIFIER "x)",
+                                    what, i, d->start, d->size, d->region_id, region->start, region->size);
+                        return -EBADMSG;
+                }
+        }
+        return 0;
+}
+
+int store_state_check_regions(const StoreState *st, const RegionRange *regions, size_t n_regions,
+                              GError **error) {
+        int r;
+
+        for (guint i = 0; i < st->allocations->len; i++) {
+                const AllocationRecord *rec = st->allocations->pdata[i];
+                const RegionRange *region = region_find(regions, n_regions, rec->region_id);
+
+                for (unsigned k = 0; region && k < rec->n_ranges; k++) {
+                        char field[32];
+
+                        if (range_inside(region, rec->ranges[k].start, rec->ranges[k].size))
+                                continue;
+                        snprintf(field, sizeof field, "ranges[%u]", k);
+                        return store_fail(error, i, rec->id, field,
+                                          "[%#" G_GINT64_MODIFIER "x, +%#" G_GINT64_MODIFIER "x) lies outside "
+                                          "region %u [%#" G_GINT64_MODIFIER "x, +%#" G_GINT64_MODIFIER "x)",
+                                          rec->ranges[k].start, rec->ranges[k].size, rec->region_id,
+                                          region->start, region->size);
+                }
+        }
+        r = region_ranges_check(st->dirty, "dirty", regions, n_regions, error);
+        if (r < 0)
+                return r;
+        return region_ranges_check(st->host, "host", regions, n_regions, error);
+}
+
+static int fsync_directory_of(const char *path);
+
+/* PATH.corrupt-<UTC time>, never replacing an earlier one: every bad file
+ * stays for the operator. */
+static int set_aside(const char *path, char **ret_name) {
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        int r;
+
+        if (!gmtime_r(&now, &tm) || strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm) == 0)
+                return -EINVAL;
+        for (unsigned n = 0; n < 1000; n++) {
+                g_autofree char *name = n ? g_strdup_printf("%s.corrupt-%s-%u", path, stamp, n)
+                                          : g_strdup_printf("%s.corrupt-%s", path, stamp);
+
+                r = renameat2(AT_FDCWD, path, AT_FDCWD, name, RENAME_NOREPLACE) < 0 ? -errno : 0;
+                if (r == -EINVAL) {
+                        /* A file system without RENAME_NOREPLACE. */
+                        if (access(name, F_OK) == 0)
+                                continue;
+                        r = rename(path, name) < 0 ? -errno : 0;
+                }
+                if (r == -EEXIST)
+                        continue;
+                if (r < 0)
+                        return r;
+                /* The state written next must not outlive the rename. */
+                r = fsync_directory_of(path);
+                if (r < 0)
+                        return r;
+                *ret_name = g_steal_pointer(&name);
+                return 0;
+        }
+        return -EEXIST;
+}
+
+int store_load_state_or_set_aside(const char *path, const RegionRange *regions, size_t n_regions,
+                                  StoreState *ret, char **ret_set_aside, char **ret_reason, GError **error) {
+        g_autoptr(GError) bad = NULL;
+        g_autofree char *name = NULL;
+        StoreState st;
+        int r;
+
+        r = store_load_state(path, &st, &bad);
+        if (r >= 0) {
+                r = store_state_check_regions(&st, regions, n_regions, &bad);
+                if (r >= 0) {
+                        *ret = st;
+                        *ret_set_aside = NULL;
+                        *ret_reason = NULL;
+                        return 0;
+                }
+                g_prefix_error(&bad, "%s: ", path);
+                store_state_clear(&st);
+        }
+        /* Only content that is wrong is set aside; a file we could not
+         * read may be perfectly good. A file too big to be ours is wrong. */
+        if (r != -EBADMSG && r != -EFBIG) {
+                g_propagate_error(error, g_steal_pointer(&bad));
+                return r;
+        }
+
+        r = set_aside(path, &name);
+        if (r < 0) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "%s (and it cannot be set aside: %s)", bad->message, g_strerror(-r));
+                return r;
+        }
+        store_state_init(ret);
+        *ret_set_aside = g_steal_pointer(&name);
+        *ret_reason = g_strdup(bad->message);
+        return 1;
 }
 
 int store_load(const char *path, GPtrArray **ret, GError **error) {

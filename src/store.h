@@ -100,6 +100,21 @@ typedef enum StoreSaveFlags {
 int store_save_state(const char *path, const StoreState *s, StoreSaveFlags flags, GError **error);
 char *store_state_to_data(const StoreState *s);
 
+/* Loads path like store_load_state() and also checks that every range
+ * recorded for one of regions (the managed ones; records of other regions
+ * cannot be checked and are kept as they are) lies inside it. A file whose
+ * content is bad is never deleted and never half-trusted: it is renamed to
+ * PATH.corrupt-YYYYmmddTHHMMSSZ (a "-N" suffix when that exists), *ret is
+ * an empty state, *ret_set_aside the new name and *ret_reason what is wrong;
+ * returns 1. A missing file is an empty state; returns 0. A file that
+ * cannot be read (permissions, I/O) or set aside is an error: its content
+ * may be fine. */
+int store_load_state_or_set_aside(const char *path, const RegionRange *regions, size_t n_regions,
+                                  StoreState *ret, char **ret_set_aside, char **ret_reason, GError **error);
+/* Only the content check of the above, for data in memory. */
+int store_state_check_regions(const StoreState *st, const RegionRange *regions, size_t n_regions,
+                              GError **error);
+
 /* Loads path into an array of AllocationRecord* (owned). A missing file is
  * an empty state. */
 int store_load(const char *path, GPtrArray **ret, GError **error);

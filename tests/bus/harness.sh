@@ -19,6 +19,7 @@
 #               allocations stay listed (restoring), their ranges reserved
 #   tenants     three uids and a polkit that grants allocate only: owners,
 #               quotas, stable paths, physical addresses, polkit jamming
+#   corrupt-state, stress, busfuzz   see tests/reliability/bus-cases.sh
 set -u
 build=$1 src=$2 what=$3
 tmp=$(mktemp -d /tmp/daxbroker-bus.XXXXXX)
@@ -218,6 +219,9 @@ tenants)
         rc=$?
         [ $rc = 77 ] && exit 77
         [ $rc != 0 ] && { echo "# polkit mock log:"; sed 's/^/# /' "$tmp/tenants/polkit.log"; }
+        ;;
+corrupt-state|stress|busfuzz)
+        . "$src/tests/reliability/bus-cases.sh"
         ;;
 *)
         echo "unknown test $what"; exit 2 ;;
