@@ -27,8 +27,9 @@ struct Broker {
         int lock_fd;
         char *boot_id;
         bool stopping;
-        /* Test-only (DAXBROKER_TEST_CRASH_AT): the step of host return or
-         * reclaim at which the daemon kills itself, to prove recovery. */
+        /* Test-only (DAXBROKER_TEST_CRASH_AT): the step of host return,
+         * reclaim or zeroing at which the daemon kills itself, to prove
+         * recovery (see broker_crash_point()). */
         char *crash_at;
         uint64_t offline_timeout_usec;
         BrokerListener listener;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -376,8 +377,17 @@ static int kernel_zero(Broker *b, const char *name, uint64_t size, const ZeroPar
                 *ret_step = "mapping the device to zero it";
                 return -errno;
         }
-        if (n == 0)
-                r = scrubber_zero(b->scrubber, mem, size);
+        if (n == 0) {
+                /* In two halves, so that a test can kill the daemon
+                 * ("scrub-half") with the memory half zeroed. */
+                uint64_t half = size / 2 / 4096 * 4096;
+
+                r = scrubber_zero(b->scrubber, mem, half);
+                if (r >= 0)
+                        broker_crash_point(b, "scrub-half");
+                if (r >= 0)
+                        r = scrubber_zero(b->scrubber, (char *) mem + half, size - half);
+        }
         for (size_t i = 0; i < n && r >= 0; i++)
                 r = scrubber_zero(b->scrubber, (char *) mem + parts[i].offset, parts[i].size);
         if (r < 0)
@@ -1633,8 +1643,20 @@ int broker_reload(Broker *b, Config *config, GError **error) {
 #define OFFLINE_TIMEOUT_USEC (10 * 1000 * 1000ULL)
 
 void broker_crash_point(Broker *b, const char *step) {
+        const char *hold;
+
         if (!b->crash_at || strcmp(b->crash_at, step) != 0)
                 return;
+        /* With DAXBROKER_TEST_HOLD_WHILE=FILE the step waits while FILE
+         * exists and then goes on: a test can look at the daemon stopped
+         * half-way (zeroing, say) without racing it. */
+        hold = getenv("DAXBROKER_TEST_HOLD_WHILE");
+        if (hold) {
+                log_warning("DAXBROKER_TEST_CRASH_AT=%s: holding here while %s exists (test-only)", step, hold);
+                while (access(hold, F_OK) == 0)
+                        (void) usleep(10 * 1000);
+                return;
+        }
         log_warning("DAXBROKER_TEST_CRASH_AT=%s: killing the daemon here (test-only fault injection)", step);
         (void) raise(SIGKILL);
 }
