@@ -169,8 +169,10 @@ typedef struct DaxSimOptions {
          * ZONE_MOVABLE if autoonline says online_movable, else ZONE_NORMAL). */
         const char *boot_mode;
         /* If not NULL, the model keeps its layout (devices, memory block
-         * states and pins) in that file so it survives a daemon restart; a
-         * missing file means a fresh boot. */
+         * states and pins) in that file and the memory's bytes in files
+         * under "<state_path>.mem/", so both survive a daemon restart as
+         * they survive it on a real kernel; a missing state file means a
+         * fresh boot (with empty memory). */
         const char *state_path;
         DaxSimAutoOnline autoonline;
         /* Blocks that will not go offline, added to those of the state file.

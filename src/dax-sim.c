@@ -22,8 +22,12 @@
  * own memfd, filled from the region's bytes when first opened and written
  * back when unbound or resized, so old data shows up in a new device that
  * reuses the range. Onlining kmem blocks writes a page of "host data" at
- * the start of each block, so missed scrubs are visible. Bytes do not
- * survive dax_sim_new(); the layout does, through state_path.
+ * the start of each block, so missed scrubs are visible. Without a
+ * state_path the bytes live in memfds and die with the backend. With one,
+ * the model is the kernel, which outlives the daemon: the layout is kept
+ * in state_path and the bytes in files under "<state_path>.mem/" (one per
+ * region, one per opened device), so a daemon killed in the middle of
+ * zeroing leaves exactly the half-zeroed memory a real kernel would.
  *
  * Memory blocks (SIM_MEMORY_BLOCK) are state of the memory, not of a
  * device: each region keeps a table of the blocks it overlaps, with their
@@ -40,6 +44,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -65,7 +70,7 @@ typedef struct SimDevice {
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];
         bool in_use;            /* test hook */
-        int data_fd;            /* memfd with the device's bytes while opened, else -1 */
+        int data_fd;            /* the device's bytes while opened, else -1 */
 } SimDevice;
 
 typedef struct SimBlock {
@@ -79,7 +84,8 @@ typedef struct SimRegion {
         uint64_t start;
         uint64_t size;
         int numa_node;
-        int backing_fd;       /* sparse memfd, offset = address - start */
+        int backing_fd;       /* sparse memfd or file, offset = address - start */
+        char *mem_dir;        /* where the bytes are kept, or NULL (memfds) */
         GPtrArray *devices;   /* SimDevice, sorted by instance */
         uint64_t first_block; /* the memory block holding start */
         size_t n_blocks;      /* memory blocks overlapping the region */
@@ -125,6 +131,7 @@ static void sim_region_free(void *p) {
 
         if (r->backing_fd >= 0)
                 close(r->backing_fd);
+        g_free(r->mem_dir);
         g_ptr_array_unref(r->devices);
         g_free(r->blocks);
         g_free(r);
@@ -365,6 +372,13 @@ static int sim_copy_data(int src, uint64_t src_off, int dst, uint64_t dst_off, u
                                 return -errno;
                         if (k == 0)
                                 return -EIO;
+                        /* Zeroes stay a hole: the range was emptied above.
+                         * (Zeroing whole regions would otherwise fill the
+                         * files with zero pages.) */
+                        if (buf[0] == 0 && memcmp(buf, buf + 1, (size_t) k - 1) == 0) {
+                                pos += (uint64_t) k;
+                                continue;
+                        }
                         w = pwrite(dst, buf, (size_t) k, (off_t) (dst_off + (pos - src_off)));
                         if (w < 0)
                                 return -errno;
@@ -376,7 +390,9 @@ static int sim_copy_data(int src, uint64_t src_off, int dst, uint64_t dst_off, u
         return 0;
 }
 
-/* Gives the device its own memfd holding the bytes of its ranges. */
+/* Gives the device its own file holding the bytes of its ranges. One left
+ * by an earlier daemon (kept in mem_dir) already holds them, with whatever
+ * that daemon wrote through its mapping. */
 static int sim_device_materialize(SimRegion *r, SimDevice *d) {
         _cleanup_close_ int fd = -1;
         char name[DAX_NAME_MAX];
@@ -387,7 +403,24 @@ static int sim_device_materialize(SimRegion *r, SimDevice *d) {
                 return 0;
 
         sim_device_name(r, d, name);
-        fd = memfd_create(name, MFD_CLOEXEC);
+        if (r->mem_dir) {
+                g_autofree char *path = g_build_filename(r->mem_dir, name, NULL);
+                struct stat st;
+
+                fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        return -errno;
+                if (fstat(fd, &st) < 0)
+                        return -errno;
+                if ((uint64_t) st.st_size == sim_device_size(d) && st.st_size > 0) {
+                        d->data_fd = fd;
+                        fd = -1;
+                        return 0;
+                }
+                if (ftruncate(fd, 0) < 0)
+                        return -errno;
+        } else
+                fd = memfd_create(name, MFD_CLOEXEC);
         if (fd < 0)
                 return -errno;
         if (ftruncate(fd, (off_t) sim_device_size(d)) < 0)
@@ -423,6 +456,15 @@ static int sim_device_write_back(SimRegion *r, SimDevice *d) {
 
         close(d->data_fd);
         d->data_fd = -1;
+        if (r->mem_dir) {
+                char name[DAX_NAME_MAX];
+                g_autofree char *path = NULL;
+
+                sim_device_name(r, d, name);
+                path = g_build_filename(r->mem_dir, name, NULL);
+                if (unlink(path) < 0 && errno != ENOENT)
+                        return -errno;
+        }
         return 0;
 }
 
@@ -803,8 +845,8 @@ static int sim_load_region(SimBackend *s, JsonObject *o, unsigned version) {
         g_free(r->blocks);
         r->blocks = g_steal_pointer(&blocks);
 
-        /* The host has been using the online blocks all along; the bytes
-         * did not survive, so its data appears again. */
+        /* The host has been using the online blocks all along: its data is
+         * there (again, when the bytes lived in memfds). */
         for (size_t i = 0; i < r->n_blocks; i++)
                 if (r->blocks[i].online) {
                         k = sim_write_host_data(r, r->first_block + i);
@@ -1525,9 +1567,58 @@ static const DaxBackendOps sim_ops = {
         .set_memory_block = sim_set_memory_block,
 };
 
+/* Moves the regions' bytes into files under "<state_path>.mem/". Resuming,
+ * the files already hold them (the memfds only have what booting and
+ * loading wrote: host data the files got when those blocks went online);
+ * on a fresh boot, the files from an earlier run are emptied first. */
+static int sim_keep_bytes(SimBackend *s, bool resume) {
+        g_autofree char *dir = g_strconcat(s->state_path, ".mem", NULL);
+
+        if (g_mkdir_with_parents(dir, 0700) < 0)
+                return -errno;
+        if (!resume) {
+                g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+                const char *e;
+
+                while (d && (e = g_dir_read_name(d))) {
+                        g_autofree char *path = g_build_filename(dir, e, NULL);
+
+                        if (unlink(path) < 0)
+                                return -errno;
+                }
+        }
+        for (unsigned i = 0; i < s->regions->len; i++) {
+                SimRegion *r = s->regions->pdata[i];
+                g_autofree char *name = g_strdup_printf("region%u", r->id);
+                g_autofree char *path = g_build_filename(dir, name, NULL);
+                int fd, k;
+
+                fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        return -errno;
+                if (ftruncate(fd, (off_t) r->size) < 0) {
+                        k = -errno;
+                        close(fd);
+                        return k;
+                }
+                if (!resume) {
+                        k = sim_copy_data(r->backing_fd, 0, fd, 0, r->size);
+                        if (k < 0) {
+                                close(fd);
+                                return k;
+                        }
+                }
+                close(r->backing_fd);
+                r->backing_fd = fd;
+                r->mem_dir = g_strdup(dir);
+        }
+        return 0;
+}
+
 int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, DaxBackend **ret) {
         static const DaxSimOptions defaults = {};
         SimBackend *s;
+        bool resume;
         int k;
 
         if (!ret)
@@ -1548,6 +1639,8 @@ int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, Dax
         if (k < 0)
                 goto fail;
 
+        /* A fresh boot (no state file yet) starts from empty memory. */
+        resume = s->state_path && access(s->state_path, F_OK) == 0;
         for (unsigned i = 0; i < s->regions->len; i++) {
                 SimRegion *r = s->regions->pdata[i];
 
@@ -1567,6 +1660,9 @@ int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, Dax
 
         if (s->state_path) {
                 k = sim_load(s);
+                if (k < 0)
+                        goto fail;
+                k = sim_keep_bytes(s, resume);
                 if (k < 0)
                         goto fail;
         }

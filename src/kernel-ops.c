@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -149,8 +150,17 @@ int kernel_zero(DaxBackend *be, Scrubber *scrubber, const char *name, uint64_t s
                 *ret_step = "mapping the device to zero it";
                 return -errno;
         }
-        if (n == 0)
-                r = scrubber_zero(scrubber, mem, size);
+        if (n == 0) {
+                /* In two halves, so that a test can kill the daemon
+                 * ("scrub-half") with the memory half zeroed. */
+                uint64_t half = size / 2 / 4096 * 4096;
+
+                r = scrubber_zero(scrubber, mem, half);
+                if (r >= 0)
+                        crash_point("scrub-half");
+                if (r >= 0)
+                        r = scrubber_zero(scrubber, (char *) mem + half, size - half);
+        }
         for (size_t i = 0; i < n && r >= 0; i++)
                 r = scrubber_zero(scrubber, (char *) mem + parts[i].offset, parts[i].size);
         if (r < 0)
@@ -175,6 +185,7 @@ static const CrashPoint crash_points[] = {
         { "scrub-created", "Zeroing: scrub device created" },
         { "scrub-mapped", "Zeroing: dirt mapped into the scrub device" },
         { "scrub-bound", "Zeroing: scrub device bound" },
+        { "scrub-half", "Zeroing: half of a chunk zeroed" },
         { "scrub-zeroed", "Zeroing: chunk zeroed, device still there" },
         { "scrub-unbound", "Zeroing: scrub device unbound" },
         { "scrub-shrunk", "Zeroing: scrub device shrunk" },
@@ -254,10 +265,22 @@ void crash_step(const char *step) {
 }
 
 void crash_point(const char *step) {
+        const char *hold;
+
         if (delay_at && strcmp(delay_at, step) == 0)
                 g_usleep(delay_usec);
         if (!crash_at || strcmp(crash_at, step) != 0)
                 return;
+        /* With DAXBROKER_TEST_HOLD_WHILE=FILE the step waits while FILE
+         * exists and then goes on: a test can look at the daemon stopped
+         * half-way (zeroing, say) without racing it. */
+        hold = getenv("DAXBROKER_TEST_HOLD_WHILE");
+        if (hold) {
+                log_warning("DAXBROKER_TEST_CRASH_AT=%s: holding here while %s exists (test-only)", step, hold);
+                while (access(hold, F_OK) == 0)
+                        (void) usleep(10 * 1000);
+                return;
+        }
         log_warning("DAXBROKER_TEST_CRASH_AT=%s: killing the daemon here (test-only fault injection)", step);
         (void) raise(SIGKILL);
 }

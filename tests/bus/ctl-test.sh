@@ -39,9 +39,19 @@ out=$(c release /org/daxbroker/Broker1/allocation/ffffffffffffffff 2>&1); rc=$?
 id=${path##*/}
 out=$(c release "$id" 2>&1) && ok "release by id" || nok "release $id: $out"
 c allocate ctl-vm 512M --pool bounded >/dev/null && c allocate ctl-vm 512M --pool bounded >/dev/null
-out=$(c release-owner ctl-vm 2>&1) && echo "$out" | grep -q 2 && ok "release-owner releases two" \
+out=$(c release-owner ctl-vm 2>&1) && [ "$out" = 2 ] && ok "release-owner releases two and prints 2" \
         || nok "release-owner: $out"
-out=$(c --json list) && echo "$out" | grep -vq ctl-vm && ok "nothing of ctl-vm is left" || nok "left: $out"
+c allocate ctl-vm 512M --pool bounded >/dev/null
+out=$(c --json release-owner ctl-vm 2>&1) && echo "$out" | python3 -c '
+import json,sys; d=json.load(sys.stdin); assert d == {"owner": "ctl-vm", "released": 1}, d' \
+        && ok "release-owner --json" || nok "release-owner --json: $out"
+out=$(c --json list) && echo "$out" | python3 -c '
+import json,sys
+d=json.load(sys.stdin)
+items = d if isinstance(d, list) else d.get("allocations")
+assert isinstance(items, list), d
+assert not [a for a in items if a.get("owner") == "ctl-vm"], d
+' && ok "nothing of ctl-vm is left" || nok "left: $out"
 # Lending memory to the host and taking it back (pool open: 2 GiB, 1 GiB chunks).
 host() { c --json status | python3 -c 'import json,sys; print(next(p["host"] for p in json.load(sys.stdin)["pools"] if p["name"]=="open"))'; }
 clean() { c --json status | python3 -c 'import json,sys; sys.exit(any(p["dirty"] for p in json.load(sys.stdin)["pools"]))'; }

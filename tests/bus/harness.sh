@@ -3,8 +3,10 @@
 # against it. Usage: harness.sh BUILD_ROOT SOURCE_ROOT TEST
 #   scenarios   the scenario suite
 #   crash       three allocations, kill -9, restart: all three come back
-#   crash-scrub fill, release, kill -9 at once, restart: the memory reads zero
-#   stop        SIGTERM while zeroing: exit 0, restart: nothing lost
+#   crash-scrub fill, release, the daemon dies half-way through zeroing it
+#               (SIGKILL at scrub-half), restart: dirty, then reads zero
+#   stop        SIGTERM while zeroing (held at scrub-half): exit 0,
+#               restart: nothing lost
 #   introspect  exported API equals dbus/org.daxbroker.Broker1.xml
 #   ctl         daxbrokerctl verbs, human and --json
 #   host        idle memory goes to the host and comes back (HostReturn=yes)
@@ -22,7 +24,9 @@
 #   corrupt-state, stress, busfuzz   see tests/reliability/bus-cases.sh
 set -u
 build=$1 src=$2 what=$3
-tmp=$(mktemp -d /tmp/daxbroker-bus.XXXXXX)
+# The sim keeps the memory's bytes in files under $tmp: on tmpfs, as RAM
+# (what memory is), not written out to a disk.
+tmp=$(mktemp -d /dev/shm/daxbroker-bus.XXXXXX 2>/dev/null || mktemp -d /tmp/daxbroker-bus.XXXXXX)
 daemon_pid= bus_pid=
 cleanup() {
         [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null
@@ -115,7 +119,35 @@ start_daemon() {
         return 1
 }
 
+# The daemon has died at the crash point STEP: by SIGKILL (status 137), and
+# its log names the step.
+killed_at() { # STEP
+        local st
+        for _ in $(seq 3000); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$daemon_pid" 2>/dev/null; then
+                echo "# the daemon never reached $1"
+                kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+                return 1
+        fi
+        wait "$daemon_pid" 2>/dev/null; st=$?; daemon_pid=
+        if [ "$st" != 137 ]; then
+                echo "# the daemon exited with status $st, not by SIGKILL (137), waiting for $1"
+                return 1
+        fi
+        if ! grep -q "DAXBROKER_TEST_CRASH_AT=$1: killing" "$tmp/daemon.log"; then
+                echo "# no crash logged at $1"
+                return 1
+        fi
+        echo "# the daemon was killed at $1"
+}
+
+if [ "$what" = stop ]; then
+        # The first start zeroes every pool; hold that half-way.
+        touch "$tmp/hold"
+        export DAXBROKER_TEST_CRASH_AT=scrub-half DAXBROKER_TEST_HOLD_WHILE=$tmp/hold
+fi
 start_daemon || exit 1
+unset DAXBROKER_TEST_CRASH_AT DAXBROKER_TEST_HOLD_WHILE
 scn=("$build/tests/scenarios/scenarios" --bus-address "$addr" --runtime-dir "$tmp/run")
 rc=0
 case "$what" in
@@ -130,18 +162,36 @@ crash)
         ;;
 stop)
         # A clean stop while memory is still being zeroed in the background
-        # (the first start zeroes every pool) exits 0 and loses nothing.
+        # (the first start zeroes every pool, held half-way) exits 0 and
+        # loses nothing.
         "${scn[@]}" setup-persist "$tmp/persist" || rc=1
-        kill -TERM "$daemon_pid"; wait "$daemon_pid"; st=$?; daemon_pid=
+        for _ in $(seq 3000); do
+                grep -q "DAXBROKER_TEST_CRASH_AT=scrub-half: holding" "$tmp/daemon.log" && break; sleep 0.1
+        done
+        grep -q "DAXBROKER_TEST_CRASH_AT=scrub-half: holding" "$tmp/daemon.log" ||
+                { echo "# zeroing never reached scrub-half"; rc=1; }
+        "${scn[@]}" zeroing || rc=1
+        kill -TERM "$daemon_pid"; rm -f "$tmp/hold"; wait "$daemon_pid"; st=$?; daemon_pid=
         if [ $st != 0 ]; then echo "# daxbrokerd exited with $st on SIGTERM"; rc=1; fi
         start_daemon || exit 1
         "${scn[@]}" check-persist "$tmp/persist" || rc=1
         ;;
 crash-scrub)
-        "${scn[@]}" setup-dirty "$tmp/dirty" || rc=1
-        kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+        # Restarted clean, with a crash point half-way through zeroing.
+        "${scn[@]}" wait-clean || rc=1
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        export DAXBROKER_TEST_CRASH_AT=scrub-half
         start_daemon || exit 1
-        "${scn[@]}" check-dirty "$tmp/dirty" || rc=1
+        unset DAXBROKER_TEST_CRASH_AT
+        "${scn[@]}" setup-dirty "$tmp/dirty" || rc=1
+        killed_at scrub-half || rc=1
+        # Restarted, the daemon holds its zeroing at the same point, so
+        # the test sees the memory still dirty before it is zeroed.
+        touch "$tmp/hold"
+        export DAXBROKER_TEST_CRASH_AT=scrub-half DAXBROKER_TEST_HOLD_WHILE=$tmp/hold
+        start_daemon || exit 1
+        unset DAXBROKER_TEST_CRASH_AT DAXBROKER_TEST_HOLD_WHILE
+        "${scn[@]}" check-dirty "$tmp/dirty" "$tmp/hold" || rc=1
         ;;
 introspect)
         out=$(busctl --address="$addr" call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
@@ -199,14 +249,7 @@ host-crash)
                 case $step in
                 reclaim-*) "${scn[@]}" host-trigger host >/dev/null ;;
                 esac
-                for _ in $(seq 3000); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-                if kill -0 "$daemon_pid" 2>/dev/null; then
-                        echo "# the daemon never reached $step"; rc=1
-                        kill -9 "$daemon_pid"
-                fi
-                wait "$daemon_pid" 2>/dev/null; daemon_pid=
-                grep -q "DAXBROKER_TEST_CRASH_AT=$step" "$tmp/daemon.log" ||
-                        { echo "# no crash logged at $step"; rc=1; }
+                killed_at "$step" || rc=1
                 start_daemon || exit 1
                 "${scn[@]}" host-check host || { echo "# check after a crash at $step failed"; rc=1; }
                 kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=

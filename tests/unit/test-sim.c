@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "dax-backend.h"
 #include "util.h"
@@ -920,6 +921,21 @@ static void assert_restart_same(DaxBackend *b, const char *state) {
         dax_backend_free(b2);
 }
 
+/* Removes the files in which the model keeps the memory's bytes. */
+static void rm_mem_dir(const char *state) {
+        g_autofree char *mem = g_strconcat(state, ".mem", NULL);
+        g_autoptr(GDir) d = g_dir_open(mem, 0, NULL);
+        const char *e;
+
+        while (d && (e = g_dir_read_name(d))) {
+                g_autofree char *path = g_build_filename(mem, e, NULL);
+
+                g_assert_cmpint(g_unlink(path), ==, 0);
+        }
+        if (d)
+                g_assert_cmpint(g_rmdir(mem), ==, 0);
+}
+
 static void test_persistence(void) {
         g_autofree char *dir = g_dir_make_tmp("dax-sim-XXXXXX", NULL);
         g_autofree char *state = g_build_filename(dir, "state.json", NULL);
@@ -962,14 +978,37 @@ static void test_persistence(void) {
         assert_restart_same(b, state);
         g_assert_cmpint(b->ops->delete_device(b, c), ==, 0);
         assert_restart_same(b, state);
+        /* Bytes written through a mapping outlive the daemon, as memory
+         * outlives it: the backend goes away without an unbind. */
+        {
+                int fd = b->ops->open_device(b, a);
+                char *m;
+
+                g_assert_cmpint(fd, >=, 0);
+                m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                g_assert_true(m != MAP_FAILED);
+                memset(m, 0x5c, 4096);
+                munmap(m, 4096);
+                close(fd);
+        }
         dax_backend_free(b);
 
-        /* Restarted: kmem blocks are still online, and the freed instance
-         * number is still the lowest free one. */
+        /* Restarted: kmem blocks are still online, the freed instance
+         * number is still the lowest free one, and the bytes are there. */
         b = sim_new("idle", state);
         g_assert_cmpuint(get(b, "dax1.0").mem_blocks_online, ==, 3);
         g_assert_cmpint(b->ops->unbind(b, "dax1.0"), ==, -EBUSY);
         g_assert_cmpint(get(b, a).driver, ==, DAX_DRIVER_DEVICE_DAX);
+        {
+                int fd = b->ops->open_device(b, a);
+                char page[4096], want[4096];
+
+                memset(want, 0x5c, sizeof(want));
+                g_assert_cmpint(fd, >=, 0);
+                g_assert_cmpint(pread(fd, page, sizeof(page), 0), ==, (ssize_t) sizeof(page));
+                g_assert_cmpmem(page, sizeof(page), want, sizeof(want));
+                close(fd);
+        }
         g_assert_cmpint(b->ops->create_device(b, 0, c), ==, 0);
         g_assert_cmpstr(c, ==, "dax0.2");
         dax_backend_free(b);
@@ -997,6 +1036,7 @@ static void test_persistence(void) {
         g_assert_null(b);
 
         g_assert_cmpint(g_unlink(state), ==, 0);
+        rm_mem_dir(state);
         g_assert_cmpint(g_rmdir(dir), ==, 0);
 }
 
@@ -1113,6 +1153,7 @@ static void test_kmem_persistence(void) {
         g_assert_cmpint(dax_sim_new_with_options(SPEC, &o, &b2), ==, -EBADMSG);
 
         g_assert_cmpint(g_unlink(state), ==, 0);
+        rm_mem_dir(state);
         g_assert_cmpint(g_rmdir(dir), ==, 0);
 }
 

@@ -21,13 +21,21 @@
 # `apt-get update` once.  Set DAXRIG_NO_APT_CHANGES=1 to forbid that.
 #
 # Output: one line per flavour: "<FLAVOUR> <KVER> <CACHE_DIR>/<KVER>".
-# Exit status: 0 ok, 77 (skip) when a kernel cannot be had, 1 on other errors.
+# Exit status: 0 ok, 1 on errors. A kernel that cannot be resolved or
+# downloaded (nor reused from the cache) is an error too, unless
+# DAXBROKER_ALLOW_SKIP=1 and CI is not "true": then the exit status is 77
+# (skip).
 
 set -eu
 
 SKIP=77
 msg() { echo "fetch-kernels: $*" >&2; }
-skip() { msg "SKIP: $*"; exit $SKIP; }
+skip() {
+    if [ "${DAXBROKER_ALLOW_SKIP:-0}" = 1 ] && [ "${CI:-}" != true ]; then
+        msg "SKIP: $*"; exit $SKIP
+    fi
+    msg "FAIL: $* (DAXBROKER_ALLOW_SKIP=1 allows skipping outside CI)"; exit 1
+}
 
 [ $# -ge 1 ] || { echo "usage: $0 CACHE_DIR [6.1] [6.12]" >&2; exit 2; }
 CACHE=$1; shift

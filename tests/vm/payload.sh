@@ -46,6 +46,28 @@ start_daemon() {
         return 1
 }
 
+# The daemon has died at the crash point STEP: by SIGKILL (status 137), and
+# its log names the step.
+killed_at() { # STEP
+        local st
+        for _ in $(seq 3000); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+                echo "not ok - the daemon never reached $1"
+                kill -9 "$pid"; wait "$pid" 2>/dev/null
+                return 1
+        fi
+        wait "$pid" 2>/dev/null; st=$?
+        if [ "$st" != 137 ]; then
+                echo "not ok - the daemon exited with status $st, not by SIGKILL (137), waiting for $1"
+                return 1
+        fi
+        if ! grep -q "DAXBROKER_TEST_CRASH_AT=$1: killing" "$res/daemon.log"; then
+                echo "not ok - the daemon log names no crash at $1"
+                return 1
+        fi
+        echo "ok - the daemon was killed (SIGKILL) at $1"
+}
+
 no_stranding() {
         local rc=0
         if dmesg | grep -i "cannot be hotremoved"; then
@@ -79,11 +101,22 @@ crash)
         "$scn" --sysfs check-persist "$res/persist" || rc=1
         ;;
 crash-scrub)
+        # The daemon dies half-way through zeroing released memory; the
+        # restarted one reports it dirty (held at the same point, so the
+        # check does not race it) and zeroes it before reuse.
         start_daemon || exit 1
+        "$scn" --sysfs wait-clean || rc=1
+        kill "$pid"; wait "$pid"
+        export DAXBROKER_TEST_CRASH_AT=scrub-half
+        start_daemon || exit 1
+        unset DAXBROKER_TEST_CRASH_AT
         "$scn" --sysfs setup-dirty "$res/dirty" || rc=1
-        kill -9 "$pid"; wait "$pid" 2>/dev/null
+        killed_at scrub-half || rc=1
+        touch "$res/hold"
+        export DAXBROKER_TEST_CRASH_AT=scrub-half DAXBROKER_TEST_HOLD_WHILE=$res/hold
         start_daemon || exit 1
-        "$scn" --sysfs check-dirty "$res/dirty" || rc=1
+        unset DAXBROKER_TEST_CRASH_AT DAXBROKER_TEST_HOLD_WHILE
+        "$scn" --sysfs check-dirty "$res/dirty" "$res/hold" || rc=1
         ;;
 reboot1)
         start_daemon || exit 1
@@ -92,7 +125,7 @@ reboot1)
         ;;
 reboot2)
         start_daemon || exit 1
-        "$scn" --sysfs check-persist "$res/persist" || rc=1
+        "$scn" --sysfs check-persist "$res/persist" --after-reboot || rc=1
         ;;
 reboot2-host)
         # The kernel brought the regions up as host RAM: the recorded
@@ -151,14 +184,7 @@ host-crash)
                 case $step in
                 reclaim-*) "$scn" --sysfs host-trigger host >/dev/null ;;
                 esac
-                for _ in $(seq 3000); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-                if kill -0 "$pid" 2>/dev/null; then
-                        echo "not ok - the daemon never reached $step"; rc=1
-                        kill -9 "$pid"
-                else
-                        echo "ok - the daemon was killed at $step"
-                fi
-                wait "$pid" 2>/dev/null
+                killed_at "$step" || rc=1
                 no_stranding || rc=1
                 start_daemon || exit 1
                 "$scn" --sysfs host-check host || { echo "not ok - check after a crash at $step"; rc=1; }
@@ -197,6 +223,14 @@ for p in json.load(sys.stdin)["data"][0]:
         if grep -q pinned "$res/pin.out"; then
                 echo "ok - $(cat "$res/pin.out")"
                 "$scn" --sysfs host-pinned host --must-fail || rc=1
+                # Pinned pages in ZONE_NORMAL: the kernel retries migrating
+                # them for ever, so the refusal must be the daemon's own
+                # offline timeout (DAXBROKER_OFFLINE_TIMEOUT_USEC above).
+                if grep -q "it did not finish in time (pinned pages)" "$res/daemon.log"; then
+                        echo "ok - offlining a pinned block ran into the daemon's timeout and was cancelled"
+                else
+                        echo "not ok - the daemon log shows no offline timeout on the pinned block"; rc=1
+                fi
                 no_stranding || rc=1
                 kill $pinner; wait $pinner 2>/dev/null
                 # Unpinned, the same memory comes back on request.

@@ -59,6 +59,14 @@ path_of() { echo "$1" | sed -n 's/^ok \(\/org\/daxbroker\/Broker1\/allocation\/[
 
 mock() { busctl_sys call org.freedesktop.PolicyKit1 /org/freedesktop/PolicyKit1/Authority org.freedesktop.DBus.Mock "$@"; }
 polkit_asked() { grep -c CheckAuthorization "$work/polkit-mock.log"; }
+# Positive control for a "polkit was not asked" check: a call that must ask
+# raises the mock's count, so an unchanged count means something.
+asked_again() { # BEFORE WHAT
+        local now
+        now=$(polkit_asked)
+        [ "$now" -gt "$1" ] && ok "polkit was asked for $2 (count $1 -> $now)" ||
+                nok "polkit's count did not rise for $2 ($1 -> $now): the mock's log is not written"
+}
 
 POLICY=org.freedesktop.DBus.Error.AccessDenied
 DENIED=org.daxbroker.Broker1.Error.AccessDenied
@@ -163,6 +171,7 @@ expect "carol gets AccessDenied on ReleaseOwner" "^error $POLICY" carol release-
 echo "# --- in the group, polkit decides"
 expect "alice gets AccessDenied on Allocate while polkit denies allocate, naming the action" \
         "^error $DENIED: .*$ALLOCATE" alice allocate vm-a $mib512
+asked_again "$before" "alice's Allocate"
 mock SetAllowed as 1 "$ALLOCATE" >/dev/null
 expect "alice allocates with allocate granted" '^ok /org/daxbroker' alice allocate vm-a $mib512 label=s:ram0
 a1=$(path_of "$out")
@@ -225,6 +234,8 @@ expect "a path that is no allocation is InvalidArgument" \
         '^error org.daxbroker.Broker1.Error.InvalidArgument' bob release /org/daxbroker/Broker1
 [ "$(polkit_asked)" = "$before" ] && ok "invalid calls are refused before polkit is asked" ||
         nok "polkit was asked about invalid calls"
+expect "bob still gets AccessDenied on Open of alice's allocation" "^error $DENIED: .*$MANAGE" bob open "$a1"
+asked_again "$before" "bob's Open"
 
 echo "# --- polkit is asked asynchronously"
 mock SimulateHang b true >/dev/null
@@ -270,6 +281,9 @@ expect "root releases alice's allocation" '^ok' root release "$dpath"
 expect "root releases an owner" '^ok 1$' root release-owner vm-r
 expect "root releases the allocation made while polkit hung" '^ok 1$' root release-owner vm-root
 [ "$(polkit_asked)" = "$before" ] && ok "polkit was not asked for root" || nok "polkit was asked for root"
+expect "alice gets AccessDenied on Allocate with nothing granted" "^error $DENIED: .*$ALLOCATE" \
+        alice allocate vm-a $mib512
+asked_again "$before" "alice's Allocate with nothing granted"
 [ -n "$rpath" ] || nok "no allocation path from root's Allocate"
 
 echo "# --- polkit not on the bus"
