@@ -12,6 +12,7 @@
 #   host-busy   a host chunk with an unmovable block: reclaim fails cleanly
 #   host-hang   the same with a block whose offlining never finishes
 #   host-crash  kill -9 at every step of return and reclaim
+#   libvirt-hook  the libvirt hook over sample domain XMLs
 set -u
 build=$1 src=$2 what=$3
 tmp=$(mktemp -d /tmp/daxbroker-bus.XXXXXX)
@@ -140,6 +141,11 @@ introspect)
         ;;
 ctl)
         "$src/tests/bus/ctl-test.sh" "$build/src/daxbrokerctl" "$addr" || rc=1
+        ;;
+libvirt-hook)
+        "$src/tests/libvirt/hook-test.sh" "$build/src/daxbroker-libvirt-hook" "$addr" "$tmp/run"; st=$?
+        [ $st = 77 ] && exit 77
+        [ $st = 0 ] || rc=1
         ;;
 host|host-autoonline)
         "${scn[@]}" host host $((1 << 30)) $((512 << 20)) || rc=1
