@@ -40,6 +40,8 @@ typedef struct Config {
         unsigned max_ranges;      /* [Broker] MaxRanges=, split placement cap */
         unsigned max_allocations_per_owner; /* [Broker] MaxAllocationsPerOwner= */
         unsigned scrub_threads;   /* [Broker] ScrubThreads=, 0 = all CPUs */
+        char *libvirt_uri;        /* [Broker] LibvirtURI=, NULL = no libvirt watcher */
+        bool libvirt_report_only; /* [Broker] LibvirtOrphans=report */
         PoolConfig *pools;
         size_t n_pools;
 } Config;
