@@ -109,8 +109,7 @@ static const char *bus_error_text(const sd_bus_error *e, int r) {
         return sd_bus_error_is_set(e) && e->message ? e->message : strerror(-r);
 }
 
-static int call(sd_bus *bus, const char *method, uint64_t timeout, sd_bus_message *m, sd_bus_error *e,
-                sd_bus_message **reply) {
+static int call(sd_bus *bus, uint64_t timeout, sd_bus_message *m, sd_bus_error *e, sd_bus_message **reply) {
         return sd_bus_call(bus, m, timeout, e, reply);
 }
 
@@ -126,7 +125,7 @@ static int list_owner(sd_bus *bus, const char *owner, GPtrArray *paths, GPtrArra
         r = new_call(bus, "ListAllocations", &m);
         if (r < 0)
                 return r;
-        r = call(bus, "ListAllocations", LIST_TIMEOUT_USEC, m, e, &reply);
+        r = call(bus, LIST_TIMEOUT_USEC, m, e, &reply);
         if (r < 0)
                 return r;
         r = sd_bus_message_enter_container(reply, 'a', "(ossussttsbta(tt))");
@@ -170,7 +169,7 @@ static int release_owner(sd_bus *bus, const char *owner, unsigned *ret_count, sd
         if (r >= 0)
                 r = sd_bus_message_append(m, "s", owner);
         if (r >= 0)
-                r = call(bus, "ReleaseOwner", RELEASE_TIMEOUT_USEC, m, e, &reply);
+                r = call(bus, RELEASE_TIMEOUT_USEC, m, e, &reply);
         if (r >= 0)
                 r = sd_bus_message_read(reply, "u", &n);
         if (r >= 0 && ret_count)
@@ -186,7 +185,7 @@ static int release_one(sd_bus *bus, const char *path, sd_bus_error *e) {
         if (r >= 0)
                 r = sd_bus_message_append(m, "o", path);
         if (r >= 0)
-                r = call(bus, "Release", RELEASE_TIMEOUT_USEC, m, e, &reply);
+                r = call(bus, RELEASE_TIMEOUT_USEC, m, e, &reply);
         return r;
 }
 
@@ -252,7 +251,7 @@ static int allocate(sd_bus *bus, const char *owner, const DomainRegion *r, char 
         if (k >= 0)
                 k = sd_bus_message_close_container(m);
         if (k >= 0)
-                k = call(bus, "Allocate", ALLOCATE_TIMEOUT_USEC, m, e, &reply);
+                k = call(bus, ALLOCATE_TIMEOUT_USEC, m, e, &reply);
         if (k >= 0)
                 k = sd_bus_message_read(reply, "oh", &path, &fd);
         if (k < 0)
