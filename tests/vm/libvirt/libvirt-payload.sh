@@ -60,8 +60,20 @@ for a in sorted(json.load(sys.stdin)["data"][0], key=lambda a: a[4]):
 # property of the chroot, not of libvirt (on a host no qemu.conf change is
 # needed for the NVDIMM). So only here: no mount namespace. libvirt still
 # labels the NVDIMM path (DAC), the hook gives the main-RAM device to
-# libvirt-qemu, and the rig has no cgroup hierarchy.
+# libvirt-qemu, and the device cgroup stays on.
 echo 'namespaces = []' >> /etc/libvirt/qemu.conf
+# Not a rig workaround: what daxbroker-libvirt-hook(8) tells hosts to set for
+# main RAM given on <qemu:commandline>, which libvirt does not read: without
+# it the device cgroup refuses QEMU the device (EPERM). The NVDIMM needs
+# nothing.
+uuid=3f1c2a9e-7d4b-4c11-9e2f-0a6b5c4d3e21
+cat >> /etc/libvirt/qemu.conf <<CONF
+cgroup_device_acl = [
+    "/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom",
+    "/dev/ptmx", "/dev/kvm",
+    "/run/daxbroker/owners/$uuid/ram"
+]
+CONF
 # The rig's bus would start daxbrokerd by activation for the release hook;
 # the watcher case below needs the daemon to stay down, as on a host where
 # it failed or is being upgraded.
@@ -99,7 +111,6 @@ $3
       </source>
       <target><size unit='MiB'>512</size><node>0</node></target>
     </memory>
-    <graphics type='none'/>
   </devices>
   <qemu:commandline>
     <qemu:arg value='-object'/>
@@ -112,12 +123,11 @@ $3
 </domain>
 XML
 }
-uuid=3f1c2a9e-7d4b-4c11-9e2f-0a6b5c4d3e21
 mkdom dax-e2e $uuid "    <daxbroker:memory xmlns:daxbroker='https://daxbroker.org/libvirt/1'>
       <daxbroker:region label='pmem0' size='512' unit='MiB' pool='region1'/>
       <daxbroker:region label='ram' size='256' unit='MiB' pool='region0' user='libvirt-qemu' group='libvirt-qemu'/>
     </daxbroker:memory>"
-virsh -q define "$res/dax-e2e.xml" >/dev/null && ok "domain defined" || { nok "define failed"; finish; }
+out=$(virsh -q define "$res/dax-e2e.xml" 2>&1) && ok "domain defined" || { nok "define failed: $out"; finish; }
 
 # --- start: allocations exist, QEMU maps both devices
 out=$(virsh start --paused dax-e2e 2>&1) && ok "virsh start --paused dax-e2e" || { nok "start: $out"; finish; }
