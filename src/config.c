@@ -221,6 +221,7 @@ void config_free(Config *c) {
         for (size_t i = 0; i < c->n_pools; i++)
                 g_free(c->pools[i].name);
         g_free(c->pools);
+        g_free(c->libvirt_uri);
         g_free(c);
 }
 
@@ -341,6 +342,26 @@ static bool parse_broker_key(ConfigParser *p, const char *file, const char *sect
                         return config_fail(error, file, section, key, value,
                                            "must be a time span from 1ms to 1h");
                 c->allocate_timeout_usec = t;
+        } else if (strcmp(key, "LibvirtURI") == 0) {
+                /* A URI is printable ASCII without blanks; anything else is
+                 * a typo that would only show up as a failing connection. */
+                for (const char *q = value; *q; q++)
+                        if (*q <= ' ' || *q > '~')
+                                return config_fail(error, file, section, key, value,
+                                                   "must be a libvirt URI such as qemu:///system");
+                if (!empty && !strstr(value, ":"))
+                        return config_fail(error, file, section, key, value,
+                                           "must be a libvirt URI such as qemu:///system");
+                g_free(c->libvirt_uri);
+                c->libvirt_uri = empty ? NULL : g_strdup(value);
+
+        } else if (strcmp(key, "LibvirtOrphans") == 0) {
+                if (empty || strcmp(value, "release") == 0)
+                        c->libvirt_report_only = false;
+                else if (strcmp(value, "report") == 0)
+                        c->libvirt_report_only = true;
+                else
+                        return config_fail(error, file, section, key, value, "must be 'release' or 'report'");
 
         } else
                 return config_fail(error, file, section, key, NULL, "unknown key");

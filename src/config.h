@@ -48,6 +48,8 @@ typedef struct Config {
         unsigned max_allocations_per_uid;
         unsigned scrub_threads;   /* [Broker] ScrubThreads=, 0 = all CPUs */
         uint64_t allocate_timeout_usec; /* [Broker] AllocateTimeout=, 20 s */
+        char *libvirt_uri;        /* [Broker] LibvirtURI=, NULL = no libvirt watcher */
+        bool libvirt_report_only; /* [Broker] LibvirtOrphans=report */
         PoolConfig *pools;
         size_t n_pools;
 } Config;

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "dax-backend.h"
 #include "kernel-ops.h"
+#include "libvirt-watch.h"
 #include "log.h"
 #include "util.h"
 
@@ -107,6 +108,7 @@ typedef struct Daemon {
         Options options;
         Broker *broker;
         Bus *bus;
+        LibvirtWatch *libvirt;
 } Daemon;
 
 static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -212,9 +214,20 @@ int main(int argc, char **argv) {
                 return 1;
         }
 
+        /* After the bus: a hook's Allocate must be served while libvirt is
+         * still being asked about the domain it starts. */
+        if (config->libvirt_uri) {
+                r = libvirt_watch_new(event, d.broker, config->libvirt_uri, config->libvirt_report_only,
+                                      &d.libvirt);
+                if (r < 0)
+                        log_error("Cannot start watching libvirt at %s: %s; serving without it",
+                                  config->libvirt_uri, strerror(-r));
+        }
+
         (void) sd_notifyf(0, "READY=1\nSTATUS=Serving %u pools", broker_pools(d.broker)->len);
         r = sd_event_loop(event);
 
+        libvirt_watch_free(d.libvirt);
         bus_free(d.bus);
         broker_free(d.broker);
         dax_backend_free(backend);

@@ -22,6 +22,7 @@
 #   tenants     three uids and a polkit that grants allocate only: owners,
 #               quotas, stable paths, physical addresses, polkit jamming
 #   corrupt-state, stress, busfuzz   see tests/reliability/bus-cases.sh
+#   libvirt-hook  the libvirt hook over sample domain XMLs
 set -u
 build=$1 src=$2 what=$3
 # The sim keeps the memory's bytes in files under $tmp: on tmpfs, as RAM
@@ -203,6 +204,11 @@ introspect)
         ;;
 ctl)
         "$src/tests/bus/ctl-test.sh" "$build/src/daxbrokerctl" "$addr" || rc=1
+        ;;
+libvirt-hook)
+        "$src/tests/libvirt/hook-test.sh" "$build/src/daxbroker-libvirt-hook" "$addr" "$tmp/run"; st=$?
+        [ $st = 77 ] && exit 77
+        [ $st = 0 ] || rc=1
         ;;
 host|host-autoonline)
         "${scn[@]}" host host $((1 << 30)) $((512 << 20)) || rc=1

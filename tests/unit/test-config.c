@@ -146,6 +146,23 @@ static void test_broker_section(void) {
         g_assert_cmpuint(c->max_allocations_per_uid, ==, 7);
 }
 
+static void test_libvirt_keys(void) {
+        g_autoptr(Config) off = load_ok("[Broker]\nMaxRanges=8\n");
+        g_autoptr(Config) on = load_ok("[Broker]\nLibvirtURI=qemu:///system\nLibvirtOrphans=report\n");
+        g_autoptr(Config) reset = load_ok("[Broker]\nLibvirtURI=\nLibvirtOrphans=\n");
+
+        g_assert_null(off->libvirt_uri);
+        g_assert_false(off->libvirt_report_only);
+        g_assert_cmpstr(on->libvirt_uri, ==, "qemu:///system");
+        g_assert_true(on->libvirt_report_only);
+        g_assert_null(reset->libvirt_uri);
+        g_assert_false(reset->libvirt_report_only);
+        load_fails("[Broker]\nLibvirtURI=qemu system\n", (const char *const[]) { "LibvirtURI", "libvirt URI", NULL });
+        load_fails("[Broker]\nLibvirtURI=system\n", (const char *const[]) { "LibvirtURI", NULL });
+        load_fails("[Broker]\nLibvirtOrphans=ignore\n",
+                   (const char *const[]) { "LibvirtOrphans", "'release' or 'report'", NULL });
+}
+
 static void test_values_are_trimmed(void) {
         g_autoptr(Config) c = load_ok("[Broker]\nMaxRanges =   8   \nDefaultAlign = 4K\t\n");
 
@@ -536,6 +553,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/config/defaults", test_defaults);
         g_test_add_func("/config/broker-section", test_broker_section);
         g_test_add_func("/config/values-are-trimmed", test_values_are_trimmed);
+        g_test_add_func("/config/libvirt-keys", test_libvirt_keys);
         g_test_add_func("/config/booleans", test_booleans);
         g_test_add_func("/config/broker-rejects", test_broker_rejects);
         g_test_add_func("/config/unknown-names", test_unknown_names);
