@@ -1,12 +1,13 @@
 #!/bin/bash
 # Builds the Debian package (daxbroker_*.deb) from a copy of the source tree,
 # so neither the tree nor its parent directory is written to.
-# Usage: build-deb.sh SOURCE_ROOT OUTPUT_DIR
+# Usage: build-deb.sh SOURCE_ROOT OUTPUT_DIR [COPY]
+#   COPY  also copy the package to this path (a fixed name for meson)
 # Prints the path of the .deb on its last line. The package build runs with
 # DEB_BUILD_OPTIONS=nocheck (the test suites run from the source tree).
 set -eu
 src=$(cd "$1" && pwd)
-out=$2
+out=$2 copy=${3:-}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 command -v dpkg-buildpackage >/dev/null || { echo "build-deb: dpkg-buildpackage missing (dpkg-dev)" >&2; exit 77; }
@@ -34,4 +35,5 @@ rm -f "$out"/daxbroker_*.deb
 deb=$(ls "$work"/daxbroker_*.deb)
 mv "$deb" "$out/"
 rm -rf "$work"
+[ -z "$copy" ] || cp "$out/$(basename "$deb")" "$copy"
 echo "$out/$(basename "$deb")"
