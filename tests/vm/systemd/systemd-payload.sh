@@ -36,6 +36,22 @@ meminfo_total() { awk '/^MemTotal:/ {print $2 * 1024}' /proc/meminfo; }
 online_blocks() { grep -l '^online' /sys/devices/system/memory/memory*/state | wc -l; }
 
 # --- the package ------------------------------------------------------------
+# The configuration is in place before the package starts the daemon.
+mkdir -p /etc/daxbroker
+# One zeroing thread leaves the guest's other CPU to systemd and the test.
+cat >/etc/daxbroker/daxbroker.conf <<CONF
+[Broker]
+ScrubThreads=1
+
+[Pool fast]
+Region=0
+
+[Pool lend]
+Region=1
+HostReturn=yes
+HostChunk=512M
+HostReturnDelay=1h
+CONF
 # Rebuilding the whole man-db index (the trigger of the man pages) takes
 # minutes in the rig and tells nothing about daxbroker.
 rm -f /var/lib/man-db/auto-update
@@ -55,21 +71,6 @@ out=$(systemd-analyze verify $man_opt daxbrokerd.service 2>&1) && ok "systemd-an
 journalctl -b --no-pager -u dbus | grep -q -i 'reload' && ok "dbus reloaded its configuration" \
         || nok "dbus was not reloaded after the package's policy arrived"
 
-mkdir -p /etc/daxbroker
-# One zeroing thread leaves the guest's other CPU to systemd and the test.
-cat >/etc/daxbroker/daxbroker.conf <<CONF
-[Broker]
-ScrubThreads=1
-
-[Pool fast]
-Region=0
-
-[Pool lend]
-Region=1
-HostReturn=yes
-HostChunk=512M
-HostReturnDelay=1h
-CONF
 
 # --- bus activation ---------------------------------------------------------
 systemctl stop daxbrokerd
