@@ -12,6 +12,8 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +52,8 @@ static uint64_t arg_align = 0;
 static bool arg_contiguous = true;
 static const char *arg_label = NULL;
 static bool arg_transient = false;
+static int64_t arg_device_uid = -1;
+static int64_t arg_device_gid = -1;
 /* Verb arguments, validated by the verb's parser. */
 static const char *arg_owner = NULL;
 static uint64_t arg_size = 0;
@@ -767,6 +771,16 @@ static int append_options(sd_bus_message *m) {
                 if (r < 0)
                         return r;
         }
+        if (arg_device_uid >= 0) {
+                r = sd_bus_message_append(m, "{sv}", "device-uid", "u", (uint32_t) arg_device_uid);
+                if (r < 0)
+                        return r;
+        }
+        if (arg_device_gid >= 0) {
+                r = sd_bus_message_append(m, "{sv}", "device-gid", "u", (uint32_t) arg_device_gid);
+                if (r < 0)
+                        return r;
+        }
         return sd_bus_message_close_container(m);
 }
 
@@ -823,6 +837,49 @@ static int verb_allocate(sd_bus *bus) {
                 printf("%s %s (%s)\n", i == 0 ? "Ranges:    " : "           ",
                        s, format_size(range->size, buf, sizeof(buf)));
         }
+        return 0;
+}
+
+static void print_allocation(const AllocationRow *a) {
+        char buf[FORMAT_SIZE_MAX];
+
+        printf("Allocation: %s\n", a->path);
+        printf("Id:         %s\n", a->id);
+        printf("Owner:      %s\n", a->owner);
+        printf("Label:      %s\n", a->label);
+        printf("Pool:       %s\n", a->pool);
+        printf("Device:     %s\n", a->device);
+        printf("Size:       %s\n", format_size(a->size, buf, sizeof(buf)));
+        printf("Transient:  %s\n", a->transient ? "yes" : "no");
+        for (guint i = 0; i < a->ranges->len; i++) {
+                const Range *range = &g_array_index(a->ranges, Range, i);
+                g_autofree char *s = range_to_string(range);
+
+                printf("%s %s (%s)\n", i == 0 ? "Ranges:    " : "           ",
+                       s, format_size(range->size, buf, sizeof(buf)));
+        }
+}
+
+static int verb_show(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *list_reply = NULL;
+        _cleanup_(allocation_row_clear) AllocationRow a = {};
+        int r;
+
+        r = find_allocation(bus, arg_allocation, arg_allocation[0] == '/', &list_reply, &a);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                fprintf(stderr, "%s: NoSuchAllocation: no allocation '%s'\n", program_invocation_short_name,
+                        arg_allocation);
+                return -ENOENT;
+        }
+        if (arg_json) {
+                g_autoptr(JsonBuilder) json = json_builder_new();
+
+                json_add_allocation(json, &a);
+                json_print(json);
+        } else
+                print_allocation(&a);
         return 0;
 }
 
@@ -1185,6 +1242,7 @@ static const Verb verbs[] = {
         { "list",          "",           0, false, NULL,                     verb_list          },
         { "allocate",      "OWNER SIZE", 2, true,  parse_allocate_args,      verb_allocate      },
         { "release",       "ID|PATH",    1, false, parse_release_args,       verb_release       },
+        { "show",          "ID|PATH",    1, false, parse_release_args,       verb_show          },
         { "release-owner", "OWNER",      1, false, parse_release_owner_args, verb_release_owner },
         { "return-to-host", "POOL SIZE", 2, false, parse_host_args,          verb_return_to_host },
         { "reclaim-from-host", "POOL SIZE", 2, false, parse_host_args,       verb_reclaim_from_host },
@@ -1203,6 +1261,7 @@ static void help(void) {
                "  list                     List allocations\n"
                "  allocate OWNER SIZE      Carve SIZE bytes (K, M, G, T suffixes) for OWNER\n"
                "  release ID|PATH          Release an allocation by id or object path\n"
+               "  show ID|PATH             Show one allocation\n"
                "  release-owner OWNER      Release every allocation of OWNER, print the count\n"
                "  return-to-host POOL SIZE Give SIZE of POOL's free memory to the host now\n"
                "  reclaim-from-host POOL SIZE\n"
@@ -1226,6 +1285,8 @@ static void help(void) {
                "     --no-contiguous       Allow several physical ranges\n"
                "     --label LABEL         Name of the allocation within its owner\n"
                "     --transient           Release when daxbrokerctl exits\n"
+               "     --device-uid USER     Owner of the device node (name or number)\n"
+               "     --device-gid GROUP    Group of the device node (name or number)\n"
                "\n"
                "Options for exec (and the options for allocate):\n"
                "     --size SIZE           Size of the allocation (K, M, G, T suffixes)\n"
@@ -1251,6 +1312,8 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 ARG_TRANSIENT,
                 ARG_SIZE,
                 ARG_OWNER,
+                ARG_DEVICE_UID,
+                ARG_DEVICE_GID,
         };
         static const struct option options[] = {
                 { "help",          no_argument,       NULL, 'h'               },
@@ -1266,6 +1329,8 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 { "transient",     no_argument,       NULL, ARG_TRANSIENT     },
                 { "size",          required_argument, NULL, ARG_SIZE          },
                 { "owner",         required_argument, NULL, ARG_OWNER         },
+                { "device-uid",    required_argument, NULL, ARG_DEVICE_UID    },
+                { "device-gid",    required_argument, NULL, ARG_DEVICE_GID    },
                 {}
         };
         /* Allocation options given to another verb are a mistake, not
@@ -1333,6 +1398,31 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                         arg_transient = true;
                         allocate_option = "--transient";
                         break;
+                case ARG_DEVICE_UID:
+                case ARG_DEVICE_GID: {
+                        bool is_uid = c == ARG_DEVICE_UID;
+                        char *end;
+                        unsigned long long n;
+
+                        errno = 0;
+                        n = strtoull(optarg, &end, 10);
+                        if (*optarg && !*end && errno == 0 && optarg[0] != '-' && n < UINT32_MAX) {
+                                /* (uid_t) -1 means "unchanged" to chown(2): refused above. */
+                        } else if (is_uid && getpwnam(optarg))
+                                n = getpwnam(optarg)->pw_uid;
+                        else if (!is_uid && getgrnam(optarg))
+                                n = getgrnam(optarg)->gr_gid;
+                        else
+                                return log_usage("Invalid %s '%s': no such %s and not a number below 4294967295",
+                                                 is_uid ? "--device-uid" : "--device-gid", optarg,
+                                                 is_uid ? "user" : "group");
+                        if (is_uid)
+                                arg_device_uid = (int64_t) n;
+                        else
+                                arg_device_gid = (int64_t) n;
+                        allocate_option = is_uid ? "--device-uid" : "--device-gid";
+                        break;
+                }
                 case ARG_SIZE:
                         if (parse_size(optarg, &arg_size) < 0 || arg_size == 0)
                                 return log_usage("Invalid size '%s': expected bytes greater than zero with an "

@@ -93,7 +93,21 @@ out=$(c open "$oid" -- sh -c 'test -e /proc/self/fd/3 && echo "$DAXBROKER_SIZE"'
 echo "$(owners)" | grep -q ctl-open && ok "open leaves the allocation in place" || nok "open released it"
 out=$(c open ffffffff -- true 2>&1); rc=$?
 [ $rc = 1 ] && echo "$out" | grep -q NoSuchAllocation && ok "open of an unknown allocation" || nok "open unknown: rc=$rc $out"
+out=$(c show "$oid" 2>&1) && echo "$out" | grep -q "^Owner: *ctl-open" && echo "$out" | grep -q "^Id: *$oid" \
+        && ok "show ID" || nok "show: $out"
+out=$(c --json show "$oid" 2>&1) && echo "$out" | python3 -c '
+import json,sys; d=json.load(sys.stdin); assert d["owner"] == "ctl-open" and d["size"] == 64 << 20, d' \
+        && ok "show --json" || nok "show --json: $out"
+out=$(c show ffffffff 2>&1); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q NoSuchAllocation && ok "show of an unknown allocation" || nok "show unknown: rc=$rc $out"
 c release-owner ctl-open >/dev/null
+out=$(c allocate ctl-dev 64M --pool open --device-uid 0 --device-gid root 2>&1) && ok "allocate --device-uid 0 --device-gid root" \
+        || nok "allocate --device-uid: $out"
+c release-owner ctl-dev >/dev/null
+out=$(c allocate ctl-dev 64M --device-uid no-such-user-here 2>&1); rc=$?
+[ $rc = 2 ] && ok "--device-uid of an unknown user is a usage error" || nok "--device-uid unknown: rc=$rc $out"
+out=$(c list --device-gid 0 2>&1); rc=$?
+[ $rc = 2 ] && ok "--device-gid with list is a usage error" || nok "list --device-gid: rc=$rc $out"
 
 echo "1..$n"
 [ $fail = 0 ]
