@@ -10,7 +10,7 @@ _daxbrokerctl() {
         _init_completion -n = || return
 
         local verbs='status pools list allocate release show release-owner return-to-host reclaim-from-host exec open'
-        local opts='-h --help --version --json --bus-address --user'
+        local opts='-h --help --version --json --json=short --json=pretty --no-legend --no-pager --bus-address --user'
         local alloc_opts='--pool --numa-node --align --no-contiguous --label --transient --device-uid --device-gid'
         local exec_opts='--size --owner --pool --numa-node --align --no-contiguous --label --device-uid --device-gid'
         local i verb= nargs=0

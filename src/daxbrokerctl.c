@@ -44,6 +44,8 @@
 #define EXIT_USAGE 2
 
 static bool arg_json = false;
+static bool arg_json_pretty = true;
+static bool arg_legend = true;
 static const char *arg_bus_address = NULL;
 static bool arg_user = false;
 static const char *arg_pool = NULL;
@@ -159,7 +161,8 @@ static void table_print(const Table *t) {
                 widths[c] = MAX(widths[c], w);
         }
 
-        for (guint i = 0; i < t->cells->len; i++) {
+        /* The first row holds the headers. */
+        for (guint i = arg_legend ? 0 : t->n_columns; i < t->cells->len; i++) {
                 const char *cell = t->cells->pdata[i];
                 size_t c = i % t->n_columns;
 
@@ -200,7 +203,7 @@ static void json_print(JsonBuilder *b) {
         g_autoptr(JsonGenerator) generator = json_generator_new();
         g_autofree char *text = NULL;
 
-        json_generator_set_pretty(generator, TRUE);
+        json_generator_set_pretty(generator, arg_json_pretty);
         json_generator_set_root(generator, root);
         text = json_generator_to_data(generator, NULL);
         puts(text);
@@ -461,9 +464,10 @@ static int print_pools(sd_bus_message *reply, JsonBuilder *json, bool placement)
 
         if (json)
                 json_builder_end_array(json);
-        else if (n_rows == 0)
-                puts("No pools.");
-        else
+        else if (n_rows == 0) {
+                if (arg_legend)
+                        puts("No pools.");
+        } else
                 table_print(table);
         return 0;
 }
@@ -708,8 +712,10 @@ static int verb_list(sd_bus *bus) {
                 json_builder_end_array(json);
                 json_builder_end_object(json);
                 json_print(json);
-        } else if (n_rows == 0)
-                puts("No allocations.");
+        } else if (n_rows == 0) {
+                if (arg_legend)
+                        puts("No allocations.");
+        }
         else
                 table_print(table);
         return 0;
@@ -1274,7 +1280,9 @@ static void help(void) {
                "Options:\n"
                "  -h --help                Show this help\n"
                "     --version             Show the version\n"
-               "     --json                Print one JSON document, sizes in bytes\n"
+               "     --json[=short|pretty] Print one JSON document, sizes in bytes (default pretty)\n"
+               "     --no-legend           Leave out table headers and \"No ...\" lines\n"
+               "     --no-pager            Accepted for compatibility (output is never paged)\n"
                "     --bus-address ADDR    Connect to the bus at ADDR\n"
                "     --user                Connect to the user bus\n"
                "\n"
@@ -1314,11 +1322,15 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 ARG_OWNER,
                 ARG_DEVICE_UID,
                 ARG_DEVICE_GID,
+                ARG_NO_LEGEND,
+                ARG_NO_PAGER,
         };
         static const struct option options[] = {
                 { "help",          no_argument,       NULL, 'h'               },
                 { "version",       no_argument,       NULL, ARG_VERSION       },
-                { "json",          no_argument,       NULL, ARG_JSON          },
+                { "json",          optional_argument, NULL, ARG_JSON          },
+                { "no-legend",     no_argument,       NULL, ARG_NO_LEGEND     },
+                { "no-pager",      no_argument,       NULL, ARG_NO_PAGER      },
                 { "bus-address",   required_argument, NULL, ARG_BUS_ADDRESS   },
                 { "user",          no_argument,       NULL, ARG_USER          },
                 { "pool",          required_argument, NULL, ARG_POOL          },
@@ -1348,7 +1360,16 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                         printf("daxbrokerctl %s\n", PACKAGE_VERSION);
                         return 0;
                 case ARG_JSON:
+                        if (optarg && !streq(optarg, "pretty") && !streq(optarg, "short"))
+                                return log_usage("Invalid --json mode '%s': expected short or pretty", optarg);
                         arg_json = true;
+                        arg_json_pretty = !optarg || streq(optarg, "pretty");
+                        break;
+                case ARG_NO_LEGEND:
+                        arg_legend = false;
+                        break;
+                case ARG_NO_PAGER:
+                        /* Output is never paged; accepted like systemd's tools. */
                         break;
                 case ARG_BUS_ADDRESS:
                         if (!*optarg)

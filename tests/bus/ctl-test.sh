@@ -12,6 +12,13 @@ out=$(c status) && echo "$out" | grep -q "bounded" && ok "status lists the pools
 out=$(c --json status) && echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d' \
         && ok "status --json is JSON" || nok "status --json: $out"
 out=$(c pools) && echo "$out" | grep -q "open" && ok "pools" || nok "pools: $out"
+out=$(c --no-legend --no-pager pools) && ! echo "$out" | grep -q "POOL" && [ "$(echo "$out" | wc -l)" = 2 ] \
+        && ok "--no-legend leaves out the header" || nok "pools --no-legend: $out"
+out=$(c --json=short status) && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | python3 -c 'import json,sys; json.load(sys.stdin)' \
+        && ok "--json=short is one line of JSON" || nok "--json=short: $out"
+out=$(c --json=pretty status) && [ "$(echo "$out" | wc -l)" -gt 1 ] && ok "--json=pretty is indented" || nok "--json=pretty: $out"
+out=$(c --json=yaml status 2>&1); rc=$?
+[ $rc = 2 ] && ok "--json=yaml is a usage error" || nok "--json=yaml: rc=$rc $out"
 
 out=$(c allocate ctl-vm 512M --pool bounded --label ram0 2>&1) && ok "allocate 512M" || nok "allocate: $out"
 path=$(echo "$out" | grep -o '/org/daxbroker/Broker1/allocation/[0-9a-f]*' | head -1)
