@@ -8,11 +8,18 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
@@ -37,6 +44,8 @@
 #define EXIT_USAGE 2
 
 static bool arg_json = false;
+static bool arg_json_pretty = true;
+static bool arg_legend = true;
 static const char *arg_bus_address = NULL;
 static bool arg_user = false;
 static const char *arg_pool = NULL;
@@ -45,10 +54,16 @@ static uint64_t arg_align = 0;
 static bool arg_contiguous = true;
 static const char *arg_label = NULL;
 static bool arg_transient = false;
+static int64_t arg_device_uid = -1;
+static int64_t arg_device_gid = -1;
 /* Verb arguments, validated by the verb's parser. */
 static const char *arg_owner = NULL;
 static uint64_t arg_size = 0;
 static const char *arg_allocation = NULL; /* an id or an object path */
+static char **arg_command = NULL;         /* exec and open: the command to run */
+static const char *arg_exec_owner = NULL;
+/* exec and open exit with the command's status (or 126/127/128+N). */
+static int command_exit_status = -1;
 
 static bool streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;
@@ -146,7 +161,8 @@ static void table_print(const Table *t) {
                 widths[c] = MAX(widths[c], w);
         }
 
-        for (guint i = 0; i < t->cells->len; i++) {
+        /* The first row holds the headers. */
+        for (guint i = arg_legend ? 0 : t->n_columns; i < t->cells->len; i++) {
                 const char *cell = t->cells->pdata[i];
                 size_t c = i % t->n_columns;
 
@@ -187,7 +203,7 @@ static void json_print(JsonBuilder *b) {
         g_autoptr(JsonGenerator) generator = json_generator_new();
         g_autofree char *text = NULL;
 
-        json_generator_set_pretty(generator, TRUE);
+        json_generator_set_pretty(generator, arg_json_pretty);
         json_generator_set_root(generator, root);
         text = json_generator_to_data(generator, NULL);
         puts(text);
@@ -448,9 +464,10 @@ static int print_pools(sd_bus_message *reply, JsonBuilder *json, bool placement)
 
         if (json)
                 json_builder_end_array(json);
-        else if (n_rows == 0)
-                puts("No pools.");
-        else
+        else if (n_rows == 0) {
+                if (arg_legend)
+                        puts("No pools.");
+        } else
                 table_print(table);
         return 0;
 }
@@ -695,8 +712,10 @@ static int verb_list(sd_bus *bus) {
                 json_builder_end_array(json);
                 json_builder_end_object(json);
                 json_print(json);
-        } else if (n_rows == 0)
-                puts("No allocations.");
+        } else if (n_rows == 0) {
+                if (arg_legend)
+                        puts("No allocations.");
+        }
         else
                 table_print(table);
         return 0;
@@ -758,6 +777,16 @@ static int append_options(sd_bus_message *m) {
                 if (r < 0)
                         return r;
         }
+        if (arg_device_uid >= 0) {
+                r = sd_bus_message_append(m, "{sv}", "device-uid", "u", (uint32_t) arg_device_uid);
+                if (r < 0)
+                        return r;
+        }
+        if (arg_device_gid >= 0) {
+                r = sd_bus_message_append(m, "{sv}", "device-gid", "u", (uint32_t) arg_device_gid);
+                if (r < 0)
+                        return r;
+        }
         return sd_bus_message_close_container(m);
 }
 
@@ -814,6 +843,49 @@ static int verb_allocate(sd_bus *bus) {
                 printf("%s %s (%s)\n", i == 0 ? "Ranges:    " : "           ",
                        s, format_size(range->size, buf, sizeof(buf)));
         }
+        return 0;
+}
+
+static void print_allocation(const AllocationRow *a) {
+        char buf[FORMAT_SIZE_MAX];
+
+        printf("Allocation: %s\n", a->path);
+        printf("Id:         %s\n", a->id);
+        printf("Owner:      %s\n", a->owner);
+        printf("Label:      %s\n", a->label);
+        printf("Pool:       %s\n", a->pool);
+        printf("Device:     %s\n", a->device);
+        printf("Size:       %s\n", format_size(a->size, buf, sizeof(buf)));
+        printf("Transient:  %s\n", a->transient ? "yes" : "no");
+        for (guint i = 0; i < a->ranges->len; i++) {
+                const Range *range = &g_array_index(a->ranges, Range, i);
+                g_autofree char *s = range_to_string(range);
+
+                printf("%s %s (%s)\n", i == 0 ? "Ranges:    " : "           ",
+                       s, format_size(range->size, buf, sizeof(buf)));
+        }
+}
+
+static int verb_show(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *list_reply = NULL;
+        _cleanup_(allocation_row_clear) AllocationRow a = {};
+        int r;
+
+        r = find_allocation(bus, arg_allocation, arg_allocation[0] == '/', &list_reply, &a);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                fprintf(stderr, "%s: NoSuchAllocation: no allocation '%s'\n", program_invocation_short_name,
+                        arg_allocation);
+                return -ENOENT;
+        }
+        if (arg_json) {
+                g_autoptr(JsonBuilder) json = json_builder_new();
+
+                json_add_allocation(json, &a);
+                json_print(json);
+        } else
+                print_allocation(&a);
         return 0;
 }
 
@@ -930,6 +1002,140 @@ static int verb_reclaim_from_host(sd_bus *bus) {
         return verb_host(bus, "ReclaimFromHost", "reclaimed");
 }
 
+/* The file descriptor a command run by exec or open gets its memory on. */
+#define COMMAND_FD 3
+
+/* Runs arg_command with fd as COMMAND_FD and DAXBROKER_FD, DAXBROKER_DEVICE,
+ * DAXBROKER_SIZE set, waits for it and records its exit status. Like
+ * system(3), we ignore SIGINT and SIGQUIT while it runs (the terminal sends
+ * them to the command too) so that we are still there to clean up. */
+static int run_command(int fd, const char *device, uint64_t size) {
+        struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_quit;
+        char size_s[32];
+        int status;
+        pid_t pid;
+
+        (void) fflush(stdout);
+        (void) fflush(stderr);
+        (void) sigaction(SIGINT, &ign, &old_int);
+        (void) sigaction(SIGQUIT, &ign, &old_quit);
+        pid = fork();
+        if (pid < 0)
+                return log_error_errno(-errno, "Failed to fork");
+        if (pid == 0) {
+                (void) sigaction(SIGINT, &old_int, NULL);
+                (void) sigaction(SIGQUIT, &old_quit, NULL);
+                /* The fd from the bus is close-on-exec; its copy must not be. */
+                if (fd == COMMAND_FD ? fcntl(fd, F_SETFD, 0) < 0 : dup2(fd, COMMAND_FD) < 0) {
+                        fprintf(stderr, "%s: Failed to pass the device as fd %d: %m\n",
+                                program_invocation_short_name, COMMAND_FD);
+                        _exit(126);
+                }
+                snprintf(size_s, sizeof(size_s), "%" PRIu64, size);
+                if (setenv("DAXBROKER_FD", G_STRINGIFY(COMMAND_FD), 1) < 0 ||
+                    setenv("DAXBROKER_DEVICE", device, 1) < 0 || setenv("DAXBROKER_SIZE", size_s, 1) < 0)
+                        _exit(126);
+                execvp(arg_command[0], arg_command);
+                fprintf(stderr, "%s: Failed to execute %s: %m\n", program_invocation_short_name, arg_command[0]);
+                _exit(errno == ENOENT ? 127 : 126);
+        }
+
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return log_error_errno(-errno, "Failed to wait for %s", arg_command[0]);
+        (void) sigaction(SIGINT, &old_int, NULL);
+        (void) sigaction(SIGQUIT, &old_quit, NULL);
+        command_exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return 0;
+}
+
+/* The broker names devices by path; a bare name is under /dev. */
+static char *device_path_of(const char *device) {
+        return device[0] == '/' ? g_strdup(device) : g_strconcat("/dev/", device, NULL);
+}
+
+static int release_path(sd_bus *bus, const char *path) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        r = bus_new_manager_call(bus, "Release", &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "o", path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create Release call");
+        return bus_call(bus, m, MUTATING_CALL_TIMEOUT_USEC, &reply);
+}
+
+/* exec: a transient allocation that lives as long as the command. It is
+ * transient so that the broker drops it even if we are killed; released
+ * explicitly as soon as the command exits. */
+static int verb_exec(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL, *list_reply = NULL;
+        _cleanup_(allocation_row_clear) AllocationRow a = {};
+        g_autofree char *owner = NULL, *device = NULL;
+        const char *path;
+        int fd, r, k;
+
+        owner = arg_exec_owner ? g_strdup(arg_exec_owner) : g_strdup_printf("exec-%d", (int) getpid());
+        arg_transient = true;
+        r = bus_new_manager_call(bus, "Allocate", &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "st", owner, arg_size);
+        if (r >= 0)
+                r = append_options(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create Allocate call");
+        r = bus_call(bus, m, MUTATING_CALL_TIMEOUT_USEC, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "oh", &path, &fd);
+        if (r < 0)
+                return log_parse_error(r);
+        r = find_allocation(bus, path, true, &list_reply, &a);
+        if (r <= 0) {
+                (void) release_path(bus, path);
+                return r < 0 ? r : log_error_errno(-ENOENT, "Allocation %s vanished", path);
+        }
+        device = device_path_of(a.device);
+
+        r = run_command(fd, device, a.size);
+        k = release_path(bus, path);
+        return r < 0 ? r : k;
+}
+
+/* open: runs the command with a new fd of an existing allocation. */
+static int verb_open(sd_bus *bus) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL, *list_reply = NULL;
+        _cleanup_(allocation_row_clear) AllocationRow a = {};
+        g_autofree char *device = NULL;
+        int fd, r;
+
+        r = find_allocation(bus, arg_allocation, arg_allocation[0] == '/', &list_reply, &a);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                fprintf(stderr, "%s: NoSuchAllocation: no allocation '%s'\n", program_invocation_short_name,
+                        arg_allocation);
+                return -ENOENT;
+        }
+        r = bus_new_manager_call(bus, "Open", &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "o", a.path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create Open call");
+        r = bus_call(bus, m, MUTATING_CALL_TIMEOUT_USEC, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "h", &fd);
+        if (r < 0)
+                return log_parse_error(r);
+        device = device_path_of(a.device);
+        return run_command(fd, device, a.size);
+}
+
 static int check_name(const char *what, const char *s) {
         const char *reason = name_invalid_reason(s);
 
@@ -1002,6 +1208,31 @@ static int parse_host_args(char **args) {
         return 0;
 }
 
+static int parse_exec_args(char **args) {
+        if (arg_size == 0)
+                return log_usage("exec needs --size SIZE");
+        if (arg_exec_owner) {
+                int r = check_name("owner", arg_exec_owner);
+                if (r < 0)
+                        return r;
+        }
+        arg_command = args;
+        return 0;
+}
+
+static int parse_open_args(char **args) {
+        int r;
+
+        r = parse_release_args(args);
+        if (r < 0)
+                return r;
+        arg_command = args + 1;
+        return 0;
+}
+
+/* n_args of verbs that take a command: at least this many words. */
+#define N_ARGS_COMMAND 0x100
+
 typedef struct Verb {
         const char *name;
         const char *synopsis;
@@ -1017,9 +1248,12 @@ static const Verb verbs[] = {
         { "list",          "",           0, false, NULL,                     verb_list          },
         { "allocate",      "OWNER SIZE", 2, true,  parse_allocate_args,      verb_allocate      },
         { "release",       "ID|PATH",    1, false, parse_release_args,       verb_release       },
+        { "show",          "ID|PATH",    1, false, parse_release_args,       verb_show          },
         { "release-owner", "OWNER",      1, false, parse_release_owner_args, verb_release_owner },
         { "return-to-host", "POOL SIZE", 2, false, parse_host_args,          verb_return_to_host },
         { "reclaim-from-host", "POOL SIZE", 2, false, parse_host_args,       verb_reclaim_from_host },
+        { "exec",          "--size SIZE [OPTIONS...] -- COMMAND...", N_ARGS_COMMAND | 1, true, parse_exec_args, verb_exec },
+        { "open",          "ID|PATH -- COMMAND...", N_ARGS_COMMAND | 2, false, parse_open_args, verb_open },
 };
 
 static void help(void) {
@@ -1033,15 +1267,22 @@ static void help(void) {
                "  list                     List allocations\n"
                "  allocate OWNER SIZE      Carve SIZE bytes (K, M, G, T suffixes) for OWNER\n"
                "  release ID|PATH          Release an allocation by id or object path\n"
+               "  show ID|PATH             Show one allocation\n"
                "  release-owner OWNER      Release every allocation of OWNER, print the count\n"
                "  return-to-host POOL SIZE Give SIZE of POOL's free memory to the host now\n"
                "  reclaim-from-host POOL SIZE\n"
                "                           Take at least SIZE of POOL's memory back from the host\n"
+               "  exec --size SIZE [OPTIONS...] -- COMMAND...\n"
+               "                           Run COMMAND with a transient allocation as fd 3\n"
+               "  open ID|PATH -- COMMAND...\n"
+               "                           Run COMMAND with the allocation's device as fd 3\n"
                "\n"
                "Options:\n"
                "  -h --help                Show this help\n"
                "     --version             Show the version\n"
-               "     --json                Print one JSON document, sizes in bytes\n"
+               "     --json[=short|pretty] Print one JSON document, sizes in bytes (default pretty)\n"
+               "     --no-legend           Leave out table headers and \"No ...\" lines\n"
+               "     --no-pager            Accepted for compatibility (output is never paged)\n"
                "     --bus-address ADDR    Connect to the bus at ADDR\n"
                "     --user                Connect to the user bus\n"
                "\n"
@@ -1052,6 +1293,12 @@ static void help(void) {
                "     --no-contiguous       Allow several physical ranges\n"
                "     --label LABEL         Name of the allocation within its owner\n"
                "     --transient           Release when daxbrokerctl exits\n"
+               "     --device-uid USER     Owner of the device node (name or number)\n"
+               "     --device-gid GROUP    Group of the device node (name or number)\n"
+               "\n"
+               "Options for exec (and the options for allocate):\n"
+               "     --size SIZE           Size of the allocation (K, M, G, T suffixes)\n"
+               "     --owner OWNER         Owner of the allocation (default exec-PID)\n"
                "\n"
                "See the daxbrokerctl(1) man page for details.\n",
                program_invocation_short_name);
@@ -1071,11 +1318,19 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 ARG_NO_CONTIGUOUS,
                 ARG_LABEL,
                 ARG_TRANSIENT,
+                ARG_SIZE,
+                ARG_OWNER,
+                ARG_DEVICE_UID,
+                ARG_DEVICE_GID,
+                ARG_NO_LEGEND,
+                ARG_NO_PAGER,
         };
         static const struct option options[] = {
                 { "help",          no_argument,       NULL, 'h'               },
                 { "version",       no_argument,       NULL, ARG_VERSION       },
-                { "json",          no_argument,       NULL, ARG_JSON          },
+                { "json",          optional_argument, NULL, ARG_JSON          },
+                { "no-legend",     no_argument,       NULL, ARG_NO_LEGEND     },
+                { "no-pager",      no_argument,       NULL, ARG_NO_PAGER      },
                 { "bus-address",   required_argument, NULL, ARG_BUS_ADDRESS   },
                 { "user",          no_argument,       NULL, ARG_USER          },
                 { "pool",          required_argument, NULL, ARG_POOL          },
@@ -1084,11 +1339,15 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 { "no-contiguous", no_argument,       NULL, ARG_NO_CONTIGUOUS },
                 { "label",         required_argument, NULL, ARG_LABEL         },
                 { "transient",     no_argument,       NULL, ARG_TRANSIENT     },
+                { "size",          required_argument, NULL, ARG_SIZE          },
+                { "owner",         required_argument, NULL, ARG_OWNER         },
+                { "device-uid",    required_argument, NULL, ARG_DEVICE_UID    },
+                { "device-gid",    required_argument, NULL, ARG_DEVICE_GID    },
                 {}
         };
         /* Allocation options given to another verb are a mistake, not
          * something to ignore silently. */
-        const char *allocate_option = NULL;
+        const char *allocate_option = NULL, *exec_option = NULL;
         const Verb *verb = NULL;
         int c, r;
 
@@ -1101,7 +1360,16 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                         printf("daxbrokerctl %s\n", PACKAGE_VERSION);
                         return 0;
                 case ARG_JSON:
+                        if (optarg && !streq(optarg, "pretty") && !streq(optarg, "short"))
+                                return log_usage("Invalid --json mode '%s': expected short or pretty", optarg);
                         arg_json = true;
+                        arg_json_pretty = !optarg || streq(optarg, "pretty");
+                        break;
+                case ARG_NO_LEGEND:
+                        arg_legend = false;
+                        break;
+                case ARG_NO_PAGER:
+                        /* Output is never paged; accepted like systemd's tools. */
                         break;
                 case ARG_BUS_ADDRESS:
                         if (!*optarg)
@@ -1151,6 +1419,41 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                         arg_transient = true;
                         allocate_option = "--transient";
                         break;
+                case ARG_DEVICE_UID:
+                case ARG_DEVICE_GID: {
+                        bool is_uid = c == ARG_DEVICE_UID;
+                        char *end;
+                        unsigned long long n;
+
+                        errno = 0;
+                        n = strtoull(optarg, &end, 10);
+                        if (*optarg && !*end && errno == 0 && optarg[0] != '-' && n < UINT32_MAX) {
+                                /* (uid_t) -1 means "unchanged" to chown(2): refused above. */
+                        } else if (is_uid && getpwnam(optarg))
+                                n = getpwnam(optarg)->pw_uid;
+                        else if (!is_uid && getgrnam(optarg))
+                                n = getgrnam(optarg)->gr_gid;
+                        else
+                                return log_usage("Invalid %s '%s': no such %s and not a number below 4294967295",
+                                                 is_uid ? "--device-uid" : "--device-gid", optarg,
+                                                 is_uid ? "user" : "group");
+                        if (is_uid)
+                                arg_device_uid = (int64_t) n;
+                        else
+                                arg_device_gid = (int64_t) n;
+                        allocate_option = is_uid ? "--device-uid" : "--device-gid";
+                        break;
+                }
+                case ARG_SIZE:
+                        if (parse_size(optarg, &arg_size) < 0 || arg_size == 0)
+                                return log_usage("Invalid size '%s': expected bytes greater than zero with an "
+                                                 "optional K, M, G or T suffix", optarg);
+                        exec_option = "--size";
+                        break;
+                case ARG_OWNER:
+                        arg_exec_owner = optarg;
+                        exec_option = "--owner";
+                        break;
                 case '?':
                         /* getopt_long() already said what is wrong. */
                         return -EINVAL;
@@ -1171,12 +1474,17 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
         if (!verb)
                 return log_usage("Unknown verb '%s'; see --help", argv[optind]);
 
-        if ((unsigned) (argc - optind - 1) != verb->n_args)
+        if ((verb->n_args & N_ARGS_COMMAND) ? (unsigned) (argc - optind - 1) < (verb->n_args & ~N_ARGS_COMMAND)
+                                            : (unsigned) (argc - optind - 1) != verb->n_args)
                 return log_usage("Usage: %s [OPTIONS...] %s%s%s", program_invocation_short_name,
                                  verb->name, verb->synopsis[0] ? " " : "", verb->synopsis);
 
         if (allocate_option && !verb->allocate_options)
-                return log_usage("%s only applies to allocate", allocate_option);
+                return log_usage("%s only applies to allocate and exec", allocate_option);
+        if (exec_option && !streq(verb->name, "exec"))
+                return log_usage("%s only applies to exec", exec_option);
+        if (arg_transient && streq(verb->name, "exec"))
+                return log_usage("--transient does not apply to exec: its allocation always is");
 
         if (verb->parse) {
                 r = verb->parse(argv + optind + 1);
@@ -1201,6 +1509,8 @@ int main(int argc, char *argv[]) {
         if (r >= 0)
                 r = verb->run(bus);
 
+        if (r >= 0 && command_exit_status >= 0)
+                return command_exit_status;
         if (fflush(stdout) != 0 || ferror(stdout)) {
                 log_error_errno(errno > 0 ? -errno : -EIO, "Failed to write output");
                 return EXIT_FAILURE;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
@@ -16,6 +17,7 @@
 #include "kernel-ops.h"
 #include "libvirt-watch.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 typedef struct Options {
@@ -24,7 +26,11 @@ typedef struct Options {
         const char *runtime_dir;
         const char *backend;
         const char *bus_address;
+        const char *metrics_file;
 } Options;
+
+/* How often the metrics file is rewritten. */
+#define METRICS_INTERVAL_USEC (UINT64_C(15) * 1000 * 1000)
 
 static void help(void) {
         printf("Usage: daxbrokerd [OPTIONS]\n\n"
@@ -39,12 +45,15 @@ static void help(void) {
                "                          $RUNTIME_DIRECTORY or " RUNTIME_DIR ")\n"
                "     --backend KIND       sysfs (default) or sim:SPEC for tests\n"
                "     --bus-address ADDR   Connect to this bus instead of the system bus\n"
+               "     --metrics-file PATH  Keep OpenMetrics text in PATH, rewritten every 15 s\n"
+               "                          (default $DAXBROKER_METRICS_FILE, else none)\n"
                "     --debug              Log debug messages\n"
                "     --list-crash-points  List the test-only crash points (DAXBROKER_TEST_CRASH_AT)\n");
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
-        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_STATE, ARG_RUNTIME, ARG_BACKEND, ARG_BUS, ARG_DEBUG, ARG_LIST_CRASH };
+        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_STATE, ARG_RUNTIME, ARG_BACKEND, ARG_BUS, ARG_DEBUG, ARG_LIST_CRASH,
+               ARG_METRICS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -55,6 +64,7 @@ static int parse_args(int argc, char **argv, Options *o) {
                 { "bus-address", required_argument, NULL, ARG_BUS },
                 { "debug", no_argument, NULL, ARG_DEBUG },
                 { "list-crash-points", no_argument, NULL, ARG_LIST_CRASH },
+                { "metrics-file", required_argument, NULL, ARG_METRICS },
                 {},
         };
         int c;
@@ -81,6 +91,13 @@ static int parse_args(int argc, char **argv, Options *o) {
                         break;
                 case ARG_BUS:
                         o->bus_address = optarg;
+                        break;
+                case ARG_METRICS:
+                        if (!*optarg) {
+                                fprintf(stderr, "daxbrokerd: --metrics-file needs a path\n");
+                                return -EINVAL;
+                        }
+                        o->metrics_file = optarg;
                         break;
                 case ARG_DEBUG:
                         log_set_max_level(LOG_DEBUG);
@@ -137,6 +154,30 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* Test-only (DAXBROKER_TEST_STALL=1): SIGUSR1 blocks the event loop for
+ * good, so tests can prove that systemd's watchdog kills a hung daemon
+ * and the restart keeps every allocation. */
+static int on_sigusr1_stall(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        log_warning("DAXBROKER_TEST_STALL: stalling the event loop on SIGUSR1");
+        for (;;)
+                pause();
+        return 0;
+}
+
+static void metrics_update(Daemon *d) {
+        g_autoptr(GError) error = NULL;
+
+        if (metrics_write(d->broker, d->options.metrics_file, &error) < 0)
+                log_warning("Cannot write the metrics file: %s", error->message);
+}
+
+static int on_metrics_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        metrics_update(userdata);
+        (void) sd_event_source_set_time(s, usec + METRICS_INTERVAL_USEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+}
+
 static const char *dir_option(const char *opt, const char *env, const char *def) {
         const char *e;
 
@@ -178,6 +219,8 @@ int main(int argc, char **argv) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        if (g_strcmp0(getenv("DAXBROKER_TEST_STALL"), "1") == 0)
+                sigaddset(&mask, SIGUSR1);
         sigprocmask(SIG_BLOCK, &mask, NULL);
 
         r = sd_event_default(&event);
@@ -188,6 +231,8 @@ int main(int argc, char **argv) {
         (void) sd_event_add_signal(event, NULL, SIGTERM, on_sigterm, &d);
         (void) sd_event_add_signal(event, NULL, SIGINT, on_sigterm, &d);
         (void) sd_event_add_signal(event, NULL, SIGHUP, on_sighup, &d);
+        if (g_strcmp0(getenv("DAXBROKER_TEST_STALL"), "1") == 0)
+                (void) sd_event_add_signal(event, NULL, SIGUSR1, on_sigusr1_stall, &d);
         (void) sd_event_set_watchdog(event, true);
 
         BrokerSettings settings = {
@@ -224,6 +269,19 @@ int main(int argc, char **argv) {
                                   config->libvirt_uri, strerror(-r));
         }
 
+        if (!d.options.metrics_file) {
+                const char *e = getenv("DAXBROKER_METRICS_FILE");
+
+                d.options.metrics_file = e && *e ? e : NULL;
+        }
+        if (d.options.metrics_file) {
+                uint64_t now;
+
+                metrics_update(&d);
+                (void) sd_event_now(event, CLOCK_MONOTONIC, &now);
+                (void) sd_event_add_time(event, NULL, CLOCK_MONOTONIC, now + METRICS_INTERVAL_USEC, 0,
+                                         on_metrics_timer, &d);
+        }
         (void) sd_notifyf(0, "READY=1\nSTATUS=Serving %u pools", broker_pools(d.broker)->len);
         r = sd_event_loop(event);
 

@@ -9,6 +9,7 @@
 #               restart: nothing lost
 #   introspect  exported API equals dbus/org.daxbroker.Broker1.xml
 #   ctl         daxbrokerctl verbs, human and --json
+#   metrics     the metrics file parses as OpenMetrics and equals ListPools
 #   host        idle memory goes to the host and comes back (HostReturn=yes)
 #   host-autoonline  the same with blocks onlined behind the broker's back
 #   host-busy   a host chunk with an unmovable block: reclaim fails cleanly
@@ -101,6 +102,7 @@ case "$what" in
 host-busy) backend="$backend;pin=0x250000000:busy" ;;
 host-hang) backend="$backend;pin=0x250000000:hang" ;;
 host-autoonline) backend="$backend;autoonline=online_movable" ;;
+metrics) export DAXBROKER_METRICS_FILE=$tmp/metrics/daxbroker.prom; mkdir -p "$tmp/metrics" ;;
 esac
 
 start_daemon() {
@@ -201,6 +203,9 @@ introspect)
         python3 "$src/tests/bus/check-introspection.py" --xml "$src/dbus/org.daxbroker.Broker1.xml" \
                 --bus-address "$addr" --allocation-path "$path" || rc=1
         [ $rc = 0 ] && echo "1..1" && echo "ok 1 - introspection equals the contract"
+        ;;
+metrics)
+        python3 "$src/tests/bus/check-metrics.py" "$addr" "$DAXBROKER_METRICS_FILE" "$build/src/daxbrokerctl" || rc=$?
         ;;
 ctl)
         "$src/tests/bus/ctl-test.sh" "$build/src/daxbrokerctl" "$addr" || rc=1

@@ -28,6 +28,10 @@
 #                                                         DAXRIG_STATE_DISK
 #   --dbus              start `dbus-daemon --system --fork` before the payload.
 #                                                         DAXRIG_DBUS=1
+#   --systemd           boot systemd as PID 1 (default target daxrig.target:
+#                       sysinit, basic, sockets incl. dbus.socket) and run the
+#                       payload as the service daxrig-payload.service.
+#                                                         DAXRIG_SYSTEMD=1
 #   --no-dax-modules    do not load device_dax, kmem, dax_hmem at boot.
 #                                                         DAXRIG_DAX_MODULES=0
 #   --append ARGS       extra kernel command line.        DAXRIG_APPEND
@@ -67,6 +71,7 @@ RESULTS=${DAXRIG_RESULTS:-}
 STAGE=${DAXRIG_STAGE:-}
 STATE=${DAXRIG_STATE_DISK:-}
 DBUS=${DAXRIG_DBUS:-0}
+SYSTEMD=${DAXRIG_SYSTEMD:-0}
 DAXMODS=${DAXRIG_DAX_MODULES:-1}
 APPEND=${DAXRIG_APPEND:-}
 CACHE=${DAXRIG_CACHE:-/var/tmp/daxbroker-vm-cache-$(id -u)}
@@ -93,6 +98,7 @@ while [ $# -gt 0 ]; do
     --stage) need_arg "$@"; STAGE=$2; shift 2 ;;
     --state-disk) need_arg "$@"; STATE=$2; shift 2 ;;
     --dbus) DBUS=1; shift ;;
+    --systemd) SYSTEMD=1; shift ;;
     --no-dax-modules) DAXMODS=0; shift ;;
     --append) need_arg "$@"; APPEND="$APPEND $2"; shift 2 ;;
     --cache) need_arg "$@"; CACHE=$2; shift 2 ;;
@@ -241,6 +247,7 @@ mkdir -p "$RUN/root/rig"
     echo "RIG_MEMHP=$MEMHP"
     echo "RIG_IOMMU=$IOMMU"
     echo "RIG_DBUS=$DBUS"
+    echo "RIG_SYSTEMD=$SYSTEMD"
     echo "RIG_DAX_MODULES=$DAXMODS"
     echo "RIG_STAGE=$([ -n "$STAGE" ] && echo 1 || echo 0)"
     echo "RIG_STATE=$([ -n "$STATE" ] && echo 1 || echo 0)"
@@ -295,6 +302,7 @@ CMDLINE="console=ttyS0 quiet panic=-1 nokaslr rdinit=/init"
 CMDLINE="$CMDLINE memmap=2G%4G-1+0xefffffff memmap=2G%6G-1+0xefffffff"
 [ "$MEMHP" = offline ] && CMDLINE="$CMDLINE memhp_default_state=offline"
 [ "$IOMMU" = 1 ] && CMDLINE="$CMDLINE intel_iommu=on iommu=pt"
+[ "$SYSTEMD" = 1 ] && [ "$DBUS" = 1 ] && fail "--dbus and --systemd exclude each other (systemd starts the bus)"
 CMDLINE="$CMDLINE $APPEND"
 
 MACHINE="q35,max-ram-below-4g=1G"
