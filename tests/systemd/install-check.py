@@ -9,6 +9,7 @@ opts = {o["name"]: o["value"] for o in json.loads(subprocess.check_output(
     ["meson", "introspect", "--buildoptions", build]))}
 prefix = opts["prefix"]
 unitdir = opts.get("systemdsystemunitdir") or ""
+sysconfdir = os.path.join(prefix, opts["sysconfdir"])
 
 doc = open(os.path.join(src, "docs", "architecture.md")).read()
 section = doc.split("## Installed files", 1)[1].split("\n## ", 1)[0]
@@ -16,6 +17,8 @@ want = set()
 for row in re.findall(r"^\| `(/[^`]+)` \|", section, re.M):
     if row.startswith("/usr/lib/systemd/system/") and unitdir:
         row = unitdir + row[len("/usr/lib/systemd/system"):]
+    elif row.startswith("/etc/"):
+        row = sysconfdir + row[len("/etc"):]
     elif row.startswith("/usr/"):
         row = prefix + row[len("/usr"):]
     want.add(row)
