@@ -205,7 +205,9 @@ introspect)
         [ $rc = 0 ] && echo "1..1" && echo "ok 1 - introspection equals the contract"
         ;;
 metrics)
-        python3 "$src/tests/bus/check-metrics.py" "$addr" "$DAXBROKER_METRICS_FILE" "$build/src/daxbrokerctl" || rc=$?
+        # Debian's python3: python3-prometheus-client (scripts/packages.txt)
+        # is installed for it, not for another python3 earlier in PATH.
+        /usr/bin/python3 "$src/tests/bus/check-metrics.py" "$addr" "$DAXBROKER_METRICS_FILE" "$build/src/daxbrokerctl" || rc=$?
         ;;
 ctl)
         "$src/tests/bus/ctl-test.sh" "$build/src/daxbrokerctl" "$addr" || rc=1
