@@ -15,7 +15,8 @@
 #   host-deadline  an Allocate waiting for a hung reclaim times out, leaving nothing
 #   crash-points  kill -9 at every named crash point in turn (daxbrokerd
 #               --list-crash-points), restart, check the invariant;
-#               CRASH_POINTS=short: the last point of each operation
+#               CRASH_POINTS=short: the last point of each operation;
+#               CRASH_POINTS="P1 P2": just those
 #   reboot-host three allocations, then a reboot that onlines every region
 #               as host RAM (memhp default): all three come back, same ranges
 #   reboot-host-pinned  the same with an unmovable block in region 0: its
@@ -194,6 +195,7 @@ crash-points)
         }
         points=$("$build/src/daxbrokerd" --list-crash-points | cut -f1)
         # The short run (CI's bus suite): the last point of each operation.
+        case ${CRASH_POINTS:-all} in all|short) ;; *) points=$CRASH_POINTS ;; esac
         if [ "${CRASH_POINTS:-all}" = short ]; then
                 points=$(echo "$points" | awk -F- '{last[$1]=$0; if (!($1 in seen)) {seen[$1]=1; order[++n]=$1}}
                         END {for (i = 1; i <= n; i++) print last[order[i]]}')
@@ -232,7 +234,7 @@ crash-points)
                         settle
                         alive && timeout 120 "${scn[@]}" host-trigger host >/dev/null 2>&1
                 fi
-                for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+                for _ in $(seq 600); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
                 if kill -0 "$daemon_pid" 2>/dev/null; then
                         echo "# $point: not reached by the workload"
                         kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
@@ -247,6 +249,7 @@ crash-points)
                 settle
                 if python3 "$src/tests/bus/sim-invariant.py" "$tmp/sim-kernel.json" "$tmp/state/state.json" "$addr" \
                                 > "$tmp/check.out" 2>&1 &&
+                        { [[ $point != restore-* ]] || call ReleaseOwner s scn-persist >/dev/null; } &&
                         "${scn[@]}" host-check host >> "$tmp/check.out" 2>&1; then
                         echo "ok - crash at $point: state and kernel agree, the host pool is whole and reads zero"
                 else
