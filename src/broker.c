@@ -676,7 +676,13 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         AllocateJob *j = g_new0(AllocateJob, 1);
         *j = (AllocateJob) {
                 .broker = b,
-                .deadline_usec = req->deadline_usec,
+                /* Waiting ends at the deadline. Kernel work already under
+                 * way is given up only once the caller has surely stopped
+                 * listening: its own timeout-usec, or the 25 s default
+                 * D-Bus timeout when it gave none. */
+                .deadline_usec = req->explicit_timeout ? req->deadline_usec
+                                                       : req->deadline_usec - req->timeout_usec +
+                                                                 MAX(req->timeout_usec, DBUS_DEFAULT_TIMEOUT_USEC),
                 .region_id = pool->region_id,
                 .align = align,
                 .chown = req->has_device_owner,
@@ -729,6 +735,7 @@ bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone d
         AllocateRequest r = *req;
 
         /* sd-event's CLOCK_MONOTONIC is the kernel's, as is GLib's. */
+        r.explicit_timeout = r.timeout_usec != 0;
         if (!r.timeout_usec)
                 r.timeout_usec = b->config->allocate_timeout_usec;
         r.deadline_usec = g_get_monotonic_time() + r.timeout_usec;

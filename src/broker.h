@@ -42,6 +42,8 @@ typedef enum BrokerError {
 GQuark broker_error_quark(void);
 
 #define OPTIONS_MAX 16
+/* sd-bus's and libdbus's default method call timeout. */
+#define DBUS_DEFAULT_TIMEOUT_USEC (25 * 1000 * 1000ULL)
 #define ALLOCATION_ID_LEN 16
 
 typedef struct Broker Broker;
@@ -117,6 +119,7 @@ typedef struct AllocateRequest {
          * is made after it is taken down again: nobody holds it. */
         uint64_t timeout_usec;
         uint64_t deadline_usec; /* monotonic; set by broker_allocate */
+        bool explicit_timeout;  /* timeout_usec came from the caller */
 } AllocateRequest;
 
 /* Hooks for the layer above (the bus), called after state is committed. */

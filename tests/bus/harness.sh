@@ -16,6 +16,10 @@
 #   host-hang   the same with a block whose offlining never finishes
 #   host-crash  kill -9 at every step of return and reclaim
 #   host-deadline  an Allocate waiting for a hung reclaim times out, leaving nothing
+#   crash-points  kill -9 at every named crash point in turn (daxbrokerd
+#               --list-crash-points), restart, check the invariant;
+#               CRASH_POINTS=short: the last point of each operation;
+#               CRASH_POINTS="P1 P2": just those
 #   reboot-host three allocations, then a reboot that onlines every region
 #               as host RAM (memhp default): all three come back, same ranges
 #   reboot-host-pinned  the same with an unmovable block in region 0: its
@@ -77,7 +81,7 @@ Region=1
 CONF
 backend="sim:0:4G:2G:0,1:8G:2G:1;boot=devdax;state=$tmp/sim-kernel.json"
 case "$what" in
-host*)
+host*|crash-points)
         # Region 1 returns idle memory to the host: 1 GiB chunks, of which
         # the top one (9G..10G) is what the pin modes make unmovable.
         cat > "$tmp/daxbroker.conf" <<CONF
@@ -91,6 +95,8 @@ HostReturn=yes
 Reserve=512M
 HostReturnDelay=1s
 CONF
+        # Returns happen when the workload asks, not behind the check's back.
+        [ "$what" = crash-points ] && sed -i 's/^HostReturnDelay=1s/HostReturnDelay=1h/' "$tmp/daxbroker.conf"
         ;;
 esac
 if [ "$what" = tenants ]; then
@@ -240,6 +246,91 @@ reboot-host|reboot-host-pinned)
                 grep -q "Cannot restore allocation .*host RAM" "$tmp/daemon.log" ||
                         { echo "# the daemon did not log why an allocation waits"; rc=1; }
         fi
+        ;;
+crash-points)
+        # Every point in turn, each from a fresh boot of the sim, so that
+        # start-up points (take-over, zeroing) are reached too.
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        base_backend=$backend
+        call() { busctl --address="$addr" call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
+                org.daxbroker.Broker1.Manager "$@" 2>/dev/null; }
+        settle() { # wait until no pool has dirt being zeroed
+                for _ in $(seq 300); do
+                        kill -0 "$daemon_pid" 2>/dev/null || return 0
+                        busctl --address="$addr" --json=short call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
+                                org.daxbroker.Broker1.Manager ListPools 2>/dev/null |
+                                python3 -c 'import json,sys; sys.exit(any(p[11] for p in json.load(sys.stdin)["data"][0]))' &&
+                                return 0
+                        sleep 0.1
+                done
+        }
+        points=$("$build/src/daxbrokerd" --list-crash-points | cut -f1)
+        # The short run (CI's bus suite): the last point of each operation.
+        case ${CRASH_POINTS:-all} in all|short) ;; *) points=$CRASH_POINTS ;; esac
+        if [ "${CRASH_POINTS:-all}" = short ]; then
+                points=$(echo "$points" | awk -F- '{last[$1]=$0; if (!($1 in seen)) {seen[$1]=1; order[++n]=$1}}
+                        END {for (i = 1; i <= n; i++) print last[order[i]]}')
+        fi
+        total=0 reached=0 bad=0
+        for point in $points; do
+                total=$((total + 1))
+                rm -rf "$tmp/state" "$tmp/run" "$tmp/sim-kernel.json"; mkdir -p "$tmp/state" "$tmp/run"
+                backend=$base_backend
+                case $point in
+                restore-*)
+                        start_daemon || exit 1
+                        "${scn[@]}" setup-persist "$tmp/persist" >/dev/null
+                        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+                        rm -f "$tmp/sim-kernel.json"
+                        backend="${base_backend/boot=devdax/boot=kmem-online}" ;;
+                rollback-*)
+                        # A creation cut short leaves a record and a device.
+                        DAXBROKER_TEST_CRASH_AT=allocate-bound start_daemon || exit 1
+                        call Allocate 'sta{sv}' scn-cp 268435456 1 pool s host
+                        wait "$daemon_pid" 2>/dev/null; daemon_pid= ;;
+                esac
+                export DAXBROKER_TEST_CRASH_AT=$point
+                start_daemon >/dev/null
+                unset DAXBROKER_TEST_CRASH_AT
+                # The workload: an allocation handed to a user (zeroing the
+                # dirt it takes), its release and zeroing, a return to the
+                # host and a reclaim from it.
+                alive() { kill -0 "$daemon_pid" 2>/dev/null; }
+                if alive; then
+                        out=$(call Allocate 'sta{sv}' scn-cp 536870912 2 pool s host device-uid u 65534)
+                        path=$(echo "$out" | awk '{print $2}' | tr -d '"')
+                        alive && [ -n "$path" ] && call Release o "$path" >/dev/null
+                        settle
+                        alive && call ReturnToHost st host 1073741824 >/dev/null
+                        settle
+                        alive && timeout 120 "${scn[@]}" host-trigger host >/dev/null 2>&1
+                fi
+                for _ in $(seq 600); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+                if kill -0 "$daemon_pid" 2>/dev/null; then
+                        echo "# $point: not reached by the workload"
+                        kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+                        continue
+                fi
+                wait "$daemon_pid" 2>/dev/null; daemon_pid=
+                if ! grep -q "DAXBROKER_TEST_CRASH_AT=$point:" "$tmp/daemon.log"; then
+                        echo "# $point: the daemon died without reaching it"; bad=$((bad + 1)); continue
+                fi
+                reached=$((reached + 1))
+                start_daemon || { echo "not ok - restart after a crash at $point"; bad=$((bad + 1)); continue; }
+                settle
+                if python3 "$src/tests/bus/sim-invariant.py" "$tmp/sim-kernel.json" "$tmp/state/state.json" "$addr" \
+                                > "$tmp/check.out" 2>&1 &&
+                        { [[ $point != restore-* ]] || call ReleaseOwner s scn-persist >/dev/null; } &&
+                        "${scn[@]}" host-check host >> "$tmp/check.out" 2>&1; then
+                        echo "ok - crash at $point: state and kernel agree, the host pool is whole and reads zero"
+                else
+                        echo "not ok - crash at $point: inconsistent after restart"; bad=$((bad + 1))
+                        grep -E '^not ok|INCONSISTENT|Traceback|Error' "$tmp/check.out" | sed 's/^/#   /' 
+                fi
+                kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        done
+        echo "# crash points: $reached of $total reached, $bad inconsistencies"
+        [ "$bad" = 0 ] && [ "$reached" -gt 0 ] || rc=1
         ;;
 host-deadline)
         # Offlining a block takes 3 s here (a slow kernel): an Allocate

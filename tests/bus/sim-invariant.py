@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+# After a crash and restart on the sim backend: checks the broker's view
+# against the sim's kernel state (sim-kernel.json) and state.json.
+#   - every recorded active allocation has exactly one device, bound to
+#     device_dax, with exactly its ranges; a restoring/failed one has none
+#   - no device is left that nobody records (orphan), no zero-size device
+#     other than daxR.0 (seed)
+#   - every byte of every pool is exactly one of allocated, free, host,
+#     foreign: the sums equal the pool size, and the kernel's devices
+#     cover exactly allocated + host + foreign
+# Usage: sim-invariant.py SIM_JSON STATE_JSON BUS_ADDRESS
+import json
+import subprocess
+import sys
+
+sim_path, state_path, address = sys.argv[1:4]
+sim = json.load(open(sim_path))
+state = json.load(open(state_path))
+problems = []
+
+
+def busctl(*args):
+    out = subprocess.run(['busctl', '--address=' + address, '--json=short', 'call', 'org.daxbroker.Broker1',
+                          '/org/daxbroker/Broker1', 'org.daxbroker.Broker1.Manager'] + list(args),
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)['data'][0]
+
+
+pools = busctl('ListPools')
+allocs = busctl('ListAllocations')
+listed = {a[1]: a for a in allocs}
+
+devices = {}
+for r in sim['regions']:
+    for d in r['devices']:
+        name = 'dax%d.%d' % (r['id'], d['instance'])
+        ranges = [(x['start'], x['size']) for x in d.get('ranges', [])]
+        devices[name] = (r['id'], d['driver'], ranges)
+
+recorded_devices = set()
+for rec in state.get('allocations', []):
+    rid = rec['id']
+    if rid not in listed:
+        problems.append('allocation %s is in state.json but not listed' % rid)
+    dev = rec.get('device')
+    want = [tuple(x) if isinstance(x, list) else (x['start'], x['size']) for x in rec.get('ranges', [])]
+    if rec.get('state', 'active') != 'active':
+        problems.append('allocation %s is still %s after start-up' % (rid, rec.get('state')))
+        continue
+    if not dev:
+        continue  # restoring or failed: listed without a device
+    recorded_devices.add(dev)
+    if dev not in devices:
+        problems.append('allocation %s: device %s does not exist' % (rid, dev))
+        continue
+    _, drv, ranges = devices[dev]
+    if drv != 'device_dax':
+        problems.append('allocation %s: device %s is bound to %s' % (rid, dev, drv))
+    if sorted(ranges) != sorted(want):
+        problems.append('allocation %s: device %s has ranges %s, recorded %s' % (rid, dev, ranges, want))
+
+host_ranges = set()
+for h in state.get('host', []):
+    host_ranges.add((h[0], h[1], h[2]) if isinstance(h, list) else (h['region'], h['start'], h['size']))
+
+for name, (region, drv, ranges) in devices.items():
+    size = sum(s for _, s in ranges)
+    instance0 = name.endswith('.0')
+    if size == 0:
+        if not instance0:
+            problems.append('seed device %s (size 0) left behind' % name)
+        continue
+    if name in recorded_devices:
+        continue
+    if drv == 'kmem':
+        continue  # host memory: a recorded chunk or adopted host capacity
+    problems.append('orphan device %s (%s, %d MiB) belongs to no allocation' % (name, drv, size >> 20))
+
+for p in pools:
+    name, size = p[1], p[5]
+    free, allocated, host, dirty, foreign = p[8], p[9], p[10], p[11], p[12]
+    if allocated + free + host + foreign != size:
+        problems.append('pool %s: allocated %d + free %d + host %d + foreign %d != size %d MiB' %
+                        (name, allocated >> 20, free >> 20, host >> 20, foreign >> 20, size >> 20))
+    region = p[2]
+    held = sum(sum(s for _, s in rg) for n, (r, drv, rg) in devices.items() if r == region)
+    if held + free != size:
+        problems.append('pool %s: devices in the kernel hold %d MiB, the broker says %d MiB free of %d MiB' %
+                        (name, held >> 20, free >> 20, size >> 20))
+
+for p in problems:
+    print('# INCONSISTENT: ' + p)
+sys.exit(1 if problems else 0)
