@@ -50,8 +50,8 @@ def k_not_json_object(text, doc):
 
 
 def k_wrong_version(text, doc):
-    doc["version"] = 2
-    return dump(doc), "version: unsupported version 2"
+    doc["version"] = 99
+    return dump(doc), "version: unsupported version 99"
 
 
 def k_version_string(text, doc):
