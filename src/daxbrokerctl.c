@@ -790,30 +790,42 @@ static int append_options(sd_bus_message *m) {
         return sd_bus_message_close_container(m);
 }
 
+/* Calls Allocate for owner with the command line's size and options. The
+ * fd stays owned by *ret_reply. */
+static int call_allocate(sd_bus *bus, const char *owner, sd_bus_message **ret_reply, const char **ret_path,
+                         int *ret_fd) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = bus_new_manager_call(bus, "Allocate", &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "st", owner, arg_size);
+        if (r >= 0)
+                r = append_options(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create Allocate call");
+        r = bus_call(bus, m, MUTATING_CALL_TIMEOUT_USEC, ret_reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(*ret_reply, "oh", ret_path, ret_fd);
+        if (r < 0)
+                return log_parse_error(r);
+        return 0;
+}
+
 static int verb_allocate(sd_bus *bus) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL, *list_reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL, *list_reply = NULL;
         _cleanup_(allocation_row_clear) AllocationRow a = {};
         char buf[FORMAT_SIZE_MAX];
         const char *path;
         int fd, r;
 
-        r = bus_new_manager_call(bus, "Allocate", &m);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "st", arg_owner, arg_size);
-        if (r >= 0)
-                r = append_options(m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to create Allocate call");
-
-        r = bus_call(bus, m, MUTATING_CALL_TIMEOUT_USEC, &reply);
-        if (r < 0)
-                return r;
         /* The fd stays owned by the reply and is closed when we exit; a
          * transient allocation goes away with our bus connection. */
-        r = sd_bus_message_read(reply, "oh", &path, &fd);
+        r = call_allocate(bus, arg_owner, &reply, &path, &fd);
         if (r < 0)
-                return log_parse_error(r);
+                return r;
 
         r = find_allocation(bus, path, true, &list_reply, &a);
         if (r < 0)
@@ -1071,7 +1083,7 @@ static int release_path(sd_bus *bus, const char *path) {
  * transient so that the broker drops it even if we are killed; released
  * explicitly as soon as the command exits. */
 static int verb_exec(sd_bus *bus) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL, *list_reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL, *list_reply = NULL;
         _cleanup_(allocation_row_clear) AllocationRow a = {};
         g_autofree char *owner = NULL, *device = NULL;
         const char *path;
@@ -1079,20 +1091,9 @@ static int verb_exec(sd_bus *bus) {
 
         owner = arg_exec_owner ? g_strdup(arg_exec_owner) : g_strdup_printf("exec-%d", (int) getpid());
         arg_transient = true;
-        r = bus_new_manager_call(bus, "Allocate", &m);
+        r = call_allocate(bus, owner, &reply, &path, &fd);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(m, "st", owner, arg_size);
-        if (r >= 0)
-                r = append_options(m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to create Allocate call");
-        r = bus_call(bus, m, MUTATING_CALL_TIMEOUT_USEC, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(reply, "oh", &path, &fd);
-        if (r < 0)
-                return log_parse_error(r);
         r = find_allocation(bus, path, true, &list_reply, &a);
         if (r <= 0) {
                 (void) release_path(bus, path);
