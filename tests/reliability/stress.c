@@ -34,9 +34,8 @@
 
 #include "rel-common.h"
 
-/* TODO: the name of the error an Allocate gets when it waited past its
- * deadline, once the broker has one (issue 8, defect 5); until then no
- * reply carries it and it only keeps the allowed list in one place. */
+/* The error an Allocate gets when it waited past its deadline
+ * (AllocateTimeout=, or the call's timeout-usec). */
 #define REL_ERROR_DEADLINE REL_ERROR_PREFIX "TimedOut"
 
 static const char *const allowed_errors[] = {
