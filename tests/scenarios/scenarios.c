@@ -922,10 +922,16 @@ static int check_dirty(const char *file, const char *hold) {
         fclose(f);
         bool found = find_pool(pool, &p);
 
-        check(found && p.dirty > 0, "right after the restart pool %s has DirtySize %" PRIu64 " MiB > 0", pool,
-              p.dirty / MiB);
-        if (hold && unlink(hold) < 0)
-                check(false, "remove %s: %s", hold, strerror(errno));
+        /* With HOLD the restarted daemon is held in the middle of zeroing
+         * (DAXBROKER_TEST_HOLD_WHILE): the dirt must be there to see. Without
+         * it (a plain release, the libvirt test) zeroing may be done already. */
+        if (hold) {
+                check(found && p.dirty > 0, "right after the restart pool %s has DirtySize %" PRIu64 " MiB > 0",
+                      pool, p.dirty / MiB);
+                if (unlink(hold) < 0)
+                        check(false, "remove %s: %s", hold, strerror(errno));
+        } else
+                check(found, "pool %s is listed", pool);
         check(wait_clean(), "after the restart the dirty memory is zeroed");
         check_reuse_is_zero("scn-tenant-b", pool, 512 * MiB, &a);
         return n_fail ? 1 : 0;
