@@ -1159,16 +1159,15 @@ static int sysfs_open_device(DaxBackend *b, const char *name) {
         }
 }
 
-/* Does /proc/PID/maps map a file whose path ends in "/NAME"? Matching the
- * name, not the whole path, also finds mappings made in another mount
- * namespace (libvirt gives QEMU its own /dev). */
 /* Does some mapping of the process map this character device? Each entry
  * of map_files is a link to the mapped file itself, so stat() gives the
  * device number whatever path it was mapped by: a file that merely has the
  * device's name (/tmp/x/dax0.0) does not count. Reading map_files needs
  * CAP_SYS_ADMIN (CAP_CHECKPOINT_RESTORE on 5.9 and later) and ptrace read
  * access; where it is refused, the mapping's device and inode numbers in
- * maps are compared with those of the device node, never its path. */
+ * maps are compared with those of the device node, never its path. That
+ * fallback cannot see a node in another mount namespace (QEMU's private
+ * /dev under libvirt), which is why the unit keeps CAP_CHECKPOINT_RESTORE. */
 static bool maps_have(int pid_fd, dev_t rdev, const struct stat *node) {
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_free_ char *line = NULL;
