@@ -26,6 +26,7 @@ static void pool_free(Pool *p) {
         if (!p)
                 return;
         host_pool_done(p);
+        scrub_sched_pool_done(p);
         extent_map_free(p->map);
         g_free(p->name);
         g_free(p);

@@ -49,6 +49,17 @@ GQuark broker_error_quark(void);
 typedef struct Broker Broker;
 typedef struct Allocation Allocation;
 
+/* A chunk of dirt that could not be zeroed: it stays dirty (nobody gets
+ * it unzeroed) and is retried later. */
+typedef struct ScrubStuck {
+        uint64_t start;
+        uint64_t size;
+        uint64_t since_usec; /* CLOCK_REALTIME of the first failure */
+        uint64_t retry_usec; /* CLOCK_MONOTONIC of the next try */
+        unsigned failures;   /* in a row */
+        char *error;         /* the last failure */
+} ScrubStuck;
+
 typedef struct Pool {
         struct HostCtx *host; /* host return (host-return.h) */
         char *name;
@@ -61,7 +72,9 @@ typedef struct Pool {
         ExtentMap *map;
         unsigned scrubs_in_flight;  /* zeroing jobs running on this pool */
         bool bare_scrub_running;    /* a scrub device is zeroing bare dirt */
-        unsigned scrub_failures;    /* consecutive failed bare scrubs */
+        /* Chunks of bare dirt whose zeroing keeps failing, each retried
+         * with its own backoff while the rest is zeroed (scrub-sched.c). */
+        GArray *scrub_stuck;        /* ScrubStuck */
         /* Host return (host-return.c); chunks are EXTENT_HOST tagged with
          * their HostChunk. */
         bool host_return;           /* HostReturn= */

@@ -766,6 +766,18 @@ static int property_get_pool(sd_bus *b, const char *path, const char *interface,
         if (streq(property, "NumaNode"))
                 return sd_bus_message_append(reply, "i", p->numa_node);
 
+        if (streq(property, "ZeroingStuck")) {
+                bool see = may_see_addresses(the_bus, sd_bus_get_current_message(b), (uid_t) -1);
+                int r = sd_bus_message_open_container(reply, 'a', "(tttus)");
+
+                for (guint i = 0; r >= 0 && p->scrub_stuck && i < p->scrub_stuck->len; i++) {
+                        const ScrubStuck *x = &g_array_index(p->scrub_stuck, ScrubStuck, i);
+                        r = sd_bus_message_append(reply, "(tttus)", see ? x->start : 0, x->size, x->since_usec,
+                                                  x->failures, x->error);
+                }
+                return r < 0 ? r : sd_bus_message_close_container(reply);
+        }
+
         pool_usage(p, &u);
         static const struct {
                 const char *name;
@@ -807,6 +819,7 @@ static const sd_bus_vtable pool_vtable[] = {
         POOL_PROP("DirtySize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("ForeignSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("LargestFreeExtent", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("ZeroingStuck", "a(tttus)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };
 
@@ -930,7 +943,7 @@ static void on_sizes_changed(Pool *p, void *userdata) {
                                               "HostSize", NULL);
         (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_POOL_IFACE, "FreeSize", "AllocatedSize",
                                               "HostSize", "DirtySize", "ForeignSize", "LargestFreeExtent", "Align",
-                                              "Boundary", NULL);
+                                              "Boundary", "ZeroingStuck", NULL);
 }
 
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {

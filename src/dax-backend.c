@@ -133,7 +133,7 @@ static int sim_pins_parse(const char *s, GArray *pins) {
 }
 
 int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
-        g_autoptr(GArray) pins = NULL;
+        g_autoptr(GArray) pins = NULL, busy = NULL;
         g_auto(GStrv) parts = NULL;
         DaxSimOptions o = {};
         int k;
@@ -144,9 +144,10 @@ int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
         if (strncmp(s, "sim:", 4) != 0)
                 return -EINVAL;
 
-        /* sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...] */
+        /* sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...][;busy=PHYS:FILE][;init_on_alloc=1] */
         parts = g_strsplit(s + 4, ";", -1);
         pins = g_array_new(false, false, sizeof(DaxSimPin));
+        busy = g_array_new(false, false, sizeof(DaxSimBusy));
         if (!parts[0] || !*parts[0])
                 return -EINVAL;
         for (size_t i = 1; parts[i]; i++) {
@@ -162,9 +163,23 @@ int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
                         k = sim_pins_parse(parts[i] + strlen("pin="), pins);
                         if (k < 0)
                                 return k;
+                } else if (g_str_has_prefix(parts[i], "busy=")) {
+                        char *file = strchr(parts[i] + strlen("busy="), ':');
+                        DaxSimBusy x;
+
+                        if (!file || !file[1])
+                                return -EINVAL;
+                        *file++ = 0;
+                        k = dax_sim_parse_size(parts[i] + strlen("busy="), &x.phys);
+                        if (k < 0)
+                                return k;
+                        x.while_file = file;
+                        g_array_append_val(busy, x);
                 } else
                         return -EINVAL;
         }
+        o.busy = (const DaxSimBusy *) busy->data;
+        o.n_busy = busy->len;
         o.pins = (const DaxSimPin *) pins->data;
         o.n_pins = pins->len;
         return dax_sim_new_with_options(parts[0], &o, ret);

@@ -162,6 +162,11 @@ typedef struct DaxSimPin {
         DaxSimBlockPin pin;
 } DaxSimPin;
 
+typedef struct DaxSimBusy {
+        uint64_t phys;
+        const char *while_file; /* held while this file exists */
+} DaxSimBusy;
+
 typedef struct DaxSimOptions {
         /* daxR.0 at start: "idle" (size 0, the default), "devdax" (whole
          * region bound to device_dax, like 6.1), "kmem-offline" or
@@ -179,6 +184,12 @@ typedef struct DaxSimOptions {
          * Each must lie in a region (-EINVAL). */
         const DaxSimPin *pins;
         size_t n_pins;
+        /* Physical addresses that another claimant holds in iomem while
+         * its file exists (a test fault that can be cleared): mapping a
+         * range that contains one into a device fails with -ENOMEM, as
+         * __request_region() makes alloc_dev_dax_range() fail. */
+        const DaxSimBusy *busy;
+        size_t n_busy;
 } DaxSimOptions;
 
 /* The model. spec lists regions as "ID:START:SIZE:NODE" separated by ','
@@ -217,11 +228,13 @@ int dax_sim_parse_size(const char *s, uint64_t *ret);
 const char *dax_sim_block_pin_to_string(DaxSimBlockPin pin);
 int dax_sim_block_pin_from_string(const char *s, DaxSimBlockPin *ret);
 
-/* "sysfs" or "sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...]".
+/* "sysfs" or "sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...][;busy=PHYS:FILE][;init_on_alloc=1]".
  * autoonline is what the model's auto_online_blocks does when kmem adds
  * blocks: "offline" (default), "online" (ZONE_NORMAL) or "online_movable".
  * pin marks memory blocks that will not offline, MODE "busy" or "hang"
- * (see DaxSimBlockPin); pin= may be given more than once. */
+ * (see DaxSimBlockPin); pin= may be given more than once. busy= holds
+ * the address PHYS in iomem while FILE exists (see DaxSimBusy).
+ * init_on_alloc=1 models a host kernel that zeroes pages on allocation. */
 int dax_backend_new_from_string(const char *s, DaxBackend **ret);
 
 static inline void dax_backend_free(DaxBackend *b) {

@@ -98,6 +98,7 @@ typedef struct SimBackend {
         char *state_path;
         DaxSimAutoOnline autoonline;
         GPtrArray *regions; /* SimRegion, sorted by id */
+        GArray *busy;       /* DaxSimBusy, while_file owned */
 } SimBackend;
 
 static const DaxBackendOps sim_ops;
@@ -1014,6 +1015,11 @@ static void sim_free(DaxBackend *b) {
         if (!s)
                 return;
         g_ptr_array_unref(s->regions);
+        if (s->busy) {
+                for (guint i = 0; i < s->busy->len; i++)
+                        g_free((char *) g_array_index(s->busy, DaxSimBusy, i).while_file);
+                g_array_unref(s->busy);
+        }
         g_free(s->state_path);
         g_mutex_clear(&s->lock);
         g_free(s);
@@ -1150,6 +1156,14 @@ static int sim_add_mapping(DaxBackend *b, const char *name, uint64_t start, uint
                 return d->n_ranges > 0 ? -EBUSY : 0;
         if (!sim_region_range_free(r, start, size))
                 return -ENOMEM;
+        /* Another claimant holds an address of the range in iomem:
+         * __request_region() refuses, alloc_dev_dax_range() says -ENOMEM. */
+        for (guint i = 0; i < s->busy->len; i++) {
+                const DaxSimBusy *x = &g_array_index(s->busy, DaxSimBusy, i);
+
+                if (x->phys >= start && x->phys - start < size && access(x->while_file, F_OK) == 0)
+                        return -ENOMEM;
+        }
         if (d->n_ranges >= DAX_RANGES_MAX)
                 return -E2BIG;
 
@@ -1634,6 +1648,11 @@ int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, Dax
         s->state_path = g_strdup(options->state_path);
         s->autoonline = options->autoonline;
         s->regions = g_ptr_array_new_with_free_func(sim_region_free);
+        s->busy = g_array_new(false, false, sizeof(DaxSimBusy));
+        for (size_t i = 0; i < options->n_busy; i++) {
+                DaxSimBusy x = { options->busy[i].phys, g_strdup(options->busy[i].while_file) };
+                g_array_append_val(s->busy, x);
+        }
 
         k = sim_parse_spec(spec, s->regions);
         if (k < 0)

@@ -15,6 +15,7 @@
 #include "host-return.h"
 #include "kernel-ops.h"
 #include "log.h"
+#include "scrub-sched.h"
 #include "util.h"
 
 typedef struct HostChunk {
@@ -481,8 +482,9 @@ static void host_return_idle(HostCtx *h, Pool *p) {
         if (p->host_jobs > 0 || h->allocations_waiting(h->userdata))
                 return;
         /* Zeroing is still going on: the pool is not idle, and the memory
-         * it frees may make a better place for the chunk. */
-        if (extent_map_total(p->map, EXTENT_DIRTY) > 0)
+         * it frees may make a better place for the chunk. Dirt whose
+         * zeroing keeps failing waits for a retry and holds nothing up. */
+        if (extent_map_total(p->map, EXTENT_DIRTY) > scrub_sched_stuck_bytes(p))
                 return;
 
         while (!h->stopping && p->host_return && p->host_failures < 3 &&

@@ -7,7 +7,9 @@
  * short-lived device of their own (create on the region lane, zero on the
  * scrub lane, destroy on the region lane). It changes only the extents it
  * zeroes and tells its owner when a chunk is done; committing the result
- * and waking waiters is the owner's job.
+ * and waking waiters is the owner's job. A chunk whose zeroing fails stays
+ * dirty and is retried with its own backoff (Pool.scrub_stuck) while the
+ * rest of the pool is zeroed.
  */
 
 #include <glib.h>
@@ -40,3 +42,10 @@ void scrub_sched_kick(ScrubSched *s);
 void scrub_sched_later(ScrubSched *s);
 /* Starts nothing new from now on; work in flight finishes. */
 void scrub_sched_stop(ScrubSched *s);
+/* Zeroes the bare dirt in r before other dirt of the pool (someone waits
+ * for it); call scrub_sched_kick() after. */
+void scrub_sched_prefer(ScrubSched *s, Pool *p, const DaxRange *r);
+/* Bytes of the pool's dirt that waits for a retry after failing. */
+uint64_t scrub_sched_stuck_bytes(const Pool *p);
+/* Frees the pool's record of stuck chunks. */
+void scrub_sched_pool_done(Pool *p);

@@ -81,7 +81,7 @@ Region=1
 CONF
 backend="sim:0:4G:2G:0,1:8G:2G:1;boot=devdax;state=$tmp/sim-kernel.json"
 case "$what" in
-host*|crash-points)
+host*|crash-points|scrub-stuck|return-early)
         # Region 1 returns idle memory to the host: 1 GiB chunks, of which
         # the top one (9G..10G) is what the pin modes make unmovable.
         cat > "$tmp/daxbroker.conf" <<CONF
@@ -108,6 +108,7 @@ case "$what" in
 host-busy) backend="$backend;pin=0x250000000:busy" ;;
 host-hang) backend="$backend;pin=0x250000000:hang" ;;
 host-autoonline) backend="$backend;autoonline=online_movable" ;;
+scrub-stuck) backend="$backend;busy=0x201000000:$tmp/fault"; touch "$tmp/fault" ;;
 metrics) export DAXBROKER_METRICS_FILE=$tmp/metrics/daxbroker.prom; mkdir -p "$tmp/metrics" ;;
 esac
 
@@ -335,6 +336,47 @@ crash-points)
         done
         echo "# crash points: $reached of $total reached, $bad inconsistencies"
         [ "$bad" = 0 ] && [ "$reached" -gt 0 ] || rc=1
+        ;;
+scrub-stuck)
+        pool=/org/daxbroker/Broker1/pool/host
+        prop() { busctl --address="$addr" get-property org.daxbroker.Broker1 $pool org.daxbroker.Broker1.Pool "$1"; }
+        n=0
+        t() { # OK DESCRIPTION
+                n=$((n + 1))
+                if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
+        }
+        # The first start zeroes every pool; 8G..8.5G holds the busy address.
+        for _ in $(seq 600); do
+                prop ZeroingStuck | grep -q '^a(tttus) 1 8589934592 536870912 ' && break; sleep 0.1
+        done
+        stuck=$(prop ZeroingStuck)
+        echo "# ZeroingStuck: $stuck"
+        echo "$stuck" | grep -q '^a(tttus) 1 8589934592 536870912 [0-9]* [0-9]* ".*Cannot allocate memory' 
+        t $? "the Pool names the stuck chunk, since when and why (ZeroingStuck)"
+        grep -q "Pool host: cannot zero 512 MiB at 0x200000000 .*retrying in" "$tmp/daemon.log"
+        t $? "the journal says what is stuck and when it is retried"
+        for _ in $(seq 600); do [ "$(prop DirtySize)" = "t 536870912" ] && break; sleep 0.1; done
+        t $([ "$(prop DirtySize)" = "t 536870912" ]; echo $?) "the rest of the pool is zeroed meanwhile ($(prop DirtySize))"
+        # HostReturnDelay=1s: idle clean memory goes to the host although
+        # one chunk is still dirty.
+        for _ in $(seq 600); do [ "$(prop HostSize)" != "t 0" ] && break; sleep 0.1; done
+        t $([ "$(prop HostSize)" != "t 0" ]; echo $?) "idle memory goes to the host meanwhile ($(prop HostSize))"
+        for _ in $(seq 600); do
+                region0=$(busctl --address="$addr" get-property org.daxbroker.Broker1 /org/daxbroker/Broker1/pool/bounded \
+                        org.daxbroker.Broker1.Pool DirtySize)
+                [ "$region0" = "t 0" ] && break; sleep 0.1
+        done
+        t $([ "$region0" = "t 0" ]; echo $?) "the other pool is zeroed ($region0)"
+        rm -f "$tmp/fault"
+        for _ in $(seq 1200); do [ "$(prop DirtySize)" = "t 0" ] && break; sleep 0.1; done
+        t $([ "$(prop DirtySize)" = "t 0" ] && [ "$(prop ZeroingStuck)" = "a(tttus) 0" ]; echo $?) \
+                "once the fault clears the chunk is zeroed on a retry and nothing is stuck ($(prop DirtySize), $(prop ZeroingStuck))"
+        grep -q "Pool host: zeroed 512 MiB at 0x200000000 after" "$tmp/daemon.log"
+        t $? "the journal says the stuck chunk is zeroed"
+        "${scn[@]}" host-check host >"$tmp/check.out" 2>&1
+        t $? "the whole host pool can be taken back, allocated and reads zero"
+        grep '^not ok' "$tmp/check.out" | sed 's/^/# /'
+        echo "1..$n"
         ;;
 host-deadline)
         # Offlining a block takes 3 s here (a slow kernel): an Allocate
