@@ -23,7 +23,12 @@ typedef struct HostChunk {
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];
         char device[DAX_NAME_MAX]; /* "" while being created */
-        bool recorded;             /* ours, in state.json; false: adopted */
+        /* Found bound to kmem at start-up, not created by us: never split,
+         * reclaimed last, and on record in state.json only while a
+         * reclaim of it is under way (so that start-up can finish or undo
+         * it after a crash). */
+        bool adopted;
+        bool recorded;             /* in state.json */
         bool busy;                 /* a return or reclaim is running */
         uint64_t failed_usec;      /* last reclaim that failed */
 } HostChunk;
@@ -151,10 +156,19 @@ void host_collect(HostCtx *h, GArray *host) {
 
                 for (guint k = 0; k < p->chunks->len; k++) {
                         const HostChunk *c = p->chunks->pdata[k];
-                        RegionRange r = { p->region_id, c->ranges[0].start, c->ranges[0].size };
+                        g_autoptr(GArray) held = NULL;
 
-                        if (c->recorded)
+                        if (!c->recorded)
+                                continue;
+                        /* The bytes the chunk holds: an allocation being
+                         * restored owns the rest of an adopted device. */
+                        held = g_array_new(FALSE, FALSE, sizeof(DaxRange));
+                        chunk_held(c, held);
+                        for (guint q = 0; q < held->len; q++) {
+                                const DaxRange *d = &g_array_index(held, DaxRange, q);
+                                RegionRange r = { p->region_id, d->start, d->size };
                                 g_array_append_val(host, r);
+                        }
                 }
         }
 }
@@ -257,6 +271,7 @@ static void reclaim_offline_work(void *userdata) {
         HostJob *j = userdata;
         HostCtx *h = j->host;
         DaxBackend *be = h->backend;
+        bool adopted = j->chunk->adopted;
         _cleanup_free_ DaxMemBlock *blocks = NULL, *again = NULL;
         g_autofree uint64_t *offlined = NULL;
         size_t n = 0, k = 0, n2 = 0;
@@ -280,9 +295,9 @@ static void reclaim_offline_work(void *userdata) {
                         goto undo;
                 }
                 offlined[k++] = blocks[i].id;
-                crash_point("reclaim-offline");
+                crash_point(adopted ? "reclaim-adopted-offline" : "reclaim-offline");
         }
-        crash_point("reclaim-offlined");
+        crash_point(adopted ? "reclaim-adopted-offlined" : "reclaim-offlined");
 
         /* Someone (udev, auto_online_blocks, an operator) may have onlined
          * a block meanwhile; unbinding then would strand it. */
@@ -312,21 +327,22 @@ static void reclaim_destroy_work(void *userdata) {
         DaxBackend *be = h->backend;
         int r;
 
-        crash_op_begin("reclaim");
+        crash_op_begin(j->chunk->adopted ? "reclaim-adopted" : "reclaim");
         r = be->ops->unbind(be, j->chunk->device);
         if (r < 0) {
                 j->err = r;
                 j->step = "unbinding kmem";
                 return;
         }
-        crash_point("reclaim-unbound");
+        crash_point(j->chunk->adopted ? "reclaim-adopted-unbound" : "reclaim-unbound");
         r = kernel_destroy(be, j->chunk->device, &j->step);
         if (r < 0) {
                 j->err = r;
                 return;
         }
         j->gone = true;
-        crash_point("reclaim-destroyed");
+        if (!j->chunk->adopted)
+                crash_point("reclaim-destroyed");
 }
 
 /* ---- requests ---- */
@@ -505,7 +521,7 @@ static bool chunk_reclaimable(const HostChunk *c, uint64_t now) {
         return !c->busy && c->device[0] && (!now || !c->failed_usec || now - c->failed_usec >= RECLAIM_RETRY_USEC);
 }
 
-static void reclaim_start(HostCtx *h, HostChunk *c, HostRequest *q);
+static bool reclaim_start(HostCtx *h, HostChunk *c, HostRequest *q);
 
 void host_pool_changed(HostCtx *h, Pool *p) {
         uint64_t now;
@@ -518,7 +534,7 @@ void host_pool_changed(HostCtx *h, Pool *p) {
                 now = now_usec();
                 for (guint i = 0; i < p->chunks->len; i++) {
                         HostChunk *c = p->chunks->pdata[i];
-                        if (c->recorded && chunk_reclaimable(c, now)) {
+                        if (!c->adopted && chunk_reclaimable(c, now)) {
                                 reclaim_start(h, c, NULL);
                                 break;
                         }
@@ -605,6 +621,13 @@ static void reclaim_finish(HostJob *j) {
 
                 log_warning("Reclaiming host memory: %s; it stays host memory", msg);
                 c->failed_usec = now_usec();
+                if (c->adopted && c->recorded) {
+                        /* Undone: whole host memory again, as found. */
+                        c->recorded = false;
+                        if (h->commit(h->userdata, false) < 0)
+                                log_warning("Cannot drop the record of the reclaim of %s; start-up will find it "
+                                            "whole and keep it as host memory", c->device);
+                }
                 g_free(p->host_error);
                 p->host_error = g_steal_pointer(&msg);
                 request_finish_one(j->request, 0, p->host_error);
@@ -639,10 +662,28 @@ static void reclaim_offline_done(void *userdata) {
         worker_submit(j->host->worker, j->chunk->pool->region_id, reclaim_destroy_work, reclaim_destroy_done, j);
 }
 
-static void reclaim_start(HostCtx *h, HostChunk *c, HostRequest *q) {
-        HostJob *j = g_new0(HostJob, 1);
+static bool reclaim_start(HostCtx *h, HostChunk *c, HostRequest *q) {
+        HostJob *j;
         char sz[FORMAT_SIZE_MAX];
 
+        if (c->adopted) {
+                /* On record before the kernel is touched, as for chunks of
+                 * ours: after a crash start-up puts back online what was
+                 * offlined, or finishes removing what was unbound. */
+                c->recorded = true;
+                if (h->commit(h->userdata, true) < 0) {
+                        c->recorded = false;
+                        log_error("Pool %s: cannot record the reclaim of %s in the state file; leaving it as host "
+                                  "memory", c->pool->name, c->device);
+                        if (q) {
+                                q->outstanding++;
+                                request_finish_one(q, 0, "cannot record the reclaim in the state file");
+                        }
+                        return false;
+                }
+                crash_point("reclaim-adopted-recorded");
+        }
+        j = g_new0(HostJob, 1);
         *j = (HostJob) { .host = h, .chunk = c, .request = q };
         if (q)
                 q->outstanding++;
@@ -651,6 +692,7 @@ static void reclaim_start(HostCtx *h, HostChunk *c, HostRequest *q) {
         log_info("Pool %s: reclaiming %s (%s) from the host", c->pool->name, c->device,
                  format_size(chunk_size(c), sz, sizeof(sz)));
         worker_submit(h->worker, HOST_LANE(c->pool->region_id), reclaim_offline_work, reclaim_offline_done, j);
+        return true;
 }
 
 /* Chunks of ours first (onlined movable, they offline), lowest address
@@ -658,8 +700,8 @@ static void reclaim_start(HostCtx *h, HostChunk *c, HostRequest *q) {
 static gint chunk_cmp(gconstpointer x, gconstpointer y) {
         const HostChunk *a = *(HostChunk *const *) x, *c = *(HostChunk *const *) y;
 
-        if (a->recorded != c->recorded)
-                return a->recorded ? -1 : 1;
+        if (a->adopted != c->adopted)
+                return a->adopted ? 1 : -1;
         return a->ranges[0].start < c->ranges[0].start ? -1 : a->ranges[0].start > c->ranges[0].start;
 }
 
@@ -763,7 +805,9 @@ bool host_reclaim_from_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone d
 /* ---- start-up ---- */
 
 void host_adopt(HostCtx *h, Pool *p, const DaxDeviceInfo *d) {
-        chunk_new(p, d->ranges, d->n_ranges, d->name, false, EXTENT_HOST);
+        HostChunk *c = chunk_new(p, d->ranges, d->n_ranges, d->name, false, EXTENT_HOST);
+
+        c->adopted = true;
 }
 
 /* Brings a recorded chunk whose return or reclaim was cut short to a
@@ -803,31 +847,71 @@ static bool recorded_chunk_settle(HostCtx *h, Pool *p, const DaxDeviceInfo *d) {
         return false;
 }
 
+/* The record lies inside one of the device's ranges. */
+static bool record_in_device(const RegionRange *rec, const DaxDeviceInfo *d) {
+        for (unsigned q = 0; q < d->n_ranges; q++)
+                if (rec->start >= d->ranges[q].start &&
+                    rec->start + rec->size <= d->ranges[q].start + d->ranges[q].size)
+                        return true;
+        return false;
+}
+
 void host_reconcile(HostCtx *h, Pool *p, const GArray *records, DaxDeviceInfo *devs, size_t nd, bool *claimed,
-                    GArray *dirty) {
+                    bool new_boot, GArray *dirty) {
+        g_autofree bool *used = g_new0(bool, records->len + 1);
+
+        /* A device holding recorded host memory: a chunk of ours, or an
+         * adopted one whose reclaim was under way (recorded are the bytes
+         * it held; a restored allocation may own the rest of it). */
+        for (size_t k = 0; k < nd; k++) {
+                bool any = false;
+
+                /* After a reboot every recorded chunk died with the boot. */
+                if (new_boot || claimed[k] || devs[k].size == 0)
+                        continue;
+                for (guint i = 0; i < records->len; i++) {
+                        const RegionRange *rec = &g_array_index(records, RegionRange, i);
+                        if (!used[i] && rec->region_id == p->region_id && record_in_device(rec, &devs[k]))
+                                any = true;
+                }
+                if (!any)
+                        continue;
+                /* A device that someone else has open is not ours to remove. */
+                if (devs[k].driver == DAX_DRIVER_DEVICE_DAX && h->backend->ops->device_in_use(h->backend, devs[k].name) != 0)
+                        continue;
+                for (guint i = 0; i < records->len; i++) {
+                        const RegionRange *rec = &g_array_index(records, RegionRange, i);
+                        if (rec->region_id == p->region_id && record_in_device(rec, &devs[k]))
+                                used[i] = true;
+                }
+                claimed[k] = true;
+                if (recorded_chunk_settle(h, p, &devs[k])) {
+                        /* Ours are one range of HostChunk=; anything else was
+                         * adopted and is again, whole host memory as found. */
+                        bool ours = devs[k].instance != 0 && devs[k].n_ranges == 1 && devs[k].size == p->host_chunk;
+                        HostChunk *c = chunk_new(p, devs[k].ranges, devs[k].n_ranges, devs[k].name, ours, EXTENT_HOST);
+
+                        c->adopted = !ours;
+                        if (!ours)
+                                log_info("%s: %s was being reclaimed from the host when daxbroker stopped; it is "
+                                         "whole host memory again", p->name, devs[k].name);
+                } else
+                        for (unsigned q = 0; q < devs[k].n_ranges; q++) {
+                                DaxRange r = devs[k].ranges[q];
+                                g_array_append_val(dirty, r);
+                        }
+        }
         for (guint i = 0; i < records->len; i++) {
                 const RegionRange *rec = &g_array_index(records, RegionRange, i);
                 DaxRange r = { rec->start, rec->size };
-                bool found = false;
 
-                if (rec->region_id != p->region_id)
+                if (used[i] || rec->region_id != p->region_id)
                         continue;
-                for (size_t k = 0; k < nd && !found; k++) {
-                        if (claimed[k] || devs[k].instance == 0 || !ranges_equal(devs[k].ranges, devs[k].n_ranges, &r, 1))
-                                continue;
-                        claimed[k] = found = true;
-                        if (recorded_chunk_settle(h, p, &devs[k]))
-                                chunk_new(p, &r, 1, devs[k].name, true, EXTENT_HOST);
-                        else
-                                g_array_append_val(dirty, r);
-                }
-                if (!found) {
-                        /* The device is gone (reclaim finished, or it never
-                         * got made): the host may have written there. */
-                        log_info("Host chunk at %#" G_GINT64_MODIFIER "x has no device any more; its memory is "
-                                 "zeroed before use", rec->start);
-                        g_array_append_val(dirty, r);
-                }
+                /* The device is gone (reclaim finished, or it never got
+                 * made): the host may have written there. */
+                log_info("Host chunk at %#" G_GINT64_MODIFIER "x has no device any more; its memory is "
+                         "zeroed before use", rec->start);
+                g_array_append_val(dirty, r);
         }
 }
 

@@ -53,11 +53,12 @@ void host_pool_init(HostCtx *h, Pool *p, const PoolConfig *pc);
  * HostChunk= against the block size. */
 void host_pool_configure(Pool *p, const PoolConfig *pc);
 void host_pool_done(Pool *p);
-/* Start-up: settles every device that a host record names, and records
- * without a device. Ranges whose contents are unknown (held host data)
- * are appended to dirty. */
+/* Start-up: settles every device that holds recorded host memory (a
+ * chunk of ours, or an adopted one whose reclaim was cut short: put back
+ * online whole, or removed), and records without a device. Ranges whose
+ * contents are unknown (held host data) are appended to dirty. */
 void host_reconcile(HostCtx *h, Pool *p, const GArray *records, DaxDeviceInfo *devs, size_t nd, bool *claimed,
-                    GArray *dirty);
+                    bool new_boot, GArray *dirty);
 /* Start-up: a kmem device nobody recorded (the 6.3+ default, another
  * tool) becomes host capacity that can be reclaimed but is never split. */
 void host_adopt(HostCtx *h, Pool *p, const DaxDeviceInfo *d);

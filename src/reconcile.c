@@ -308,7 +308,7 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                         g_ptr_array_add(restore, rec);
         }
 
-        host_reconcile(&b->host, p, host, devs, nd, claimed, leftovers);
+        host_reconcile(&b->host, p, host, devs, nd, claimed, new_boot, leftovers);
 
         /* Devices lying wholly in recorded dirt are scrub devices (or a
          * release) cut short by a crash: they go, the dirt stays. */

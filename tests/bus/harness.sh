@@ -288,6 +288,16 @@ crash-points)
                         kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
                         rm -f "$tmp/sim-kernel.json"
                         backend="${base_backend/boot=devdax/boot=kmem-online}" ;;
+                reclaim-adopted-*)
+                        # A kmem device daxbroker did not create (another
+                        # tool made it): a chunk of ours whose record is
+                        # dropped. The workload reclaims it after ours.
+                        start_daemon || exit 1
+                        settle
+                        call ReturnToHost st host 1073741824 >/dev/null
+                        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+                        python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d["host"]=[]; json.dump(d, open(p, "w"))' \
+                                "$tmp/state/state.json" ;;
                 rollback-*)
                         # A creation cut short leaves a record and a device.
                         DAXBROKER_TEST_CRASH_AT=allocate-bound start_daemon || exit 1

@@ -5,6 +5,8 @@
 #     device_dax, with exactly its ranges; a restoring/failed one has none
 #   - no device is left that nobody records (orphan), no zero-size device
 #     other than daxR.0 (seed)
+#   - every memory block of a kmem device is online: nothing is left
+#     offline (host memory lost to everyone) by an operation cut short
 #   - every byte of every pool is exactly one of allocated, free, host,
 #     foreign: the sums equal the pool size, and the kernel's devices
 #     cover exactly allocated + host + foreign
@@ -36,6 +38,9 @@ for r in sim['regions']:
         name = 'dax%d.%d' % (r['id'], d['instance'])
         ranges = [(x['start'], x['size']) for x in d.get('ranges', [])]
         devices[name] = (r['id'], d['driver'], ranges)
+
+BLOCK = 128 << 20  # the sim's memory block size
+online_blocks = {r['id']: {b['start'] for b in r.get('blocks', []) if b.get('online')} for r in sim['regions']}
 
 recorded_devices = set()
 for rec in state.get('allocations', []):
@@ -73,7 +78,13 @@ for name, (region, drv, ranges) in devices.items():
     if name in recorded_devices:
         continue
     if drv == 'kmem':
-        continue  # host memory: a recorded chunk or adopted host capacity
+        # host memory (a recorded chunk or adopted host capacity): whole
+        for start, sz in ranges:
+            for b in range(start, start + sz, BLOCK):
+                if b not in online_blocks.get(region, set()):
+                    problems.append('kmem device %s: memory block at %#x is offline' % (name, b))
+                    break
+        continue
     problems.append('orphan device %s (%s, %d MiB) belongs to no allocation' % (name, drv, size >> 20))
 
 for p in pools:
