@@ -1141,6 +1141,7 @@ int broker_reload(Broker *b, Config *config, GError **error) {
         config_free(b->config);
         b->config = config;
         b->host.max_ranges = config->max_ranges;
+        host_lend_dirty_configure(&b->host, config);
         for (guint i = 0; i < b->pools->len; i++)
                 host_pool_changed(&b->host, b->pools->pdata[i]);
         log_info("Configuration reloaded; adding or removing pools takes a restart");
@@ -1305,6 +1306,13 @@ static void host_dirt_added(void *userdata, Pool *p) {
         broker_scrub_later(userdata);
 }
 
+static void host_zero_first(void *userdata, Pool *p, const DaxRange *r) {
+        Broker *b = userdata;
+
+        scrub_sched_prefer(b->scrub, p, r);
+        broker_scrub_kick(b);
+}
+
 static bool host_allocations_waiting(void *userdata) {
         Broker *b = userdata;
         return !g_queue_is_empty(b->waiting);
@@ -1406,8 +1414,11 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
                 .memory_freed = host_memory_freed,
                 .dirt_added = host_dirt_added,
                 .allocations_waiting = host_allocations_waiting,
+                .zero_first = host_zero_first,
+                .return_timeout_usec = config->allocate_timeout_usec,
                 .userdata = b,
         };
+        host_lend_dirty_configure(&b->host, config);
         b->scrub = scrub_sched_new(event, b->worker, backend, b->scrubber, b->pools, scrub_finished, b);
         *ret = b;
         return 0;

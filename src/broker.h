@@ -87,6 +87,8 @@ typedef struct Pool {
         unsigned host_failures;     /* consecutive failed returns */
         sd_event_source *host_timer;
         char *host_error;           /* why the last reclaim failed */
+        GQueue *returns_waiting;    /* ReturnToHost calls waiting for zeroing */
+        sd_event_source *returns_timer;
 } Pool;
 
 /* Whether a recorded allocation has its device. After a reboot its ranges

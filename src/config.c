@@ -212,6 +212,7 @@ Config *config_new_default(void) {
         c->max_allocations_per_owner = DEFAULT_MAX_ALLOCATIONS_PER_OWNER;
         c->allocate_timeout_usec = DEFAULT_ALLOCATE_TIMEOUT_USEC;
         c->max_allocations_per_uid = DEFAULT_MAX_ALLOCATIONS_PER_UID;
+        c->host_zeroes_on_alloc = -1;
         return c;
 }
 
@@ -362,6 +363,16 @@ static bool parse_broker_key(ConfigParser *p, const char *file, const char *sect
                         c->libvirt_report_only = true;
                 else
                         return config_fail(error, file, section, key, value, "must be 'release' or 'report'");
+
+        } else if (strcmp(key, "HostZeroesOnAlloc") == 0) {
+                if (empty || strcmp(value, "auto") == 0)
+                        c->host_zeroes_on_alloc = -1;
+                else if (strcmp(value, "yes") == 0)
+                        c->host_zeroes_on_alloc = 1;
+                else if (strcmp(value, "no") == 0)
+                        c->host_zeroes_on_alloc = 0;
+                else
+                        return config_fail(error, file, section, key, value, "must be 'auto', 'yes' or 'no'");
 
         } else
                 return config_fail(error, file, section, key, NULL, "unknown key");

@@ -50,6 +50,8 @@ typedef struct Config {
         uint64_t allocate_timeout_usec; /* [Broker] AllocateTimeout=, 20 s */
         char *libvirt_uri;        /* [Broker] LibvirtURI=, NULL = no libvirt watcher */
         bool libvirt_report_only; /* [Broker] LibvirtOrphans=report */
+        /* [Broker] HostZeroesOnAlloc=: -1 auto (ask the kernel), 0 no, 1 yes */
+        int host_zeroes_on_alloc;
         PoolConfig *pools;
         size_t n_pools;
 } Config;

@@ -163,6 +163,8 @@ int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
                         k = sim_pins_parse(parts[i] + strlen("pin="), pins);
                         if (k < 0)
                                 return k;
+                } else if (strcmp(parts[i], "init_on_alloc=1") == 0 || strcmp(parts[i], "init_on_alloc=0") == 0) {
+                        o.init_on_alloc = parts[i][strlen("init_on_alloc=")] == '1';
                 } else if (g_str_has_prefix(parts[i], "busy=")) {
                         char *file = strchr(parts[i] + strlen("busy="), ':');
                         DaxSimBusy x;

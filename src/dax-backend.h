@@ -131,6 +131,10 @@ typedef struct DaxBackendOps {
          * (0 too) are kept to within about a millisecond. Onlining is not
          * bounded: it waits for nothing. */
         int (*set_memory_block)(DaxBackend *b, uint64_t block_id, bool online, uint64_t timeout_usec);
+        /* Whether the host kernel zeroes every page before handing it out
+         * (init_on_alloc), so memory lent through kmem need not be zeroed
+         * first; *ret_why says how that was decided. */
+        bool (*host_zeroes_on_alloc)(DaxBackend *b, const char **ret_why);
 } DaxBackendOps;
 
 struct DaxBackend {
@@ -190,6 +194,8 @@ typedef struct DaxSimOptions {
          * __request_region() makes alloc_dev_dax_range() fail. */
         const DaxSimBusy *busy;
         size_t n_busy;
+        /* The model's host kernel zeroes pages on allocation (init_on_alloc). */
+        bool init_on_alloc;
 } DaxSimOptions;
 
 /* The model. spec lists regions as "ID:START:SIZE:NODE" separated by ','

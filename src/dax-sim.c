@@ -99,6 +99,7 @@ typedef struct SimBackend {
         DaxSimAutoOnline autoonline;
         GPtrArray *regions; /* SimRegion, sorted by id */
         GArray *busy;       /* DaxSimBusy, while_file owned */
+        bool init_on_alloc;
 } SimBackend;
 
 static const DaxBackendOps sim_ops;
@@ -1451,6 +1452,14 @@ static int sim_device_in_use(DaxBackend *b, const char *name) {
         return d->in_use;
 }
 
+static bool sim_host_zeroes_on_alloc(DaxBackend *b, const char **ret_why) {
+        bool on = ((SimBackend *) b)->init_on_alloc;
+
+        if (ret_why)
+                *ret_why = on ? "the model's host kernel has init_on_alloc on" : "the model's host kernel has init_on_alloc off";
+        return on;
+}
+
 static uint64_t sim_memory_block_size(DaxBackend *b) {
         return SIM_MEMORY_BLOCK;
 }
@@ -1576,6 +1585,7 @@ static const DaxBackendOps sim_ops = {
         .open_device = sim_open_device,
         .device_in_use = sim_device_in_use,
         .memory_block_size = sim_memory_block_size,
+        .host_zeroes_on_alloc = sim_host_zeroes_on_alloc,
         .bind_kmem = sim_bind_kmem,
         .list_memory_blocks = sim_list_memory_blocks,
         .set_memory_block = sim_set_memory_block,
@@ -1649,6 +1659,7 @@ int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, Dax
         s->autoonline = options->autoonline;
         s->regions = g_ptr_array_new_with_free_func(sim_region_free);
         s->busy = g_array_new(false, false, sizeof(DaxSimBusy));
+        s->init_on_alloc = options->init_on_alloc;
         for (size_t i = 0; i < options->n_busy; i++) {
                 DaxSimBusy x = { options->busy[i].phys, g_strdup(options->busy[i].while_file) };
                 g_array_append_val(s->busy, x);

@@ -71,6 +71,7 @@
 #include <unistd.h>
 
 #include "dax-backend.h"
+#include "host-zeroing.h"
 #include "util.h"
 
 /* devtmpfs creates the node before device_add() returns; the retry only
@@ -1303,6 +1304,10 @@ static int sysfs_device_in_use(DaxBackend *b, const char *name) {
         return 0;
 }
 
+static bool sysfs_host_zeroes_on_alloc(DaxBackend *b, const char **ret_why) {
+        return host_zeroing_detect(ret_why);
+}
+
 static uint64_t sysfs_memory_block_size(DaxBackend *b) {
         return ((SysfsBackend *) b)->block_size;
 }
@@ -1464,6 +1469,7 @@ static const DaxBackendOps sysfs_ops = {
         .open_device = sysfs_open_device,
         .device_in_use = sysfs_device_in_use,
         .memory_block_size = sysfs_memory_block_size,
+        .host_zeroes_on_alloc = sysfs_host_zeroes_on_alloc,
         .bind_kmem = sysfs_bind_kmem,
         .list_memory_blocks = sysfs_list_memory_blocks,
         .set_memory_block = sysfs_set_memory_block,

@@ -30,6 +30,7 @@ typedef struct HostChunk {
         bool adopted;
         bool recorded;             /* in state.json */
         bool busy;                 /* a return or reclaim is running */
+        bool lent_dirty;           /* lent with old data in it (the host zeroes on allocation) */
         uint64_t failed_usec;      /* last reclaim that failed */
 } HostChunk;
 
@@ -106,6 +107,23 @@ static void chunk_drop(HostChunk *c, ExtentKind now) {
         g_free(c);
 }
 
+void host_lend_dirty_configure(HostCtx *h, const Config *config) {
+        const char *why = "HostZeroesOnAlloc= says so";
+
+        h->return_timeout_usec = config->allocate_timeout_usec;
+        if (config->host_zeroes_on_alloc >= 0)
+                h->lend_dirty = config->host_zeroes_on_alloc > 0;
+        else
+                h->lend_dirty = h->backend->ops->host_zeroes_on_alloc &&
+                                h->backend->ops->host_zeroes_on_alloc(h->backend, &why);
+        if (h->lend_dirty)
+                log_info("Memory lent to the host is not zeroed first: the host kernel zeroes pages before handing "
+                         "them out (%s)", why);
+        else
+                log_info("Memory lent to the host is zeroed first (%s)", config->host_zeroes_on_alloc == 0 ? why
+                         : h->backend->ops->host_zeroes_on_alloc ? why : "the backend cannot tell");
+}
+
 void host_pool_init(HostCtx *h, Pool *p, const PoolConfig *pc) {
         p->chunks = g_ptr_array_new();
         p->block_size = h->backend->ops->memory_block_size(h->backend);
@@ -143,6 +161,9 @@ void host_pool_done(Pool *p) {
                 g_free(p->chunks->pdata[i]);
         g_ptr_array_free(p->chunks, TRUE);
         sd_event_source_disable_unref(p->host_timer);
+        sd_event_source_disable_unref(p->returns_timer);
+        if (p->returns_waiting)
+                g_queue_free_full(p->returns_waiting, g_free);
         g_free(p->host_error);
 }
 
@@ -412,7 +433,7 @@ static void return_done(void *userdata) {
                 p->host_failures++;
                 if (j->gone)
                         /* What the host wrote before the undo is dirt. */
-                        chunk_drop(c, j->host_wrote ? EXTENT_DIRTY : EXTENT_FREE);
+                        chunk_drop(c, j->host_wrote || c->lent_dirty ? EXTENT_DIRTY : EXTENT_FREE);
                 else /* some blocks stayed online: host memory after all */
                         extent_map_set_ranges(p->map, c->ranges, c->n_ranges, EXTENT_HOST, c);
                 (void) h->commit(h->userdata, true);
@@ -433,29 +454,46 @@ static void return_done(void *userdata) {
         h->memory_freed(h->userdata, p);
 }
 
-/* Where a chunk of clean free memory goes: block aligned (and on the
- * pool's boundary), as high as possible, so that VMs keep the low, long
- * free runs; never so that the largest free run drops below Reserve=. */
-static bool return_window(Pool *p, uint64_t chunk, bool keep_reserve, DaxRange *ret) {
-        for (size_t e = extent_map_count(p->map); e-- > 0;) {
-                const Extent *x = extent_map_get(p->map, e);
-                uint64_t s;
+/* Memory a chunk may take: clean free memory, and dirt no device holds
+ * when dirt_ok (it is zeroed first, or the host zeroes it). */
+static bool usable(const Extent *x, bool dirt_ok) {
+        return x->kind == EXTENT_FREE || (dirt_ok && x->kind == EXTENT_DIRTY && !x->tag);
+}
 
-                if (x->kind != EXTENT_FREE || x->size < chunk)
+/* Where a chunk goes in map m: block aligned (and on the pool's boundary),
+ * as high as possible, so that VMs keep the low, long free runs; never so
+ * that the largest free run drops below Reserve=. Runs of usable extents
+ * count as one. */
+static bool return_window(Pool *p, const ExtentMap *m, uint64_t chunk, bool keep_reserve, bool dirt_ok,
+                          DaxRange *ret) {
+        for (size_t e = extent_map_count(m); e-- > 0;) {
+                const Extent *x = extent_map_get(m, e);
+                uint64_t s, lo, hi;
+                size_t f = e;
+
+                if (!usable(x, dirt_ok))
+                        continue;
+                hi = x->start + x->size;
+                while (f > 0 && usable(extent_map_get(m, f - 1), dirt_ok))
+                        f--;
+                lo = extent_map_get(m, f)->start;
+                e = f; /* the next run starts below this one */
+                if (hi - lo < chunk)
                         continue;
                 /* Blocks are physical; the boundary counts from the pool
                  * start. Step down until both hold. */
-                s = round_down_u64(x->start + x->size - chunk, p->block_size);
-                while (s >= x->start && p->boundary && (s - p->start) % p->boundary != 0)
+                s = round_down_u64(hi - chunk, p->block_size);
+                while (s >= lo && p->boundary && (s - p->start) % p->boundary != 0)
                         s = round_down_u64(p->start + round_down_u64(s - p->start, p->boundary), p->block_size);
-                if (s < x->start || s + chunk > x->start + x->size)
+                if (s < lo || s + chunk > hi)
                         continue;
                 if (keep_reserve) {
+                        ExtentMap *c = extent_map_copy(m);
                         bool ok;
 
-                        extent_map_set(p->map, s, chunk, EXTENT_HOST, NULL);
-                        ok = extent_map_largest_free(p->map, 2 * MiB, p->boundary) >= p->reserve;
-                        extent_map_set(p->map, s, chunk, EXTENT_FREE, NULL);
+                        extent_map_set(c, s, chunk, EXTENT_HOST, NULL);
+                        ok = extent_map_largest_free(c, 2 * MiB, p->boundary) >= p->reserve;
+                        extent_map_free(c);
                         if (!ok)
                                 continue;
                 }
@@ -465,15 +503,28 @@ static bool return_window(Pool *p, uint64_t chunk, bool keep_reserve, DaxRange *
         return false;
 }
 
+/* Some byte of the window is dirt. */
+static bool window_dirty(const ExtentMap *m, const DaxRange *w) {
+        for (size_t e = 0; e < extent_map_count(m); e++) {
+                const Extent *x = extent_map_get(m, e);
+                if (x->kind == EXTENT_DIRTY && x->start < w->start + w->size && w->start < x->start + x->size)
+                        return true;
+        }
+        return false;
+}
+
 static int return_start(HostCtx *h, Pool *p, const DaxRange *w, HostRequest *q) {
+        bool dirty = window_dirty(p->map, w);
         HostChunk *c = chunk_new(p, w, 1, NULL, true, EXTENT_PENDING);
         HostJob *j;
 
         c->busy = true;
+        /* The host zeroes every page it hands out: old data may go. */
+        c->lent_dirty = dirty;
         /* On record before the device exists: after a crash start-up finds
          * it (and zeroes what the host may have written). */
         if (h->commit(h->userdata, false) < 0) {
-                chunk_drop(c, EXTENT_FREE);
+                chunk_drop(c, dirty ? EXTENT_DIRTY : EXTENT_FREE);
                 return -EIO;
         }
         j = g_new0(HostJob, 1);
@@ -504,7 +555,8 @@ static void host_return_idle(HostCtx *h, Pool *p) {
                 return;
 
         while (!h->stopping && p->host_return && p->host_failures < 3 &&
-               pool_free_bytes(p) >= p->host_chunk + p->reserve && return_window(p, p->host_chunk, true, &w))
+               pool_free_bytes(p) >= p->host_chunk + p->reserve &&
+               return_window(p, p->map, p->host_chunk, true, h->lend_dirty, &w))
                 if (return_start(h, p, &w, NULL) < 0)
                         break;
 }
@@ -523,11 +575,15 @@ static bool chunk_reclaimable(const HostChunk *c, uint64_t now) {
 
 static bool reclaim_start(HostCtx *h, HostChunk *c, HostRequest *q);
 
+static void returns_retry(HostCtx *h, Pool *p);
+
 void host_pool_changed(HostCtx *h, Pool *p) {
         uint64_t now;
 
         if (h->stopping || !h->event)
                 return;
+        if (p->returns_waiting && !g_queue_is_empty(p->returns_waiting))
+                returns_retry(h, p);
 
         /* Refill: allocations up to Reserve= must not wait for the host. */
         if (p->reserve && p->host_jobs == 0 && pool_free_bytes(p) < p->reserve) {
@@ -555,12 +611,129 @@ void host_pool_changed(HostCtx *h, Pool *p) {
         (void) sd_event_source_set_enabled(p->host_timer, SD_EVENT_ONESHOT);
 }
 
+/* Picks n windows as if each earlier one were taken, on a copy of the
+ * map: all or nothing, nothing changes. Returns how many fit. */
+static guint return_plan(Pool *p, uint64_t n, bool dirt_ok, GArray *windows) {
+        ExtentMap *m = extent_map_copy(p->map);
+
+        g_array_set_size(windows, 0);
+        for (uint64_t i = 0; i < n; i++) {
+                DaxRange w;
+
+                if (!return_window(p, m, p->host_chunk, false, dirt_ok, &w))
+                        break;
+                extent_map_set(m, w.start, w.size, EXTENT_PENDING, NULL);
+                g_array_append_val(windows, w);
+        }
+        extent_map_free(m);
+        return windows->len;
+}
+
+static void returns_start(HostCtx *h, Pool *p, const GArray *windows, uint64_t size, BrokerSizeDone done,
+                          void *userdata) {
+        HostRequest *q = request_new(false, size, done, userdata);
+
+        for (guint i = 0; i < windows->len; i++)
+                if (return_start(h, p, &g_array_index(windows, DaxRange, i), q) < 0)
+                        request_finish_one(q, 0, "cannot record the chunk in the state file");
+        h->sizes_changed(h->userdata, p);
+        request_finish_one(q, 0, NULL);
+}
+
+/* A ReturnToHost whose windows hold dirt that must be zeroed first (the
+ * host kernel does not zero pages on allocation). */
+typedef struct WaitingReturn {
+        uint64_t size;
+        uint64_t deadline_usec; /* CLOCK_MONOTONIC */
+        BrokerSizeDone done;
+        void *userdata;
+} WaitingReturn;
+
+static void zero_windows_first(HostCtx *h, Pool *p, const GArray *windows) {
+        for (guint i = 0; i < windows->len; i++) {
+                const DaxRange *w = &g_array_index(windows, DaxRange, i);
+                if (window_dirty(p->map, w))
+                        h->zero_first(h->userdata, p, w);
+        }
+}
+
+static int on_returns_timer(sd_event_source *src, uint64_t usec, void *userdata);
+
+static void returns_arm(HostCtx *h, Pool *p) {
+        uint64_t first = UINT64_MAX;
+
+        for (GList *l = p->returns_waiting ? p->returns_waiting->head : NULL; l; l = l->next)
+                first = MIN(first, ((WaitingReturn *) l->data)->deadline_usec);
+        if (!h->event)
+                return;
+        if (first == UINT64_MAX) {
+                if (p->returns_timer)
+                        (void) sd_event_source_set_enabled(p->returns_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (!p->returns_timer) {
+                if (sd_event_add_time(h->event, &p->returns_timer, CLOCK_MONOTONIC, first, 0, on_returns_timer, p) < 0)
+                        return;
+        } else
+                (void) sd_event_source_set_time(p->returns_timer, first);
+        (void) sd_event_source_set_enabled(p->returns_timer, SD_EVENT_ONESHOT);
+}
+
+/* Waiting returns look again (a chunk was zeroed, memory changed use):
+ * start those whose windows are clean now, fail those that no longer fit,
+ * fail those whose deadline passed. */
+static void returns_retry(HostCtx *h, Pool *p) {
+        g_autoptr(GArray) windows = g_array_new(FALSE, FALSE, sizeof(DaxRange));
+        uint64_t now = (uint64_t) g_get_monotonic_time();
+        unsigned n = p->returns_waiting ? g_queue_get_length(p->returns_waiting) : 0;
+        char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
+
+        for (unsigned i = 0; i < n; i++) {
+                WaitingReturn *w = g_queue_pop_head(p->returns_waiting);
+                uint64_t chunks = w->size / p->host_chunk;
+                g_autoptr(GError) e = NULL;
+
+                if (return_plan(p, chunks, h->lend_dirty, windows) == chunks) {
+                        log_info("Pool %s: the memory to return to the host is zeroed; returning %s", p->name,
+                                 format_size(w->size, sz, sizeof(sz)));
+                        returns_start(h, p, windows, w->size, w->done, w->userdata);
+                        g_free(w);
+                        continue;
+                }
+                if (w->deadline_usec <= now)
+                        e = g_error_new(BROKER_ERROR, BROKER_ERROR_TIMED_OUT,
+                                        "Pool %s: the memory to return to the host (%s) was still being zeroed at the "
+                                        "call's deadline (AllocateTimeout=)", p->name,
+                                        format_size(w->size, sz, sizeof(sz)));
+                else if (return_plan(p, chunks, true, windows) < chunks)
+                        e = g_error_new(BROKER_ERROR, BROKER_ERROR_NO_SPACE,
+                                        "Pool %s no longer has room for %s of free memory to return to the host "
+                                        "(it was taken while being zeroed)", p->name,
+                                        format_size(w->size, sz2, sizeof(sz2)));
+                if (e) {
+                        log_info("ReturnToHost: %s", e->message);
+                        w->done(0, e, w->userdata);
+                        g_free(w);
+                        continue;
+                }
+                zero_windows_first(h, p, windows);
+                g_queue_push_tail(p->returns_waiting, w);
+        }
+        returns_arm(h, p);
+}
+
+static int on_returns_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        Pool *p = userdata;
+
+        returns_retry(p->host, p);
+        return 0;
+}
+
 bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,
                            GError **error) {
         char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
         g_autoptr(GArray) windows = g_array_new(FALSE, FALSE, sizeof(DaxRange));
         uint64_t n;
-        HostRequest *q;
 
         if (!p->host_chunk || !p->block_size) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT,
@@ -575,34 +748,38 @@ bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done
                             format_size(p->host_chunk, sz, sizeof(sz)));
                 return false;
         }
-        /* All or nothing: pick every window before touching anything. */
+        /* All or nothing: pick every window before touching anything.
+         * Where the host zeroes pages on allocation, dirt may go as it is. */
         n = size / p->host_chunk;
-        for (uint64_t i = 0; i < n; i++) {
-                DaxRange w;
+        if (return_plan(p, n, h->lend_dirty, windows) == n) {
+                returns_start(h, p, windows, size, done, userdata);
+                return true;
+        }
+        /* Dirt (after boot, after a release) would make room: it is zeroed
+         * first, ahead of other dirt, and the call waits for it. */
+        if (!h->lend_dirty && h->event && return_plan(p, n, true, windows) == n) {
+                WaitingReturn *w = g_new0(WaitingReturn, 1);
 
-                if (!return_window(p, p->host_chunk, false, &w))
-                        break;
-                extent_map_set(p->map, w.start, w.size, EXTENT_PENDING, NULL);
-                g_array_append_val(windows, w);
+                *w = (WaitingReturn) {
+                        .size = size,
+                        .deadline_usec = (uint64_t) g_get_monotonic_time() + h->return_timeout_usec,
+                        .done = done,
+                        .userdata = userdata,
+                };
+                if (!p->returns_waiting)
+                        p->returns_waiting = g_queue_new();
+                g_queue_push_tail(p->returns_waiting, w);
+                log_info("Pool %s: returning %s to the host once the memory for it is zeroed (zeroed first)", p->name,
+                         format_size(size, sz, sizeof(sz)));
+                zero_windows_first(h, p, windows);
+                returns_arm(h, p);
+                return true;
         }
-        for (guint i = 0; i < windows->len; i++) {
-                DaxRange *w = &g_array_index(windows, DaxRange, i);
-                extent_map_set(p->map, w->start, w->size, EXTENT_FREE, NULL);
-        }
-        if (windows->len < n) {
-                g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
-                            "Pool %s has room for %u chunks of %s of clean free memory, not %s", p->name,
-                            windows->len, format_size(p->host_chunk, sz, sizeof(sz)), format_size(size, sz2, sizeof(sz2)));
-                return false;
-        }
-
-        q = request_new(false, size, done, userdata);
-        for (guint i = 0; i < windows->len; i++)
-                if (return_start(h, p, &g_array_index(windows, DaxRange, i), q) < 0)
-                        request_finish_one(q, 0, "cannot record the chunk in the state file");
-        h->sizes_changed(h->userdata, p);
-        request_finish_one(q, 0, NULL);
-        return true;
+        g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
+                    "Pool %s has room for %u chunks of %s of %s memory, not %s", p->name,
+                    return_plan(p, n, h->lend_dirty, windows), format_size(p->host_chunk, sz, sizeof(sz)),
+                    h->lend_dirty ? "free" : "clean free", format_size(size, sz2, sizeof(sz2)));
+        return false;
 }
 
 /* ---- reclaim ---- */

@@ -44,9 +44,18 @@ typedef struct HostCtx {
         void (*dirt_added)(void *userdata, Pool *p);
         /* Allocations are queued waiting for memory. */
         bool (*allocations_waiting)(void *userdata);
+        /* Zero this dirt before other dirt: a ReturnToHost waits for it. */
+        void (*zero_first)(void *userdata, Pool *p, const DaxRange *r);
+        /* The host kernel zeroes every page it hands out (HostZeroesOnAlloc=,
+         * init_on_alloc): dirt may be lent as it is. */
+        bool lend_dirty;
+        uint64_t return_timeout_usec;  /* how long a ReturnToHost waits (AllocateTimeout=) */
         void *userdata;
 } HostCtx;
 
+/* Decides whether dirt may be lent as it is: HostZeroesOnAlloc=, or with
+ * auto what the kernel says; logs which applies and why. */
+void host_lend_dirty_configure(HostCtx *h, const Config *config);
 /* Sets up host return for a new pool. */
 void host_pool_init(HostCtx *h, Pool *p, const PoolConfig *pc);
 /* (Re)reads the pool's host policy (pc may be NULL: the defaults); checks

@@ -16,6 +16,15 @@
 #   host-hang   the same with a block whose offlining never finishes
 #   host-crash  kill -9 at every step of return and reclaim
 #   host-deadline  an Allocate waiting for a hung reclaim times out, leaving nothing
+#   return-early  ReturnToHost right after the first start, while every
+#               pool is being zeroed (slowly: a slow kernel): with
+#               HostZeroesOnAlloc=no the window is zeroed first and the
+#               call waits for it (or fails with TimedOut at its
+#               deadline, leaving nothing); with yes it is lent dirty at once
+#   scrub-stuck the first chunk of the host pool cannot be zeroed (the sim
+#               holds an address of it busy): the rest is zeroed, memory
+#               goes to the host, the Pool says what is stuck; once the
+#               fault clears the chunk is zeroed on a retry
 #   crash-points  kill -9 at every named crash point in turn (daxbrokerd
 #               --list-crash-points), restart, check the invariant;
 #               CRASH_POINTS=short: the last point of each operation;
@@ -361,7 +370,7 @@ scrub-stuck)
         done
         stuck=$(prop ZeroingStuck)
         echo "# ZeroingStuck: $stuck"
-        echo "$stuck" | grep -q '^a(tttus) 1 8589934592 536870912 [0-9]* [0-9]* ".*Cannot allocate memory' 
+        echo "$stuck" | grep -q '^a(tttus) 1 8589934592 536870912 [0-9]* [0-9]* ".*Cannot allocate memory'
         t $? "the Pool names the stuck chunk, since when and why (ZeroingStuck)"
         grep -q "Pool host: cannot zero 512 MiB at 0x200000000 .*retrying in" "$tmp/daemon.log"
         t $? "the journal says what is stuck and when it is retried"
@@ -385,6 +394,70 @@ scrub-stuck)
         t $? "the journal says the stuck chunk is zeroed"
         "${scn[@]}" host-check host >"$tmp/check.out" 2>&1
         t $? "the whole host pool can be taken back, allocated and reads zero"
+        grep '^not ok' "$tmp/check.out" | sed 's/^/# /'
+        echo "1..$n"
+        ;;
+return-early)
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        pool=/org/daxbroker/Broker1/pool/host
+        prop() { busctl --address="$addr" get-property org.daxbroker.Broker1 $pool org.daxbroker.Broker1.Pool "$1"; }
+        ret() { busctl --address="$addr" --timeout=3600 call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
+                org.daxbroker.Broker1.Manager ReturnToHost st host "$1" 2>&1; }
+        n=0
+        t() { # OK DESCRIPTION
+                n=$((n + 1))
+                if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
+        }
+        fresh() { # HostZeroesOnAlloc AllocateTimeout: a fresh boot, every pool dirty
+                rm -rf "$tmp/state" "$tmp/run" "$tmp/sim-kernel.json" "$tmp/sim-kernel.json.mem"
+                mkdir -p "$tmp/state" "$tmp/run"
+                sed -i '/^HostZeroesOnAlloc=/d; /^AllocateTimeout=/d; /^\[Broker\]/d' "$tmp/daxbroker.conf"
+                printf '[Broker]\nHostZeroesOnAlloc=%s\nAllocateTimeout=%s\n' "$1" "$2" >>"$tmp/daxbroker.conf"
+                : >"$tmp/daemon.log"
+                start_daemon || exit 1
+        }
+        # Zeroing a chunk takes 2 s more here (a slow machine): the first
+        # start is still zeroing when ReturnToHost comes. The deadline is
+        # far off: this machine may be slower still.
+        export DAXBROKER_TEST_DELAY_AT=scrub-zeroed:2000000
+        fresh no 1h
+        out=$(ret 1073741824)
+        t $([ "$out" = "t 1073741824" ]; echo $?) "HostZeroesOnAlloc=no: ReturnToHost right after start returns 1 GiB ($out)"
+        t $([ "$(prop HostSize)" = "t 1073741824" ]; echo $?) "the pool lends 1 GiB ($(prop HostSize))"
+        dirty=$(prop DirtySize)
+        t $([ "$dirty" != "t 0" ]; echo $?) "the window was zeroed before the rest of the pool ($dirty still dirty)"
+        grep -q "Memory lent to the host is zeroed first" "$tmp/daemon.log"
+        t $? "the journal says lent memory is zeroed first"
+        grep -q "Pool host: returning 1 GiB to the host once the memory for it is zeroed" "$tmp/daemon.log"
+        t $? "the journal says the return waits for zeroing"
+        "${scn[@]}" host-check host >"$tmp/check.out" 2>&1
+        t $? "the whole pool can be taken back, allocated and reads zero"
+        grep '^not ok' "$tmp/check.out" | sed 's/^/# /'
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+
+        # Its deadline passes first: TimedOut, and nothing is lent.
+        export DAXBROKER_TEST_DELAY_AT=scrub-zeroed:4000000
+        fresh no 1s
+        out=$(gdbus call --address "$addr" --dest org.daxbroker.Broker1 --object-path /org/daxbroker/Broker1 \
+                --method org.daxbroker.Broker1.Manager.ReturnToHost "'host'" "uint64 1073741824" 2>&1)
+        echo "# $out"
+        t $(echo "$out" | grep -q "org.daxbroker.Broker1.Error.TimedOut"; echo $?) \
+                "a return whose zeroing outlasts AllocateTimeout= fails with TimedOut"
+        t $([ "$(prop HostSize)" = "t 0" ]; echo $?) "and lends nothing ($(prop HostSize))"
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+
+        # A host kernel that zeroes pages on allocation gets the memory at
+        # once, dirty.
+        export DAXBROKER_TEST_DELAY_AT=scrub-zeroed:2000000
+        fresh yes 20s
+        out=$(ret 1073741824)
+        t $([ "$out" = "t 1073741824" ]; echo $?) "HostZeroesOnAlloc=yes: ReturnToHost of dirty memory right after start ($out)"
+        grep -q "Memory lent to the host is not zeroed first" "$tmp/daemon.log"
+        t $? "the journal says lent memory is not zeroed first"
+        t $(grep -q "once the memory for it is zeroed" "$tmp/daemon.log"; [ $? = 1 ]; echo $?) "it did not wait for zeroing"
+        unset DAXBROKER_TEST_DELAY_AT
+        "${scn[@]}" host-check host >"$tmp/check.out" 2>&1
+        t $? "memory back from the host is zeroed before use: the whole pool reads zero"
         grep '^not ok' "$tmp/check.out" | sed 's/^/# /'
         echo "1..$n"
         ;;

@@ -4,6 +4,7 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
+#include "host-zeroing.h"
 #include "util.h"
 
 static char *test_dir;
@@ -30,6 +31,41 @@ static char *write_temp(const char *name, const char *contents, gssize len) {
 
         g_assert_true(g_file_set_contents(path, contents, len, NULL));
         return path;
+}
+
+static void test_host_zeroing(void) {
+        static const char on[] = "CONFIG_X=y\nCONFIG_INIT_ON_ALLOC_DEFAULT_ON=y\n# CONFIG_INIT_ON_FREE_DEFAULT_ON is not set\n";
+        static const char off[] = "# CONFIG_INIT_ON_ALLOC_DEFAULT_ON is not set\nCONFIG_Y=m\n";
+        static const char both[] = "CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y\nCONFIG_INIT_ON_FREE_DEFAULT_ON=y\n";
+        static const struct {
+                const char *cmdline, *kconfig;
+                bool yes;
+        } cases[] = {
+                { "BOOT_IMAGE=/vmlinuz root=/dev/vda quiet\n", on, true },   /* Debian's default */
+                { "root=/dev/vda init_on_alloc=0\n", on, false },            /* turned off */
+                { "init_on_alloc=0 init_on_alloc=1", on, true },             /* the last wins */
+                { "root=/dev/vda init_on_alloc=1", off, true },
+                { "init_on_alloc=on", off, true },
+                { "init_on_alloc=off", on, false },
+                { "xinit_on_alloc=1", off, false },                          /* another parameter */
+                { "root=/dev/vda", off, false },
+                { "root=/dev/vda", both, false },                            /* init_on_free wins */
+                { "init_on_free=1", on, false },
+                { "init_on_free=0", both, true },
+                { "page_poison=1", on, false },
+                { "init_on_alloc=1", NULL, false },                          /* init_on_free unknown */
+                { "init_on_alloc=1 init_on_free=0", NULL, true },
+                { NULL, on, true },
+                { NULL, NULL, false },
+                { "init_on_alloc=bogus", off, false },
+        };
+
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+                const char *why = NULL;
+
+                g_assert_cmpint(host_zeroing_parse(cases[i].cmdline, cases[i].kconfig, &why), ==, cases[i].yes);
+                g_assert_nonnull(why);
+        }
 }
 
 static void test_format_size(void) {
@@ -316,6 +352,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/util/name-invalid-reason", test_name_invalid_reason);
         g_test_add_func("/util/path-component-escape", test_path_component_escape);
         g_test_add_func("/util/link-name-invalid-reason", test_link_name_invalid_reason);
+        g_test_add_func("/util/host-zeroing", test_host_zeroing);
         g_test_add_func("/util/now-usec", test_now_usec);
         g_test_add_func("/util/rounding", test_rounding);
 
