@@ -31,6 +31,23 @@ Reserve=512M
 HostReturnDelay=2s
 CONF
         ;;
+crash-points|stress)
+        # As host*, scaled to the 512 MiB regions these modes boot with
+        # (vm-test.sh), and returns happen when the workload asks, not
+        # behind the checks' backs.
+        cat > /etc/daxbroker/daxbroker.conf <<CONF
+[Pool bounded]
+Region=0
+Boundary=128M
+
+[Pool host]
+Region=1
+HostReturn=yes
+HostChunk=128M
+Reserve=128M
+HostReturnDelay=1h
+CONF
+        ;;
 esac
 
 start_daemon() {
@@ -241,6 +258,9 @@ for p in json.load(sys.stdin)["data"][0]:
         no_stranding || rc=1
         kill "$pid"; wait "$pid"
         no_stranding || rc=1
+        ;;
+crash-points)
+        . "$(dirname "$0")/crash-points.sh"
         ;;
 *)
         echo "unknown mode $mode"; exit 2 ;;
