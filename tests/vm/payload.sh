@@ -144,6 +144,27 @@ reboot2)
         start_daemon || exit 1
         "$scn" --sysfs check-persist "$res/persist" --after-reboot || rc=1
         ;;
+reboot2-auto)
+        # What the boot policy made of the regions decides which checks
+        # apply: host RAM (kmem with memory online) or not.
+        mode=reboot2
+        for d in /sys/bus/dax/devices/dax*.0; do
+                drv=$(basename "$(readlink -f "$d/driver" 2>/dev/null)")
+                online=0
+                if [ "$drv" = kmem ]; then
+                        for m in "$d"/mapping[0-9]*; do
+                                s=$(($(cat "$m/start"))) e=$(($(cat "$m/end")))
+                                bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
+                                for ((b = s / bs; b <= e / bs; b++)); do
+                                        grep -qx online "/sys/devices/system/memory/memory$b/state" && online=$((online + 1))
+                                done
+                        done
+                fi
+                echo "# memhp $DAXRIG_MEMHP boot layout: $(basename "$d") driver $drv, $online memory blocks online"
+                [ $online -gt 0 ] && mode=reboot2-host
+        done
+        exec "$0" "$mode" "$scn"
+        ;;
 reboot2-host)
         # The kernel brought the regions up as host RAM: the recorded
         # allocations come back with identical ranges, or (if the kernel
@@ -261,6 +282,18 @@ for p in json.load(sys.stdin)["data"][0]:
         ;;
 crash-points)
         . "$(dirname "$0")/crash-points.sh"
+        ;;
+stress)
+        # tests/reliability/stress.c on the real kernel, shorter than on
+        # the sim: 32 clients; after each phase the books match sysfs, at
+        # the end the daemon's fds and RssAnon are back to the baseline.
+        start_daemon || exit 1
+        "$scn" --sysfs wait-clean >/dev/null || rc=1
+        "$(dirname "$scn")/../reliability/stress" --sysfs --daemon-pid "$pid" --clients 32 \
+                --phases "${REL_STRESS_PHASES:-3}" --ops "${REL_STRESS_OPS:-2}" --seed 1 || rc=1
+        "$(dirname "$scn")/../reliability/invariant" --sysfs --strict --wait-clean --allocations 0 \
+                --what "after the stress run" || rc=1
+        kill "$pid"; wait "$pid" || { echo "not ok - the daemon did not stop cleanly"; rc=1; }
         ;;
 *)
         echo "unknown mode $mode"; exit 2 ;;

@@ -3,8 +3,9 @@
 # boots the rig and runs payload.sh inside.
 # Usage: vm-test.sh BUILD_ROOT SOURCE_ROOT KERNEL MEMHP MODE...
 #   MODE "reboot" boots twice with the same state directory; MEMHP
-#   "FIRST,SECOND" boots the first time with one policy, then the other
-#   (offline,default: the reboot brings the regions up as host RAM).
+#   "FIRST,SECOND,..." boots the first time with one policy, then reboots
+#   into each of the others in turn (offline,default: the reboot brings
+#   the regions up as host RAM on 6.12).
 #   CRASH_POINTS="P1 P2" limits MODE crash-points to those points.
 set -u
 build=$1 src=$2 kernel=$3 memhp=$4 mode=$5
@@ -35,8 +36,14 @@ boot() { # PAYLOAD-MODE [MEMHP]
 }
 
 if [ "$mode" = reboot ] && [ "${memhp#*,}" != "$memhp" ]; then
-        boot reboot1 "${memhp%%,*}" || exit $?
-        boot reboot2-host "${memhp#*,}"
+        # One reboot after another, each with the next policy; the
+        # allocations made in the first boot are checked after each.
+        IFS=, read -ra policies <<<"$memhp"
+        boot reboot1 "${policies[0]}" || exit $?
+        for p in "${policies[@]:1}"; do
+                echo "### reboot with memhp $p"
+                boot reboot2-auto "$p" || exit $?
+        done
 elif [ "$mode" = reboot ]; then
         boot reboot1 || exit $?
         boot reboot2
