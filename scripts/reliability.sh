@@ -6,6 +6,11 @@
 #
 #   scripts/reliability.sh BUILDDIR [OUTPUT]      (OUTPUT: docs/reliability.md)
 #
+# The crash-point suite runs in the QEMU rig from a build configured with
+# --prefix=/usr (docs/test-rig.md); name it with REL_RIG_BUILD=DIR, e.g.
+#   REL_RIG_BUILD=build-rel scripts/reliability.sh build
+# (each kernel's run takes long under TCG: many daemon restarts).
+#
 # Sizes: REL_STRESS_OPS (operations per client and phase, default 10),
 # REL_STRESS_PHASES (4), REL_FUZZ_ITERATIONS (2000), REL_FUZZ_SEED (1).
 set -u
@@ -27,16 +32,19 @@ for t in corrupt-state stress busfuzz; do
         grep -E '^(not ok|# (stress|busfuzz):)' "$build/reliability-$t.log"
 done
 
-# The crash-point suite lives in the QEMU rig; its tests print
-# "crash points covered: N" and "inconsistencies found: N".
-crash="not run (this build has no crash-point suite)"
-mapfile -t crash_tests < <(meson test -C "$build" --list 2>/dev/null | grep -i 'crash point' | sed 's/^[^/]*\/ //')
+# The crash-point suite lives in the QEMU rig (meson suite rig-reliability);
+# its tests print "N of M crash points covered", "crash points covered: N"
+# and "inconsistencies found: N".
+crash="not run (REL_RIG_BUILD names no build with the rig's crash-point suite)"
+rig=${REL_RIG_BUILD:-$build}
+mapfile -t crash_tests < <(meson test -C "$rig" --list 2>/dev/null | grep 'crash point (rig)' | sed 's/^[^/]*\/ //')
 if [ ${#crash_tests[@]} -gt 0 ]; then
         echo "==> crash points: ${crash_tests[*]}"
-        meson test -C "$build" --print-errorlogs "${crash_tests[@]}" >"$build/reliability-crash.log" 2>&1 || status=1
-        covered=$(grep -ho 'crash points covered: [0-9]*' "$build/meson-logs/testlog.txt" | awk '{s += $4} END {print s + 0}')
-        found=$(grep -ho 'inconsistencies found: [0-9]*' "$build/meson-logs/testlog.txt" | awk '{s += $3} END {print s + 0}')
-        crash="${#crash_tests[@]} tests (${crash_tests[*]}): crash points covered $covered, inconsistencies found $found"
+        meson test -C "$rig" --print-errorlogs "${crash_tests[@]}" >"$rig/reliability-crash.log" 2>&1 || status=1
+        covered=$(grep -ho 'crash points covered: [0-9]*' "$rig/meson-logs/testlog.txt" | awk '{s += $4} END {print s + 0}')
+        found=$(grep -ho 'inconsistencies found: [0-9]*' "$rig/meson-logs/testlog.txt" | awk '{s += $3} END {print s + 0}')
+        per=$(grep -ho '[0-9]* of [0-9]* crash points covered' "$rig/meson-logs/testlog.txt" | paste -sd, - | sed 's/,/, /g')
+        crash="${#crash_tests[@]} tests (${crash_tests[*]}): ${per:-no counts printed}; crash points covered $covered in all, inconsistencies found $found"
 fi
 
 field() { # LINE-PREFIX KEY

@@ -32,6 +32,7 @@
 #define BUS_NAME "org.daxbroker.Broker1"
 #define MANAGER_PATH "/org/daxbroker/Broker1"
 #define MANAGER_IFACE "org.daxbroker.Broker1.Manager"
+#define ALLOCATION_IFACE "org.daxbroker.Broker1.Allocation"
 #define ALLOCATION_PATH_PREFIX "/org/daxbroker/Broker1/allocation/"
 #define POOL_ROW_SIGNATURE "(osuitttttttttt)"
 #define ALLOCATION_ROW_SIGNATURE "ossussttsbta(tt)"
@@ -555,10 +556,34 @@ typedef struct AllocationRow {
         int transient;
         uint64_t created_usec;
         GArray *ranges; /* of Range, reused from row to row */
+        char *state, *state_message; /* Allocation properties, not in ListAllocations */
 } AllocationRow;
 
 static void allocation_row_clear(AllocationRow *row) {
         g_clear_pointer(&row->ranges, g_array_unref);
+        g_clear_pointer(&row->state, g_free);
+        g_clear_pointer(&row->state_message, g_free);
+}
+
+/* State ("active", "restoring", "failed") and StateMessage (why it is not
+ * active); an allocation released meanwhile reads as "-". */
+static void allocation_row_get_state(sd_bus *bus, AllocationRow *row) {
+        static const char *const names[] = { "State", "StateMessage" };
+        char **out[] = { &row->state, &row->state_message };
+
+        for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+                g_clear_pointer(out[i], g_free);
+                if (sd_bus_get_property_string(bus, BUS_NAME, row->path, ALLOCATION_IFACE, names[i], NULL,
+                                               out[i]) < 0) {
+                        free(*out[i]);
+                        *out[i] = g_strdup(i == 0 ? "-" : "");
+                } else {
+                        char *s = *out[i];
+
+                        *out[i] = g_strdup(s);
+                        free(s);
+                }
+        }
 }
 
 /* Calls ListAllocations and leaves the reply positioned inside its array. */
@@ -654,6 +679,8 @@ static void json_add_allocation(JsonBuilder *b, const AllocationRow *a) {
         json_add_string(b, "device", a->device);
         json_add_bool(b, "transient", a->transient);
         json_add_u64(b, "created_usec", a->created_usec);
+        json_add_string(b, "state", a->state ? a->state : "-");
+        json_add_string(b, "state_message", a->state_message ? a->state_message : "");
         json_builder_set_member_name(b, "ranges");
         json_builder_begin_array(b);
         for (guint i = 0; i < a->ranges->len; i++) {
@@ -670,7 +697,7 @@ static void json_add_allocation(JsonBuilder *b, const AllocationRow *a) {
 
 static int verb_list(sd_bus *bus) {
         static const char *const headers[] = {
-                "ID", "OWNER", "LABEL", "POOL", "SIZE", "DEVICE", "RANGES",
+                "ID", "OWNER", "LABEL", "POOL", "SIZE", "DEVICE", "STATE", "RANGES",
         };
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(allocation_row_clear) AllocationRow a = {};
@@ -693,6 +720,7 @@ static int verb_list(sd_bus *bus) {
 
         while ((r = read_allocation_row(reply, &a)) > 0) {
                 n_rows++;
+                allocation_row_get_state(bus, &a);
                 if (json)
                         json_add_allocation(json, &a);
                 else
@@ -703,6 +731,8 @@ static int verb_list(sd_bus *bus) {
                                       g_strdup(a.pool),
                                       size_to_string(a.size),
                                       dash_if_empty(a.device),
+                                      a.state_message[0] ? g_strdup_printf("%s (%s)", a.state, a.state_message)
+                                                         : g_strdup(a.state),
                                       ranges_to_string(a.ranges));
         }
         if (r < 0)
@@ -835,6 +865,7 @@ static int verb_allocate(sd_bus *bus) {
                         program_invocation_short_name, path);
                 return -ENOENT;
         }
+        allocation_row_get_state(bus, &a);
 
         if (arg_json) {
                 g_autoptr(JsonBuilder) json = json_builder_new();
@@ -869,6 +900,9 @@ static void print_allocation(const AllocationRow *a) {
         printf("Device:     %s\n", a->device);
         printf("Size:       %s\n", format_size(a->size, buf, sizeof(buf)));
         printf("Transient:  %s\n", a->transient ? "yes" : "no");
+        printf("State:      %s\n", a->state);
+        if (a->state_message && a->state_message[0])
+                printf("Message:    %s\n", a->state_message);
         for (guint i = 0; i < a->ranges->len; i++) {
                 const Range *range = &g_array_index(a->ranges, Range, i);
                 g_autofree char *s = range_to_string(range);
@@ -891,6 +925,7 @@ static int verb_show(sd_bus *bus) {
                         arg_allocation);
                 return -ENOENT;
         }
+        allocation_row_get_state(bus, &a);
         if (arg_json) {
                 g_autoptr(JsonBuilder) json = json_builder_new();
 

@@ -113,8 +113,13 @@ out=$(c open ffffffff -- true 2>&1); rc=$?
 out=$(c show "$oid" 2>&1) && echo "$out" | grep -q "^Owner: *ctl-open" && echo "$out" | grep -q "^Id: *$oid" \
         && ok "show ID" || nok "show: $out"
 out=$(c --json show "$oid" 2>&1) && echo "$out" | python3 -c '
-import json,sys; d=json.load(sys.stdin); assert d["owner"] == "ctl-open" and d["size"] == 64 << 20, d' \
-        && ok "show --json" || nok "show --json: $out"
+import json,sys; d=json.load(sys.stdin); assert d["owner"] == "ctl-open" and d["size"] == 64 << 20, d
+assert d["state"] == "active" and d["state_message"] == "", d' \
+        && ok "show --json (state active)" || nok "show --json: $out"
+out=$(c show "$oid" 2>&1) && echo "$out" | grep -qx "State: *active" && ! echo "$out" | grep -q "^Message:" \
+        && ok "show prints State: active, no message" || nok "show state: $out"
+out=$(c list 2>&1) && echo "$out" | head -1 | grep -q "STATE" && echo "$out" | grep "^$oid " | grep -qw active \
+        && ok "list has a STATE column, active for $oid" || nok "list state: $out"
 out=$(c show ffffffff 2>&1); rc=$?
 [ $rc = 1 ] && echo "$out" | grep -q NoSuchAllocation && ok "show of an unknown allocation" || nok "show unknown: rc=$rc $out"
 c release-owner ctl-open >/dev/null

@@ -259,6 +259,16 @@ reboot-host|reboot-host-pinned)
                 "${scn[@]}" check-restoring "$tmp/persist" || rc=1
                 grep -q "Cannot restore allocation .*host RAM" "$tmp/daemon.log" ||
                         { echo "# the daemon did not log why an allocation waits"; rc=1; }
+                # daxbrokerctl shows the state and why.
+                ctl=("$build/src/daxbrokerctl" --bus-address "$addr")
+                waiting=$("${ctl[@]}" --json list | jq -r '.allocations[] | select(.state != "active") | .id' | head -1)
+                out=$("${ctl[@]}" show "$waiting" 2>&1)
+                if echo "$out" | grep -Eqx "State: *(restoring|failed)" && echo "$out" | grep -q "^Message: .*host RAM" &&
+                        "${ctl[@]}" list | grep "^$waiting " | grep -Eq "(restoring|failed) \(.*host RAM"; then
+                        echo "# daxbrokerctl show and list give $waiting's state and message"
+                else
+                        echo "not ok - daxbrokerctl does not show why $waiting waits: ${waiting:-no allocation waits}: $out"; rc=1
+                fi
         fi
         ;;
 crash-points)

@@ -1581,6 +1581,50 @@ static int host_trigger(const char *pool) {
         return 0;
 }
 
+/* Waits while the daemon answers until the pool has no dirt (a bounded
+ * liveness guard); the daemon dying on the way ends the wait. */
+static void crash_settle(const char *pool) {
+        PoolInfo p;
+
+        for (int i = 0; i < 6000 && find_pool(pool, &p) && p.dirty > 0; i++)
+                usleep(50 * 1000);
+}
+
+/* The workload of the crash-point suites, in which the daemon may die at any
+ * step (DAXBROKER_TEST_CRASH_AT), so no answer is checked: an allocation of
+ * an eighth of the pool with a device owner, written all over (its memory
+ * is not zero when it comes back dirty), its release and zeroing, a return
+ * of a quarter of the pool to the host and a reclaim of all the pool's host
+ * memory by an allocation that needs it. */
+static int crash_workload(const char *pool) {
+        char path[256];
+        uint64_t moved, size;
+        PoolInfo p;
+        int fd;
+
+        if (!find_pool(pool, &p))
+                return 1;
+        size = p.size / 8 / (2 * MiB) * (2 * MiB);
+        if (allocate("scn-crash", size, OPTS(.pool = pool, .device_owner = 65534), path, &fd, NULL, 0) >= 0) {
+                char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+                if (mem != MAP_FAILED) {
+                        for (uint64_t off = 0; off < size; off += 4096)
+                                memset(mem + off, 0xa5, 4096);
+                        munmap(mem, size);
+                }
+                close(fd);
+                release(path, NULL, 0);
+        }
+        crash_settle(pool);
+        host_call("ReturnToHost", pool, p.size / 4, &moved, NULL, 0, NULL, 0);
+        crash_settle(pool);
+        if (find_pool(pool, &p) && p.host > 0 &&
+            allocate("scn-crash", p.free + p.host, OPTS(.pool = pool, .contiguous = 0), path, &fd, NULL, 0) >= 0)
+                close(fd);
+        return 0;
+}
+
 /* After a crash at any step: the sums hold against the kernel, and every
  * byte of the pool can be taken back and handed out, reading zero. */
 static int host_check(const char *pool) {
@@ -1650,7 +1694,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: scenarios [--bus-address A] [--sysfs] [--runtime-dir D] run|setup-persist F|"
                                 "check-persist F [--after-reboot]|check-restoring F|setup-dirty F|check-dirty F [HOLD]|"
                                 "wait-clean|zeroing|cleanup|"
-                                "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL\n");
+                                "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL|"
+                                "crash-workload POOL\n");
                 return 2;
         }
         if (address) {
@@ -1712,6 +1757,8 @@ int main(int argc, char **argv) {
                 r = host_trigger(argv[optind + 1]);
         else if (strcmp(cmd, "host-check") == 0 && optind + 1 < argc)
                 r = host_check(argv[optind + 1]);
+        else if (strcmp(cmd, "crash-workload") == 0 && optind + 1 < argc)
+                r = crash_workload(argv[optind + 1]);
         else {
                 fprintf(stderr, "unknown command '%s'\n", cmd);
                 return 2;

@@ -36,6 +36,23 @@ CONF
                 printf '[Broker]\nAllocateTimeout=10min\n' >> /etc/daxbroker/daxbroker.conf ;;
         esac
         ;;
+crash-points|stress)
+        # As host*, scaled to the 512 MiB regions these modes boot with
+        # (vm-test.sh), and returns happen when the workload asks, not
+        # behind the checks' backs.
+        cat > /etc/daxbroker/daxbroker.conf <<CONF
+[Pool bounded]
+Region=0
+Boundary=128M
+
+[Pool host]
+Region=1
+HostReturn=yes
+HostChunk=128M
+Reserve=128M
+HostReturnDelay=1h
+CONF
+        ;;
 esac
 
 start_daemon() {
@@ -131,6 +148,27 @@ reboot1)
 reboot2)
         start_daemon || exit 1
         "$scn" --sysfs check-persist "$res/persist" --after-reboot || rc=1
+        ;;
+reboot2-auto)
+        # What the boot policy made of the regions decides which checks
+        # apply: host RAM (kmem with memory online) or not.
+        mode=reboot2
+        for d in /sys/bus/dax/devices/dax*.0; do
+                drv=$(basename "$(readlink -f "$d/driver" 2>/dev/null)")
+                online=0
+                if [ "$drv" = kmem ]; then
+                        for m in "$d"/mapping[0-9]*; do
+                                s=$(($(cat "$m/start"))) e=$(($(cat "$m/end")))
+                                bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
+                                for ((b = s / bs; b <= e / bs; b++)); do
+                                        grep -qx online "/sys/devices/system/memory/memory$b/state" && online=$((online + 1))
+                                done
+                        done
+                fi
+                echo "# memhp $DAXRIG_MEMHP boot layout: $(basename "$d") driver $drv, $online memory blocks online"
+                [ $online -gt 0 ] && mode=reboot2-host
+        done
+        exec "$0" "$mode" "$scn"
         ;;
 reboot2-host)
         # The kernel brought the regions up as host RAM: the recorded
@@ -261,6 +299,21 @@ for p in json.load(sys.stdin)["data"][0]:
         no_stranding || rc=1
         kill "$pid"; wait "$pid"
         no_stranding || rc=1
+        ;;
+crash-points)
+        . "$(dirname "$0")/crash-points.sh"
+        ;;
+stress)
+        # tests/reliability/stress.c on the real kernel, shorter than on
+        # the sim: 32 clients; after each phase the books match sysfs, at
+        # the end the daemon's fds and RssAnon are back to the baseline.
+        start_daemon || exit 1
+        "$scn" --sysfs wait-clean >/dev/null || rc=1
+        "$(dirname "$scn")/../reliability/stress" --sysfs --daemon-pid "$pid" --clients 32 \
+                --phases "${REL_STRESS_PHASES:-3}" --ops "${REL_STRESS_OPS:-2}" --seed 1 || rc=1
+        "$(dirname "$scn")/../reliability/invariant" --sysfs --strict --wait-clean --allocations 0 \
+                --what "after the stress run" || rc=1
+        kill "$pid"; wait "$pid" || { echo "not ok - the daemon did not stop cleanly"; rc=1; }
         ;;
 *)
         echo "unknown mode $mode"; exit 2 ;;

@@ -11,11 +11,15 @@
 #
 # Options (each also settable through the environment variable shown):
 #   --kernel 6.1|6.12   kernel flavour                    DAXRIG_KERNEL (6.1)
-#   --memhp offline|default                               DAXRIG_MEMHP (offline)
+#   --memhp offline|default|online|online_movable         DAXRIG_MEMHP (offline)
 #                       offline: guest gets memhp_default_state=offline, so
 #                       hotplugged (kmem) memory stays offline; default: no
 #                       parameter (Debian's 6.12 then onlines the hmem regions
-#                       as ZONE_NORMAL host RAM at boot).
+#                       as ZONE_NORMAL host RAM at boot); online and
+#                       online_movable: memhp_default_state=online or
+#                       online_movable (what an administrator may set).
+#   --region-size SIZE  size of each soft-reserved region, 128M..2G in
+#                       128 MiB steps (e.g. 512M).      DAXRIG_REGION_SIZE (2G)
 #   --iommu             q35 + intel-iommu + edu PCI device (1234:11e8), guest
 #                       intel_iommu=on iommu=pt, vfio modules loaded. DAXRIG_IOMMU=1
 #   --results DIR       host dir shared rw into the guest, mounted at the same
@@ -47,7 +51,8 @@
 # guest RAM is [0,1G) + [4G,9G).  Node 0 = [0,1G)+[4G,6G), node 1 = [6G,9G).
 # Two soft-reserved regions, 2 GiB each:
 #   0x100000000-0x17fffffff (node 0) and 0x180000000-0x1ffffffff (node 1),
-# via memmap=2G%4G-1+0xefffffff memmap=2G%6G-1+0xefffffff (nokaslr).
+# via memmap=2G%4G-1+0xefffffff memmap=2G%6G-1+0xefffffff (nokaslr);
+# --region-size S makes them S long, at the same starts.
 #
 # Inside the payload: PATH is the usual one, cwd is run-vm.sh's cwd (when it
 # exists in the guest), and DAXRIG=1, DAXRIG_KERNEL, DAXRIG_KVER,
@@ -66,6 +71,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 KERNEL=${DAXRIG_KERNEL:-6.1}
 MEMHP=${DAXRIG_MEMHP:-offline}
+REGION_SIZE=${DAXRIG_REGION_SIZE:-2G}
 IOMMU=${DAXRIG_IOMMU:-0}
 RESULTS=${DAXRIG_RESULTS:-}
 STAGE=${DAXRIG_STAGE:-}
@@ -93,6 +99,7 @@ while [ $# -gt 0 ]; do
     case $1 in
     --kernel) need_arg "$@"; KERNEL=$2; shift 2 ;;
     --memhp) need_arg "$@"; MEMHP=$2; shift 2 ;;
+    --region-size) need_arg "$@"; REGION_SIZE=$2; shift 2 ;;
     --iommu) IOMMU=1; shift ;;
     --results) need_arg "$@"; RESULTS=$2; shift 2 ;;
     --stage) need_arg "$@"; STAGE=$2; shift 2 ;;
@@ -115,7 +122,16 @@ done
 PAYLOAD="$*"
 
 case $KERNEL in 6.1|6.12) ;; *) fail "--kernel must be 6.1 or 6.12" ;; esac
-case $MEMHP in offline|default) ;; *) fail "--memhp must be offline or default" ;; esac
+case $MEMHP in offline|default|online|online_movable) ;;
+*) fail "--memhp must be offline, default, online or online_movable" ;; esac
+case $REGION_SIZE in
+*M) region_mib=${REGION_SIZE%M} ;;
+*G) region_mib=$((${REGION_SIZE%G} * 1024)) ;;
+*) region_mib=x ;;
+esac
+case $region_mib in ''|*[!0-9]*) fail "--region-size must be a size in M or G" ;; esac
+[ "$region_mib" -ge 128 ] && [ "$region_mib" -le 2048 ] && [ $((region_mib % 128)) = 0 ] ||
+    fail "--region-size must be 128M..2G in 128 MiB steps"
 case $ACCEL in auto|kvm|tcg) ;; *) fail "--accel must be auto, kvm or tcg" ;; esac
 
 QEMU=${DAXRIG_QEMU:-qemu-system-x86_64}
@@ -299,8 +315,8 @@ fi
 
 # --- QEMU command line --------------------------------------------------------
 CMDLINE="console=ttyS0 quiet panic=-1 nokaslr rdinit=/init"
-CMDLINE="$CMDLINE memmap=2G%4G-1+0xefffffff memmap=2G%6G-1+0xefffffff"
-[ "$MEMHP" = offline ] && CMDLINE="$CMDLINE memhp_default_state=offline"
+CMDLINE="$CMDLINE memmap=${region_mib}M%4G-1+0xefffffff memmap=${region_mib}M%6G-1+0xefffffff"
+[ "$MEMHP" = default ] || CMDLINE="$CMDLINE memhp_default_state=$MEMHP"
 [ "$IOMMU" = 1 ] && CMDLINE="$CMDLINE intel_iommu=on iommu=pt"
 [ "$SYSTEMD" = 1 ] && [ "$DBUS" = 1 ] && fail "--dbus and --systemd exclude each other (systemd starts the bus)"
 CMDLINE="$CMDLINE $APPEND"
@@ -324,7 +340,7 @@ ARGS=(-machine "$MACHINE" "${ARGS[@]}")
 [ -n "$STAGE" ] && ARGS+=(-virtfs "local,path=$STAGE,mount_tag=stage,security_model=none,readonly=on,multidevs=remap")
 [ -n "$STATE" ] && ARGS+=(-virtfs "local,path=$STATE,mount_tag=statedisk,security_model=none,multidevs=remap")
 
-msg "kernel $KVER ($KERNEL), accel $ACCEL, memhp $MEMHP, iommu $IOMMU, timeout ${TIMEOUT}s"
+msg "kernel $KVER ($KERNEL), accel $ACCEL, memhp $MEMHP, regions ${region_mib} MiB, iommu $IOMMU, timeout ${TIMEOUT}s"
 CONSOLE=$RUN/console.log
 start=$(date +%s.%N)
 timeout -k 10 "$TIMEOUT" "$QEMU" "${ARGS[@]}" </dev/null 2>"$RUN/qemu.err" |

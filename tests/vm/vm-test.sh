@@ -3,18 +3,27 @@
 # boots the rig and runs payload.sh inside.
 # Usage: vm-test.sh BUILD_ROOT SOURCE_ROOT KERNEL MEMHP MODE...
 #   MODE "reboot" boots twice with the same state directory; MEMHP
-#   "FIRST,SECOND" boots the first time with one policy, then the other
-#   (offline,default: the reboot brings the regions up as host RAM).
+#   "FIRST,SECOND,..." boots the first time with one policy, then reboots
+#   into each of the others in turn (offline,default: the reboot brings
+#   the regions up as host RAM on 6.12).
+#   CRASH_POINTS="P1 P2" limits MODE crash-points to those points.
 set -u
 build=$1 src=$2 kernel=$3 memhp=$4 mode=$5
 work=$(mktemp -d /var/tmp/daxbroker-vmtest.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/results" "$work/state"
+# CRASH_POINTS="P1 P2": the crash-point suite runs just those.
+[ -n "${CRASH_POINTS:-}" ] && echo "$CRASH_POINTS" >"$work/results/crash-points"
 
 meson install -C "$build" --destdir "$work/stage" --quiet >/dev/null || { echo "meson install failed"; exit 1; }
 
+# The crash-point and stress modes restart the daemon many times in one
+# boot: small regions keep the memory each restart zeroes small under TCG.
+extra=()
+case $mode in crash-points|stress) extra=(--region-size 512M --timeout "${DAXRIG_TIMEOUT:-5400}") ;; esac
+
 boot() { # PAYLOAD-MODE [MEMHP]
-        "$src/tests/vm/run-vm.sh" --kernel "$kernel" --memhp "${2:-$memhp}" --dbus \
+        "$src/tests/vm/run-vm.sh" --kernel "$kernel" --memhp "${2:-$memhp}" --dbus "${extra[@]}" \
                 --stage "$work/stage" --results "$work/results" --state-disk "$work/state" \
                 -- "$src/tests/vm/payload.sh" "$1" "$build/tests/scenarios/scenarios"
         local rc=$?
@@ -27,8 +36,14 @@ boot() { # PAYLOAD-MODE [MEMHP]
 }
 
 if [ "$mode" = reboot ] && [ "${memhp#*,}" != "$memhp" ]; then
-        boot reboot1 "${memhp%%,*}" || exit $?
-        boot reboot2-host "${memhp#*,}"
+        # One reboot after another, each with the next policy; the
+        # allocations made in the first boot are checked after each.
+        IFS=, read -ra policies <<<"$memhp"
+        boot reboot1 "${policies[0]}" || exit $?
+        for p in "${policies[@]:1}"; do
+                echo "### reboot with memhp $p"
+                boot reboot2-auto "$p" || exit $?
+        done
 elif [ "$mode" = reboot ]; then
         boot reboot1 || exit $?
         boot reboot2
