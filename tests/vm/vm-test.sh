@@ -11,7 +11,10 @@ work=$(mktemp -d /var/tmp/daxbroker-vmtest.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/results" "$work/state"
 
-meson install -C "$build" --destdir "$work/stage" --quiet >/dev/null || { echo "meson install failed"; exit 1; }
+# One install at a time per build: vm tests run in parallel, and meson
+# install may rebuild and writes the build's install log.
+flock "$build/meson-private/vm-install.lock" \
+        meson install -C "$build" --destdir "$work/stage" --quiet >/dev/null || { echo "meson install failed"; exit 1; }
 
 boot() { # PAYLOAD-MODE [MEMHP]
         "$src/tests/vm/run-vm.sh" --kernel "$kernel" --memhp "${2:-$memhp}" --dbus \
