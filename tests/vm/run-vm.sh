@@ -233,9 +233,11 @@ if [ ! -s "$BASE" ]; then
             echo "$n" >>"$work/rig/modules/$g.list"
         done
     done
-    (cd "$work" && find . | cpio -o -H newc --quiet | gzip -1) >"$BASE.tmp" ||
+    # Built under a name of this run's own, then renamed: tests running in
+    # parallel may build the same image at once.
+    (cd "$work" && find . | cpio -o -H newc --quiet | gzip -1) >"$work.cpio.gz" ||
         fail "cpio failed"
-    mv "$BASE.tmp" "$BASE"
+    mv "$work.cpio.gz" "$BASE"
     rm -rf "$work"
     # Drop initramfs images of older rig versions for this kernel.
     for old in "$CACHE"/initramfs-"$KVER"-*.cpio.gz; do
@@ -286,6 +288,9 @@ kvm_works() {
     [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
     bootid=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown)
     f=$CACHE/kvm-probe-$bootid
+    # One probe for all the tests that start at once.
+    exec 8>"$CACHE/.kvm-probe.lock"
+    flock 8
     if [ ! -s "$f" ]; then
         rm -f "$CACHE"/kvm-probe-*
         out=$(timeout -k 5 "${DAXRIG_KVM_PROBE_TIMEOUT:-25}" "$QEMU" -accel kvm -cpu host \
@@ -300,6 +305,7 @@ kvm_works() {
         fi
     fi
     read -r verdict <"$f"
+    exec 8>&-
     [ "$verdict" = kvm ]
 }
 if [ "$ACCEL" = auto ]; then

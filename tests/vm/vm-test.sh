@@ -15,7 +15,10 @@ mkdir -p "$work/results" "$work/state"
 # CRASH_POINTS="P1 P2": the crash-point suite runs just those.
 [ -n "${CRASH_POINTS:-}" ] && echo "$CRASH_POINTS" >"$work/results/crash-points"
 
-meson install -C "$build" --destdir "$work/stage" --quiet >/dev/null || { echo "meson install failed"; exit 1; }
+# One install at a time per build: vm tests run in parallel, and meson
+# install may rebuild and writes the build's install log.
+flock "$build/meson-private/vm-install.lock" \
+        meson install -C "$build" --destdir "$work/stage" --quiet >/dev/null || { echo "meson install failed"; exit 1; }
 
 # The crash-point and stress modes restart the daemon many times in one
 # boot: small regions keep the memory each restart zeroes small under TCG.

@@ -9,7 +9,10 @@ work=$(mktemp -d /var/tmp/daxbroker-authtest.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/results"
 
-meson install -C "$build" --destdir "$work/stage" --quiet >/dev/null || { echo "meson install failed"; exit 1; }
+# One install at a time per build: vm tests run in parallel, and meson
+# install may rebuild and writes the build's install log.
+flock "$build/meson-private/vm-install.lock" \
+        meson install -C "$build" --destdir "$work/stage" --quiet >/dev/null || { echo "meson install failed"; exit 1; }
 
 "$src/tests/vm/run-vm.sh" --kernel "$kernel" --dbus --stage "$work/stage" --results "$work/results" \
         -- "$src/tests/vm/auth/auth-payload.sh"

@@ -8,7 +8,10 @@ build=$1 src=$2 kernel=$3 memhp=$4 vfio_map=$5
 work=$(mktemp -d /var/tmp/daxbroker-vfiotest.XXXXXX) || exit 1
 trap 'rm -rf "$work"' EXIT
 
-meson install -C "$build" --destdir "$work/stage" --quiet >/dev/null || { echo "meson install failed"; exit 1; }
+# One install at a time per build: vm tests run in parallel, and meson
+# install may rebuild and writes the build's install log.
+flock "$build/meson-private/vm-install.lock" \
+        meson install -C "$build" --destdir "$work/stage" --quiet >/dev/null || { echo "meson install failed"; exit 1; }
 
 # no_timer_check: under TCG on a loaded host, 6.12's boot-time check of the
 # timer through the interrupt-remapped IO-APIC can miss its window and panic
