@@ -41,6 +41,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernel-ops.h"
 #include "log.h"
 #include "store-private.h"
 #include "util.h"
@@ -356,8 +357,10 @@ int store_save_state(const char *dir, const StoreState *st, StoreSaveFlags flags
         while (g_hash_table_iter_next(&it, &key, &value))
                 if (!g_hash_table_contains(names, key))
                         g_ptr_array_add(stale, g_strdup(key));
-        if (changed && stale->len > 0)
+        if (changed && stale->len > 0) {
                 test_step("save-written");
+                crash_point("state-half-saved");
+        }
         for (unsigned rank = 0; rank <= unlink_rank[FILE_META]; rank++)
                 for (guint i = 0; i < stale->len; i++) {
                         const char *name = stale->pdata[i];
