@@ -58,18 +58,41 @@ static void test_step(const char *step) {
                 store_test_step(step);
 }
 
-/* What is on disk in one directory, as this process last wrote or read
- * it: file name -> text (without the final newline), NULL when unknown. */
+/* One file on disk as this process last wrote or read it: its text
+ * without the final newline, and the save that last found it wanted. */
+typedef struct Entry {
+        char *text;
+        uid_t uid;    /* owners */
+        uint64_t gen;
+} Entry;
+
+static void entry_free(Entry *e) {
+        g_free(e->text);
+        g_free(e);
+}
+
+/* What is on disk in one directory. Allocations are found by id and owners
+ * by name, so that a save finds a record's file without building its
+ * name; meta, host and dirty files by file name. */
 typedef struct StoreView {
-        GHashTable *files;
+        GHashTable *allocations; /* id -> Entry* */
+        GHashTable *owners;      /* owner -> Entry* */
+        GHashTable *files;       /* file name -> Entry* */
+        uint64_t gen;            /* of the last save */
         bool unsynced; /* renames or removals not yet made durable by an fsync of the directory */
 } StoreView;
 
 static GHashTable *views; /* directory -> StoreView* */
 
 static void view_free(StoreView *v) {
+        g_hash_table_unref(v->allocations);
+        g_hash_table_unref(v->owners);
         g_hash_table_unref(v->files);
         g_free(v);
+}
+
+static GHashTable *entries_new(void) {
+        return g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) entry_free);
 }
 
 static StoreView *view_reset(const char *dir) {
@@ -77,9 +100,23 @@ static StoreView *view_reset(const char *dir) {
 
         if (!views)
                 views = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) view_free);
-        v->files = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        v->allocations = entries_new();
+        v->owners = entries_new();
+        v->files = entries_new();
         g_hash_table_replace(views, g_strdup(dir), v);
         return v;
+}
+
+static Entry *entry_put(GHashTable *h, const char *key, const char *text) {
+        Entry *e = g_hash_table_lookup(h, key);
+
+        if (!e) {
+                e = g_new0(Entry, 1);
+                g_hash_table_insert(h, g_strdup(key), e);
+        }
+        g_free(e->text);
+        e->text = g_strdup(text);
+        return e;
 }
 
 void store_forget(const char *dir) {
@@ -202,55 +239,241 @@ static int fsync_dir(const char *dir, GError **error) {
 
 /* ---- saving ---- */
 
-typedef struct Wanted {
+/* A file to write or remove: key into one of the view's tables. */
+typedef struct Change {
         FileKind kind;
-        char *name;
-        const char *text;  /* borrowed (an allocation's cached text) or text_owned */
-        char *text_owned;
-} Wanted;
+        char *key;
+        char *text;    /* NULL: remove */
+        uid_t uid;
+} Change;
 
-static void wanted_clear(void *p) {
-        Wanted *w = p;
-        g_free(w->name);
-        g_free(w->text_owned);
+static void change_clear(void *p) {
+        Change *c = p;
+        g_free(c->key);
+        g_free(c->text);
 }
 
-static void want(GArray *wanted, FileKind kind, char *name, const char *text, char *text_owned) {
-        Wanted w = { kind, name, text ? text : text_owned, text_owned };
-        g_array_append_val(wanted, w);
+static char *change_file_name(const Change *c) {
+        switch (c->kind) {
+        case FILE_ALLOCATION:
+                return g_strconcat("allocation-", c->key, ".json", NULL);
+        case FILE_OWNER:
+                return owner_file_name(c->key);
+        default:
+                return g_strdup(c->key);
+        }
 }
 
-/* The files the state is made of. */
-static int state_files(const StoreState *st, GArray *wanted, GError **error) {
-        g_autoptr(GHashTable) owners = g_hash_table_new(g_str_hash, g_str_equal);
+static GHashTable *view_table(StoreView *v, FileKind kind) {
+        return kind == FILE_ALLOCATION ? v->allocations : kind == FILE_OWNER ? v->owners : v->files;
+}
 
-        want(wanted, FILE_META, g_strdup("meta.json"), NULL, meta_text(st->boot_id));
-        for (guint i = 0; i < st->allocations->len; i++) {
-                AllocationRecord *r = st->allocations->pdata[i];
-                void *v;
-                uid_t uid = r->owner_uid;
+static bool ranges_meet(uint64_t a, uint64_t as, uint64_t b, uint64_t bs) {
+        return a < b + bs && b < a + as;
+}
 
-                want(wanted, FILE_ALLOCATION, g_strconcat("allocation-", r->id, ".json", NULL), store_record_text(r),
-                     NULL);
-                if (!g_hash_table_add(owners, r->owner))
-                        continue;
-                if (st->owners && g_hash_table_lookup_extended(st->owners, r->owner, NULL, &v))
-                        uid = (uid_t) GPOINTER_TO_UINT(v);
-                want(wanted, FILE_OWNER, owner_file_name(r->owner), NULL, owner_text(r->owner, uid));
-        }
-        for (guint i = 0; st->host && i < st->host->len; i++) {
-                const RegionRange *h = &g_array_index(st->host, RegionRange, i);
-                want(wanted, FILE_HOST, range_file_name("host", h), NULL, range_text(h));
-        }
-        for (guint i = 0; st->dirty && i < st->dirty->len; i++) {
-                const RegionRange *d = &g_array_index(st->dirty, RegionRange, i);
-                if (d->size == 0 || d->start % (2 * MiB) || d->size % (2 * MiB) || d->start + d->size < d->start ||
-                    d->start > INT64_MAX || d->size > INT64_MAX) {
-                        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
-                                    "dirty %u: must be a non-empty range of whole 2 MiB units", i);
-                        return -EBADMSG;
+G_GNUC_PRINTF(2, 3)
+static int invalid(GError **error, const char *format, ...) {
+        g_autofree char *message = NULL;
+        va_list ap;
+
+        va_start(ap, format);
+        message = g_strdup_vprintf(format, ap);
+        va_end(ap);
+        g_set_error_literal(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA, message);
+        return -EBADMSG;
+}
+
+/* A record that changed is checked as loading would check it, against
+ * every other record: a save must never write what the next start
+ * refuses. Records that did not change were checked when they did. */
+static int check_changed(const StoreState *st, const GPtrArray *changed, GError **error) {
+        for (guint c = 0; c < changed->len; c++) {
+                size_t i = GPOINTER_TO_SIZE(changed->pdata[c]);
+                const AllocationRecord *r = st->allocations->pdata[i];
+                int ret = store_record_validate(r, i, error);
+
+                if (ret < 0)
+                        return ret;
+                for (unsigned k = 0; k < r->n_ranges; k++) {
+                        for (unsigned q = 0; q < k; q++)
+                                if (ranges_meet(r->ranges[k].start, r->ranges[k].size, r->ranges[q].start,
+                                                r->ranges[q].size))
+                                        return invalid(error, "allocation %zu (id '%s'): ranges[%u]: overlaps ranges[%u]",
+                                                       i, r->id, k, q);
+                        for (guint o = 0; o < st->allocations->len; o++) {
+                                const AllocationRecord *x = st->allocations->pdata[o];
+
+                                if (o == i || x->region_id != r->region_id)
+                                        continue;
+                                for (unsigned q = 0; q < x->n_ranges; q++)
+                                        if (ranges_meet(r->ranges[k].start, r->ranges[k].size, x->ranges[q].start,
+                                                        x->ranges[q].size))
+                                                return invalid(error,
+                                                               "allocation %zu (id '%s'): ranges[%u]: overlaps ranges[%u] "
+                                                               "of allocation %u (id '%s')",
+                                                               i, r->id, k, q, o, x->id);
+                        }
+                        for (guint h = 0; st->host && h < st->host->len; h++) {
+                                const RegionRange *hr = &g_array_index(st->host, RegionRange, h);
+                                if (hr->region_id == r->region_id &&
+                                    ranges_meet(r->ranges[k].start, r->ranges[k].size, hr->start, hr->size))
+                                        return invalid(error, "host %u: overlaps another host chunk or an allocation", h);
+                        }
                 }
-                want(wanted, FILE_DIRTY, range_file_name("dirty", d), NULL, range_text(d));
+        }
+        return 0;
+}
+
+static bool dirty_valid(const RegionRange *d) {
+        return d->size > 0 && d->start % (2 * MiB) == 0 && d->size % (2 * MiB) == 0 && d->start + d->size > d->start &&
+               d->start <= INT64_MAX && d->size <= INT64_MAX;
+}
+
+/* Compares st with the view: the files to write (changed, in the order
+ * they must be written) and to remove. Costs a hash lookup per record;
+ * only what changed is formatted and validated. */
+static int diff(StoreView *v, const StoreState *st, GArray *changes, GError **error) {
+        g_autoptr(GPtrArray) changed = g_ptr_array_new();
+        g_autoptr(GHashTable) new_ids = NULL;
+        g_autoptr(GArray) ranges = g_array_new(FALSE, FALSE, sizeof(Change));
+        uint64_t gen = ++v->gen;
+        unsigned seen_allocations = 0, seen_owners = 0, seen_files = 0;
+        bool host_changed = false;
+        g_autofree char *meta = NULL;
+        Entry *e;
+        int r;
+
+        g_array_set_clear_func(ranges, change_clear);
+
+        /* Allocations, and the owners they name. */
+        for (guint i = 0; i < st->allocations->len; i++) {
+                AllocationRecord *rec = st->allocations->pdata[i];
+                const char *text;
+                void *u;
+                uid_t uid = rec->owner_uid;
+
+                if (!rec->id || !rec->owner)
+                        return store_record_validate(rec, i, error);
+                text = store_record_text(rec);
+                e = g_hash_table_lookup(v->allocations, rec->id);
+                if (e && e->gen == gen)
+                        return invalid(error, "allocation %u (id '%s'): id: is recorded twice", i, rec->id);
+                if (!e) {
+                        if (!new_ids)
+                                new_ids = g_hash_table_new(g_str_hash, g_str_equal);
+                        if (!g_hash_table_add(new_ids, rec->id))
+                                return invalid(error, "allocation %u (id '%s'): id: is recorded twice", i, rec->id);
+                } else {
+                        e->gen = gen;
+                        seen_allocations++;
+                }
+                if (!e || !e->text || strcmp(e->text, text) != 0) {
+                        Change c = { FILE_ALLOCATION, g_strdup(rec->id), g_strdup(text), 0 };
+                        g_array_append_val(changes, c);
+                        g_ptr_array_add(changed, GSIZE_TO_POINTER((gsize) i));
+                }
+
+                if (st->owners && g_hash_table_lookup_extended(st->owners, rec->owner, NULL, &u))
+                        uid = (uid_t) GPOINTER_TO_UINT(u);
+                e = g_hash_table_lookup(v->owners, rec->owner);
+                if (e && e->gen == gen)
+                        continue;
+                if (e) {
+                        e->gen = gen;
+                        seen_owners++;
+                }
+                if (!e || !e->text || e->uid != uid) {
+                        const char *reason = name_invalid_reason(rec->owner);
+                        Change c = { FILE_OWNER, g_strdup(rec->owner), NULL, uid };
+
+                        if (reason)
+                                return invalid(error, "allocation %u (id '%s'): owner: %s", i, rec->id, reason);
+                        c.text = owner_text(rec->owner, uid);
+                        g_array_append_val(changes, c);
+                        if (!e) {
+                                /* Marks the owner as handled in this save. */
+                                e = entry_put(v->owners, rec->owner, NULL);
+                                e->uid = (uid_t) -1;
+                                e->gen = gen;
+                                seen_owners++;
+                        }
+                }
+        }
+        r = check_changed(st, changed, error);
+        if (r < 0)
+                return r;
+
+        /* Host chunks and dirt: few, compared by file name. */
+        for (int pass = 0; pass < 2; pass++) {
+                const GArray *a = pass == 0 ? st->host : st->dirty;
+
+                for (guint i = 0; a && i < a->len; i++) {
+                        const RegionRange *d = &g_array_index(a, RegionRange, i);
+                        g_autofree char *name = range_file_name(pass == 0 ? "host" : "dirty", d);
+                        g_autofree char *text = NULL;
+
+                        if (pass == 1 && !dirty_valid(d))
+                                return invalid(error, "dirty %u: must be a non-empty range of whole 2 MiB units", i);
+                        e = g_hash_table_lookup(v->files, name);
+                        if (e && e->gen == gen)
+                                return invalid(error, "%s %u: is recorded twice", pass == 0 ? "host" : "dirty", i);
+                        text = range_text(d);
+                        if (e) {
+                                e->gen = gen;
+                                seen_files++;
+                        }
+                        if (!e || !e->text || strcmp(e->text, text) != 0) {
+                                Change c = { pass == 0 ? FILE_HOST : FILE_DIRTY, g_steal_pointer(&name),
+                                             g_steal_pointer(&text), 0 };
+                                g_array_append_val(ranges, c);
+                                host_changed = host_changed || pass == 0;
+                        }
+                }
+        }
+
+        meta = meta_text(st->boot_id);
+        e = g_hash_table_lookup(v->files, "meta.json");
+        if (e) {
+                e->gen = gen;
+                seen_files++;
+        }
+        if (!e || !e->text || strcmp(e->text, meta) != 0) {
+                Change c = { FILE_META, g_strdup("meta.json"), g_steal_pointer(&meta), 0 };
+                g_array_append_val(changes, c);
+        }
+
+        /* What the state no longer has. Counting the files found spares a
+         * walk over all of them when nothing went away. */
+        for (int kind = 0; kind < 3; kind++) {
+                GHashTable *h = kind == 0 ? v->allocations : kind == 1 ? v->owners : v->files;
+                unsigned seen = kind == 0 ? seen_allocations : kind == 1 ? seen_owners : seen_files;
+                GHashTableIter it;
+                void *key, *value;
+
+                if (seen == g_hash_table_size(h))
+                        continue;
+                g_hash_table_iter_init(&it, h);
+                while (g_hash_table_iter_next(&it, &key, &value)) {
+                        Entry *x = value;
+                        Change c = { kind == 0 ? FILE_ALLOCATION : kind == 1 ? FILE_OWNER : file_kind(key),
+                                     g_strdup(key), NULL, 0 };
+
+                        if (x->gen == gen)
+                                continue;
+                        host_changed = host_changed || c.kind == FILE_HOST;
+                        g_array_append_val(ranges, c);
+                }
+        }
+        if (host_changed && st->host) {
+                r = store_host_validate(st->host, st->allocations, error);
+                if (r < 0)
+                        return r;
+        }
+        for (guint i = 0; i < ranges->len; i++) {
+                Change *c = &g_array_index(ranges, Change, i);
+                g_array_append_val(changes, *c);
+                *c = (Change) {};
         }
         return 0;
 }
@@ -258,116 +481,96 @@ static int state_files(const StoreState *st, GArray *wanted, GError **error) {
 /* Order of writes: owners before the allocations that name them, dirt
  * before the claims it replaces; removals the other way round. */
 static const unsigned write_rank[] = {
-        [FILE_OWNER] = 0, [FILE_DIRTY] = 1, [FILE_HOST] = 2, [FILE_ALLOCATION] = 3, [FILE_META] = 4,
+        [FILE_OWNER] = 0, [FILE_DIRTY] = 1, [FILE_HOST] = 2, [FILE_ALLOCATION] = 3, [FILE_META] = 4, [FILE_UNKNOWN] = 5,
 };
 static const unsigned unlink_rank[] = {
-        [FILE_ALLOCATION] = 0, [FILE_HOST] = 1, [FILE_OWNER] = 2, [FILE_DIRTY] = 3, [FILE_META] = 4,
+        [FILE_ALLOCATION] = 0, [FILE_HOST] = 1, [FILE_OWNER] = 2, [FILE_DIRTY] = 3, [FILE_META] = 4, [FILE_UNKNOWN] = 5,
 };
 
-/* Scans a directory this process has not read: names are known, contents
- * are not, so every wanted file is written once. */
+static int load_directory(const char *dir, const RegionRange *regions, size_t n_regions, StoreState *ret,
+                          GString *set_aside, GString *reasons, GError **error);
+
+/* A directory this process has not read yet is read first (and created
+ * if missing), so that the save knows what is there. */
 static int view_scan(const char *dir, StoreView **ret, GError **error) {
-        StoreView *v;
-        DIR *d;
-        struct dirent *de;
+        g_autoptr(GString) aside = g_string_new(NULL), reasons = g_string_new(NULL);
+        StoreState st;
+        int r;
 
         if (mkdir(dir, 0700) == 0) {
                 g_autofree char *parent = g_path_get_dirname(dir);
-                int r = fsync_dir(parent, error);
+                r = fsync_dir(parent, error);
                 if (r < 0)
                         return r;
         } else if (errno != EEXIST) {
-                int r = -errno;
+                r = -errno;
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r), "%s: cannot create directory: %s", dir,
                             g_strerror(-r));
                 return r;
         }
-        d = opendir(dir);
-        if (!d) {
-                int r = -errno;
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r), "%s: cannot read directory: %s", dir,
-                            g_strerror(-r));
+        r = load_directory(dir, NULL, 0, &st, aside, reasons, error);
+        if (r < 0)
                 return r;
-        }
-        v = view_reset(dir);
-        while ((de = readdir(d)))
-                if (file_kind(de->d_name) != FILE_UNKNOWN && !strstr(de->d_name, ".corrupt-"))
-                        g_hash_table_insert(v->files, g_strdup(de->d_name), NULL);
-        closedir(d);
-        *ret = v;
+        if (r > 0)
+                log_warning("Invalid state file: %s. Kept it as %s", reasons->str, aside->str);
+        store_state_clear(&st);
+        *ret = g_hash_table_lookup(views, dir);
         return 0;
 }
 
 int store_save_state(const char *dir, const StoreState *st, StoreSaveFlags flags, GError **error) {
-        g_autoptr(GArray) wanted = g_array_new(FALSE, FALSE, sizeof(Wanted));
-        g_autoptr(GHashTable) names = g_hash_table_new(g_str_hash, g_str_equal);
-        g_autoptr(GPtrArray) stale = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GArray) changes = g_array_new(FALSE, FALSE, sizeof(Change));
         StoreView *v = views ? g_hash_table_lookup(views, dir) : NULL;
-        GHashTableIter it;
-        void *key, *value;
-        bool changed = false;
+        bool wrote = false, removes = false;
         int r;
 
-        g_array_set_clear_func(wanted, wanted_clear);
-
-        /* The same checks as loading: a state that saves must load again. */
-        r = store_records_validate((AllocationRecord *const *) st->allocations->pdata, st->allocations->len, error);
-        if (r >= 0 && st->host)
-                r = store_host_validate(st->host, st->allocations, error);
-        if (r >= 0)
-                r = state_files(st, wanted, error);
-        if (r < 0) {
-                g_prefix_error(error, "%s: refusing to save invalid state: ", dir);
-                return -EINVAL;
-        }
-
+        g_array_set_clear_func(changes, change_clear);
         if (!v) {
                 r = view_scan(dir, &v, error);
                 if (r < 0)
                         return r;
         }
 
-        for (guint i = 0; i < wanted->len; i++) {
-                Wanted *w = &g_array_index(wanted, Wanted, i);
-                if (!g_hash_table_add(names, w->name)) {
-                        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
-                                    "%s: refusing to save invalid state: %s is recorded twice", dir, w->name);
-                        return -EINVAL;
-                }
+        r = diff(v, st, changes, error);
+        if (r < 0) {
+                g_prefix_error(error, "%s: refusing to save invalid state: ", dir);
+                return -EINVAL;
         }
 
         for (unsigned rank = 0; rank <= write_rank[FILE_META]; rank++)
-                for (guint i = 0; i < wanted->len; i++) {
-                        Wanted *w = &g_array_index(wanted, Wanted, i);
-                        const char *old;
+                for (guint i = 0; i < changes->len; i++) {
+                        Change *c = &g_array_index(changes, Change, i);
+                        g_autofree char *name = NULL;
+                        Entry *e;
 
-                        if (write_rank[w->kind] != rank)
+                        if (!c->text) {
+                                removes = true;
                                 continue;
-                        if (g_hash_table_lookup_extended(v->files, w->name, NULL, (void **) &old) && old &&
-                            strcmp(old, w->text) == 0)
+                        }
+                        if (write_rank[c->kind] != rank)
                                 continue;
-                        r = write_record_file(dir, w->name, w->text, error);
+                        name = change_file_name(c);
+                        r = write_record_file(dir, name, c->text, error);
                         if (r < 0)
                                 return r;
-                        g_hash_table_replace(v->files, g_strdup(w->name), g_strdup(w->text));
-                        v->unsynced = changed = true;
+                        e = entry_put(view_table(v, c->kind), c->key, c->text);
+                        e->uid = c->uid;
+                        e->gen = v->gen;
+                        v->unsynced = wrote = true;
                 }
 
-        g_hash_table_iter_init(&it, v->files);
-        while (g_hash_table_iter_next(&it, &key, &value))
-                if (!g_hash_table_contains(names, key))
-                        g_ptr_array_add(stale, g_strdup(key));
-        if (changed && stale->len > 0) {
+        if (wrote && removes) {
                 test_step("save-written");
                 crash_point("state-half-saved");
         }
-        for (unsigned rank = 0; rank <= unlink_rank[FILE_META]; rank++)
-                for (guint i = 0; i < stale->len; i++) {
-                        const char *name = stale->pdata[i];
-                        g_autofree char *path = NULL;
+        for (unsigned rank = 0; removes && rank <= unlink_rank[FILE_UNKNOWN]; rank++)
+                for (guint i = 0; i < changes->len; i++) {
+                        Change *c = &g_array_index(changes, Change, i);
+                        g_autofree char *name = NULL, *path = NULL;
 
-                        if (unlink_rank[file_kind(name)] != rank)
+                        if (c->text || unlink_rank[c->kind] != rank)
                                 continue;
+                        name = change_file_name(c);
                         path = g_build_filename(dir, name, NULL);
                         if (unlink(path) < 0 && errno != ENOENT) {
                                 r = -errno;
@@ -375,7 +578,7 @@ int store_save_state(const char *dir, const StoreState *st, StoreSaveFlags flags
                                             path, g_strerror(-r));
                                 return r;
                         }
-                        g_hash_table_remove(v->files, name);
+                        g_hash_table_remove(view_table(v, c->kind), c->key);
                         v->unsynced = true;
                 }
 
@@ -745,23 +948,27 @@ static int load_directory(const char *dir, const RegionRange *regions, size_t n_
                 case FILE_META:
                         meta_seen = true;
                         st.boot_id = g_steal_pointer(&l->boot_id);
+                        (void) entry_put(v->files, l->name, l->text);
                         break;
                 case FILE_ALLOCATION:
+                        (void) entry_put(v->allocations, l->rec->id, l->text);
                         g_ptr_array_add(st.allocations, g_steal_pointer(&l->rec));
                         break;
                 case FILE_OWNER:
+                        entry_put(v->owners, l->owner, l->text)->uid = l->uid;
                         g_hash_table_insert(owner_uids, g_steal_pointer(&l->owner), GUINT_TO_POINTER(l->uid));
                         break;
                 case FILE_HOST:
                         g_array_append_val(st.host, l->range);
+                        (void) entry_put(v->files, l->name, l->text);
                         break;
                 case FILE_DIRTY:
                         g_array_append_val(st.dirty, l->range);
+                        (void) entry_put(v->files, l->name, l->text);
                         break;
                 case FILE_UNKNOWN:
                         break;
                 }
-                g_hash_table_insert(v->files, g_steal_pointer(&l->name), g_steal_pointer(&l->text));
         }
 
         /* Only owners that hold something are kept. An owner whose file

@@ -102,8 +102,7 @@ void allocation_record_free(AllocationRecord *r) {
         g_free(r->device);
         g_free(r->client);
         g_free(r->cache.text);
-        g_free(r->cache.device);
-        g_free(r->cache.pool);
+        allocation_record_free(r->cache.shadow);
         g_free(r);
 }
 
@@ -1103,19 +1102,42 @@ static char *record_to_text(const AllocationRecord *r) {
         return json_generator_to_data(gen, NULL);
 }
 
-/* A record's text is kept between saves: only state, device and pool ever
- * change after creation, so a save with many allocations re-serializes just
- * the ones that changed instead of the whole file's tree. */
+/* The record as it was when its text was made: every member is compared,
+ * so a change to any of them (not only state, device and pool, the ones
+ * the broker changes today) is serialized, validated and saved. */
+static AllocationRecord *record_shadow(const AllocationRecord *r) {
+        AllocationRecord *c = g_new0(AllocationRecord, 1);
+
+        *c = *r;
+        c->id = g_strdup(r->id);
+        c->owner = g_strdup(r->owner);
+        c->label = g_strdup(r->label);
+        c->pool = g_strdup(r->pool);
+        c->device = g_strdup(r->device);
+        c->client = g_strdup(r->client);
+        c->cache.text = NULL;
+        c->cache.shadow = NULL;
+        return c;
+}
+
+static bool record_same(const AllocationRecord *a, const AllocationRecord *b) {
+        return g_strcmp0(a->id, b->id) == 0 && g_strcmp0(a->owner, b->owner) == 0 && a->owner_uid == b->owner_uid &&
+               g_strcmp0(a->label, b->label) == 0 && g_strcmp0(a->pool, b->pool) == 0 &&
+               a->region_id == b->region_id && a->align == b->align && g_strcmp0(a->device, b->device) == 0 &&
+               a->created_usec == b->created_usec && a->transient == b->transient &&
+               g_strcmp0(a->client, b->client) == 0 && a->device_uid == b->device_uid &&
+               a->device_gid == b->device_gid && a->state == b->state && a->n_ranges == b->n_ranges &&
+               memcmp(a->ranges, b->ranges, MIN(a->n_ranges, (unsigned) DAX_RANGES_MAX) * sizeof(DaxRange)) == 0;
+}
+
+/* A record's text is kept between saves, so that a save with many
+ * allocations serializes just the ones that changed. */
 const char *store_record_text(AllocationRecord *r) {
-        if (!r->cache.text || r->cache.state != r->state || g_strcmp0(r->cache.device, r->device) != 0 ||
-            g_strcmp0(r->cache.pool, r->pool) != 0) {
+        if (!r->cache.text || !r->cache.shadow || !record_same(r, r->cache.shadow)) {
                 g_free(r->cache.text);
-                g_free(r->cache.device);
-                g_free(r->cache.pool);
+                allocation_record_free(r->cache.shadow);
                 r->cache.text = record_to_text(r);
-                r->cache.state = r->state;
-                r->cache.device = g_strdup(r->device);
-                r->cache.pool = g_strdup(r->pool);
+                r->cache.shadow = record_shadow(r);
         }
         return r->cache.text;
 }

@@ -45,12 +45,11 @@ typedef struct AllocationRecord {
         AllocationState state;
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];
-        /* store's private cache of the serialized record */
+        /* store's private cache of the serialized record, and a copy of
+         * the record it was made from */
         struct {
                 char *text;
-                AllocationState state;
-                char *device;
-                char *pool;
+                struct AllocationRecord *shadow;
         } cache;
 } AllocationRecord;
 

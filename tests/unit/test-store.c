@@ -559,8 +559,10 @@ static void test_save_failures(void) {
 
         /* rename() over a directory fails after the temp file was written:
          * the temp file must go. */
-        g_assert_cmpint(g_mkdir(path, 0700), ==, 0);
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, 0);
+        g_assert_cmpint(g_unlink(blocker), ==, 0);
         g_assert_cmpint(g_mkdir(blocker, 0700), ==, 0);
+        ((AllocationRecord *) records->pdata[0])->state = ALLOCATION_RELEASING;
         g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EISDIR);
         g_assert_error(error, G_FILE_ERROR, G_FILE_ERROR_ISDIR);
         g_assert_nonnull(strstr(error->message, "rename"));
