@@ -385,10 +385,11 @@ static int diff(StoreView *v, const StoreState *st, GArray *changes, GError **er
                 }
                 if (!e || !e->text || e->uid != uid) {
                         const char *reason = name_invalid_reason(rec->owner);
-                        Change c = { FILE_OWNER, g_strdup(rec->owner), NULL, uid };
+                        Change c = { FILE_OWNER, NULL, NULL, uid };
 
                         if (reason)
                                 return invalid(error, "allocation %u (id '%s'): owner: %s", i, rec->id, reason);
+                        c.key = g_strdup(rec->owner);
                         c.text = owner_text(rec->owner, uid);
                         g_array_append_val(changes, c);
                         if (!e) {
@@ -457,10 +458,11 @@ static int diff(StoreView *v, const StoreState *st, GArray *changes, GError **er
                 while (g_hash_table_iter_next(&it, &key, &value)) {
                         Entry *x = value;
                         Change c = { kind == 0 ? FILE_ALLOCATION : kind == 1 ? FILE_OWNER : file_kind(key),
-                                     g_strdup(key), NULL, 0 };
+                                     NULL, NULL, 0 };
 
                         if (x->gen == gen)
                                 continue;
+                        c.key = g_strdup(key);
                         host_changed = host_changed || c.kind == FILE_HOST;
                         g_array_append_val(ranges, c);
                 }
