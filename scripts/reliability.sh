@@ -78,9 +78,12 @@ backend\`.
 What each checks:
 
 - **Corrupt state** (\`tests/reliability/corrupt-state.py\`, \`bus-cases.sh\`): from
-  a good state with three allocations, each kind of bad \`state.json\` must make
-  the daemon log "Invalid state file" with the specific reason, keep the file
-  byte for byte as \`state.json.corrupt-TIME\`, list no allocations, leave the
+  a good state with three allocations, each kind of bad state file (a record
+  of the state directory, or a \`state.json\` of an earlier release being
+  upgraded) must make the daemon log "Invalid state file" with the specific
+  reason, keep exactly the bad file(s) byte for byte as \`NAME.corrupt-TIME\`
+  (both records of a conflict; a bad \`state.json\` whole), list exactly the
+  allocations of the other records, leave the
   kernel's devices exactly as they were (the sim's layout compared before and
   after, and after one more start), and keep allocated + free + host + foreign
   = size with every device counted.

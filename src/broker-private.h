@@ -16,7 +16,7 @@ struct Broker {
         sd_event *event;
         DaxBackend *backend;
         Config *config;
-        char *state_path;
+        char *state_path;        /* the state directory (store.h) */
         char *runtime_dir;
         Worker *worker;
         GPtrArray *pools;        /* Pool* */
@@ -34,7 +34,7 @@ struct Broker {
         uint64_t restore_delay_usec;
         int lock_fd;
         char *boot_id;
-        /* state.json was bad and set aside: this start acts on no device
+        /* a state file was bad and set aside: this start acts on no device
          * (recovery.c). */
         bool state_untrusted;
         bool stopping;

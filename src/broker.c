@@ -1091,7 +1091,7 @@ int broker_start(Broker *b, GError **error) {
         r = store_load_state_or_set_aside(b->state_path, (const RegionRange *) regions->data, regions->len, &st,
                                           &set_aside, &reason, error);
         if (r < 0) {
-                g_prefix_error(error, "Refusing to start with an unreadable state file: ");
+                g_prefix_error(error, "Refusing to start with an unreadable state: ");
                 return r;
         }
         b->state_untrusted = recovery_needed(b->state_path, set_aside, reason);
@@ -1340,7 +1340,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->event = event;
         b->backend = backend;
         b->config = config;
-        b->state_path = g_build_filename(settings->state_dir, "state.json", NULL);
+        b->state_path = g_build_filename(settings->state_dir, "state", NULL);
         b->runtime_dir = g_strdup(settings->runtime_dir);
         b->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
         b->allocations = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) allocation_free);

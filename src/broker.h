@@ -5,7 +5,7 @@
  * broker: the transactions. It owns the pools (one per managed dax region,
  * each with its extent map) and the allocations, and is the only code that
  * changes them: allocate, release, open, and the start-up reconciliation of
- * state.json with what the kernel really has. Kernel work runs on the
+ * the stored state with what the kernel really has. Kernel work runs on the
  * worker; results come back to the event loop, where state is committed to
  * the store before anyone is told. Everything here runs on the event loop
  * thread.
@@ -156,7 +156,7 @@ void broker_free(Broker *b);
 
 void broker_set_listener(Broker *b, const BrokerListener *l, void *userdata);
 
-/* Reconciles state.json with the kernel; blocking, run before serving. */
+/* Reconciles the stored state with the kernel; blocking, run before serving. */
 int broker_start(Broker *b, GError **error);
 
 /* Stops starting new background work (zeroing); work in flight finishes. */

@@ -4,7 +4,7 @@
 /*
  * host-return: the memory a pool lends to the host. A chunk is one device
  * bound to kmem, tagged EXTENT_HOST in the pool's map and listed under
- * "host" in state.json. Idle clean memory goes out after HostReturnDelay=,
+ * "host" in the state store. Idle clean memory goes out after HostReturnDelay=,
  * comes back (offline, verify, unbind, destroy) when an allocation or
  * Reserve= needs it. It talks to the broker only through HostCtx: the
  * shared kernel plumbing, and four calls back (commit the state, sizes
@@ -34,7 +34,7 @@ typedef struct HostCtx {
         uint64_t offline_timeout_usec; /* per memory block */
         unsigned max_ranges;           /* MaxRanges=, for placement */
         bool stopping;                 /* start nothing new */
-        /* Records the chunks in state.json (durable: fsync'ed). */
+        /* Records the chunks in the state store (durable: fsync'ed). */
         int (*commit)(void *userdata, bool durable);
         /* A pool's sizes changed (tell observers). */
         void (*sizes_changed)(void *userdata, Pool *p);
@@ -71,7 +71,7 @@ void host_reconcile(HostCtx *h, Pool *p, const GArray *records, DaxDeviceInfo *d
 /* Start-up: a kmem device nobody recorded (the 6.3+ default, another
  * tool) becomes host capacity that can be reclaimed but is never split. */
 void host_adopt(HostCtx *h, Pool *p, const DaxDeviceInfo *d);
-/* Host records for state.json. */
+/* Host records for the state store. */
 void host_collect(HostCtx *h, GArray *host);
 /* The pool's free space changed: re-arms the idle delay before returning,
  * and refills Reserve= from the host at once if it fell below. */

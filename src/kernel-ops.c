@@ -215,6 +215,7 @@ static const CrashPoint crash_points[] = {
         { "restore-mapped", "Reboot restore: a range mapped" },
         { "restore-bound", "Reboot restore: device bound" },
         { "restore-zeroed", "Reboot restore: host data zeroed" },
+        { "state-half-saved", "State save: new and changed files in place, old ones not yet removed" },
 };
 
 const CrashPoint *crash_points_list(size_t *ret_n) {

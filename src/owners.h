@@ -6,7 +6,7 @@
  * (its first allocation) for as long as it holds any allocation; every
  * allocation in it belongs to that uid, and only that uid's devices get a
  * stable path owners/OWNER/LABEL. The owner table is recorded in
- * state.json. This module also enforces the per-owner and per-uid limits
+ * state store. This module also enforces the per-owner and per-uid limits
  * and label uniqueness for new allocations.
  */
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Start-up reconciliation: brings state.json and the kernel's devices to
+ * Start-up reconciliation: brings the stored state and the kernel's devices to
  * one picture, pool by pool, before the daemon serves anyone.
  */
 #include <errno.h>

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * reconcile: start-up. Compares what state.json records with the devices
+ * reconcile: start-up. Compares what the state store records with the devices
  * the kernel has, region by region, and settles every difference (adopt,
  * restore, roll back, finish, take over, leave alone) so that each byte of
  * a pool has exactly one use before the daemon serves anyone. Blocking;

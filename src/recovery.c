@@ -4,24 +4,46 @@
 
 #include "log.h"
 #include "recovery.h"
+#include "store.h"
 #include "util.h"
 
-bool recovery_needed(const char *state_path, const char *set_aside, const char *reason) {
-        g_autofree char *pattern = g_strconcat(state_path, ".corrupt-*", NULL);
-        glob_t g;
+/* Files set aside as invalid: records in the state directory, or a whole
+ * state.json of an earlier release. */
+static size_t count_set_aside(const char *state_dir, char **ret_first) {
+        g_autofree char *legacy = store_legacy_path(state_dir);
+        const char *const patterns[] = {
+                "%s/*.corrupt-*",
+                "%s.corrupt-*",
+        };
+        const char *const bases[] = { state_dir, legacy };
         size_t n = 0;
 
-        if (set_aside)
-                log_error("Invalid state file: %s. Kept it as %s. Starting with no allocations: every device "
-                          "that exists now is left alone and counted as foreign, and all other memory is zeroed "
-                          "before use", reason, set_aside);
-        if (glob(pattern, GLOB_NOSORT, NULL, &g) == 0) {
-                n = g.gl_pathc;
-                if (!set_aside)
-                        log_warning("%s is a state file set aside as invalid (%zu in all): devices without a "
-                                    "record stay foreign until it is moved away or deleted", g.gl_pathv[0], n);
+        for (size_t i = 0; i < G_N_ELEMENTS(patterns); i++) {
+                g_autofree char *pattern = g_strdup_printf(patterns[i], bases[i]);
+                glob_t g;
+
+                if (glob(pattern, GLOB_NOSORT, NULL, &g) != 0)
+                        continue;
+                if (n == 0 && g.gl_pathc > 0)
+                        *ret_first = g_strdup(g.gl_pathv[0]);
+                n += g.gl_pathc;
                 globfree(&g);
         }
+        return n;
+}
+
+bool recovery_needed(const char *state_path, const char *set_aside, const char *reason) {
+        g_autofree char *first = NULL;
+        size_t n;
+
+        if (set_aside)
+                log_error("Invalid state file: %s. Kept it as %s. Starting without what it recorded: every device "
+                          "that no record claims is left alone and counted as foreign, and all other memory no "
+                          "allocation holds is zeroed before use", reason, set_aside);
+        n = count_set_aside(state_path, &first);
+        if (n > 0 && !set_aside)
+                log_warning("%s is a state file set aside as invalid (%zu in all): devices without a "
+                            "record stay foreign until it is moved away or deleted", first, n);
         return set_aside || n > 0;
 }
 

@@ -2,15 +2,16 @@
 #pragma once
 
 /*
- * recovery: start-up after state.json turned out to be bad (store set it
- * aside as state.json.corrupt-*). The records it held are lost to the
+ * recovery: start-up after a state file turned out to be bad (store set it
+ * aside as NAME.corrupt-*: one record file of the state directory, or a
+ * whole state.json being upgraded). The records it held are lost to the
  * daemon, so no device it has no record of can be proven free or proven
  * not to be a tenant's: until the operator has dealt with the bad file
  * (moved or deleted it), every such device is left exactly as it is and
  * counted as foreign: never destroyed, taken over, rebound or adopted as
- * host memory. The first start without records also treats all memory that
- * no device holds as dirty (its state has no boot id), so it is zeroed
- * before anyone gets it.
+ * host memory. The start that sets a file aside also treats all memory that
+ * no device holds as dirty (the state then has no boot id), so it is
+ * zeroed before anyone gets it.
  */
 
 #include <stdbool.h>
@@ -18,8 +19,9 @@
 #include "broker.h"
 
 /* Whether this start must distrust unrecorded devices: set_aside (the bad
- * file just set aside, with reason) or an earlier one still next to
- * state_path. Logs what is wrong and what the daemon does about it. */
+ * files just set aside, with reason) or an earlier one still in the state
+ * directory state_path or next to it. Logs what is wrong and what the
+ * daemon does about it. */
 bool recovery_needed(const char *state_path, const char *set_aside, const char *reason);
 
 /* Counts a device no record claims as foreign, touching nothing. */

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * state.json, version 2:
+ * The record format, and state.json of earlier releases (version 2), read
+ * once to upgrade it into the state directory (store-dir.c), whose
+ * allocation files hold exactly the allocations below:
  *
  * {
  *   "version": 2,
@@ -57,6 +59,7 @@
 #include <time.h>
 
 #include "store.h"
+#include "store-private.h"
 #include "util.h"
 
 #define STORE_VERSION 2
@@ -99,8 +102,7 @@ void allocation_record_free(AllocationRecord *r) {
         g_free(r->device);
         g_free(r->client);
         g_free(r->cache.text);
-        g_free(r->cache.device);
-        g_free(r->cache.pool);
+        allocation_record_free(r->cache.shadow);
         g_free(r);
 }
 
@@ -130,7 +132,7 @@ static int store_fail(GError **error, size_t index, const char *id, const char *
         return -EBADMSG;
 }
 
-static bool identifier_valid(const char *s, size_t max) {
+bool store_identifier_valid(const char *s, size_t max) {
         size_t n = strlen(s);
 
         if (n == 0 || n > max)
@@ -176,12 +178,12 @@ static bool align_valid(uint64_t a) {
 
 /* The rules for one record, shared by load and save so that the daemon
  * never writes a file it would refuse to read. */
-static int record_validate(const AllocationRecord *r, size_t index, GError **error) {
+int store_record_validate(const AllocationRecord *r, size_t index, GError **error) {
         char granule_text[FORMAT_SIZE_MAX];
         const char *reason;
         uint64_t granule;
 
-        if (!r->id || !identifier_valid(r->id, ID_MAX))
+        if (!r->id || !store_identifier_valid(r->id, ID_MAX))
                 return store_fail(error, index, NULL, "id",
                                   "must be 1 to %d characters of A-Z, a-z, 0-9, '_' and '-' (value '%s')",
                                   ID_MAX, r->id ? r->id : "");
@@ -198,7 +200,7 @@ static int record_validate(const AllocationRecord *r, size_t index, GError **err
                         return store_fail(error, index, r->id, "label", "%s", reason);
         }
 
-        if (!r->pool || !identifier_valid(r->pool, POOL_NAME_MAX))
+        if (!r->pool || !store_identifier_valid(r->pool, POOL_NAME_MAX))
                 return store_fail(error, index, r->id, "pool",
                                   "must be 1 to %d characters of A-Z, a-z, 0-9, '_' and '-' (value '%s')",
                                   POOL_NAME_MAX, r->pool ? r->pool : "");
@@ -268,7 +270,7 @@ static int range_ref_compare(gconstpointer a, gconstpointer b) {
 }
 
 /* Rules across records: unique ids, and no memory owned twice. */
-static int records_validate(AllocationRecord *const *records, size_t n, GError **error) {
+int store_records_validate(AllocationRecord *const *records, size_t n, GError **error) {
         g_autoptr(GHashTable) ids = g_hash_table_new(g_str_hash, g_str_equal);
         g_autoptr(GArray) refs = g_array_new(false, false, sizeof(RangeRef));
         int r;
@@ -277,7 +279,7 @@ static int records_validate(AllocationRecord *const *records, size_t n, GError *
                 const AllocationRecord *rec = records[i];
                 gpointer other;
 
-                r = record_validate(rec, i, error);
+                r = store_record_validate(rec, i, error);
                 if (r < 0)
                         return r;
 
@@ -408,7 +410,7 @@ static int parse_ranges(JsonObject *o, AllocationRecord *rec, size_t index, GErr
         return 0;
 }
 
-static int parse_allocation(JsonNode *node, size_t index, AllocationRecord **ret, GError **error) {
+int store_parse_allocation(JsonNode *node, size_t index, AllocationRecord **ret, GError **error) {
         g_autoptr(AllocationRecord) rec = allocation_record_new();
         g_autofree char *state = NULL;
         g_autoptr(GList) members = NULL;
@@ -436,7 +438,7 @@ static int parse_allocation(JsonNode *node, size_t index, AllocationRecord **ret
         r = member_string(o, "id", false, &rec->id, index, NULL, error);
         if (r < 0)
                 return r;
-        if (!identifier_valid(rec->id, ID_MAX))
+        if (!store_identifier_valid(rec->id, ID_MAX))
                 return store_fail(error, index, NULL, "id",
                                   "must be 1 to %d characters of A-Z, a-z, 0-9, '_' and '-' (value '%s')",
                                   ID_MAX, rec->id);
@@ -520,7 +522,7 @@ static int parse_allocation(JsonNode *node, size_t index, AllocationRecord **ret
 }
 
 /* Counts brackets outside strings; enough to bound json-glib's recursion. */
-static bool json_depth_ok(const char *data, gsize len) {
+bool store_json_depth_ok(const char *data, gsize len) {
         bool in_string = false;
         unsigned depth = 0;
 
@@ -586,7 +588,7 @@ static int parse_region_ranges(JsonNode *node, const char *what, GArray *ranges,
 
 /* A host chunk overlapping another chunk or an allocation would make
  * start-up hand the same memory to two owners. */
-static int host_validate(const GArray *host, const GPtrArray *records, GError **error) {
+int store_host_validate(const GArray *host, const GPtrArray *records, GError **error) {
         for (guint i = 0; i < host->len; i++) {
                 const RegionRange *h = &g_array_index(host, RegionRange, i);
 
@@ -621,7 +623,7 @@ static gint record_created_compare(gconstpointer x, gconstpointer y) {
 
 /* Version 1 had no owner table: an owner belongs to the uid of its
  * earliest allocation, which is the one that created it. */
-static void owners_from_records(const GPtrArray *records, GHashTable *owners) {
+void store_owners_from_records(const GPtrArray *records, GHashTable *owners) {
         g_autoptr(GPtrArray) sorted = g_ptr_array_sized_new(records->len);
 
         for (guint i = 0; i < records->len; i++)
@@ -641,7 +643,7 @@ static int parse_owners(JsonNode *node, gint64 version, const GPtrArray *records
         JsonObject *o;
 
         if (!node && version < 2) {
-                owners_from_records(records, owners);
+                store_owners_from_records(records, owners);
                 return 0;
         }
         if (!node || !JSON_NODE_HOLDS_OBJECT(node)) {
@@ -723,7 +725,7 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
         unsigned n;
         int r;
 
-        if (!json_depth_ok(data, len)) {
+        if (!store_json_depth_ok(data, len)) {
                 g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
                             "nested deeper than %d levels", JSON_DEPTH_MAX);
                 return -EBADMSG;
@@ -778,13 +780,13 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
         for (unsigned i = 0; i < n; i++) {
                 AllocationRecord *rec = NULL;
 
-                r = parse_allocation(json_array_get_element(array, i), i, &rec, error);
+                r = store_parse_allocation(json_array_get_element(array, i), i, &rec, error);
                 if (r < 0)
                         return r;
                 g_ptr_array_add(records, rec);
         }
 
-        r = records_validate((AllocationRecord *const *) records->pdata, records->len, error);
+        r = store_records_validate((AllocationRecord *const *) records->pdata, records->len, error);
         if (r < 0)
                 return r;
 
@@ -793,7 +795,7 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
         node = json_object_get_member(top, "boot_id");
         if (node) {
                 if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_STRING ||
-                    !identifier_valid(json_node_get_string(node), ID_MAX)) {
+                    !store_identifier_valid(json_node_get_string(node), ID_MAX)) {
                         store_state_clear(&st);
                         g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
                                     "boot_id: must be a boot id string");
@@ -807,7 +809,7 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
         if (r >= 0 && node)
                 r = parse_region_ranges(node, "host", st.host, error);
         if (r >= 0)
-                r = host_validate(st.host, records, error);
+                r = store_host_validate(st.host, records, error);
         if (r >= 0)
                 r = parse_owners(json_object_get_member(top, "owners"), version, records, st.owners, error);
         if (r < 0) {
@@ -831,7 +833,7 @@ int store_load_data(const char *data, gsize len, GPtrArray **ret, GError **error
         return 0;
 }
 
-static int read_file(const char *path, char **ret, gsize *ret_len) {
+int store_read_file(const char *path, size_t max, char **ret, gsize *ret_len) {
         _cleanup_close_ int fd = -EBADF;
         g_autofree char *buf = NULL;
         gsize size = 0, allocated = 0;
@@ -844,7 +846,7 @@ static int read_file(const char *path, char **ret, gsize *ret_len) {
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-        if (st.st_size > STATE_SIZE_MAX)
+        if ((size_t) st.st_size > max)
                 return -EFBIG;
 
         for (;;) {
@@ -852,7 +854,7 @@ static int read_file(const char *path, char **ret, gsize *ret_len) {
 
                 if (allocated - size < 1) {
                         allocated = MAX(MAX(allocated * 2, (gsize) st.st_size + 1), 4096);
-                        if (allocated > STATE_SIZE_MAX)
+                        if (allocated > max + 1)
                                 return -EFBIG;
                         buf = g_realloc(buf, allocated);
                 }
@@ -873,12 +875,12 @@ static int read_file(const char *path, char **ret, gsize *ret_len) {
         return 0;
 }
 
-int store_load_state(const char *path, StoreState *ret, GError **error) {
+int store_legacy_load(const char *path, StoreState *ret, GError **error) {
         g_autofree char *data = NULL;
         gsize len = 0;
         int r;
 
-        r = read_file(path, &data, &len);
+        r = store_read_file(path, STATE_SIZE_MAX, &data, &len);
         if (r == -ENOENT) {
                 store_state_init(ret);
                 return 0;
@@ -895,14 +897,14 @@ int store_load_state(const char *path, StoreState *ret, GError **error) {
         return r;
 }
 
-static const RegionRange *region_find(const RegionRange *regions, size_t n, unsigned id) {
+const RegionRange *store_region_find(const RegionRange *regions, size_t n, unsigned id) {
         for (size_t i = 0; i < n; i++)
                 if (regions[i].region_id == id)
                         return &regions[i];
         return NULL;
 }
 
-static bool range_inside(const RegionRange *region, uint64_t start, uint64_t size) {
+bool store_range_inside(const RegionRange *region, uint64_t start, uint64_t size) {
         return start >= region->start && size <= region->size && start - region->start <= region->size - size;
 }
 
@@ -910,9 +912,9 @@ static int region_ranges_check(const GArray *ranges, const char *what, const Reg
                                size_t n_regions, GError **error) {
         for (guint i = 0; i < ranges->len; i++) {
                 const RegionRange *d = &g_array_index(ranges, RegionRange, i);
-                const RegionRange *region = region_find(regions, n_regions, d->region_id);
+                const RegionRange *region = store_region_find(regions, n_regions, d->region_id);
 
-                if (region && !range_inside(region, d->start, d->size)) {
+                if (region && !store_range_inside(region, d->start, d->size)) {
                         g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
                                     "%s %u: [%#" G_GINT64_MODIFIER "x, +%#" G_GINT64_MODIFIER "x) lies outside "
                                     "region %u [%#" G_GINT64_MODIFIER "x, +%#" G_GINT64_MODIFIER "x)",
@@ -929,12 +931,12 @@ int store_state_check_regions(const StoreState *st, const RegionRange *regions, 
 
         for (guint i = 0; i < st->allocations->len; i++) {
                 const AllocationRecord *rec = st->allocations->pdata[i];
-                const RegionRange *region = region_find(regions, n_regions, rec->region_id);
+                const RegionRange *region = store_region_find(regions, n_regions, rec->region_id);
 
                 for (unsigned k = 0; region && k < rec->n_ranges; k++) {
                         char field[32];
 
-                        if (range_inside(region, rec->ranges[k].start, rec->ranges[k].size))
+                        if (store_range_inside(region, rec->ranges[k].start, rec->ranges[k].size))
                                 continue;
                         snprintf(field, sizeof field, "ranges[%u]", k);
                         return store_fail(error, i, rec->id, field,
@@ -950,11 +952,10 @@ int store_state_check_regions(const StoreState *st, const RegionRange *regions, 
         return region_ranges_check(st->host, "host", regions, n_regions, error);
 }
 
-static int fsync_directory_of(const char *path);
 
 /* PATH.corrupt-<UTC time>, never replacing an earlier one: every bad file
  * stays for the operator. */
-static int set_aside(const char *path, char **ret_name) {
+int store_set_aside(const char *path, char **ret_name) {
         char stamp[32];
         time_t now = time(NULL);
         struct tm tm;
@@ -978,7 +979,7 @@ static int set_aside(const char *path, char **ret_name) {
                 if (r < 0)
                         return r;
                 /* The state written next must not outlive the rename. */
-                r = fsync_directory_of(path);
+                r = store_fsync_directory_of(path);
                 if (r < 0)
                         return r;
                 *ret_name = g_steal_pointer(&name);
@@ -987,14 +988,14 @@ static int set_aside(const char *path, char **ret_name) {
         return -EEXIST;
 }
 
-int store_load_state_or_set_aside(const char *path, const RegionRange *regions, size_t n_regions,
+int store_legacy_load_or_set_aside(const char *path, const RegionRange *regions, size_t n_regions,
                                   StoreState *ret, char **ret_set_aside, char **ret_reason, GError **error) {
         g_autoptr(GError) bad = NULL;
         g_autofree char *name = NULL;
         StoreState st;
         int r;
 
-        r = store_load_state(path, &st, &bad);
+        r = store_legacy_load(path, &st, &bad);
         if (r >= 0) {
                 r = store_state_check_regions(&st, regions, n_regions, &bad);
                 if (r >= 0) {
@@ -1013,7 +1014,7 @@ int store_load_state_or_set_aside(const char *path, const RegionRange *regions, 
                 return r;
         }
 
-        r = set_aside(path, &name);
+        r = store_set_aside(path, &name);
         if (r < 0) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
                             "%s (and it cannot be set aside: %s)", bad->message, g_strerror(-r));
@@ -1101,19 +1102,42 @@ static char *record_to_text(const AllocationRecord *r) {
         return json_generator_to_data(gen, NULL);
 }
 
-/* A record's text is kept between saves: only state, device and pool ever
- * change after creation, so a save with many allocations re-serializes just
- * the ones that changed instead of the whole file's tree. */
-static const char *record_text(AllocationRecord *r) {
-        if (!r->cache.text || r->cache.state != r->state || g_strcmp0(r->cache.device, r->device) != 0 ||
-            g_strcmp0(r->cache.pool, r->pool) != 0) {
+/* The record as it was when its text was made: every member is compared,
+ * so a change to any of them (not only state, device and pool, the ones
+ * the broker changes today) is serialized, validated and saved. */
+static AllocationRecord *record_shadow(const AllocationRecord *r) {
+        AllocationRecord *c = g_new0(AllocationRecord, 1);
+
+        *c = *r;
+        c->id = g_strdup(r->id);
+        c->owner = g_strdup(r->owner);
+        c->label = g_strdup(r->label);
+        c->pool = g_strdup(r->pool);
+        c->device = g_strdup(r->device);
+        c->client = g_strdup(r->client);
+        c->cache.text = NULL;
+        c->cache.shadow = NULL;
+        return c;
+}
+
+static bool record_same(const AllocationRecord *a, const AllocationRecord *b) {
+        return g_strcmp0(a->id, b->id) == 0 && g_strcmp0(a->owner, b->owner) == 0 && a->owner_uid == b->owner_uid &&
+               g_strcmp0(a->label, b->label) == 0 && g_strcmp0(a->pool, b->pool) == 0 &&
+               a->region_id == b->region_id && a->align == b->align && g_strcmp0(a->device, b->device) == 0 &&
+               a->created_usec == b->created_usec && a->transient == b->transient &&
+               g_strcmp0(a->client, b->client) == 0 && a->device_uid == b->device_uid &&
+               a->device_gid == b->device_gid && a->state == b->state && a->n_ranges == b->n_ranges &&
+               memcmp(a->ranges, b->ranges, MIN(a->n_ranges, (unsigned) DAX_RANGES_MAX) * sizeof(DaxRange)) == 0;
+}
+
+/* A record's text is kept between saves, so that a save with many
+ * allocations serializes just the ones that changed. */
+const char *store_record_text(AllocationRecord *r) {
+        if (!r->cache.text || !r->cache.shadow || !record_same(r, r->cache.shadow)) {
                 g_free(r->cache.text);
-                g_free(r->cache.device);
-                g_free(r->cache.pool);
+                allocation_record_free(r->cache.shadow);
                 r->cache.text = record_to_text(r);
-                r->cache.state = r->state;
-                r->cache.device = g_strdup(r->device);
-                r->cache.pool = g_strdup(r->pool);
+                r->cache.shadow = record_shadow(r);
         }
         return r->cache.text;
 }
@@ -1169,7 +1193,7 @@ char *store_state_to_data(const StoreState *st) {
         g_string_append_printf(out, "{\n\"version\": %d,\n\"allocations\": [", STORE_VERSION);
         for (size_t i = 0; i < n; i++) {
                 g_string_append(out, i ? ",\n  " : "\n  ");
-                g_string_append(out, record_text(records[i]));
+                g_string_append(out, store_record_text(records[i]));
         }
         g_string_append(out, n ? "\n]" : "]");
         append_owners(out, st);
@@ -1183,7 +1207,7 @@ char *store_state_to_data(const StoreState *st) {
         return g_string_free(out, FALSE);
 }
 
-static int write_all(int fd, const char *data, size_t len) {
+int store_write_all(int fd, const char *data, size_t len) {
         while (len > 0) {
                 ssize_t k = write(fd, data, len);
 
@@ -1198,7 +1222,7 @@ static int write_all(int fd, const char *data, size_t len) {
         return 0;
 }
 
-static int fsync_directory_of(const char *path) {
+int store_fsync_directory_of(const char *path) {
         g_autofree char *dir = g_path_get_dirname(path);
         _cleanup_close_ int fd = -EBADF;
 
@@ -1222,73 +1246,4 @@ int store_save(const char *path, AllocationRecord *const *records, size_t n, GEr
         StoreState st = { .allocations = &a };
 
         return store_save_state(path, &st, STORE_SAVE_DURABLE, error);
-}
-
-int store_save_state(const char *path, const StoreState *st, StoreSaveFlags flags, GError **error) {
-        g_autofree char *tmp = g_strconcat(path, ".tmp-XXXXXX", NULL);
-        g_autofree char *data = NULL;
-        const char *step;
-        int fd, r;
-
-        /* The same checks as loading: a file that saves must load again. */
-        r = records_validate((AllocationRecord *const *) st->allocations->pdata, st->allocations->len, error);
-        if (r >= 0 && st->host)
-                r = host_validate(st->host, st->allocations, error);
-        if (r < 0) {
-                g_prefix_error(error, "%s: refusing to save invalid state: ", path);
-                return -EINVAL;
-        }
-
-        data = store_state_to_data(st);
-
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0) {
-                r = -errno;
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
-                            "%s: cannot create temporary file: %s", path, g_strerror(-r));
-                return r;
-        }
-
-        /* mkostemp()'s 0600 is filtered by the umask; make it exact. */
-        step = "set mode of";
-        r = fchmod(fd, 0600) < 0 ? -errno : 0;
-        if (r == 0) {
-                step = "write";
-                r = write_all(fd, data, strlen(data));
-        }
-        /* Always: without it a power cut after the rename can leave an
-         * empty file (XFS, ext4 without auto_da_alloc) in place of every
-         * allocation's record. */
-        if (r == 0) {
-                step = "fsync";
-                r = fsync(fd) < 0 ? -errno : 0;
-        }
-        /* close() can report a deferred write error, e.g. on NFS. */
-        if (close(fd) < 0 && r == 0) {
-                step = "close";
-                r = -errno;
-        }
-        if (r == 0) {
-                step = "rename";
-                r = rename(tmp, path) < 0 ? -errno : 0;
-        }
-        if (r < 0) {
-                (void) unlink(tmp);
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
-                            "%s: cannot %s temporary file %s: %s", path, step, tmp, g_strerror(-r));
-                return r;
-        }
-
-        /* Without this the rename itself may not survive a power cut; for
-         * records that a power cut makes moot, the old file is as good. */
-        if (!(flags & STORE_SAVE_DURABLE))
-                return 0;
-        r = fsync_directory_of(path);
-        if (r < 0) {
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
-                            "%s: cannot fsync directory: %s", path, g_strerror(-r));
-                return r;
-        }
-
-        return 0;
 }

@@ -2,11 +2,15 @@
 #pragma once
 
 /*
- * store: the broker's durable memory, state.json (json-glib). It records
- * every allocation with its exact physical ranges, so a daemon crash or a
- * host reboot loses nothing. The file is replaced atomically (write a temp
- * file, fsync, rename, fsync the directory). Loading validates everything:
- * a malformed file is an error naming what is wrong, never a partial load.
+ * store: the broker's durable memory, a state directory with one small
+ * JSON file per allocation, owner, host chunk and dirty range (json-glib).
+ * It records every allocation with its exact physical ranges, so a daemon
+ * crash or a host reboot loses nothing. A save writes only the files that
+ * changed, each atomically (temp file, fsync, rename; the directory is
+ * fsync'ed when durability needs it), so its cost does not grow with the
+ * number of allocations. Loading validates everything: a bad file is set
+ * aside naming what is wrong, never half-trusted. state.json, the single
+ * file of earlier releases (same record format), is upgraded on load.
  */
 
 #include <glib.h>
@@ -41,12 +45,11 @@ typedef struct AllocationRecord {
         AllocationState state;
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];
-        /* store's private cache of the serialized record */
+        /* store's private cache of the serialized record, and a copy of
+         * the record it was made from */
         struct {
                 char *text;
-                AllocationState state;
-                char *device;
-                char *pool;
+                struct AllocationRecord *shadow;
         } cache;
 } AllocationRecord;
 
@@ -86,41 +89,58 @@ GHashTable *store_owners_new(void);
 
 void store_state_init(StoreState *s);
 void store_state_clear(StoreState *s);
-int store_load_state(const char *path, StoreState *ret, GError **error);
+/* Loads the state directory dir (upgrading state.json next to it, see
+ * below). A bad file is set aside as with store_load_state_or_set_aside()
+ * and makes this an error. A missing directory is an empty state. */
+int store_load_state(const char *dir, StoreState *ret, GError **error);
+/* state.json's format (versions 1 and 2), for the upgrade and for tests. */
 int store_load_state_data(const char *data, gsize len, StoreState *ret, GError **error);
-/* The new file is always fsync'ed before it replaces the old one, so a
- * power cut leaves the old or the new file, never an empty one. Without
- * STORE_SAVE_DURABLE the directory is not fsync'ed: after a power cut the
- * rename may be lost (the old file stays), which only records that a power
- * cut makes moot anyway may accept. Saving runs the same validation as
- * loading. */
+/* Writes the files of s that differ from what this process last wrote or
+ * read in dir, and removes the ones s no longer has; the directory is
+ * created if missing. Every file is fsync'ed before it replaces the old
+ * one, so a power cut leaves the old or the new file, never an empty one.
+ * Without STORE_SAVE_DURABLE the directory is not fsync'ed: after a power
+ * cut a rename may be lost (the old file stays), which only records that a
+ * power cut makes moot anyway may accept. Saving runs the same validation
+ * as loading. The store assumes that only it writes dir. */
 typedef enum StoreSaveFlags {
         STORE_SAVE_DURABLE = 1 << 0,
 } StoreSaveFlags;
-int store_save_state(const char *path, const StoreState *s, StoreSaveFlags flags, GError **error);
+int store_save_state(const char *dir, const StoreState *s, StoreSaveFlags flags, GError **error);
 char *store_state_to_data(const StoreState *s);
+/* Drops what the store remembers of dir: the next save scans it again. */
+void store_forget(const char *dir);
+/* state.json next to dir: the state of earlier releases. */
+char *store_legacy_path(const char *dir);
 
-/* Loads path like store_load_state() and also checks that every range
- * recorded for one of regions (the managed ones; records of other regions
- * cannot be checked and are kept as they are) lies inside it. A file whose
- * content is bad is never deleted and never half-trusted: it is renamed to
- * PATH.corrupt-YYYYmmddTHHMMSSZ (a "-N" suffix when that exists), *ret is
- * an empty state, *ret_set_aside the new name and *ret_reason what is wrong;
- * returns 1. A missing file is an empty state; returns 0. A file that
+/* Loads dir and also checks that every range recorded for one of regions
+ * (the managed ones; records of other regions cannot be checked and are
+ * kept as they are) lies inside it. A file whose content is bad, on its own
+ * or against another (two claims on the same memory: both go), is never
+ * deleted and never half-trusted: it is renamed to
+ * NAME.corrupt-YYYYmmddTHHMMSSZ (a "-N" suffix when that exists) and left
+ * out of *ret, *ret_set_aside lists the new names and *ret_reason what is
+ * wrong with each; returns 1, and *ret has no boot id (memory a lost
+ * record described is not known to be clean). Otherwise returns 0 and sets
+ * both to NULL. A missing directory is an empty state. When dir is missing
+ * and state.json (store_legacy_path()) exists, that file is loaded with
+ * the same rules (set aside whole when bad) and becomes the directory:
+ * written under a temporary name, made durable, renamed into place, then
+ * state.json is removed, so a crash at any step loses nothing. A file that
  * cannot be read (permissions, I/O) or set aside is an error: its content
  * may be fine. */
-int store_load_state_or_set_aside(const char *path, const RegionRange *regions, size_t n_regions,
+int store_load_state_or_set_aside(const char *dir, const RegionRange *regions, size_t n_regions,
                                   StoreState *ret, char **ret_set_aside, char **ret_reason, GError **error);
 /* Only the content check of the above, for data in memory. */
 int store_state_check_regions(const StoreState *st, const RegionRange *regions, size_t n_regions,
                               GError **error);
 
-/* Loads path into an array of AllocationRecord* (owned). A missing file is
- * an empty state. */
-int store_load(const char *path, GPtrArray **ret, GError **error);
+/* Loads dir into an array of AllocationRecord* (owned). A missing
+ * directory is an empty state. */
+int store_load(const char *dir, GPtrArray **ret, GError **error);
 int store_load_data(const char *data, gsize len, GPtrArray **ret, GError **error);
 
-/* Atomically replaces path with the records. Returns 0 or -errno. */
-int store_save(const char *path, AllocationRecord *const *records, size_t n, GError **error);
-/* Serializes to a string (for tests). */
+/* Saves the records durably to dir. Returns 0 or -errno. */
+int store_save(const char *dir, AllocationRecord *const *records, size_t n, GError **error);
+/* Serializes to state.json's format (for tests). */
 char *store_to_data(AllocationRecord *const *records, size_t n);

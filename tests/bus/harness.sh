@@ -352,7 +352,7 @@ crash-points)
                 reached=$((reached + 1))
                 start_daemon || { echo "not ok - restart after a crash at $point"; bad=$((bad + 1)); continue; }
                 settle
-                if python3 "$src/tests/bus/sim-invariant.py" "$tmp/sim-kernel.json" "$tmp/state/state.json" "$addr" \
+                if python3 "$src/tests/bus/sim-invariant.py" "$tmp/sim-kernel.json" "$tmp/state/state" "$addr" \
                                 > "$tmp/check.out" 2>&1 &&
                         { [[ $point != restore-* ]] || call ReleaseOwner s scn-persist >/dev/null; } &&
                         "${scn[@]}" host-check host >> "$tmp/check.out" 2>&1; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # After a crash and restart on the sim backend: checks the broker's view
-# against the sim's kernel state (sim-kernel.json) and state.json.
+# against the sim's kernel state (sim-kernel.json) and the state directory.
 #   - every recorded active allocation has exactly one device, bound to
 #     device_dax, with exactly its ranges; a restoring/failed one has none
 #   - no device is left that nobody records (orphan), no zero-size device
@@ -10,14 +10,20 @@
 #   - every byte of every pool is exactly one of allocated, free, host,
 #     foreign: the sums equal the pool size, and the kernel's devices
 #     cover exactly allocated + host + foreign
-# Usage: sim-invariant.py SIM_JSON STATE_JSON BUS_ADDRESS
+# Usage: sim-invariant.py SIM_JSON STATE_DIR BUS_ADDRESS
+import glob
 import json
+import os
 import subprocess
 import sys
 
 sim_path, state_path, address = sys.argv[1:4]
 sim = json.load(open(sim_path))
-state = json.load(open(state_path))
+state = {'allocations': [], 'host': []}
+for f in sorted(glob.glob(os.path.join(state_path, 'allocation-*.json'))):
+    state['allocations'].append(json.load(open(f)))
+for f in sorted(glob.glob(os.path.join(state_path, 'host-*.json'))):
+    state['host'].append(json.load(open(f)))
 problems = []
 
 
@@ -46,7 +52,7 @@ recorded_devices = set()
 for rec in state.get('allocations', []):
     rid = rec['id']
     if rid not in listed:
-        problems.append('allocation %s is in state.json but not listed' % rid)
+        problems.append('allocation %s is in the state directory but not listed' % rid)
     dev = rec.get('device')
     want = [tuple(x) if isinstance(x, list) else (x['start'], x['size']) for x in rec.get('ranges', [])]
     if rec.get('state', 'active') != 'active':

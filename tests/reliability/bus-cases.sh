@@ -2,7 +2,7 @@
 # Reliability cases of tests/bus/harness.sh, sourced by it with the daemon
 # running: uses its $build $src $tmp $addr $what $daemon_pid, start_daemon
 # and ${scn[@]}, and sets rc.
-#   corrupt-state   every kind of bad state.json (corrupt-state.py)
+#   corrupt-state   every kind of bad state file (corrupt-state.py)
 #   stress          32 clients, random allocate/open/release (stress.c)
 #   busfuzz         every method with mutated arguments (busfuzz.c)
 # REL_STRESS_OPS, REL_STRESS_PHASES, REL_FUZZ_ITERATIONS, REL_FUZZ_SEED
@@ -11,7 +11,7 @@
 
 rel=$build/tests/reliability
 sim=$tmp/sim-kernel.json
-state=$tmp/state/state.json
+state=$tmp/state/state
 inv=("$rel/invariant" --bus-address "$addr" --sim-state "$sim")
 REL_BUS="org.daxbroker.Broker1 /org/daxbroker/Broker1 org.daxbroker.Broker1.Manager"
 
@@ -31,7 +31,7 @@ report() {
 }
 
 case_corrupt_state() {
-        local n=0 failed=0 kinds kind base lines log aside expect
+        local n=0 failed=0 kinds kind base lines log expect target want_aside want_allocs devs
         kinds="$(python3 "$src/tests/reliability/corrupt-state.py" list) empty@reboot garbage@reboot"
         [ -n "${REL_CORRUPT_KINDS:-}" ] && kinds=$REL_CORRUPT_KINDS
         # Three allocations (two in the bounded pool, one in the other) are
@@ -39,45 +39,60 @@ case_corrupt_state() {
         # larger than them: every recovering start zeroes all memory that
         # no device holds, and that is what makes the test slow.
         stop_daemon
-        rm -f "$tmp/state/"state.json* "$sim"
+        rm -rf "$state" "$tmp/state/"state.json* "$sim"
         backend="sim:0:4G:1G:0,1:8G:260M:1;boot=devdax;state=$sim"
         start_daemon || { rc=1; return; }
         "${scn[@]}" setup-persist "$tmp/persist" >/dev/null || { echo "# setting up allocations failed"; rc=1; return; }
         "${inv[@]}" --wait-clean --allocations 3 --what "good state" >"$tmp/out" || { cat "$tmp/out"; rc=1; return; }
         stop_daemon
-        cp "$state" "$tmp/good-state"; cp "$sim" "$tmp/good-sim"
+        rm -rf "$tmp/good-state"; cp -a "$state" "$tmp/good-state"; cp "$sim" "$tmp/good-sim"
         mkdir "$tmp/bad-files"
         python3 "$src/tests/reliability/corrupt-state.py" make "$tmp/good-state" "$tmp/bad-files" ||
                 { echo "# cannot make the bad files"; rc=1; return; }
         for kind in $kinds; do
                 n=$((n + 1)) base=${kind%@reboot}
-                local bad=
+                local bad= aside=() where
                 fail() { echo "# $kind: $*"; bad=1; }
                 check_inv() { local out; out=$("$@") || fail "invariant: $(grep '^#' <<<"$out" | head -5)"; }
 
-                rm -f "$tmp/state/"state.json*
-                cp "$tmp/good-state" "$state"; cp "$tmp/good-sim" "$sim"
+                rm -rf "$state" "$tmp/state/"state.json*
+                cp "$tmp/good-sim" "$sim"
                 # A host reboot: the kernel is back to its boot layout.
                 [ "$kind" != "$base" ] && rm -f "$sim"
 
                 expect=$(cat "$tmp/bad-files/$base.expect")
-                cp "$tmp/bad-files/$base" "$state"
-                cp "$state" "$tmp/bad"
+                target=$(cat "$tmp/bad-files/$base.target")
+                want_aside=$(cat "$tmp/bad-files/$base.aside")
+                want_allocs=$(cat "$tmp/bad-files/$base.allocations")
+                if [ "$target" = state.json ]; then
+                        # An earlier release's file, upgraded on this start.
+                        where=$tmp/state/state.json
+                else
+                        cp -a "$tmp/good-state" "$state"
+                        where=$state/$target
+                fi
+                cp "$tmp/bad-files/$base" "$where"
+                cp "$where" "$tmp/bad"
                 [ -f "$sim" ] && devices >"$tmp/dev-0"
                 lines=$(wc -l <"$tmp/daemon.log")
                 start_daemon || { echo "not ok $n - $kind: the daemon did not start"; failed=$((failed + 1)); continue; }
                 log=$(tail -n +$((lines + 1)) "$tmp/daemon.log")
-                grep -q "Invalid state file: .*state.json" <<<"$log" || fail "no 'Invalid state file' message"
+                grep "Invalid state file: " <<<"$log" | grep -qF "$where: " ||
+                        fail "no 'Invalid state file' message naming $where"
                 grep -qF -- "$expect" <<<"$log" || fail "the message does not say '$expect'"
-                aside=("$tmp/state/"state.json.corrupt-*)
-                if [ ${#aside[@]} != 1 ] || [ ! -f "${aside[0]}" ]; then
-                        fail "not exactly one state.json.corrupt-* kept: ${aside[*]}"
-                else
-                        cmp -s "${aside[0]}" "$tmp/bad" || fail "${aside[0]} differs from the bad file"
-                        grep -qF "Kept it as ${aside[0]}" <<<"$log" || fail "the message does not name ${aside[0]}"
+                aside=("$tmp/state/"state.json.corrupt-* "$state/"*.corrupt-*)
+                for a in "${aside[@]}"; do
+                        [ -f "$a" ] || continue
+                        grep -qF "$a" <<<"$log" || fail "the message does not name $a"
+                done
+                aside=($(ls -d "$tmp/state/"state.json.corrupt-* "$state/"*.corrupt-* 2>/dev/null))
+                if [ ${#aside[@]} != "$want_aside" ]; then
+                        fail "not exactly $want_aside file(s) set aside: ${aside[*]}"
+                elif ! ls "$where".corrupt-* >/dev/null 2>&1 || ! cmp -s "$where".corrupt-* "$tmp/bad"; then
+                        fail "$where was not kept byte for byte as $(basename "$where").corrupt-*"
                 fi
                 if [ "$kind" = "$base" ]; then
-                        check_inv "${inv[@]}" --wait-clean --allocations 0 --what "$kind"
+                        check_inv "${inv[@]}" --wait-clean --allocations "$want_allocs" --what "$kind"
                         # The three allocations' devices are still there, untouched.
                         [ "$(jq '[.regions[].devices[] | select((.ranges | length) > 0)] | length' "$sim")" = 3 ] ||
                                 fail "not exactly the three devices with memory left"
@@ -92,11 +107,11 @@ case_corrupt_state() {
                                 fail "not every pool is wholly foreign"
                 fi
                 [ -f "$sim" ] && devices >"$tmp/dev-before"
-                # The next start trusts the new file and still touches nothing.
+                # The next start trusts the state now written and still touches nothing.
                 stop_daemon
                 start_daemon || { echo "not ok $n - $kind: the daemon did not start again"; failed=$((failed + 1)); continue; }
                 if [ -f "$sim" ]; then
-                        check_inv "${inv[@]}" --wait-clean --allocations 0 --what "$kind: restart"
+                        check_inv "${inv[@]}" --wait-clean --allocations "$want_allocs" --what "$kind: restart"
                         cmp -s "$tmp/dev-before" <(devices) ||
                                 fail "devices changed on the next start: $(diff "$tmp/dev-before" <(devices) | head -20)"
                 else
@@ -108,7 +123,7 @@ case_corrupt_state() {
                 if [ -n "$bad" ]; then
                         failed=$((failed + 1)); echo "not ok $n - $kind"
                 else
-                        echo "ok $n - $kind: refused, named ('$expect'), kept as $(basename "${aside[0]}"), no device touched"
+                        echo "ok $n - $kind: refused, named ('$expect'), $want_aside file(s) kept aside, $want_allocs allocation(s) kept, no device touched"
                 fi
         done
         echo "1..$n"
@@ -135,9 +150,9 @@ Region=1
 CONF
         # Empty regions and a state of this boot: nothing to zero at first,
         # so the phases measure the clients' work, not the first-boot scrub.
-        rm -f "$sim"
-        printf '{"version": 1, "allocations": [], "boot_id": "%s"}\n' \
-                "$(cat /proc/sys/kernel/random/boot_id)" >"$state"
+        rm -rf "$sim" "$state"
+        mkdir -m 0700 "$state"
+        printf '{"version": 3, "boot_id": "%s"}\n' "$(cat /proc/sys/kernel/random/boot_id)" >"$state/meta.json"
         backend="sim:0:4G:1G:0,1:8G:1G:1;boot=idle;state=$sim"
         start_daemon || { rc=1; return; }
         "$rel/stress" --bus-address "$addr" --sim-state "$sim" --daemon-pid "$daemon_pid" \

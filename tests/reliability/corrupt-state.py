@@ -1,16 +1,24 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Bad state.json files, made from a good one.
+"""Bad state files, made from a good state directory.
 
-  corrupt-state.py list                 the kinds, one per line
-  corrupt-state.py make GOOD.JSON DIR   writes DIR/KIND (the bad file) and
-                                        DIR/KIND.expect (text the daemon's
-                                        message must contain) for every kind
+  corrupt-state.py list                      the kinds, one per line
+  corrupt-state.py make GOOD_STATE_DIR OUT   writes, for every kind,
+      OUT/KIND         the bad file
+      OUT/KIND.target  where it goes: "state.json" (an earlier release's
+                       single file, next to the state directory: the
+                       upgrade refuses it as a whole) or a file name in the
+                       state directory (that record alone is refused)
+      OUT/KIND.expect  text the daemon's message must contain
+      OUT/KIND.aside   how many files the daemon must set aside
+      OUT/KIND.allocations  how many allocations it must still list
 
-Every kind is a file the daemon must refuse as a whole: it must name what
-is wrong, keep the file aside and act on no device. The edits are
+A bad state.json is built from the good directory's records (version 2).
+Every kind is refused: the daemon must name what is wrong, keep the bad
+file(s) aside byte for byte and act on no device. The edits are
 deterministic, so a failure reproduces.
 """
+import glob
 import json
 import os
 import sys
@@ -176,24 +184,138 @@ def k_deep(text, doc):
 KINDS = {name[2:].replace("_", "-"): f for name, f in sorted(globals().items()) if name.startswith("k_")}
 
 
+def legacy_text(state_dir):
+    """The directory as the state.json of an earlier release."""
+    doc = {"version": 2, "allocations": [], "owners": {}}
+    for path in sorted(glob.glob(os.path.join(state_dir, "allocation-*.json"))):
+        doc["allocations"].append(json.load(open(path)))
+    for path in sorted(glob.glob(os.path.join(state_dir, "owner[-=]*.json"))):
+        o = json.load(open(path))
+        doc["owners"][o["owner"]] = o["uid"]
+    meta = json.load(open(os.path.join(state_dir, "meta.json")))
+    if "boot_id" in meta:
+        doc["boot_id"] = meta["boot_id"]
+    for kind in ("dirty", "host"):
+        files = sorted(glob.glob(os.path.join(state_dir, kind + "-*.json")))
+        if files:
+            doc[kind] = [json.load(open(f)) for f in files]
+    return dump(doc)
+
+
+# Record kinds: (file name, bad content, expect, files set aside,
+# allocations lost), from the records of the good directory.
+
+
+def allocs(state_dir):
+    return [(os.path.basename(p), json.load(open(p)))
+            for p in sorted(glob.glob(os.path.join(state_dir, "allocation-*.json")))]
+
+
+def r_truncated(d):
+    name, _ = allocs(d)[0]
+    text = open(os.path.join(d, name), "rb").read()
+    return name, text[: len(text) // 2], "Parse error", 1, 1
+
+
+def r_empty(d):
+    name, _ = allocs(d)[0]
+    return name, b"", "top level must be an object", 1, 1
+
+
+def r_garbage(d):
+    name, _ = allocs(d)[0]
+    return name, bytes((i * 131 + 17) % 256 for i in range(4096)), name + ": ", 1, 1
+
+
+def rec(doc):
+    return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+
+def r_unknown_key(d):
+    name, a = allocs(d)[0]
+    a["colour"] = "blue"
+    return name, rec(a), "colour: unknown member", 1, 1
+
+
+def r_missing_key(d):
+    name, a = allocs(d)[0]
+    del a["owner"]
+    return name, rec(a), "owner: is missing", 1, 1
+
+
+def r_out_of_region(d):
+    name, a = allocs(d)[0]
+    a["ranges"][0]["start"] += 64 * GiB
+    return name, rec(a), "lies outside region", 1, 1
+
+
+def r_wrong_file(d):
+    name, a = allocs(d)[0]
+    a["id"] = "not-" + a["id"]
+    return name, rec(a), "holds allocation 'not-", 1, 1
+
+
+def r_overlap(d):
+    # Two allocations claiming the same memory: neither is believed.
+    (_, a), (name, b) = allocs(d)[:2]
+    b["region"], b["device"], b["ranges"] = a["region"], a["device"], [dict(a["ranges"][0])]
+    return name, rec(b), "overlaps the memory of", 2, 2
+
+
+def r_host_over_allocation(d):
+    _, a = allocs(d)[0]
+    r = a["ranges"][0]
+    name = "host-%d-%#x.json" % (a["region"], r["start"])
+    return name, rec({"region": a["region"], "start": r["start"], "size": r["size"]}), \
+        "overlaps the memory of", 2, 1
+
+
+def r_meta_version(d):
+    return "meta.json", b'{"version": 99}\n', "version: unsupported version 99", 1, 0
+
+
+def r_owner_uid(d):
+    name = sorted(os.path.basename(p) for p in glob.glob(os.path.join(d, "owner[-=]*.json")))[0]
+    o = json.load(open(os.path.join(d, name)))
+    o["uid"] = -1
+    return name, rec(o), "uid: must be an integer", 1, 0
+
+
+def r_stray_file(d):
+    return "notes.txt", b"edited by hand\n", "not a file of the state directory", 1, 0
+
+
+RECORD_KINDS = {"record-" + name[2:].replace("_", "-"): f
+                for name, f in sorted(globals().items()) if name.startswith("r_")}
+
+
+def write(out, kind, data, target, expect, aside, allocations):
+    with open(os.path.join(out, kind), "wb") as f:
+        f.write(data)
+    for ext, value in (("target", target), ("expect", expect), ("aside", aside), ("allocations", allocations)):
+        with open(os.path.join(out, kind + "." + ext), "w") as f:
+            f.write("%s\n" % value)
+
+
 def main():
     if sys.argv[1:] == ["list"]:
-        print("\n".join(KINDS))
+        print("\n".join(list(KINDS) + list(RECORD_KINDS)))
         return 0
     if len(sys.argv) != 4 or sys.argv[1] != "make":
         print(__doc__, file=sys.stderr)
         return 2
-    with open(sys.argv[2], "rb") as f:
-        text = f.read()
-    if len(load(text).get("allocations", [])) < 2:
+    state_dir, out = sys.argv[2], sys.argv[3]
+    text = legacy_text(state_dir)
+    n = len(load(text)["allocations"])
+    if n < 2:
         print("the state needs at least two allocations", file=sys.stderr)
         return 2
     for kind, make in KINDS.items():
         data, expect = make(text, load(text))
-        with open(os.path.join(sys.argv[3], kind), "wb") as f:
-            f.write(data)
-        with open(os.path.join(sys.argv[3], kind + ".expect"), "w") as f:
-            f.write(expect + "\n")
+        write(out, kind, data, "state.json", expect, 1, 0)
+    for kind, make in RECORD_KINDS.items():
+        name, data, expect, aside, lost = make(state_dir)
+        write(out, kind, data, name, expect, aside, n - lost)
     return 0
 
 

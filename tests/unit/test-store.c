@@ -7,8 +7,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "store.h"
+#include "store-private.h"
 #include "util.h"
+
+/* The step at which the store's test hook kills this process. */
+static const char *store_test_step_crash;
+
+static void crash_here(const char *step) {
+        if (store_test_step_crash && strcmp(step, store_test_step_crash) == 0)
+                raise(SIGKILL);
+}
 
 static char *test_dir;
 
@@ -37,6 +50,10 @@ static char *make_case_dir(void) {
         return dir;
 }
 
+static gint name_compare(gconstpointer a, gconstpointer b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
 static GStrv list_dir(const char *path) {
         g_autoptr(GPtrArray) names = g_ptr_array_new();
         GDir *dir = g_dir_open(path, 0, NULL);
@@ -46,7 +63,7 @@ static GStrv list_dir(const char *path) {
         while ((name = g_dir_read_name(dir)))
                 g_ptr_array_add(names, g_strdup(name));
         g_dir_close(dir);
-        g_ptr_array_sort(names, (GCompareFunc) g_strcmp0);
+        g_ptr_array_sort(names, name_compare);
         g_ptr_array_add(names, NULL);
         return (GStrv) g_ptr_array_free(g_steal_pointer(&names), false);
 }
@@ -405,9 +422,43 @@ static void test_empty(void) {
         g_assert_cmpuint(loaded->len, ==, 0);
 }
 
+static gint record_id_compare(gconstpointer x, gconstpointer y) {
+        return strcmp((*(AllocationRecord *const *) x)->id, (*(AllocationRecord *const *) y)->id);
+}
+
+/* A directory is read in no particular order. */
+static void assert_records_same(GPtrArray *a, GPtrArray *b) {
+        g_autoptr(GPtrArray) x = g_ptr_array_new();
+        g_autoptr(GPtrArray) y = g_ptr_array_new();
+
+        /* Borrowed: a copy would free the records with it. */
+        for (guint i = 0; i < a->len; i++)
+                g_ptr_array_add(x, a->pdata[i]);
+        for (guint i = 0; i < b->len; i++)
+                g_ptr_array_add(y, b->pdata[i]);
+
+        g_ptr_array_sort(x, record_id_compare);
+        g_ptr_array_sort(y, record_id_compare);
+        assert_records_equal(x, y);
+}
+
+static char *read_text(const char *dir, const char *name) {
+        g_autofree char *path = g_build_filename(dir, name, NULL);
+        char *text = NULL;
+
+        g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+        return text;
+}
+
+static void write_text(const char *dir, const char *name, const char *text) {
+        g_autofree char *path = g_build_filename(dir, name, NULL);
+
+        g_assert_true(g_file_set_contents(path, text, -1, NULL));
+}
+
 static void test_load_missing(void) {
         g_autofree char *dir = make_case_dir();
-        g_autofree char *path = g_build_filename(dir, "state.json", NULL);
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
         g_autoptr(GPtrArray) loaded = NULL;
         g_autoptr(GError) error = NULL;
 
@@ -415,15 +466,23 @@ static void test_load_missing(void) {
         g_assert_no_error(error);
         g_assert_nonnull(loaded);
         g_assert_cmpuint(loaded->len, ==, 0);
+        g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
 }
 
 static void test_save_and_load(void) {
         g_autofree char *dir = make_case_dir();
-        g_autofree char *path = g_build_filename(dir, "state.json", NULL);
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
         g_autoptr(GPtrArray) records = sample_records();
         g_autoptr(GPtrArray) loaded = NULL;
         g_autoptr(GError) error = NULL;
         g_auto(GStrv) names = NULL;
+        g_autofree char *sha = g_compute_checksum_for_string(G_CHECKSUM_SHA256, "qemu/instance 2", -1);
+        g_autofree char *hashed = g_strdup_printf("owner=%s.json", sha);
+        const char *expected[] = {
+                "allocation-max-ranges.json", "allocation-vm1-0.json", "allocation-vm2_0.json", "allocation-x.json",
+                "meta.json", "owner-vm-web1.json", hashed, NULL,
+        };
+        g_autofree char *one = NULL;
         struct stat st;
         mode_t old_umask;
 
@@ -434,65 +493,84 @@ static void test_save_and_load(void) {
         g_assert_no_error(error);
 
         g_assert_cmpint(g_stat(path, &st), ==, 0);
-        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+        g_assert_cmpint(st.st_mode & 07777, ==, 0700);
+        names = list_dir(path);
+        for (size_t i = 0; i < G_N_ELEMENTS(expected) - 1; i++) {
+                g_autofree char *p = g_build_filename(path, names[i], NULL);
 
-        names = list_dir(dir);
-        g_assert_cmpuint(g_strv_length(names), ==, 1);
-        g_assert_cmpstr(names[0], ==, "state.json");
+                g_assert_cmpstr(names[i], ==, expected[i]);
+                g_assert_cmpint(g_stat(p, &st), ==, 0);
+                g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+        }
+        g_assert_cmpuint(g_strv_length(names), ==, G_N_ELEMENTS(expected) - 1);
 
+        /* One readable line per file. */
+        one = read_text(path, "allocation-vm1-0.json");
+        g_assert_true(g_str_has_prefix(one, "{\"id\":\"vm1-0\",\"owner\":\"vm-web1\""));
+        g_assert_true(g_str_has_suffix(one, "}\n"));
+        g_assert_true(strchr(one, '\n') == one + strlen(one) - 1);
+
+        store_forget(path);
         g_assert_cmpint(store_load(path, &loaded, &error), ==, 0);
         g_assert_no_error(error);
-        assert_records_equal(records, loaded);
+        assert_records_same(records, loaded);
 
-        /* Without STORE_SAVE_DURABLE: the same file, just not fsync'ed. */
+        /* Without STORE_SAVE_DURABLE: the same files, just not fsync'ed;
+         * what is no longer in the state is removed. */
         {
                 g_autoptr(GPtrArray) again = NULL;
-                g_autoptr(GPtrArray) one = g_ptr_array_new();
-                StoreState part = { .allocations = one };
+                g_autoptr(GPtrArray) part = g_ptr_array_new();
+                StoreState st1 = { .allocations = part };
 
-                g_ptr_array_add(one, records->pdata[0]);
-                g_assert_cmpint(store_save_state(path, &part, 0, &error), ==, 0);
+                g_ptr_array_add(part, records->pdata[0]);
+                g_assert_cmpint(store_save_state(path, &st1, 0, &error), ==, 0);
                 g_assert_no_error(error);
                 g_assert_cmpint(store_load(path, &again, &error), ==, 0);
                 g_assert_cmpuint(again->len, ==, 1);
                 g_assert_cmpstr(((AllocationRecord *) again->pdata[0])->id, ==,
                                 ((AllocationRecord *) records->pdata[0])->id);
                 g_strfreev(names);
-                names = list_dir(dir);
-                g_assert_cmpuint(g_strv_length(names), ==, 1);
+                names = list_dir(path);
+                g_assert_cmpuint(g_strv_length(names), ==, 3);
                 g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, 0);
         }
         g_clear_pointer(&loaded, g_ptr_array_unref);
 
-        /* Replacing: the new content wins, still no leftovers. */
+        /* Replacing: the new content wins, no leftovers. */
         g_ptr_array_remove_index(records, 1);
+        ((AllocationRecord *) records->pdata[0])->state = ALLOCATION_RELEASING;
         g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, 0);
+        store_forget(path);
         g_assert_cmpint(store_load(path, &loaded, &error), ==, 0);
-        assert_records_equal(records, loaded);
+        assert_records_same(records, loaded);
         g_strfreev(names);
-        names = list_dir(dir);
-        g_assert_cmpuint(g_strv_length(names), ==, 1);
+        names = list_dir(path);
+        g_assert_cmpuint(g_strv_length(names), ==, 5);
 }
 
 static void test_save_failures(void) {
         g_autofree char *dir = make_case_dir();
-        g_autofree char *path = g_build_filename(dir, "state.json", NULL);
-        g_autofree char *missing = g_build_filename(dir, "no-such-dir", "state.json", NULL);
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
+        g_autofree char *blocker = g_build_filename(path, "allocation-vm1-0.json", NULL);
+        g_autofree char *missing = g_build_filename(dir, "no-such-dir", "state", NULL);
         g_autoptr(GPtrArray) records = sample_records();
         g_autoptr(GError) error = NULL;
         g_auto(GStrv) names = NULL;
 
         /* rename() over a directory fails after the temp file was written:
          * the temp file must go. */
-        g_assert_cmpint(g_mkdir(path, 0700), ==, 0);
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, 0);
+        g_assert_cmpint(g_unlink(blocker), ==, 0);
+        g_assert_cmpint(g_mkdir(blocker, 0700), ==, 0);
+        ((AllocationRecord *) records->pdata[0])->state = ALLOCATION_RELEASING;
         g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, -EISDIR);
         g_assert_error(error, G_FILE_ERROR, G_FILE_ERROR_ISDIR);
         g_assert_nonnull(strstr(error->message, "rename"));
         g_clear_error(&error);
-        names = list_dir(dir);
-        g_assert_cmpuint(g_strv_length(names), ==, 1);
-        g_assert_cmpstr(names[0], ==, "state.json");
-        g_assert_cmpint(g_rmdir(path), ==, 0);
+        names = list_dir(path);
+        for (char **n = names; *n; n++)
+                g_assert_false(g_str_has_prefix(*n, ".tmp-"));
+        g_assert_cmpint(g_rmdir(blocker), ==, 0);
 
         g_assert_cmpint(store_save(missing, records_of(records), records->len, &error), ==, -ENOENT);
         g_assert_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT);
@@ -500,16 +578,17 @@ static void test_save_failures(void) {
 
 static void test_save_refuses_invalid(void) {
         g_autofree char *dir = make_case_dir();
-        g_autofree char *path = g_build_filename(dir, "state.json", NULL);
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
         g_autoptr(GPtrArray) records = sample_records();
         g_autoptr(GPtrArray) loaded = NULL;
         g_autoptr(GError) error = NULL;
-        g_auto(GStrv) names = NULL;
+        g_autofree char *before = NULL, *after = NULL;
         AllocationRecord *r;
 
         g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, 0);
+        before = read_text(path, "allocation-vm1-0.json");
 
-        /* Never write what could not be read back: the old file stays. */
+        /* Never write what could not be read back: the old files stay. */
         r = records->pdata[0];
         g_free(r->label);
         r->label = g_strdup("");
@@ -555,31 +634,242 @@ static void test_save_refuses_invalid(void) {
         g_assert_nonnull(strstr(error->message, "ranges[0].start: must be below 2^63"));
         g_clear_error(&error);
 
-        names = list_dir(dir);
-        g_assert_cmpuint(g_strv_length(names), ==, 1);
+        after = read_text(path, "allocation-vm1-0.json");
+        g_assert_cmpstr(before, ==, after);
+        store_forget(path);
         g_assert_cmpint(store_load(path, &loaded, &error), ==, 0);
         g_assert_cmpuint(loaded->len, ==, records->len);
-        g_assert_cmpstr(((AllocationRecord *) loaded->pdata[0])->label, ==, "web tier \xe2\x80\x94 prod");
 }
 
-static void test_load_errors_name_path(void) {
+/* Saves the sample, corrupts one thing, loads with the start-up's rules:
+ * exactly the named files are set aside, byte for byte, the rest loads. */
+static void bad_case(const char *file, const char *text, const char *fragment, const char *const *gone,
+                     const char *const *kept_ids) {
         g_autofree char *dir = make_case_dir();
-        g_autofree char *path = g_build_filename(dir, "state.json", NULL);
-        g_autofree char *expected = g_strdup_printf("%s: version: unsupported version 3", path);
-        g_autoptr(GPtrArray) loaded = NULL;
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
+        g_autoptr(GPtrArray) records = sample_records();
         g_autoptr(GError) error = NULL;
+        g_autofree char *aside = NULL, *reason = NULL;
+        g_autoptr(GArray) host = g_array_new(FALSE, FALSE, sizeof(RegionRange));
+        StoreState st = { .allocations = records, .host = host, .boot_id = (char *) "b007" }, loaded;
+        RegionRange h = { 0, 40 * GiB, GiB };
+        g_auto(GStrv) names = NULL;
+        unsigned n_kept = 0, n_aside = 0;
 
-        g_assert_true(g_file_set_contents(path, "{\"version\": 3, \"allocations\": []}", -1, NULL));
-        g_assert_cmpint(store_load(path, &loaded, &error), ==, -EBADMSG);
-        g_assert_null(loaded);
-        g_assert_true(g_str_has_prefix(error->message, expected));
-        g_clear_error(&error);
+        g_array_append_val(host, h);
+        g_assert_cmpint(store_save_state(path, &st, STORE_SAVE_DURABLE, &error), ==, 0);
+        if (text)
+                write_text(path, file, text);
+        store_forget(path);
+        g_assert_cmpint(store_load_state_or_set_aside(path, NULL, 0, &loaded, &aside, &reason, &error), ==, 1);
+        g_assert_no_error(error);
+        g_test_message("set aside %s: %s", aside, reason);
+        g_assert_nonnull(strstr(reason, fragment));
+        g_assert_null(loaded.boot_id);
+        for (const char *const *g = gone; *g; g++) {
+                g_autofree char *p = g_build_filename(path, *g, NULL);
+                g_autofree char *prefix = g_strconcat(*g, ".corrupt-", NULL);
+                g_assert_false(g_file_test(p, G_FILE_TEST_EXISTS));
+                g_assert_nonnull(strstr(aside, prefix));
+                g_assert_nonnull(strstr(reason, p));
+                n_aside++;
+        }
+        names = list_dir(path);
+        for (char **n = names; *n; n++)
+                if (strstr(*n, ".corrupt-")) {
+                        n_aside--;
+                        if (text && g_str_has_prefix(*n, file)) {
+                                g_autofree char *kept = read_text(path, *n);
+                                g_assert_cmpstr(kept, ==, text);
+                        }
+                }
+        g_assert_cmpuint(n_aside, ==, 0);
+        for (const char *const *k = kept_ids; *k; k++)
+                for (guint i = 0; i < loaded.allocations->len; i++)
+                        n_kept += strcmp(((AllocationRecord *) loaded.allocations->pdata[i])->id, *k) == 0;
+        g_assert_cmpuint(n_kept, ==, g_strv_length((char **) kept_ids));
+        g_assert_cmpuint(loaded.allocations->len, ==, n_kept);
+        store_state_clear(&loaded);
+}
 
-        g_assert_cmpint(g_unlink(path), ==, 0);
-        g_assert_cmpint(g_mkdir(path, 0700), ==, 0);
-        g_assert_cmpint(store_load(path, &loaded, &error), ==, -EISDIR);
-        g_assert_null(loaded);
-        g_assert_error(error, G_FILE_ERROR, G_FILE_ERROR_ISDIR);
+static void test_load_sets_aside_bad_records(void) {
+        const char *const vm1[] = { "allocation-vm1-0.json", NULL };
+        const char *const others[] = { "vm2_0", "x", "max-ranges", NULL };
+        const char *const all[] = { "vm1-0", "vm2_0", "x", "max-ranges", NULL };
+        g_autofree char *overlap = allocation_json("id", "\"vm2_0\"", "region", "0", "device", "null", "ranges",
+                                                   "[{\"start\": 4294967296, \"size\": 2097152}]", NULL);
+        g_autofree char *over_host = allocation_json("id", "\"vm2_0\"", "region", "0", "device", "null", "ranges",
+                                                     "[{\"start\": 42949672960, \"size\": 2097152}]", NULL);
+        const char *const both[] = { "allocation-vm1-0.json", "allocation-vm2_0.json", NULL };
+        const char *const with_host[] = { "allocation-vm2_0.json", "host-0-0xa00000000.json", NULL };
+        const char *const meta[] = { "meta.json", NULL };
+        const char *const stray[] = { "notes.txt", NULL };
+        const char *const not_vm2[] = { "vm1-0", "x", "max-ranges", NULL };
+        const char *const neither[] = { "x", "max-ranges", NULL };
+
+        bad_case("allocation-vm1-0.json", "{\"id\":\"vm1-0\",", "Parse error", vm1, others);
+        bad_case("allocation-vm1-0.json", "", "top level must be an object", vm1, others);
+        bad_case("allocation-vm1-0.json", "{\"id\": \"other\"}", "owner: is missing", vm1, others);
+        bad_case("allocation-vm1-0.json", "[1]", "top level must be an object", vm1, others);
+        /* A record in the wrong file is not trusted either. */
+        {
+                g_autofree char *a = allocation_json("id", "\"zz\"", NULL);
+                bad_case("allocation-vm1-0.json", a, "holds allocation 'zz', whose file is allocation-zz.json", vm1,
+                         others);
+        }
+        /* Two claims on the same memory: neither is believed. */
+        bad_case("allocation-vm2_0.json", overlap, "overlaps the memory of", both, neither);
+        bad_case("allocation-vm2_0.json", over_host, "overlaps the memory of", with_host, not_vm2);
+        bad_case("meta.json", "{\"version\": 99}", "version: unsupported version 99", meta, all);
+        bad_case("host-0-0xa00000000.json", "{\"region\": 0, \"start\": 42949672960, \"size\": 1}",
+                 "whole 2 MiB units", (const char *const[]) { "host-0-0xa00000000.json", NULL }, all);
+        bad_case("notes.txt", "hello", "not a file of the state directory", stray, all);
+}
+
+/* The regions the daemon manages bound every range. */
+static void test_load_checks_regions(void) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
+        g_autoptr(GPtrArray) records = sample_records();
+        g_autoptr(GError) error = NULL;
+        g_autofree char *aside = NULL, *reason = NULL;
+        StoreState loaded;
+        const RegionRange regions[] = { { 0, 4 * GiB, 4 * GiB } };
+
+        g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, 0);
+        store_forget(path);
+        g_assert_cmpint(store_load_state_or_set_aside(path, regions, 1, &loaded, &aside, &reason, &error), ==, 1);
+        /* vm2_0 and max-ranges reach beyond 8 GiB; region 12 is not managed. */
+        g_assert_nonnull(strstr(reason, "allocation-vm2_0.json: ranges[0]: [0x200000000, +0x40000000) lies outside region 0"));
+        g_assert_nonnull(strstr(reason, "allocation-max-ranges.json"));
+        g_assert_cmpuint(loaded.allocations->len, ==, 2);
+        store_state_clear(&loaded);
+}
+
+static void write_legacy(const char *dir, GPtrArray *records, const char *boot_id, int version) {
+        g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange));
+        StoreState st = { .allocations = records, .dirty = dirty, .boot_id = (char *) boot_id };
+        RegionRange d = { 0, 30 * GiB, 4 * MiB };
+        g_autofree char *text = NULL;
+
+        g_array_append_val(dirty, d);
+        text = store_state_to_data(&st);
+        if (version == 1) {
+                /* Version 1 had no owner table. */
+                char *owners = strstr(text, ",\n\"owners\"");
+                char *end = strstr(owners, "\n}");
+                memmove(owners, end + 2, strlen(end + 2) + 1);
+                memcpy(strstr(text, "\"version\": 2"), "\"version\": 1", 12);
+        }
+        write_text(dir, "state.json", text);
+}
+
+/* state.json of an earlier release becomes the directory, and a crash at
+ * any step of that loses nothing: the child dies there, the parent loads. */
+static void upgrade_case(int version, const char *crash_step) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
+        g_autofree char *legacy = g_build_filename(dir, "state.json", NULL);
+        g_autoptr(GPtrArray) records = sample_records();
+        g_autoptr(GError) error = NULL;
+        g_autofree char *aside = NULL, *reason = NULL;
+        StoreState loaded;
+        g_auto(GStrv) names = NULL;
+
+        write_legacy(dir, records, "b007", version);
+        if (crash_step) {
+                pid_t pid = fork();
+                int status;
+
+                g_assert_cmpint(pid, >=, 0);
+                if (pid == 0) {
+                        StoreState st;
+                        store_test_step_crash = crash_step;
+                        (void) store_load_state_or_set_aside(path, NULL, 0, &st, &aside, &reason, NULL);
+                        _exit(3); /* the step was not reached */
+                }
+                g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+                g_assert_true(WIFSIGNALED(status));
+                g_assert_cmpint(WTERMSIG(status), ==, SIGKILL);
+        }
+        g_assert_cmpint(store_load_state_or_set_aside(path, NULL, 0, &loaded, &aside, &reason, &error), ==, 0);
+        g_assert_no_error(error);
+        assert_records_same(records, loaded.allocations);
+        g_assert_cmpstr(loaded.boot_id, ==, "b007");
+        g_assert_cmpuint(loaded.dirty->len, ==, 1);
+        g_assert_cmpuint(g_array_index(loaded.dirty, RegionRange, 0).start, ==, 30 * GiB);
+        g_assert_cmpuint(owner_uid_of(&loaded, "vm-web1"), ==, 107);
+        g_assert_cmpuint(owner_uid_of(&loaded, "qemu/instance 2"), ==, 0);
+        g_assert_false(g_file_test(legacy, G_FILE_TEST_EXISTS));
+        names = list_dir(dir);
+        g_assert_cmpuint(g_strv_length(names), ==, 1);
+        g_assert_cmpstr(names[0], ==, "state");
+        store_state_clear(&loaded);
+}
+
+static void test_upgrade(void) {
+        upgrade_case(2, NULL);
+        upgrade_case(1, NULL);
+        upgrade_case(2, "upgrade-written");
+        upgrade_case(2, "upgrade-renamed");
+        upgrade_case(1, "upgrade-written");
+}
+
+/* A bad state.json is set aside whole, as before, and never upgraded. */
+static void test_upgrade_bad_legacy(void) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
+        g_autoptr(GError) error = NULL;
+        g_autofree char *aside = NULL, *reason = NULL;
+        g_autofree char *kept = NULL;
+        StoreState loaded;
+
+        write_text(dir, "state.json", "{\"version\": 99, \"allocations\": []}");
+        g_assert_cmpint(store_load_state_or_set_aside(path, NULL, 0, &loaded, &aside, &reason, &error), ==, 1);
+        g_assert_nonnull(strstr(reason, "state.json: version: unsupported version 99"));
+        g_assert_true(g_str_has_prefix(aside, dir));
+        g_assert_nonnull(strstr(aside, "/state.json.corrupt-"));
+        g_assert_true(g_file_get_contents(aside, &kept, NULL, NULL));
+        g_assert_cmpstr(kept, ==, "{\"version\": 99, \"allocations\": []}");
+        g_assert_cmpuint(loaded.allocations->len, ==, 0);
+        g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+        store_state_clear(&loaded);
+}
+
+/* A save cut short between its writes and its removals leaves a state
+ * that loads whole: the released allocation is still there (its memory
+ * also recorded as dirt), nothing is set aside. */
+static void test_save_cut_short(void) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
+        g_autoptr(GPtrArray) records = sample_records();
+        g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange));
+        g_autoptr(GError) error = NULL;
+        g_autofree char *aside = NULL, *reason = NULL;
+        StoreState st = { .allocations = records, .dirty = dirty, .boot_id = (char *) "b007" }, loaded;
+        RegionRange d = { 0, 4 * GiB, 512 * MiB };
+        pid_t pid;
+        int status;
+
+        g_assert_cmpint(store_save_state(path, &st, STORE_SAVE_DURABLE, &error), ==, 0);
+        pid = fork();
+        g_assert_cmpint(pid, >=, 0);
+        if (pid == 0) {
+                /* vm1-0 released: its memory becomes dirt. */
+                g_ptr_array_remove_index(records, 0);
+                g_array_append_val(dirty, d);
+                store_test_step_crash = "save-written";
+                (void) store_save_state(path, &st, STORE_SAVE_DURABLE, NULL);
+                _exit(3);
+        }
+        g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+        g_assert_true(WIFSIGNALED(status));
+        store_forget(path);
+        g_assert_cmpint(store_load_state_or_set_aside(path, NULL, 0, &loaded, &aside, &reason, &error), ==, 0);
+        assert_records_same(records, loaded.allocations);
+        g_assert_cmpuint(loaded.dirty->len, ==, 1);
+        g_assert_cmpstr(loaded.boot_id, ==, "b007");
+        store_state_clear(&loaded);
 }
 
 static void test_reject_document(void) {
@@ -769,6 +1059,7 @@ int main(int argc, char **argv) {
 
         g_test_init(&argc, &argv, NULL);
 
+        store_test_step = crash_here;
         test_dir = g_dir_make_tmp("test-store-XXXXXX", NULL);
         g_assert_nonnull(test_dir);
 
@@ -783,7 +1074,11 @@ int main(int argc, char **argv) {
         g_test_add_func("/store/save-and-load", test_save_and_load);
         g_test_add_func("/store/save-failures", test_save_failures);
         g_test_add_func("/store/save-refuses-invalid", test_save_refuses_invalid);
-        g_test_add_func("/store/load-errors-name-path", test_load_errors_name_path);
+        g_test_add_func("/store/load-sets-aside-bad-records", test_load_sets_aside_bad_records);
+        g_test_add_func("/store/load-checks-regions", test_load_checks_regions);
+        g_test_add_func("/store/upgrade", test_upgrade);
+        g_test_add_func("/store/upgrade-bad-legacy", test_upgrade_bad_legacy);
+        g_test_add_func("/store/save-cut-short", test_save_cut_short);
         g_test_add_func("/store/reject-document", test_reject_document);
         g_test_add_func("/store/reject-allocation-fields", test_reject_allocation_fields);
         g_test_add_func("/store/reject-across-allocations", test_reject_across_allocations);
