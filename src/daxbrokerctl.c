@@ -177,6 +177,7 @@ static char *column_names(const TableKind *k) {
 /* -o LIST (or "+LIST": the default columns and these), names in any case.
  * Without -o a table shows the verb's defaults and JSON every column. */
 static int select_columns(const TableKind *k, const char *verb, const char *list) {
+        g_autofree char *all_names = column_names(k);
         g_auto(GStrv) names = NULL;
 
         n_selected_columns = 0;
@@ -192,6 +193,8 @@ static int select_columns(const TableKind *k, const char *verb, const char *list
                 return 0;
         if (list[0] == '+')
                 list++;
+        if (!*list)
+                return log_usage("-o needs column names; %s has the columns %s", verb, all_names);
 
         names = g_strsplit(list, ",", -1);
         for (char **n = names; *n; n++) {
@@ -201,21 +204,14 @@ static int select_columns(const TableKind *k, const char *verb, const char *list
                         if (g_ascii_strcasecmp(*n, k->columns[i].name) == 0)
                                 break;
                 if (i == k->n_columns) {
-                        g_autofree char *all = column_names(k);
-
                         if (!**n)
                                 return log_usage("Empty column name in '-o %s'; %s has the columns %s",
-                                                 arg_output, verb, all);
-                        return log_usage("Unknown column '%s' for %s; its columns are %s", *n, verb, all);
+                                                 arg_output, verb, all_names);
+                        return log_usage("Unknown column '%s' for %s; its columns are %s", *n, verb, all_names);
                 }
                 if (n_selected_columns == COLUMNS_MAX)
                         return log_usage("Too many columns in -o: at most %d", COLUMNS_MAX);
                 selected_columns[n_selected_columns++] = (int) i;
-        }
-        if (n_selected_columns == 0) {
-                g_autofree char *all = column_names(k);
-
-                return log_usage("-o needs at least one column; %s has the columns %s", verb, all);
         }
         return 0;
 }
