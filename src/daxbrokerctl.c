@@ -5,6 +5,8 @@
  * D-Bus API. Every argument is validated here before anything is sent, so a
  * typo is a usage error (exit 2) rather than a round trip; failures reported
  * by the broker print the short D-Bus error name and its message (exit 1).
+ * Tables and their JSON are util-linux's libsmartcols, so -o, --raw and
+ * --json behave as in lsblk and findmnt.
  */
 
 #include <errno.h>
