@@ -754,6 +754,61 @@ static int pool_enumerate(sd_bus *b, const char *path, void *userdata, char ***r
         return 0;
 }
 
+/* What each part of a pool is used for, as the five uses the pool's sizes
+ * count: pending extents (allocations being made, memory on its way to or
+ * from the host) are counted as allocated, as in AllocatedSize. */
+static const char *extent_use(ExtentKind kind) {
+        switch (kind) {
+        case EXTENT_FREE:
+                return "free";
+        case EXTENT_HOST:
+                return "host";
+        case EXTENT_DIRTY:
+                return "dirty";
+        case EXTENT_FOREIGN:
+                return "foreign";
+        default:
+                return "allocated";
+        }
+}
+
+/* Extents: (offset from the pool's start, size, use), neighbours of the
+ * same use merged. Offsets are not physical addresses, so everyone may
+ * read them; who may see Start can add it. Merging keeps the boundaries
+ * between one tenant's memory and the next out of it. */
+static int append_extents(sd_bus_message *reply, const Pool *p) {
+        const char *use = NULL;
+        uint64_t start = 0, size = 0;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(tts)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < extent_map_count(p->map); i++) {
+                const Extent *e = extent_map_get(p->map, i);
+                const char *u = extent_use(e->kind);
+
+                if (use && streq(use, u)) {
+                        size += e->size;
+                        continue;
+                }
+                if (use) {
+                        r = sd_bus_message_append(reply, "(tts)", start, size, use);
+                        if (r < 0)
+                                return r;
+                }
+                use = u;
+                start = e->start - extent_map_start(p->map);
+                size = e->size;
+        }
+        if (use) {
+                r = sd_bus_message_append(reply, "(tts)", start, size, use);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
 static int property_get_pool(sd_bus *b, const char *path, const char *interface, const char *property,
                              sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Pool *p = userdata;
@@ -765,6 +820,8 @@ static int property_get_pool(sd_bus *b, const char *path, const char *interface,
                 return sd_bus_message_append(reply, "u", p->region_id);
         if (streq(property, "NumaNode"))
                 return sd_bus_message_append(reply, "i", p->numa_node);
+        if (streq(property, "Extents"))
+                return append_extents(reply, p);
 
         if (streq(property, "ZeroingStuck")) {
                 bool see = may_see_addresses(the_bus, sd_bus_get_current_message(b), (uid_t) -1);
@@ -820,6 +877,8 @@ static const sd_bus_vtable pool_vtable[] = {
         POOL_PROP("ForeignSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("LargestFreeExtent", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("ZeroingStuck", "a(tttus)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        /* Invalidation only: a fragmented pool's list is long. */
+        POOL_PROP("Extents", "a(tts)", SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_VTABLE_END,
 };
 
@@ -943,7 +1002,7 @@ static void on_sizes_changed(Pool *p, void *userdata) {
                                               "HostSize", NULL);
         (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_POOL_IFACE, "FreeSize", "AllocatedSize",
                                               "HostSize", "DirtySize", "ForeignSize", "LargestFreeExtent", "Align",
-                                              "Boundary", "ZeroingStuck", NULL);
+                                              "Boundary", "ZeroingStuck", "Extents", NULL);
 }
 
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {

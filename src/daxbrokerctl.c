@@ -5,6 +5,8 @@
  * D-Bus API. Every argument is validated here before anything is sent, so a
  * typo is a usage error (exit 2) rather than a round trip; failures reported
  * by the broker print the short D-Bus error name and its message (exit 1).
+ * Tables and their JSON are util-linux's libsmartcols, so -o, --raw and
+ * --json behave as in lsblk and findmnt.
  */
 
 #include <errno.h>
@@ -18,20 +20,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <libsmartcols.h>
 #include <systemd/sd-bus.h>
 
 #include "build-config.h"
 #include "config.h"
+#include "pool-map.h"
 #include "util.h"
 
 #define BUS_NAME "org.daxbroker.Broker1"
 #define MANAGER_PATH "/org/daxbroker/Broker1"
 #define MANAGER_IFACE "org.daxbroker.Broker1.Manager"
+#define POOL_IFACE "org.daxbroker.Broker1.Pool"
 #define ALLOCATION_IFACE "org.daxbroker.Broker1.Allocation"
 #define ALLOCATION_PATH_PREFIX "/org/daxbroker/Broker1/allocation/"
 #define POOL_ROW_SIGNATURE "(osuitttttttttt)"
@@ -47,6 +53,9 @@
 static bool arg_json = false;
 static bool arg_json_pretty = true;
 static bool arg_legend = true;
+static bool arg_no_pager = false;
+static bool arg_raw = false;
+static const char *arg_output = NULL; /* -o: the table's columns */
 static const char *arg_bus_address = NULL;
 static bool arg_user = false;
 static const char *arg_pool = NULL;
@@ -108,73 +117,8 @@ static int log_bus_error(const sd_bus_error *error, int r) {
         return r;
 }
 
-static char *size_to_string(uint64_t bytes) {
-        char buf[FORMAT_SIZE_MAX];
-
-        return g_strdup(format_size(bytes, buf, sizeof(buf)));
-}
-
 static char *dash_if_empty(const char *s) {
         return g_strdup(s && *s ? s : "-");
-}
-
-/* A column-aligned text table; cells are owned strings, row by row. */
-typedef struct Table {
-        size_t n_columns;
-        GPtrArray *cells;
-} Table;
-
-static Table *table_new(size_t n_columns, const char *const *headers) {
-        Table *t = g_new0(Table, 1);
-
-        t->n_columns = n_columns;
-        t->cells = g_ptr_array_new_with_free_func(g_free);
-        for (size_t i = 0; i < n_columns; i++)
-                g_ptr_array_add(t->cells, g_strdup(headers[i]));
-        return t;
-}
-
-static void table_free(Table *t) {
-        if (!t)
-                return;
-        g_ptr_array_unref(t->cells);
-        g_free(t);
-}
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(Table, table_free)
-
-/* Takes ownership of exactly n_columns strings. */
-static void table_add_row(Table *t, ...) {
-        va_list ap;
-
-        va_start(ap, t);
-        for (size_t i = 0; i < t->n_columns; i++)
-                g_ptr_array_add(t->cells, va_arg(ap, char *));
-        va_end(ap);
-}
-
-static void table_print(const Table *t) {
-        g_autofree size_t *widths = g_new0(size_t, t->n_columns);
-
-        for (guint i = 0; i < t->cells->len; i++) {
-                size_t w = g_utf8_strlen(t->cells->pdata[i], -1);
-                size_t c = i % t->n_columns;
-
-                widths[c] = MAX(widths[c], w);
-        }
-
-        /* The first row holds the headers. */
-        for (guint i = arg_legend ? 0 : t->n_columns; i < t->cells->len; i++) {
-                const char *cell = t->cells->pdata[i];
-                size_t c = i % t->n_columns;
-
-                if (c + 1 == t->n_columns) {
-                        puts(cell);
-                        continue;
-                }
-                fputs(cell, stdout);
-                for (size_t pad = g_utf8_strlen(cell, -1); pad < widths[c] + 2; pad++)
-                        fputc(' ', stdout);
-        }
 }
 
 static void json_add_string(JsonBuilder *b, const char *name, const char *value) {
@@ -189,15 +133,6 @@ static void json_add_u64(JsonBuilder *b, const char *name, uint64_t value) {
         json_builder_add_int_value(b, (gint64) value);
 }
 
-static void json_add_int(JsonBuilder *b, const char *name, int64_t value) {
-        json_builder_set_member_name(b, name);
-        json_builder_add_int_value(b, value);
-}
-
-static void json_add_bool(JsonBuilder *b, const char *name, bool value) {
-        json_builder_set_member_name(b, name);
-        json_builder_add_boolean_value(b, value);
-}
 
 static void json_print(JsonBuilder *b) {
         g_autoptr(JsonNode) root = json_builder_get_root(b);
@@ -208,6 +143,188 @@ static void json_print(JsonBuilder *b) {
         json_generator_set_root(generator, root);
         text = json_generator_to_data(generator, NULL);
         puts(text);
+}
+
+/* ---- Tables: libsmartcols prints them, as text, raw or JSON ---- */
+
+typedef struct Column {
+        const char *name; /* the header; in lower case the JSON member */
+        int flags;        /* SCOLS_FL_* */
+        int json_type;    /* SCOLS_JSON_* */
+        const char *help;
+} Column;
+
+/* The table a verb prints: every column it has, and those shown without
+ * -o. */
+typedef struct TableKind {
+        const char *name; /* the JSON member that holds the rows: "pools" */
+        const Column *columns;
+        size_t n_columns;
+        const int *defaults; /* ends with -1 */
+} TableKind;
+
+#define COLUMNS_MAX 64
+
+/* The columns chosen for this run, as indexes into its TableKind. */
+static int selected_columns[COLUMNS_MAX];
+static size_t n_selected_columns;
+
+static char *column_names(const TableKind *k) {
+        GString *s = g_string_new(NULL);
+
+        for (size_t i = 0; i < k->n_columns; i++)
+                g_string_append_printf(s, "%s%s", i > 0 ? ", " : "", k->columns[i].name);
+        return g_string_free(s, FALSE);
+}
+
+/* -o LIST (or "+LIST": the default columns and these), names in any case.
+ * Without -o a table shows the verb's defaults and JSON every column. */
+static int select_columns(const TableKind *k, const char *verb, const char *list) {
+        g_autofree char *all_names = column_names(k);
+        g_auto(GStrv) names = NULL;
+
+        n_selected_columns = 0;
+        if (!list && arg_json) {
+                for (size_t i = 0; i < k->n_columns; i++)
+                        selected_columns[n_selected_columns++] = (int) i;
+                return 0;
+        }
+        if (!list || list[0] == '+')
+                for (const int *d = k->defaults; *d >= 0; d++)
+                        selected_columns[n_selected_columns++] = *d;
+        if (!list)
+                return 0;
+        if (list[0] == '+')
+                list++;
+        if (!*list)
+                return log_usage("-o needs column names; %s has the columns %s", verb, all_names);
+
+        names = g_strsplit(list, ",", -1);
+        for (char **n = names; *n; n++) {
+                size_t i;
+
+                for (i = 0; i < k->n_columns; i++)
+                        if (g_ascii_strcasecmp(*n, k->columns[i].name) == 0)
+                                break;
+                if (i == k->n_columns) {
+                        if (!**n)
+                                return log_usage("Empty column name in '-o %s'; %s has the columns %s",
+                                                 arg_output, verb, all_names);
+                        return log_usage("Unknown column '%s' for %s; its columns are %s", *n, verb, all_names);
+                }
+                if (n_selected_columns == COLUMNS_MAX)
+                        return log_usage("Too many columns in -o: at most %d", COLUMNS_MAX);
+                selected_columns[n_selected_columns++] = (int) i;
+        }
+        return 0;
+}
+
+static bool column_selected(int column) {
+        for (size_t i = 0; i < n_selected_columns; i++)
+                if (selected_columns[i] == column)
+                        return true;
+        return false;
+}
+
+static int log_table_error(int r) {
+        return log_error_errno(r < 0 ? r : -ENOMEM, "Failed to build the table");
+}
+
+static int table_new(const TableKind *k, struct libscols_table **ret) {
+        struct libscols_table *tb = scols_new_table();
+
+        if (!tb || scols_table_set_name(tb, k->name) < 0 || scols_table_enable_json(tb, arg_json) < 0 ||
+            scols_table_enable_raw(tb, arg_raw) < 0 || scols_table_enable_noheadings(tb, !arg_legend) < 0)
+                goto fail;
+        for (size_t i = 0; i < n_selected_columns; i++) {
+                const Column *c = &k->columns[selected_columns[i]];
+                struct libscols_column *cl = scols_table_new_column(tb, c->name, 0, c->flags);
+
+                if (!cl || scols_column_set_json_type(cl, c->json_type) < 0)
+                        goto fail;
+                /* A multi-line cell (one range per line) stays one cell. */
+                if ((c->flags & SCOLS_FL_WRAP) &&
+                    (scols_column_set_safechars(cl, "\n") < 0 ||
+                     scols_column_set_wrapfunc(cl, scols_wrapnl_chunksize, scols_wrapnl_nextchunk, NULL) < 0))
+                        goto fail;
+        }
+        *ret = tb;
+        return 0;
+fail:
+        scols_unref_table(tb);
+        return log_table_error(-ENOMEM);
+}
+
+/* One row: cell() gives each selected column's text, malloc()ed. */
+static int table_add_row(struct libscols_table *tb, char *(*cell)(const void *row, int column), const void *row) {
+        struct libscols_line *ln = scols_table_new_line(tb, NULL);
+
+        if (!ln)
+                return log_table_error(-ENOMEM);
+        for (size_t i = 0; i < n_selected_columns; i++) {
+                char *data = cell(row, selected_columns[i]);
+                int r = scols_line_refer_data(ln, i, data);
+
+                if (r < 0) {
+                        free(data);
+                        return log_table_error(r);
+                }
+        }
+        return 0;
+}
+
+/* A text or raw table; an empty one says so in text mode. */
+static int table_print(struct libscols_table *tb, const TableKind *k) {
+        int r;
+
+        if (scols_table_is_empty(tb) && !arg_raw) {
+                if (arg_legend)
+                        printf("No %s.\n", k->name);
+                return 0;
+        }
+        r = scols_print_table(tb);
+        if (r < 0)
+                return log_error_errno(r, "Failed to print the table");
+        return 0;
+}
+
+/* The table's rows as a JSON array, as libsmartcols writes them (with
+ * the JSON types of the columns). */
+static int table_to_json(struct libscols_table *tb, const TableKind *k, JsonArray **ret) {
+        g_autoptr(JsonParser) parser = json_parser_new();
+        g_autoptr(GError) error = NULL;
+        _cleanup_free_ char *text = NULL;
+        JsonNode *root;
+        int r;
+
+        r = scols_print_table_to_string(tb, &text);
+        if (r < 0)
+                return log_error_errno(r, "Failed to print the table as JSON");
+        if (!json_parser_load_from_data(parser, text, -1, &error)) {
+                fprintf(stderr, "%s: libsmartcols wrote JSON that does not parse: %s\n",
+                        program_invocation_short_name, error->message);
+                return -EIO;
+        }
+        root = json_parser_get_root(parser);
+        if (!root || !JSON_NODE_HOLDS_OBJECT(root) ||
+            !json_object_has_member(json_node_get_object(root), k->name)) {
+                fprintf(stderr, "%s: libsmartcols wrote JSON without '%s'\n", program_invocation_short_name,
+                        k->name);
+                return -EIO;
+        }
+        *ret = json_array_ref(json_object_get_array_member(json_node_get_object(root), k->name));
+        return 0;
+}
+
+/* { NAME: rows } */
+static void json_print_rows(const TableKind *k, JsonArray *rows) {
+        g_autoptr(JsonBuilder) json = json_builder_new();
+
+        json_builder_begin_object(json);
+        json_builder_set_member_name(json, k->name);
+        json_builder_add_value(json, json_node_init_array(json_node_alloc(), rows));
+        json_builder_end_object(json);
+        json_print(json);
 }
 
 static int bus_connect(sd_bus **ret) {
@@ -348,9 +465,11 @@ typedef struct PoolRow {
         uint64_t largest_free_extent;
 } PoolRow;
 
-/* Calls ListPools and leaves the reply positioned inside its array. */
-static int list_pools(sd_bus *bus, sd_bus_message **ret_reply) {
+/* Calls ListPools; the rows' strings point into *ret_reply. */
+static int read_pools(sd_bus *bus, sd_bus_message **ret_reply, GArray **ret_rows) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        g_autoptr(GArray) rows = g_array_new(FALSE, TRUE, sizeof(PoolRow));
+        PoolRow p;
         int r;
 
         r = bus_new_manager_call(bus, "ListPools", &m);
@@ -362,139 +481,314 @@ static int list_pools(sd_bus *bus, sd_bus_message **ret_reply) {
         r = sd_bus_message_enter_container(reply, 'a', POOL_ROW_SIGNATURE);
         if (r < 0)
                 return log_parse_error(r);
+        while ((r = sd_bus_message_read(reply, POOL_ROW_SIGNATURE, &p.path, &p.name, &p.region_id,
+                                        &p.numa_node, &p.start, &p.size, &p.align, &p.boundary, &p.free,
+                                        &p.allocated, &p.host, &p.dirty, &p.foreign,
+                                        &p.largest_free_extent)) > 0)
+                g_array_append_val(rows, p);
+        if (r < 0)
+                return log_parse_error(r);
 
         *ret_reply = g_steal_pointer(&reply);
+        *ret_rows = g_steal_pointer(&rows);
         return 0;
 }
 
-/* Returns 1 with the next row, 0 at the end of the array. */
-static int read_pool_row(sd_bus_message *reply, PoolRow *ret) {
+enum {
+        POOL_NAME,
+        POOL_PATH,
+        POOL_REGION,
+        POOL_NODE,
+        POOL_START,
+        POOL_SIZE,
+        POOL_ALIGN,
+        POOL_BOUNDARY,
+        POOL_FREE,
+        POOL_ALLOCATED,
+        POOL_HOST,
+        POOL_DIRTY,
+        POOL_FOREIGN,
+        POOL_LARGEST_FREE,
+};
+
+#define SIZE_COLUMN SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER
+static const Column pool_columns[] = {
+        [POOL_NAME] = { "NAME", 0, SCOLS_JSON_STRING, "pool name" },
+        [POOL_PATH] = { "PATH", 0, SCOLS_JSON_STRING, "D-Bus object path" },
+        [POOL_REGION] = { "REGION", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "dax region id R of /dev/daxR.N" },
+        [POOL_NODE] = { "NODE", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "NUMA node (JSON: -1 if unknown)" },
+        [POOL_START] = { "START", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "physical start address" },
+        [POOL_SIZE] = { "SIZE", SIZE_COLUMN, "size" },
+        [POOL_ALIGN] = { "ALIGN", SIZE_COLUMN, "default alignment of allocations" },
+        [POOL_BOUNDARY] = { "BOUNDARY", SIZE_COLUMN, "placement boundary (JSON: 0 for none)" },
+        [POOL_FREE] = { "FREE", SIZE_COLUMN, "memory no device holds" },
+        [POOL_ALLOCATED] = { "ALLOCATED", SIZE_COLUMN, "memory held by allocations" },
+        [POOL_HOST] = { "HOST", SIZE_COLUMN, "memory lent to the host" },
+        [POOL_DIRTY] = { "DIRTY", SIZE_COLUMN, "memory still to be zeroed" },
+        [POOL_FOREIGN] = { "FOREIGN", SIZE_COLUMN, "memory of devices daxbroker did not create" },
+        [POOL_LARGEST_FREE] = { "LARGEST-FREE", SIZE_COLUMN, "largest free extent" },
+};
+
+static const int status_defaults[] = {
+        POOL_NAME, POOL_REGION, POOL_NODE, POOL_SIZE, POOL_FREE, POOL_ALLOCATED,
+        POOL_HOST, POOL_DIRTY, POOL_FOREIGN, POOL_LARGEST_FREE, -1,
+};
+static const int pools_defaults[] = {
+        POOL_NAME, POOL_REGION, POOL_NODE, POOL_START, POOL_SIZE, POOL_ALIGN, POOL_BOUNDARY,
+        POOL_FREE, POOL_ALLOCATED, POOL_HOST, POOL_DIRTY, POOL_FOREIGN, POOL_LARGEST_FREE, -1,
+};
+static const TableKind status_table = { "pools", pool_columns, G_N_ELEMENTS(pool_columns), status_defaults };
+static const TableKind pools_table = { "pools", pool_columns, G_N_ELEMENTS(pool_columns), pools_defaults };
+
+/* JSON and raw output are for programs: sizes in bytes, times in
+ * microseconds. */
+static bool machine_values(void) {
+        return arg_json || arg_raw;
+}
+
+/* A size: bytes for programs, "1.5 GiB" in a table. */
+static char *size_cell(uint64_t bytes) {
+        char buf[FORMAT_SIZE_MAX];
+
+        if (machine_values())
+                return g_strdup_printf("%" PRIu64, bytes);
+        return g_strdup(format_size(bytes, buf, sizeof(buf)));
+}
+
+static char *pool_cell(const void *row, int column) {
+        const PoolRow *p = row;
+
+        switch (column) {
+        case POOL_NAME:
+                return g_strdup(p->name);
+        case POOL_PATH:
+                return g_strdup(p->path);
+        case POOL_REGION:
+                return g_strdup_printf("%" PRIu32, p->region_id);
+        case POOL_NODE:
+                return p->numa_node < 0 && !arg_json ? g_strdup("-") : g_strdup_printf("%" PRIi32, p->numa_node);
+        case POOL_START:
+                return arg_json ? g_strdup_printf("%" PRIu64, p->start) : g_strdup_printf("0x%" PRIx64, p->start);
+        case POOL_SIZE:
+                return size_cell(p->size);
+        case POOL_ALIGN:
+                return size_cell(p->align);
+        case POOL_BOUNDARY:
+                return p->boundary == 0 && !arg_json ? g_strdup("-") : size_cell(p->boundary);
+        case POOL_FREE:
+                return size_cell(p->free);
+        case POOL_ALLOCATED:
+                return size_cell(p->allocated);
+        case POOL_HOST:
+                return size_cell(p->host);
+        case POOL_DIRTY:
+                return size_cell(p->dirty);
+        case POOL_FOREIGN:
+                return size_cell(p->foreign);
+        case POOL_LARGEST_FREE:
+                return size_cell(p->largest_free_extent);
+        default:
+                g_assert_not_reached();
+        }
+}
+
+/* The pools as the selected columns: printed, or as JSON rows in *ret_json
+ * when --json is given. */
+static int pools_table_output(const TableKind *k, const GArray *rows, JsonArray **ret_json) {
+        struct libscols_table *tb = NULL;
         int r;
 
-        r = sd_bus_message_read(reply, POOL_ROW_SIGNATURE,
-                                &ret->path, &ret->name, &ret->region_id, &ret->numa_node,
-                                &ret->start, &ret->size, &ret->align, &ret->boundary,
-                                &ret->free, &ret->allocated, &ret->host, &ret->dirty,
-                                &ret->foreign, &ret->largest_free_extent);
+        r = table_new(k, &tb);
         if (r < 0)
-                return log_parse_error(r);
+                return r;
+        for (guint i = 0; r >= 0 && i < rows->len; i++)
+                r = table_add_row(tb, pool_cell, &g_array_index(rows, PoolRow, i));
+        if (r >= 0)
+                r = arg_json ? table_to_json(tb, k, ret_json) : table_print(tb, k);
+        scols_unref_table(tb);
         return r;
 }
 
-static void json_add_pool(JsonBuilder *b, const PoolRow *p) {
-        json_builder_begin_object(b);
-        json_add_string(b, "path", p->path);
-        json_add_string(b, "name", p->name);
-        json_add_u64(b, "region", p->region_id);
-        json_add_int(b, "numa_node", p->numa_node);
-        json_add_u64(b, "start", p->start);
-        json_add_u64(b, "size", p->size);
-        json_add_u64(b, "align", p->align);
-        json_add_u64(b, "boundary", p->boundary);
-        json_add_u64(b, "free", p->free);
-        json_add_u64(b, "allocated", p->allocated);
-        json_add_u64(b, "host", p->host);
-        json_add_u64(b, "dirty", p->dirty);
-        json_add_u64(b, "foreign", p->foreign);
-        json_add_u64(b, "largest_free_extent", p->largest_free_extent);
-        json_builder_end_object(b);
+/* ---- status: the pools' maps ---- */
+
+typedef struct PoolExtents {
+        GArray *extents; /* PoolMapExtent */
+        GPtrArray *uses; /* the daemon's name of each extent's use */
+} PoolExtents;
+
+static void pool_extents_clear(PoolExtents *e) {
+        g_clear_pointer(&e->extents, g_array_unref);
+        g_clear_pointer(&e->uses, g_ptr_array_unref);
 }
 
-static char *numa_node_to_string(int32_t node) {
-        return node < 0 ? g_strdup("-") : g_strdup_printf("%" PRIi32, node);
-}
-
-/* Both status and pools print the pools; pools adds placement columns.
- * JSON always carries every field. */
-static int print_pools(sd_bus_message *reply, JsonBuilder *json, bool placement) {
-        static const char *const status_headers[] = {
-                "POOL", "REGION", "NODE", "SIZE", "FREE", "ALLOCATED",
-                "HOST", "DIRTY", "FOREIGN", "LARGEST-FREE",
-        };
-        static const char *const pools_headers[] = {
-                "POOL", "REGION", "NODE", "START", "SIZE", "ALIGN", "BOUNDARY", "FREE",
-                "ALLOCATED", "HOST", "DIRTY", "FOREIGN", "LARGEST-FREE",
-        };
-        g_autoptr(Table) table = NULL;
-        size_t n_rows = 0;
-        PoolRow p;
+/* The pool's Extents property. */
+static int get_pool_extents(sd_bus *bus, const PoolRow *p, PoolExtents *ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        PoolMapExtent e;
+        const char *use;
         int r;
 
-        if (json) {
-                json_builder_set_member_name(json, "pools");
-                json_builder_begin_array(json);
-        } else if (placement)
-                table = table_new(G_N_ELEMENTS(pools_headers), pools_headers);
-        else
-                table = table_new(G_N_ELEMENTS(status_headers), status_headers);
-
-        while ((r = read_pool_row(reply, &p)) > 0) {
-                n_rows++;
-                if (json)
-                        json_add_pool(json, &p);
-                else if (placement)
-                        table_add_row(table,
-                                      g_strdup(p.name),
-                                      g_strdup_printf("%" PRIu32, p.region_id),
-                                      numa_node_to_string(p.numa_node),
-                                      g_strdup_printf("0x%" PRIx64, p.start),
-                                      size_to_string(p.size),
-                                      size_to_string(p.align),
-                                      p.boundary ? size_to_string(p.boundary) : g_strdup("-"),
-                                      size_to_string(p.free),
-                                      size_to_string(p.allocated),
-                                      size_to_string(p.host),
-                                      size_to_string(p.dirty),
-                                      size_to_string(p.foreign),
-                                      size_to_string(p.largest_free_extent));
-                else
-                        table_add_row(table,
-                                      g_strdup(p.name),
-                                      g_strdup_printf("%" PRIu32, p.region_id),
-                                      numa_node_to_string(p.numa_node),
-                                      size_to_string(p.size),
-                                      size_to_string(p.free),
-                                      size_to_string(p.allocated),
-                                      size_to_string(p.host),
-                                      size_to_string(p.dirty),
-                                      size_to_string(p.foreign),
-                                      size_to_string(p.largest_free_extent));
+        r = sd_bus_get_property(bus, BUS_NAME, p->path, POOL_IFACE, "Extents", &error, &reply, "a(tts)");
+        if (r < 0)
+                return log_bus_error(&error, r);
+        r = sd_bus_message_enter_container(reply, 'a', "(tts)");
+        if (r < 0)
+                return log_parse_error(r);
+        ret->extents = g_array_new(FALSE, FALSE, sizeof(PoolMapExtent));
+        ret->uses = g_ptr_array_new_with_free_func(g_free);
+        while ((r = sd_bus_message_read(reply, "(tts)", &e.offset, &e.size, &use)) > 0) {
+                e.use = pool_map_use_from_string(use);
+                g_array_append_val(ret->extents, e);
+                g_ptr_array_add(ret->uses, g_strdup(use));
         }
         if (r < 0)
-                return r;
-
-        if (json)
-                json_builder_end_array(json);
-        else if (n_rows == 0) {
-                if (arg_legend)
-                        puts("No pools.");
-        } else
-                table_print(table);
+                return log_parse_error(r);
         return 0;
+}
+
+/* Colours in a terminal unless told not to (NO_COLOR, --no-pager, a dumb
+ * terminal); plain ASCII otherwise. */
+static bool map_colors(void) {
+        const char *no_color = getenv("NO_COLOR"), *term = getenv("TERM");
+
+        return isatty(STDOUT_FILENO) && !arg_no_pager && !(no_color && *no_color) && !(term && streq(term, "dumb"));
+}
+
+/* $COLUMNS, else the terminal's width, else 72. */
+static size_t output_width(void) {
+        const char *columns = getenv("COLUMNS");
+        struct winsize ws = {};
+        guint64 n;
+
+        if (columns && g_ascii_string_to_unsigned(columns, 10, 1, 4096, &n, NULL))
+                return (size_t) n;
+        if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) >= 0 && ws.ws_col > 0)
+                return ws.ws_col;
+        return 72;
+}
+
+static const char *const map_sgr[_POOL_MAP_USE_MAX] = {
+        [POOL_MAP_ALLOCATED] = "32", [POOL_MAP_FREE] = "", [POOL_MAP_HOST] = "34",
+        [POOL_MAP_DIRTY] = "33",     [POOL_MAP_FOREIGN] = "31", [POOL_MAP_OTHER] = "35",
+};
+
+static void put_cells(const PoolMapUse *cells, size_t n, bool colors) {
+        for (size_t i = 0; i < n;) {
+                size_t j = i;
+
+                while (j < n && cells[j] == cells[i])
+                        j++;
+                if (colors && *map_sgr[cells[i]])
+                        printf("\033[%sm", map_sgr[cells[i]]);
+                for (size_t k = i; k < j; k++)
+                        putchar(pool_map_use_glyph(cells[k]));
+                if (colors && *map_sgr[cells[i]])
+                        fputs("\033[0m", stdout);
+                i = j;
+        }
+}
+
+/* One line per pool, "NAME [####....HH]", each bar its whole pool from its
+ * lowest address, then the legend. */
+static int print_pool_maps(const GArray *rows, const PoolExtents *maps) {
+        bool colors = map_colors(), other = false;
+        size_t name_width = 0, width;
+        g_autofree PoolMapUse *cells = NULL;
+
+        for (guint i = 0; i < rows->len; i++)
+                name_width = MAX(name_width, strlen(g_array_index(rows, PoolRow, i).name));
+        width = output_width();
+        width = width > name_width + 3 + 8 ? width - name_width - 3 : 8;
+        cells = g_new(PoolMapUse, width);
+
+        for (guint i = 0; i < rows->len; i++) {
+                const PoolRow *p = &g_array_index(rows, PoolRow, i);
+                int r;
+
+                r = pool_map_cells((const PoolMapExtent *) maps[i].extents->data, maps[i].extents->len, p->size,
+                                   width, cells);
+                if (r < 0)
+                        return log_error_errno(r, "The broker's map of pool %s does not cover the pool", p->name);
+                printf("%-*s [", (int) name_width, p->name);
+                put_cells(cells, width, colors);
+                puts("]");
+                for (size_t c = 0; c < width; c++)
+                        other = other || cells[c] == POOL_MAP_OTHER;
+        }
+        if (!arg_legend || rows->len == 0)
+                return 0;
+
+        printf("%*s", (int) name_width + 2, "");
+        for (PoolMapUse u = 0; u < _POOL_MAP_USE_MAX; u++) {
+                if (u == POOL_MAP_OTHER && !other)
+                        continue;
+                if (u > 0)
+                        fputs("  ", stdout);
+                put_cells(&u, 1, colors);
+                printf(" %s", pool_map_use_to_string(u));
+        }
+        putchar('\n');
+        return 0;
+}
+
+static void json_add_extents(JsonObject *pool, const PoolExtents *e) {
+        JsonArray *a = json_array_sized_new(e->extents->len);
+
+        for (guint i = 0; i < e->extents->len; i++) {
+                const PoolMapExtent *x = &g_array_index(e->extents, PoolMapExtent, i);
+                JsonObject *o = json_object_new();
+
+                json_object_set_int_member(o, "offset", (gint64) x->offset);
+                json_object_set_int_member(o, "size", (gint64) x->size);
+                json_object_set_string_member(o, "use", e->uses->pdata[i]);
+                json_array_add_object_element(a, o);
+        }
+        json_object_set_array_member(pool, "extents", a);
 }
 
 static int verb_status(sd_bus *bus) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *properties_reply = NULL, *pools_reply = NULL;
-        g_autoptr(JsonBuilder) json = NULL;
+        g_autoptr(GArray) rows = NULL;
+        g_autoptr(JsonArray) json_rows = NULL;
+        g_autofree PoolExtents *maps = NULL;
         ManagerProperties p = {};
         int r;
 
         r = get_manager_properties(bus, &properties_reply, &p);
         if (r < 0)
                 return r;
-        r = list_pools(bus, &pools_reply);
+        r = read_pools(bus, &pools_reply, &rows);
         if (r < 0)
                 return r;
 
-        if (arg_json) {
-                json = json_builder_new();
-                json_builder_begin_object(json);
-                json_add_string(json, "version", p.version);
-                json_add_u64(json, "total_size", p.total_size);
-                json_add_u64(json, "allocated_size", p.allocated_size);
-                json_add_u64(json, "free_size", p.free_size);
-                json_add_u64(json, "host_size", p.host_size);
-        } else {
+        maps = g_new0(PoolExtents, rows->len);
+        for (guint i = 0; r >= 0 && i < rows->len; i++)
+                r = get_pool_extents(bus, &g_array_index(rows, PoolRow, i), &maps[i]);
+
+        if (r >= 0 && arg_json) {
+                g_autoptr(JsonBuilder) json = json_builder_new();
+
+                r = pools_table_output(&status_table, rows, &json_rows);
+                if (r >= 0) {
+                        /* The rows are the pools', in the same order. */
+                        for (guint i = 0; i < rows->len; i++)
+                                json_add_extents(json_array_get_object_element(json_rows, i), &maps[i]);
+                        json_builder_begin_object(json);
+                        json_add_string(json, "version", p.version);
+                        json_add_u64(json, "total_size", p.total_size);
+                        json_add_u64(json, "allocated_size", p.allocated_size);
+                        json_add_u64(json, "free_size", p.free_size);
+                        json_add_u64(json, "host_size", p.host_size);
+                        json_builder_set_member_name(json, "pools");
+                        json_builder_add_value(json, json_node_init_array(json_node_alloc(), json_rows));
+                        json_builder_end_object(json);
+                        json_print(json);
+                }
+        } else if (r >= 0 && arg_raw)
+                /* Raw output is for scripts: the table alone. */
+                r = pools_table_output(&status_table, rows, NULL);
+        else if (r >= 0) {
                 char buf[FORMAT_SIZE_MAX];
 
                 printf("Version:   %s\n", p.version);
@@ -502,40 +796,31 @@ static int verb_status(sd_bus *bus) {
                 printf("Allocated: %s\n", format_size(p.allocated_size, buf, sizeof(buf)));
                 printf("Free:      %s\n", format_size(p.free_size, buf, sizeof(buf)));
                 printf("Host:      %s\n\n", format_size(p.host_size, buf, sizeof(buf)));
+                r = pools_table_output(&status_table, rows, NULL);
+                if (r >= 0 && rows->len > 0) {
+                        putchar('\n');
+                        r = print_pool_maps(rows, maps);
+                }
         }
 
-        r = print_pools(pools_reply, json, false);
-        if (r < 0)
-                return r;
-
-        if (json) {
-                json_builder_end_object(json);
-                json_print(json);
-        }
-        return 0;
+        for (guint i = 0; i < rows->len; i++)
+                pool_extents_clear(&maps[i]);
+        return r;
 }
 
 static int verb_pools(sd_bus *bus) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        g_autoptr(JsonBuilder) json = NULL;
+        g_autoptr(GArray) rows = NULL;
+        g_autoptr(JsonArray) json_rows = NULL;
         int r;
 
-        r = list_pools(bus, &reply);
+        r = read_pools(bus, &reply, &rows);
         if (r < 0)
                 return r;
-
-        if (arg_json) {
-                json = json_builder_new();
-                json_builder_begin_object(json);
-        }
-        r = print_pools(reply, json, true);
-        if (r < 0)
-                return r;
-        if (json) {
-                json_builder_end_object(json);
-                json_print(json);
-        }
-        return 0;
+        r = pools_table_output(&pools_table, rows, &json_rows);
+        if (r >= 0 && arg_json)
+                json_print_rows(&pools_table, json_rows);
+        return r;
 }
 
 typedef struct Range {
@@ -572,17 +857,14 @@ static void allocation_row_get_state(sd_bus *bus, AllocationRow *row) {
         char **out[] = { &row->state, &row->state_message };
 
         for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
-                g_clear_pointer(out[i], g_free);
-                if (sd_bus_get_property_string(bus, BUS_NAME, row->path, ALLOCATION_IFACE, names[i], NULL,
-                                               out[i]) < 0) {
-                        free(*out[i]);
-                        *out[i] = g_strdup(i == 0 ? "-" : "");
-                } else {
-                        char *s = *out[i];
+                char *s = NULL;
 
+                g_clear_pointer(out[i], g_free);
+                if (sd_bus_get_property_string(bus, BUS_NAME, row->path, ALLOCATION_IFACE, names[i], NULL, &s) < 0)
+                        *out[i] = g_strdup(i == 0 ? "-" : "");
+                else
                         *out[i] = g_strdup(s);
-                        free(s);
-                }
+                free(s);
         }
 }
 
@@ -648,106 +930,232 @@ static char *range_to_string(const Range *range) {
         return g_strdup_printf("0x%" PRIx64 "-0x%" PRIx64, range->start, last);
 }
 
-static char *ranges_to_string(const GArray *ranges) {
+/* "0xSTART-0xLAST,..." (sep between ranges), "-" for none. */
+static char *ranges_to_string(const GArray *ranges, const char *sep) {
         GString *s;
 
         if (ranges->len == 0)
                 return g_strdup("-");
 
         s = g_string_new(NULL);
-
         for (guint i = 0; i < ranges->len; i++) {
                 g_autofree char *range = range_to_string(&g_array_index(ranges, Range, i));
 
                 if (i > 0)
-                        g_string_append_c(s, ',');
+                        g_string_append(s, sep);
                 g_string_append(s, range);
         }
         return g_string_free(s, FALSE);
 }
 
-static void json_add_allocation(JsonBuilder *b, const AllocationRow *a) {
-        json_builder_begin_object(b);
-        json_add_string(b, "path", a->path);
-        json_add_string(b, "id", a->id);
-        json_add_string(b, "owner", a->owner);
-        json_add_u64(b, "owner_uid", a->owner_uid);
-        json_add_string(b, "label", a->label);
-        json_add_string(b, "pool", a->pool);
-        json_add_u64(b, "size", a->size);
-        json_add_u64(b, "align", a->align);
-        json_add_string(b, "device", a->device);
-        json_add_bool(b, "transient", a->transient);
-        json_add_u64(b, "created_usec", a->created_usec);
-        json_add_string(b, "state", a->state ? a->state : "-");
-        json_add_string(b, "state_message", a->state_message ? a->state_message : "");
-        json_builder_set_member_name(b, "ranges");
-        json_builder_begin_array(b);
+enum {
+        ALLOC_ID,
+        ALLOC_PATH,
+        ALLOC_OWNER,
+        ALLOC_UID,
+        ALLOC_LABEL,
+        ALLOC_POOL,
+        ALLOC_SIZE,
+        ALLOC_ALIGN,
+        ALLOC_DEVICE,
+        ALLOC_TRANSIENT,
+        ALLOC_CREATED,
+        ALLOC_STATE,
+        ALLOC_STATE_MESSAGE,
+        ALLOC_RANGES,
+};
+
+static const Column allocation_columns[] = {
+        [ALLOC_ID] = { "ID", 0, SCOLS_JSON_STRING, "allocation id" },
+        [ALLOC_PATH] = { "PATH", 0, SCOLS_JSON_STRING, "D-Bus object path" },
+        [ALLOC_OWNER] = { "OWNER", 0, SCOLS_JSON_STRING, "owner, such as a VM's name" },
+        [ALLOC_UID] = { "UID", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "user the owner belongs to" },
+        [ALLOC_LABEL] = { "LABEL", 0, SCOLS_JSON_STRING, "name among the owner's allocations" },
+        [ALLOC_POOL] = { "POOL", 0, SCOLS_JSON_STRING, "pool name" },
+        [ALLOC_SIZE] = { "SIZE", SIZE_COLUMN, "size" },
+        [ALLOC_ALIGN] = { "ALIGN", SIZE_COLUMN, "alignment of the device's mappings" },
+        [ALLOC_DEVICE] = { "DEVICE", 0, SCOLS_JSON_STRING, "device node (JSON: null while there is none)" },
+        [ALLOC_TRANSIENT] = { "TRANSIENT", 0, SCOLS_JSON_BOOLEAN, "released when its client leaves the bus" },
+        [ALLOC_CREATED] = { "CREATED", 0, SCOLS_JSON_NUMBER, "creation time (JSON, --raw: microseconds since the epoch)" },
+        [ALLOC_STATE] = { "STATE", 0, SCOLS_JSON_STRING,
+                           "active, restoring or failed (table: with the reason in parentheses)" },
+        [ALLOC_STATE_MESSAGE] = { "STATE-MESSAGE", 0, SCOLS_JSON_STRING, "why the allocation is not active" },
+        [ALLOC_RANGES] = { "RANGES", SCOLS_FL_WRAP, SCOLS_JSON_STRING,
+                           "physical ranges, one per line (JSON: start and size)" },
+};
+
+static const int list_defaults[] = {
+        ALLOC_ID, ALLOC_OWNER, ALLOC_LABEL, ALLOC_POOL, ALLOC_SIZE, ALLOC_DEVICE, ALLOC_STATE, ALLOC_RANGES, -1,
+};
+static const TableKind list_table = { "allocations", allocation_columns, G_N_ELEMENTS(allocation_columns),
+                                      list_defaults };
+
+static char *created_to_string(uint64_t usec) {
+        g_autoptr(GDateTime) t = NULL;
+
+        if (usec == 0 || usec / G_USEC_PER_SEC > G_MAXINT64)
+                return g_strdup("-");
+        t = g_date_time_new_from_unix_local((gint64) (usec / G_USEC_PER_SEC));
+        return t ? g_date_time_format(t, "%Y-%m-%d %H:%M:%S") : g_strdup("-");
+}
+
+/* Text for a table, raw output or libsmartcols' JSON; in JSON an empty
+ * string becomes null, and RANGES is filled in later (allocation_ranges_json). */
+static char *allocation_cell(const void *row, int column) {
+        const AllocationRow *a = row;
+
+        switch (column) {
+        case ALLOC_ID:
+                return g_strdup(a->id);
+        case ALLOC_PATH:
+                return g_strdup(a->path);
+        case ALLOC_OWNER:
+                return g_strdup(a->owner);
+        case ALLOC_UID:
+                return g_strdup_printf("%" PRIu32, a->owner_uid);
+        case ALLOC_LABEL:
+                return arg_json ? g_strdup(a->label) : dash_if_empty(a->label);
+        case ALLOC_POOL:
+                return g_strdup(a->pool);
+        case ALLOC_SIZE:
+                return size_cell(a->size);
+        case ALLOC_ALIGN:
+                return size_cell(a->align);
+        case ALLOC_DEVICE:
+                return arg_json ? g_strdup(a->device) : dash_if_empty(a->device);
+        case ALLOC_TRANSIENT:
+                return g_strdup(a->transient ? "yes" : "no");
+        case ALLOC_CREATED:
+                return machine_values() ? g_strdup_printf("%" PRIu64, a->created_usec)
+                                        : created_to_string(a->created_usec);
+        case ALLOC_STATE:
+                if (!machine_values() && a->state_message && a->state_message[0])
+                        return g_strdup_printf("%s (%s)", a->state, a->state_message);
+                return g_strdup(a->state ? a->state : "-");
+        case ALLOC_STATE_MESSAGE:
+                return arg_json ? g_strdup(a->state_message ? a->state_message : "")
+                                : dash_if_empty(a->state_message ? a->state_message : "");
+        case ALLOC_RANGES:
+                /* A table shows one range per line, raw output keeps a row
+                 * on one line. */
+                return arg_json ? g_strdup("") : ranges_to_string(a->ranges, arg_raw ? "," : "\n");
+        default:
+                g_assert_not_reached();
+        }
+}
+
+/* [{"start": S, "size": N}, ...]: libsmartcols has no arrays of objects. */
+static JsonNode *allocation_ranges_json(const AllocationRow *a) {
+        JsonArray *array = json_array_sized_new(a->ranges->len);
+        JsonNode *node = json_node_new(JSON_NODE_ARRAY);
+
         for (guint i = 0; i < a->ranges->len; i++) {
                 const Range *range = &g_array_index(a->ranges, Range, i);
+                JsonObject *o = json_object_new();
 
-                json_builder_begin_object(b);
-                json_add_u64(b, "start", range->start);
-                json_add_u64(b, "size", range->size);
-                json_builder_end_object(b);
+                json_object_set_int_member(o, "start", (gint64) range->start);
+                json_object_set_int_member(o, "size", (gint64) range->size);
+                json_array_add_object_element(array, o);
         }
-        json_builder_end_array(b);
-        json_builder_end_object(b);
+        json_node_take_array(node, array);
+        return node;
+}
+
+/* Rows of allocations, in JSON mode with each row's ranges kept aside
+ * for allocations_table_finish(). */
+typedef struct AllocationsTable {
+        struct libscols_table *tb;
+        GPtrArray *ranges; /* JsonNode, one per row */
+} AllocationsTable;
+
+static void allocations_table_clear(AllocationsTable *t) {
+        g_clear_pointer(&t->tb, scols_unref_table);
+        g_clear_pointer(&t->ranges, g_ptr_array_unref);
+}
+
+static int allocations_table_add(AllocationsTable *t, const AllocationRow *a) {
+        int r;
+
+        if (!t->tb) {
+                r = table_new(&list_table, &t->tb);
+                if (r < 0)
+                        return r;
+                t->ranges = g_ptr_array_new_with_free_func((GDestroyNotify) json_node_unref);
+        }
+        r = table_add_row(t->tb, allocation_cell, a);
+        if (r < 0)
+                return r;
+        if (arg_json)
+                g_ptr_array_add(t->ranges, allocation_ranges_json(a));
+        return 0;
+}
+
+/* Prints the table, or with --json returns its rows in *ret_json. */
+static int allocations_table_finish(AllocationsTable *t, JsonArray **ret_json) {
+        g_autoptr(JsonArray) rows = NULL;
+        int r;
+
+        if (!t->tb) {
+                r = table_new(&list_table, &t->tb);
+                if (r < 0)
+                        return r;
+        }
+        if (!arg_json)
+                return table_print(t->tb, &list_table);
+
+        r = table_to_json(t->tb, &list_table, &rows);
+        if (r < 0)
+                return r;
+        if (column_selected(ALLOC_RANGES))
+                for (guint i = 0; t->ranges && i < t->ranges->len && i < json_array_get_length(rows); i++)
+                        json_object_set_member(json_array_get_object_element(rows, i), "ranges",
+                                               json_node_ref(t->ranges->pdata[i]));
+        *ret_json = g_steal_pointer(&rows);
+        return 0;
 }
 
 static int verb_list(sd_bus *bus) {
-        static const char *const headers[] = {
-                "ID", "OWNER", "LABEL", "POOL", "SIZE", "DEVICE", "STATE", "RANGES",
-        };
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(allocation_row_clear) AllocationRow a = {};
-        g_autoptr(JsonBuilder) json = NULL;
-        g_autoptr(Table) table = NULL;
-        size_t n_rows = 0;
+        _cleanup_(allocations_table_clear) AllocationsTable t = {};
+        g_autoptr(JsonArray) rows = NULL;
         int r;
 
         r = list_allocations(bus, &reply);
         if (r < 0)
                 return r;
-
-        if (arg_json) {
-                json = json_builder_new();
-                json_builder_begin_object(json);
-                json_builder_set_member_name(json, "allocations");
-                json_builder_begin_array(json);
-        } else
-                table = table_new(G_N_ELEMENTS(headers), headers);
-
         while ((r = read_allocation_row(reply, &a)) > 0) {
-                n_rows++;
                 allocation_row_get_state(bus, &a);
-                if (json)
-                        json_add_allocation(json, &a);
-                else
-                        table_add_row(table,
-                                      g_strdup(a.id),
-                                      g_strdup(a.owner),
-                                      dash_if_empty(a.label),
-                                      g_strdup(a.pool),
-                                      size_to_string(a.size),
-                                      dash_if_empty(a.device),
-                                      a.state_message[0] ? g_strdup_printf("%s (%s)", a.state, a.state_message)
-                                                         : g_strdup(a.state),
-                                      ranges_to_string(a.ranges));
+                r = allocations_table_add(&t, &a);
+                if (r < 0)
+                        return r;
         }
         if (r < 0)
                 return r;
+        r = allocations_table_finish(&t, &rows);
+        if (r >= 0 && rows)
+                json_print_rows(&list_table, rows);
+        return r;
+}
 
-        if (json) {
-                json_builder_end_array(json);
-                json_builder_end_object(json);
-                json_print(json);
-        } else if (n_rows == 0) {
-                if (arg_legend)
-                        puts("No allocations.");
-        }
-        else
-                table_print(table);
+/* One allocation as JSON: an element of list --json with every column. */
+static int print_allocation_json(const AllocationRow *a) {
+        _cleanup_(allocations_table_clear) AllocationsTable t = {};
+        g_autoptr(JsonArray) rows = NULL;
+        g_autoptr(JsonGenerator) generator = json_generator_new();
+        g_autofree char *text = NULL;
+        int r;
+
+        (void) select_columns(&list_table, "", NULL);
+        r = allocations_table_add(&t, a);
+        if (r >= 0)
+                r = allocations_table_finish(&t, &rows);
+        if (r < 0)
+                return r;
+        json_generator_set_pretty(generator, arg_json_pretty);
+        json_generator_set_root(generator, json_array_get_element(rows, 0));
+        text = json_generator_to_data(generator, NULL);
+        puts(text);
         return 0;
 }
 
@@ -867,13 +1275,8 @@ static int verb_allocate(sd_bus *bus) {
         }
         allocation_row_get_state(bus, &a);
 
-        if (arg_json) {
-                g_autoptr(JsonBuilder) json = json_builder_new();
-
-                json_add_allocation(json, &a);
-                json_print(json);
-                return 0;
-        }
+        if (arg_json)
+                return print_allocation_json(&a);
 
         printf("Allocation: %s\n", a.path);
         printf("Id:         %s\n", a.id);
@@ -926,13 +1329,9 @@ static int verb_show(sd_bus *bus) {
                 return -ENOENT;
         }
         allocation_row_get_state(bus, &a);
-        if (arg_json) {
-                g_autoptr(JsonBuilder) json = json_builder_new();
-
-                json_add_allocation(json, &a);
-                json_print(json);
-        } else
-                print_allocation(&a);
+        if (arg_json)
+                return print_allocation_json(&a);
+        print_allocation(&a);
         return 0;
 }
 
@@ -1274,23 +1673,30 @@ typedef struct Verb {
         const char *synopsis;
         unsigned n_args;
         bool allocate_options;
+        const TableKind *table; /* the verb prints this table: -o, --raw */
         int (*parse)(char **args);
         int (*run)(sd_bus *bus);
 } Verb;
 
 static const Verb verbs[] = {
-        { "status",        "",           0, false, NULL,                     verb_status        },
-        { "pools",         "",           0, false, NULL,                     verb_pools         },
-        { "list",          "",           0, false, NULL,                     verb_list          },
-        { "allocate",      "OWNER SIZE", 2, true,  parse_allocate_args,      verb_allocate      },
-        { "release",       "ID|PATH",    1, false, parse_release_args,       verb_release       },
-        { "show",          "ID|PATH",    1, false, parse_release_args,       verb_show          },
-        { "release-owner", "OWNER",      1, false, parse_release_owner_args, verb_release_owner },
-        { "return-to-host", "POOL SIZE", 2, false, parse_host_args,          verb_return_to_host },
-        { "reclaim-from-host", "POOL SIZE", 2, false, parse_host_args,       verb_reclaim_from_host },
-        { "exec",          "--size SIZE [OPTIONS...] -- COMMAND...", N_ARGS_COMMAND | 1, true, parse_exec_args, verb_exec },
-        { "open",          "ID|PATH -- COMMAND...", N_ARGS_COMMAND | 2, false, parse_open_args, verb_open },
+        { "status",        "",           0, false, &status_table, NULL,                verb_status        },
+        { "pools",         "",           0, false, &pools_table,  NULL,                verb_pools         },
+        { "list",          "",           0, false, &list_table,   NULL,                verb_list          },
+        { "allocate",      "OWNER SIZE", 2, true,  NULL, parse_allocate_args,          verb_allocate      },
+        { "release",       "ID|PATH",    1, false, NULL, parse_release_args,           verb_release       },
+        { "show",          "ID|PATH",    1, false, NULL, parse_release_args,           verb_show          },
+        { "release-owner", "OWNER",      1, false, NULL, parse_release_owner_args,     verb_release_owner },
+        { "return-to-host", "POOL SIZE", 2, false, NULL, parse_host_args,              verb_return_to_host },
+        { "reclaim-from-host", "POOL SIZE", 2, false, NULL, parse_host_args,           verb_reclaim_from_host },
+        { "exec",          "--size SIZE [OPTIONS...] -- COMMAND...", N_ARGS_COMMAND | 1, true, NULL, parse_exec_args, verb_exec },
+        { "open",          "ID|PATH -- COMMAND...", N_ARGS_COMMAND | 2, false, NULL, parse_open_args, verb_open },
 };
+
+static void help_columns(const char *title, const TableKind *k) {
+        printf("%s\n", title);
+        for (size_t i = 0; i < k->n_columns; i++)
+                printf("  %-13s %s\n", k->columns[i].name, k->columns[i].help);
+}
 
 static void help(void) {
         printf("%s [OPTIONS...] VERB [ARGS...]\n"
@@ -1316,9 +1722,13 @@ static void help(void) {
                "Options:\n"
                "  -h --help                Show this help\n"
                "     --version             Show the version\n"
+               "  -o --output LIST         Columns of status, pools and list (comma-separated;\n"
+               "                           +LIST adds to the default ones)\n"
+               "     --raw                 Tables without alignment, one row per line\n"
                "     --json[=short|pretty] Print one JSON document, sizes in bytes (default pretty)\n"
-               "     --no-legend           Leave out table headers and \"No ...\" lines\n"
-               "     --no-pager            Accepted for compatibility (output is never paged)\n"
+               "     --no-legend           Leave out table headers, the map's legend and\n"
+               "                           \"No ...\" lines\n"
+               "     --no-pager            Never page; the map of status in plain ASCII\n"
                "     --bus-address ADDR    Connect to the bus at ADDR\n"
                "     --user                Connect to the user bus\n"
                "\n"
@@ -1335,9 +1745,12 @@ static void help(void) {
                "Options for exec (and the options for allocate):\n"
                "     --size SIZE           Size of the allocation (K, M, G, T suffixes)\n"
                "     --owner OWNER         Owner of the allocation (default exec-PID)\n"
-               "\n"
-               "See the daxbrokerctl(1) man page for details.\n",
+               "\n",
                program_invocation_short_name);
+        help_columns("Columns of status and pools:", &pools_table);
+        putchar('\n');
+        help_columns("Columns of list:", &list_table);
+        printf("\nSee the daxbrokerctl(1) man page for details.\n");
 }
 
 /* Returns 1 to run *ret_verb, 0 to exit successfully, -EINVAL on a usage
@@ -1360,6 +1773,7 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 ARG_DEVICE_GID,
                 ARG_NO_LEGEND,
                 ARG_NO_PAGER,
+                ARG_RAW,
         };
         static const struct option options[] = {
                 { "help",          no_argument,       NULL, 'h'               },
@@ -1367,6 +1781,8 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 { "json",          optional_argument, NULL, ARG_JSON          },
                 { "no-legend",     no_argument,       NULL, ARG_NO_LEGEND     },
                 { "no-pager",      no_argument,       NULL, ARG_NO_PAGER      },
+                { "output",        required_argument, NULL, 'o'               },
+                { "raw",           no_argument,       NULL, ARG_RAW           },
                 { "bus-address",   required_argument, NULL, ARG_BUS_ADDRESS   },
                 { "user",          no_argument,       NULL, ARG_USER          },
                 { "pool",          required_argument, NULL, ARG_POOL          },
@@ -1387,7 +1803,7 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
         const Verb *verb = NULL;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "ho:", options, NULL)) >= 0) {
                 switch (c) {
                 case 'h':
                         help();
@@ -1405,7 +1821,15 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                         arg_legend = false;
                         break;
                 case ARG_NO_PAGER:
-                        /* Output is never paged; accepted like systemd's tools. */
+                        /* Output is never paged; the map of status then
+                         * keeps to plain ASCII. */
+                        arg_no_pager = true;
+                        break;
+                case 'o':
+                        arg_output = optarg;
+                        break;
+                case ARG_RAW:
+                        arg_raw = true;
                         break;
                 case ARG_BUS_ADDRESS:
                         if (!*optarg)
@@ -1521,6 +1945,15 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 return log_usage("%s only applies to exec", exec_option);
         if (arg_transient && streq(verb->name, "exec"))
                 return log_usage("--transient does not apply to exec: its allocation always is");
+        if ((arg_output || arg_raw) && !verb->table)
+                return log_usage("%s only applies to status, pools and list", arg_output ? "-o" : "--raw");
+        if (arg_raw && arg_json)
+                return log_usage("--raw and --json are mutually exclusive");
+        if (verb->table) {
+                r = select_columns(verb->table, verb->name, arg_output);
+                if (r < 0)
+                        return r;
+        }
 
         if (verb->parse) {
                 r = verb->parse(argv + optind + 1);

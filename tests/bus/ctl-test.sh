@@ -20,6 +20,50 @@ out=$(c --json=pretty status) && [ "$(echo "$out" | wc -l)" -gt 1 ] && ok "--jso
 out=$(c --json=yaml status 2>&1); rc=$?
 [ $rc = 2 ] && ok "--json=yaml is a usage error" || nok "--json=yaml: rc=$rc $out"
 
+# Columns (-o), raw and JSON output, exactly, for the harness's two pools:
+# bounded = region 0 at 4 GiB, 2 GiB, node 0, Boundary=512M; open = region 1
+# at 8 GiB, 2 GiB, node 1.
+expect() { # DESCRIPTION EXPECTED COMMAND...: the output is exactly EXPECTED
+        local what=$1 want=$2 got; shift 2
+        got=$("$@" 2>&1) && [ "$got" = "$want" ] && ok "$what" || nok "$what: got
+$got
+wanted
+$want"
+}
+expect "-o picks the columns of pools, in its order, any case" "$(printf '%s\n' \
+        'NAME     SIZE BOUNDARY NODE' 'bounded 2 GiB  512 MiB    0' 'open    2 GiB        -    1')" \
+        c -o name,SIZE,Boundary,node pools
+expect "--raw: one space between cells, sizes in bytes" "$(printf '%s\n' 'NAME REGION START SIZE ALIGN BOUNDARY' \
+        'bounded 0 0x100000000 2147483648 2097152 536870912' 'open 1 0x200000000 2147483648 2097152 -')" \
+        c --raw -o NAME,REGION,START,SIZE,ALIGN,BOUNDARY pools
+expect "--raw --no-legend leaves out the header" "$(printf '%s\n' 'bounded 0' 'open 1')" \
+        c --raw --no-legend -o name,region pools
+expect "--json=short -o: the chosen members, numbers as numbers" \
+        '{"pools":[{"name":"bounded","size":2147483648,"boundary":536870912,"node":0},{"name":"open","size":2147483648,"boundary":0,"node":1}]}' \
+        c --json=short -o name,size,boundary,node pools
+expect "-o +LIST adds to the defaults of status" \
+        "$(printf '%s\n' 'bounded 0 0 2147483648 /org/daxbroker/Broker1/pool/bounded' 'open 1 1 2147483648 /org/daxbroker/Broker1/pool/open')" \
+        sh -c "'$ctl' --bus-address '$addr' status --raw --no-legend -o +path | cut -d' ' -f1-4,11"
+out=$(c --json pools) && echo "$out" | python3 -c '
+import json,sys
+d=json.load(sys.stdin)
+want=["name","path","region","node","start","size","align","boundary","free","allocated","host","dirty","foreign","largest-free"]
+assert [list(p) for p in d["pools"]] == [want, want], d' && ok "pools --json without -o has every column" || nok "pools --json: $out"
+for bad in "name,bogus" "NAME,,SIZE" "" "+"; do
+        out=$(c -o "$bad" pools 2>&1); rc=$?
+        [ $rc = 2 ] && echo "$out" | grep -q "LARGEST-FREE" && ! echo "$out" | grep -q "^bounded" \
+                && ok "-o '$bad' is a usage error naming the columns" || nok "-o '$bad': rc=$rc $out"
+done
+out=$(c -o id pools 2>&1); rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q "Unknown column 'id' for pools" && ok "a column of list is not one of pools" \
+        || nok "pools -o id: rc=$rc $out"
+out=$(c -o size show x 2>&1); rc=$?
+[ $rc = 2 ] && ok "-o with a verb without a table is a usage error" || nok "show -o: rc=$rc $out"
+out=$(c --raw --json list 2>&1); rc=$?
+[ $rc = 2 ] && ok "--raw with --json is a usage error" || nok "--raw --json: rc=$rc $out"
+out=$(c --raw release-owner x 2>&1); rc=$?
+[ $rc = 2 ] && ok "--raw with a verb without a table is a usage error" || nok "--raw release-owner: rc=$rc $out"
+
 out=$(c allocate ctl-vm 512M --pool bounded --label ram0 2>&1) && ok "allocate 512M" || nok "allocate: $out"
 path=$(echo "$out" | grep -o '/org/daxbroker/Broker1/allocation/[0-9a-f]*' | head -1)
 [ -n "$path" ] && ok "allocate prints the object path" || nok "no path in: $out"
@@ -63,8 +107,111 @@ assert not [a for a in items if a.get("owner") == "ctl-vm"], d
 host() { c --json status | python3 -c 'import json,sys; print(next(p["host"] for p in json.load(sys.stdin)["pools"] if p["name"]=="open"))'; }
 clean() { c --json status | python3 -c 'import json,sys; sys.exit(any(p["dirty"] for p in json.load(sys.stdin)["pools"]))'; }
 for _ in $(seq 600); do clean && break; sleep 0.1; done
+
+# The map of status: 26 columns leave "bounded [" + 16 cells + "]", 128 MiB
+# a cell. Two allocations in bounded; every cell of their ranges (as list
+# --json gives them) is '#', the rest '.'; open is all free.
+for l in a b c; do c allocate ctl-map 512M --pool bounded --label $l >/dev/null || nok "allocate $l for the map"; done
+want=$(c --json list | python3 -c '
+import json,sys
+cells = ["."] * 16
+for a in json.load(sys.stdin)["allocations"]:
+    if a["pool"] == "bounded":
+        for r in a["ranges"]:
+            for i in range(16):
+                lo, hi = (1 << 32) + i * (128 << 20), (1 << 32) + (i + 1) * (128 << 20)
+                if r["start"] < hi and r["start"] + r["size"] > lo:
+                    cells[i] = "#"
+print("bounded [" + "".join(cells) + "]")
+print("open    [" + "." * 16 + "]")
+print("         # allocated  . free  H host  ~ dirty  X foreign")')
+out=$(COLUMNS=26 c status) && [ "$(echo "$out" | tail -3)" = "$want" ] && [ "$(echo "$want" | head -1 | grep -o '#' | wc -l)" = 12 ] \
+        && ok "status draws each pool's map as its allocations lie" || nok "status map: got
+$(echo "$out" | tail -3)
+wanted
+$want"
+echo "$out" | grep -q "$(printf '\033')" && nok "escape sequences when not a terminal" || ok "plain ASCII when not a terminal"
+out=$(COLUMNS=26 c --no-legend status | tail -1)
+[ "$out" = "open    [................]" ] && ok "--no-legend leaves out the map's legend" || nok "status --no-legend: $out"
+out=$(COLUMNS=100 c status | tail -2 | head -1)
+[ ${#out} = 100 ] && ok "the map fills \$COLUMNS" || nok "map at 100 columns is ${#out} wide: $out"
+out=$(unset COLUMNS; c status | tail -2 | head -1)
+[ ${#out} = 72 ] && ok "the map is 72 wide when not a terminal" || nok "map width without a terminal: ${#out}"
+out=$(c --json status) && echo "$out" | python3 -c '
+import json,sys
+for p in json.load(sys.stdin)["pools"]:
+    e = p["extents"]
+    assert e[0]["offset"] == 0 and all(a["offset"] + a["size"] == b["offset"] for a, b in zip(e, e[1:])), e
+    assert sum(x["size"] for x in e) == p["size"], p
+    for use in ("allocated", "host", "dirty", "foreign"):
+        assert sum(x["size"] for x in e if x["use"] == use) == p[use], (use, p)
+    assert all(x["use"] != y["use"] for x, y in zip(e, e[1:])), e
+' && ok "status --json: each pool's extents tile it and add up to its sizes" || nok "status --json extents: $out"
+if command -v script >/dev/null; then
+        tty_status() { script -qec "env $1 '$ctl' --bus-address '$addr' $2 status" /dev/null; }
+        tty_status "TERM=xterm" "" | grep -q "$(printf '\033')\[32m#" && ok "on a terminal the map is coloured" \
+                || nok "no colours on a terminal"
+        tty_status "TERM=xterm NO_COLOR=1" "" | grep -q "$(printf '\033')" && nok "colours with NO_COLOR" \
+                || ok "NO_COLOR: plain ASCII on a terminal"
+        tty_status "TERM=xterm" "--no-pager" | grep -q "$(printf '\033')" && nok "colours with --no-pager" \
+                || ok "--no-pager: plain ASCII on a terminal"
+else
+        ok "# SKIP script(1) is not installed: no terminal to check colours on"
+fi
+
+# list: columns, one range per line in a table, comma-separated in raw
+# output, objects in JSON. Bounded has 512 MiB slots, three of them held:
+# freeing the middle one and asking for 1 GiB in pieces gives two ranges.
+c release "$(c --raw --no-legend -o label,id list | awk '$1 == "b" { print $2 }')" >/dev/null || nok "release b"
+out=$(c allocate ctl-split 1G --pool bounded --no-contiguous --label two 2>&1) || nok "allocate split: $out"
+split=$(echo "$out" | sed -n 's/^Id: *//p')
+r=$(c --json list | python3 -c '
+import json,sys
+a = next(a for a in json.load(sys.stdin)["allocations"] if a["id"] == sys.argv[1])
+rs = a["ranges"]
+print(len(rs), sum(r["size"] for r in rs))
+for r in rs: print("0x%x-0x%x" % (r["start"], r["start"] + r["size"] - 1))' "$split")
+[ "$(echo "$r" | head -1)" = "2 1073741824" ] && ok "a split allocation has two ranges in JSON" || nok "split ranges: $r"
+r1=$(echo "$r" | sed -n 2p) r2=$(echo "$r" | sed -n 3p)
+expect "a table shows one range per line" "$(printf '%s\n' 'OWNER     LABEL RANGES' "ctl-split two   $r1" "                $r2")" \
+        sh -c "'$ctl' --bus-address '$addr' -o owner,label,ranges list | awk 'NR == 1 { print; next } /^ctl-split/ { print; getline; print }'"
+expect "--raw keeps a row on one line, ranges comma-separated" "ctl-split two 1073741824 no $r1,$r2" \
+        sh -c "'$ctl' --bus-address '$addr' --raw --no-legend -o owner,label,size,transient,ranges list | grep '^ctl-split'"
+expect "list --json=short -o: the chosen members, ranges as objects" \
+        "{\"owner\":\"ctl-split\",\"label\":\"two\",\"size\":1073741824,\"transient\":false,\"ranges\":[{\"start\":$(( ${r1%-*} )),\"size\":$(( ${r1#*-} - ${r1%-*} + 1 ))},{\"start\":$(( ${r2%-*} )),\"size\":$(( ${r2#*-} - ${r2%-*} + 1 ))}]}" \
+        sh -c "'$ctl' --bus-address '$addr' --json=short -o owner,label,size,transient,ranges list | python3 -c '
+import json,sys
+print(json.dumps(next(a for a in json.load(sys.stdin)[\"allocations\"] if a[\"owner\"] == \"ctl-split\"), separators=(\",\", \":\")))'"
+out=$(c list -o id,bogus 2>&1); rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q "Unknown column 'bogus' for list; its columns are ID, PATH, OWNER, UID" \
+        && ok "a bad column of list is a usage error naming list's columns" || nok "list -o bogus: rc=$rc $out"
+
+# Bash completion: verbs, -o columns, pools and ids from the broker.
+comp() { # WORDS...: the completions of the last word
+        bash -c '
+                daxbrokerctl() { "$CTL" --bus-address "$ADDR" "$@"; }
+                _init_completion() { words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD; cur=${words[cword]}; prev=${words[cword-1]}; }
+                compopt() { :; }
+                complete() { :; }
+                . "$1"; shift
+                COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _daxbrokerctl; echo "${COMPREPLY[*]}"' \
+                _ "$(dirname "$0")/../../completion/daxbrokerctl.bash" daxbrokerctl "$@"
+}
+export CTL=$ctl ADDR=$addr
+[ "$(comp re)" = "release release-owner return-to-host reclaim-from-host" ] && ok "completion: verbs" || nok "completion of re: $(comp re)"
+[ "$(comp --pool '')" = "bounded open" ] && ok "completion: pool names from the broker" || nok "completion of --pool: $(comp --pool '')"
+[ "$(comp list -o id,ow)" = "id,OWNER" ] && ok "completion: the columns of list after -o" || nok "completion of -o id,ow: $(comp list -o id,ow)"
+[ "$(comp pools -o +LARG)" = "+LARGEST-FREE" ] && ok "completion: -o +LIST" || nok "completion of -o +LARG: $(comp pools -o +LARG)"
+[ "$(comp pools --ra)" = "--raw" ] && ok "completion: --raw" || nok "completion of --ra: $(comp pools --ra)"
+echo "$(comp show '')" | grep -qw "$split" && ok "completion: allocation ids from the broker" || nok "completion of show: $(comp show '')"
+c release-owner ctl-map >/dev/null; c release-owner ctl-split >/dev/null
+for _ in $(seq 600); do clean && break; sleep 0.1; done
 out=$(c return-to-host open 1G 2>&1) && [ "$out" = "1 GiB" ] && [ "$(host)" = $((1 << 30)) ] \
         && ok "return-to-host prints the size returned and status shows it as host" || nok "return-to-host: $out"
+# Host chunks sit as high in the region as they can.
+out=$(COLUMNS=26 c status | tail -2 | head -1)
+[ "$out" = "open    [........HHHHHHHH]" ] && ok "the map shows the upper half of open lent to the host" \
+        || nok "map with host memory: $out"
 out=$(c --json reclaim-from-host open 1G 2>&1) && echo "$out" | python3 -c '
 import json,sys; d=json.load(sys.stdin); assert d == {"pool": "open", "reclaimed": 1 << 30}, d' && [ "$(host)" = 0 ] \
         && ok "reclaim-from-host --json" || nok "reclaim-from-host: $out"
@@ -114,7 +261,7 @@ out=$(c show "$oid" 2>&1) && echo "$out" | grep -q "^Owner: *ctl-open" && echo "
         && ok "show ID" || nok "show: $out"
 out=$(c --json show "$oid" 2>&1) && echo "$out" | python3 -c '
 import json,sys; d=json.load(sys.stdin); assert d["owner"] == "ctl-open" and d["size"] == 64 << 20, d
-assert d["state"] == "active" and d["state_message"] == "", d' \
+assert d["state"] == "active" and d["state-message"] == "", d' \
         && ok "show --json (state active)" || nok "show --json: $out"
 out=$(c show "$oid" 2>&1) && echo "$out" | grep -qx "State: *active" && ! echo "$out" | grep -q "^Message:" \
         && ok "show prints State: active, no message" || nok "show state: $out"

@@ -53,7 +53,7 @@ snapshot() { # what root sees: every allocation with owner, uid, label, device; 
         ctl_as 0 list --json | python3 -c '
 import json, sys
 for a in json.load(sys.stdin)["allocations"]:
-    print(a["id"], a["owner"], a["owner_uid"], a["label"], a["device"])' | sort
+    print(a["id"], a["owner"], a["uid"], a["label"], a["device"])' | sort
         (cd "$run" && find owners -mindepth 2 -printf '%p -> %l\n' 2>/dev/null | sort)
 }
 unchanged() { # DESCRIPTION: the snapshot equals $before

@@ -107,11 +107,72 @@ no_stranding() {
         return $rc
 }
 
+# daxbrokerctl exec against the real kernel: a command gets the device as
+# fd 3 and the allocation is gone once it exits; QEMU (the host's binary,
+# through the chroot) started that way maps its RAM from the device.
+exec_checks() {
+        local rc=0 before out dev qemu maps lo hi
+        ids() { daxbrokerctl --raw --no-legend -o id list | sort; }
+        before=$(ids)
+        if out=$(daxbrokerctl exec --size 64M -- sh -c 'test -e /proc/self/fd/3 && test -c "$DAXBROKER_DEVICE" &&
+                        echo "$DAXBROKER_DEVICE"' 2>&1) && [ "${out#/dev/dax}" != "$out" ]; then
+                echo "ok - exec --size 64M: the command has fd 3 ($out)"
+        else
+                echo "not ok - exec --size 64M: $out"; rc=1
+        fi
+        if [ "$(ids)" = "$before" ] && [ -n "$out" ] && [ ! -e "$out" ]; then
+                echo "ok - the exec allocation and its device $out are gone once the command exited"
+        else
+                echo "not ok - after exec: allocations '$(ids)' (before '$before'), device $out"; rc=1
+        fi
+
+        qemu=$(command -v qemu-system-x86_64)
+        if [ -z "$qemu" ]; then
+                echo "not ok - no qemu-system-x86_64 in the guest (the host's is used through the chroot)"
+                return 1
+        fi
+        rm -f "$res/qemu-maps" "$res/qemu-dev"
+        # Paused (-S): QEMU maps its RAM at start-up and runs no guest code.
+        daxbrokerctl exec --size 64M --pool open --label qemu-ram -- sh -c '
+                "$1" -S -nodefaults -display none -accel tcg -machine q35,memory-backend=m -m 64M \
+                        -object memory-backend-file,id=m,mem-path=/proc/self/fd/3,share=on,size=64M,align=2M &
+                q=$!
+                echo "$DAXBROKER_DEVICE" >"$2/qemu-dev"
+                for _ in $(seq 3000); do
+                        grep " $DAXBROKER_DEVICE\$" /proc/$q/maps >"$2/qemu-maps" && break
+                        kill -0 $q 2>/dev/null || break
+                        sleep 0.1
+                done
+                daxbrokerctl --raw --no-legend -o owner,label,device list >"$2/qemu-list"
+                kill $q; wait $q
+                exit 0' sh "$qemu" "$res" >"$res/qemu.log" 2>&1 || { echo "not ok - exec of QEMU failed"; rc=1; }
+        dev=$(cat "$res/qemu-dev" 2>/dev/null)
+        maps=$(head -1 "$res/qemu-maps" 2>/dev/null)
+        lo=${maps%%-*} hi=${maps#*-}; hi=${hi%% *}
+        if [ -n "$dev" ] && [ -n "$maps" ] && [ $((0x$hi - 0x$lo)) = $((64 << 20)) ] &&
+                [ "$(echo "$maps" | awk '{print $2}')" = rw-s ]; then
+                echo "ok - QEMU started through exec has its 64 MiB of RAM mapped shared from $dev: $maps"
+        else
+                echo "not ok - QEMU's maps show no 64 MiB shared mapping of '$dev': '$maps'"; rc=1
+                sed 's/^/# qemu: /' "$res/qemu.log"
+        fi
+        grep -q "^exec-[0-9]* qemu-ram $dev\$" "$res/qemu-list" 2>/dev/null &&
+                echo "ok - while QEMU ran, list showed its allocation on $dev" ||
+                { echo "not ok - list while QEMU ran: $(cat "$res/qemu-list" 2>/dev/null)"; rc=1; }
+        if [ "$(ids)" = "$before" ] && [ -n "$dev" ] && [ ! -e "$dev" ]; then
+                echo "ok - QEMU's allocation is gone once it exited"
+        else
+                echo "not ok - after QEMU: allocations '$(ids)', device $dev"; rc=1
+        fi
+        return $rc
+}
+
 rc=0
 case "$mode" in
 scenarios)
         start_daemon || exit 1
         "$scn" --sysfs run || rc=1
+        exec_checks || rc=1
         echo "--- introspection"
         busctl --system introspect org.daxbroker.Broker1 /org/daxbroker/Broker1 || rc=1
         ;;
