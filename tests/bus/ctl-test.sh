@@ -261,7 +261,7 @@ out=$(c show "$oid" 2>&1) && echo "$out" | grep -q "^Owner: *ctl-open" && echo "
         && ok "show ID" || nok "show: $out"
 out=$(c --json show "$oid" 2>&1) && echo "$out" | python3 -c '
 import json,sys; d=json.load(sys.stdin); assert d["owner"] == "ctl-open" and d["size"] == 64 << 20, d
-assert d["state"] == "active" and d["state-message"] == "", d' \
+assert d["state"] == "active" and d["state-message"] is None, d' \
         && ok "show --json (state active)" || nok "show --json: $out"
 out=$(c show "$oid" 2>&1) && echo "$out" | grep -qx "State: *active" && ! echo "$out" | grep -q "^Message:" \
         && ok "show prints State: active, no message" || nok "show state: $out"
