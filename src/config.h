@@ -50,6 +50,7 @@ typedef struct Config {
         uint64_t allocate_timeout_usec; /* [Broker] AllocateTimeout=, 20 s */
         char *libvirt_uri;        /* [Broker] LibvirtURI=, NULL = no libvirt watcher */
         bool libvirt_report_only; /* [Broker] LibvirtOrphans=report */
+        bool journal_ranges;      /* [Broker] JournalRanges=, physical ranges in journal entries */
         PoolConfig *pools;
         size_t n_pools;
 } Config;
