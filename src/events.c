@@ -254,9 +254,29 @@ void events_host_reclaimed(const Pool *p, const DaxRange *ranges, size_t n, cons
         host_event(p, ranges, n, device, true);
 }
 
+/* What a refused caller sent is not trusted to be a name: anything that is
+ * not (control characters, bad UTF-8, too long) is escaped and cut short so
+ * it cannot garble the log. */
+#define REFUSAL_STRING_MAX 256
+
+static char *printable(const char *s) {
+        g_autofree char *esc = NULL;
+
+        if (!s)
+                return NULL;
+        if (!name_invalid_reason(s))
+                return g_strdup(s);
+        esc = g_strescape(s, NULL);
+        if (strlen(esc) > REFUSAL_STRING_MAX)
+                return g_strdup_printf("%.*s...", REFUSAL_STRING_MAX, esc);
+        return g_steal_pointer(&esc);
+}
+
 void events_refused(const EventRefusal *r) {
         const char *short_name = r->error_name ? strrchr(r->error_name, '.') : NULL;
         g_autoptr(GString) what = g_string_new(r->method);
+        g_autofree char *owner = printable(r->owner), *pool = printable(r->pool);
+        g_autofree char *message = NULL;
         Entry e;
 
         metrics_count_failure(r->method, r->error_name);
@@ -265,20 +285,24 @@ void events_refused(const EventRefusal *r) {
         entry_add(&e, "DAXBROKER_ERROR", "%s", r->error_name ? r->error_name : "");
         if (r->uid != (uid_t) -1)
                 entry_add(&e, "DAXBROKER_CALLER_UID", "%u", (unsigned) r->uid);
-        if (r->owner) {
-                entry_add(&e, "DAXBROKER_OWNER", "%s", r->owner);
-                g_string_append_printf(what, " for '%s'", r->owner);
+        if (owner) {
+                entry_add(&e, "DAXBROKER_OWNER", "%s", owner);
+                g_string_append_printf(what, " for '%s'", owner);
         }
         if (r->allocation) {
                 entry_add(&e, "DAXBROKER_ALLOCATION", "%s", r->allocation);
                 g_string_append_printf(what, " of %s", r->allocation);
         }
-        if (r->pool) {
-                entry_add(&e, "DAXBROKER_POOL", "%s", r->pool);
-                g_string_append_printf(what, " in pool %s", r->pool);
+        if (pool) {
+                entry_add(&e, "DAXBROKER_POOL", "%s", pool);
+                g_string_append_printf(what, " in pool %s", pool);
         }
         if (r->size)
                 entry_add(&e, "DAXBROKER_SIZE", "%" PRIu64, r->size);
+        /* Error messages quote what the caller sent. */
+        message = g_strescape(r->message ? r->message : "", "\"'");
+        if (message && strlen(message) > 4 * REFUSAL_STRING_MAX)
+                strcpy(message + 4 * REFUSAL_STRING_MAX - 3, "...");
         entry_send(&e, LOG_NOTICE, "%s refused (%s): %s", what->str, short_name ? short_name + 1 : "unknown",
-                   r->message ? r->message : "");
+                   message);
 }
