@@ -32,7 +32,8 @@ wait_restarted() { # OLD_PID
         done
         return 1
 }
-meminfo_total() { awk '/^MemTotal:/ {print $2 * 1024}' /proc/meminfo; }
+# In bash: awk prints large products in exponent notation.
+meminfo_total() { echo $(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024)); }
 online_blocks() { grep -l '^online' /sys/devices/system/memory/memory*/state | wc -l; }
 
 # --- the package ------------------------------------------------------------
