@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "broker-private.h"
+#include "events.h"
 #include "reconcile.h"
 #include "log.h"
 #include "owners.h"
@@ -338,7 +339,6 @@ static void allocate_done(void *p) {
         Allocation *a = j->allocation;
         Pool *pool = a->pool;
         g_autoptr(GError) error = NULL;
-        char sz[FORMAT_SIZE_MAX];
 
         a->busy = false;
         if (j->res.err < 0) {
@@ -387,9 +387,7 @@ static void allocate_done(void *p) {
                 return;
         }
 
-        log_info("Allocated %s (%s) for '%s' label '%s' as %s in pool %s", a->rec->id,
-                 format_size(allocation_size(a), sz, sizeof(sz)), a->rec->owner, a->rec->label,
-                 a->rec->device, pool->name);
+        events_allocated(a, j->zero, j->n_zero);
         stable_path_update(b, a->rec);
         /* The caller is waiting for its fd; observers can wait a moment. */
         j->done(a, j->res.fd, NULL, j->userdata);
@@ -768,7 +766,6 @@ static void release_done(void *p) {
         Allocation *a = j->allocation;
         Pool *pool = a->pool;
         g_autoptr(GError) error = NULL;
-        char sz[FORMAT_SIZE_MAX];
         bool transient;
 
         a->busy = false;
@@ -783,8 +780,7 @@ static void release_done(void *p) {
                 return;
         }
 
-        log_info("Released %s of '%s' (%s, %s); its memory is zeroed before reuse", a->rec->id, a->rec->owner,
-                 j->name[0] ? j->name : "no device", format_size(allocation_size(a), sz, sizeof(sz)));
+        events_released(a, j->name);
         stable_path_remove(b, a->rec);
         notify_removed(b, a);
         /* The kernel does not zero device memory: what the owner left
@@ -1217,8 +1213,7 @@ static void restore_done(void *p) {
         if (broker_save(b, &error) < 0)
                 log_error("Cannot record the restored allocation %s: %s; start-up will adopt its device",
                           a->rec->id, error->message);
-        log_info("Restored allocation %s of '%s' as %s with its original ranges", a->rec->id, a->rec->owner,
-                 a->rec->device);
+        events_restored(a->pool, a->rec, j->zero ? allocation_size(a) : 0);
         stable_path_update(b, a->rec);
         notify_changed(b, a);
         g_free(j);

@@ -11,7 +11,9 @@
 #include "auth.h"
 #include "build-config.h"
 #include "bus.h"
+#include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "owners.h"
 #include "util.h"
 
@@ -37,11 +39,16 @@ struct Bus {
         bool broadcasting;
 };
 
-static int reply_gerror(sd_bus_message *m, const GError *e) {
-        if (e->domain != BROKER_ERROR)
-                return sd_bus_reply_method_errorf(m, BUS_ERROR_PREFIX "KernelFailure", "%s", e->message);
-        return sd_bus_reply_method_errorf(m, bus_error_name(e->code), "%s", e->message);
+static void note_refusal(Bus *bus, sd_bus_message *m, const char *error_name, const char *message);
+
+static int reply_gerror(Bus *bus, sd_bus_message *m, const GError *e) {
+        const char *name = e->domain == BROKER_ERROR ? bus_error_name(e->code) : BUS_ERROR_PREFIX "KernelFailure";
+
+        note_refusal(bus, m, name, e->message);
+        return sd_bus_reply_method_errorf(m, name, "%s", e->message);
 }
+
+static int method_dispatch(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
 
 static int set_error(sd_bus_error *ret_error, BrokerError code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -167,7 +174,9 @@ static int caller_uid(Bus *bus, sd_bus_message *m, uid_t *ret, sd_bus_error *ret
  * in, so everything before this call must be repeatable. */
 static int authorize(Bus *bus, sd_bus_message *m, uid_t uid, AuthScope scope, sd_bus_message_handler_t handler,
                      sd_bus_error *ret_error) {
-        return auth_check(bus->auth, m, uid, scope, handler, bus, ret_error);
+        /* Polkit's answer runs the call again through the dispatcher, so
+         * that a refusal then is noted like any other. */
+        return auth_check(bus->auth, m, uid, scope, method_dispatch, bus, ret_error);
 }
 
 static AuthScope allocation_scope(const Allocation *a, uid_t uid) {
@@ -217,6 +226,7 @@ static Allocation *lookup_allocation(Bus *bus, const char *path, sd_bus_error *r
 typedef struct PendingCall {
         Bus *bus;
         sd_bus_message *m;
+        uint64_t start_usec; /* authorized, handed to the broker */
 } PendingCall;
 
 static PendingCall *pending_new(Bus *bus, sd_bus_message *m) {
@@ -224,6 +234,7 @@ static PendingCall *pending_new(Bus *bus, sd_bus_message *m) {
 
         p->bus = bus;
         p->m = sd_bus_message_ref(m);
+        p->start_usec = g_get_monotonic_time();
         return p;
 }
 
@@ -268,9 +279,10 @@ static void allocate_reply(Allocation *a, int fd, const GError *error, void *use
         int r;
 
         if (error)
-                r = reply_gerror(p->m, error);
+                r = reply_gerror(p->bus, p->m, error);
         else {
                 g_autofree char *path = allocation_path(a);
+                metrics_observe(METRICS_CALL_ALLOCATE, g_get_monotonic_time() - p->start_usec);
                 r = sd_bus_reply_method_return(p->m, "oh", path, fd);
                 if (a->rec->transient && a->rec->client)
                         check_client_alive(p->bus, a->rec->client);
@@ -440,11 +452,13 @@ static void done_reply(unsigned count, const GError *error, void *userdata) {
         int r;
 
         if (error)
-                r = reply_gerror(p->m, error);
+                r = reply_gerror(p->bus, p->m, error);
         else if (streq(member, "ReleaseOwner"))
                 r = sd_bus_reply_method_return(p->m, "u", count);
-        else
+        else {
+                metrics_observe(METRICS_CALL_RELEASE, g_get_monotonic_time() - p->start_usec);
                 r = sd_bus_reply_method_return(p->m, NULL);
+        }
         if (r < 0)
                 log_warning("Cannot send %s reply: %s", member, strerror(-r));
         pending_free(p);
@@ -525,7 +539,7 @@ static void size_reply(uint64_t size, const GError *error, void *userdata) {
         PendingCall *p = userdata;
         int r;
 
-        r = error ? reply_gerror(p->m, error) : sd_bus_reply_method_return(p->m, "t", size);
+        r = error ? reply_gerror(p->bus, p->m, error) : sd_bus_reply_method_return(p->m, "t", size);
         if (r < 0)
                 log_warning("Cannot send %s reply: %s", sd_bus_message_get_member(p->m), strerror(-r));
         pending_free(p);
@@ -695,6 +709,83 @@ static int property_get_version(sd_bus *b, const char *path, const char *interfa
         return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
 }
 
+/* Every changing method goes through here (also when polkit's answer
+ * runs it again), so each refusal is counted and logged in one place. */
+static const struct {
+        const char *member;
+        sd_bus_message_handler_t handler;
+} manager_methods[] = {
+        { "Allocate", method_allocate },
+        { "Release", method_release },
+        { "ReleaseOwner", method_release_owner },
+        { "Open", method_open },
+        { "ReturnToHost", method_host },
+        { "ReclaimFromHost", method_host },
+};
+
+static int method_dispatch(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        const char *member = sd_bus_message_get_member(m);
+        int r = -EBADR;
+
+        for (size_t i = 0; i < G_N_ELEMENTS(manager_methods); i++)
+                if (member && streq(member, manager_methods[i].member)) {
+                        r = manager_methods[i].handler(m, userdata, ret_error);
+                        break;
+                }
+        if (sd_bus_error_is_set(ret_error))
+                note_refusal(userdata, m, ret_error->name, ret_error->message);
+        else if (r < 0) {
+                _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+
+                sd_bus_error_set_errno(&e, r);
+                note_refusal(userdata, m, e.name, e.message);
+        }
+        return r;
+}
+
+/* What a refused call named, read again from its arguments: owner, size
+ * and pool of an Allocate, the allocation of a Release or Open, ... */
+static void note_refusal(Bus *bus, sd_bus_message *m, const char *error_name, const char *message) {
+        const char *member = sd_bus_message_get_member(m);
+        EventRefusal ev = { .method = member ? member : "?", .error_name = error_name, .message = message,
+                            .uid = (uid_t) -1 };
+        const char *s = NULL;
+        uint64_t t = 0;
+
+        (void) sender_uid(bus, m, &ev.uid);
+        if (sd_bus_message_rewind(m, true) < 0)
+                goto send;
+        if (streq(ev.method, "Allocate")) {
+                if (sd_bus_message_read(m, "st", &ev.owner, &ev.size) < 0 ||
+                    sd_bus_message_enter_container(m, 'a', "{sv}") < 0)
+                        goto send;
+                while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+                        const char *key;
+
+                        if (sd_bus_message_read(m, "s", &key) < 0)
+                                break;
+                        if (streq(key, "pool") && sd_bus_message_read(m, "v", "s", &ev.pool) < 0)
+                                break;
+                        if (!streq(key, "pool") && sd_bus_message_skip(m, "v") < 0)
+                                break;
+                        if (sd_bus_message_exit_container(m) < 0)
+                                break;
+                }
+        } else if (streq(ev.method, "ReleaseOwner")) {
+                (void) sd_bus_message_read(m, "s", &ev.owner);
+        } else if (streq(ev.method, "Release") || streq(ev.method, "Open")) {
+                if (sd_bus_message_read(m, "o", &s) >= 0 && g_str_has_prefix(s, BUS_ALLOCATION_PREFIX "/")) {
+                        Allocation *a = broker_find_allocation(bus->broker, s + strlen(BUS_ALLOCATION_PREFIX "/"));
+
+                        ev.allocation = a ? a->rec->id : NULL;
+                        ev.owner = a ? a->rec->owner : NULL;
+                }
+        } else if (sd_bus_message_read(m, "st", &ev.pool, &t) >= 0)
+                ev.size = t;
+send:
+        events_refused(&ev);
+}
+
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -703,17 +794,17 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("FreeSize", "t", property_get_manager_size, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("HostSize", "t", property_get_manager_size, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Allocate", SD_BUS_ARGS("s", owner, "t", size, "a{sv}", options),
-                                SD_BUS_RESULT("o", allocation, "h", fd), method_allocate, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("Release", SD_BUS_ARGS("o", allocation), SD_BUS_NO_RESULT, method_release,
+                                SD_BUS_RESULT("o", allocation, "h", fd), method_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Release", SD_BUS_ARGS("o", allocation), SD_BUS_NO_RESULT, method_dispatch,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReleaseOwner", SD_BUS_ARGS("s", owner), SD_BUS_RESULT("u", count),
-                                method_release_owner, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("Open", SD_BUS_ARGS("o", allocation), SD_BUS_RESULT("h", fd), method_open,
+                                method_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Open", SD_BUS_ARGS("o", allocation), SD_BUS_RESULT("h", fd), method_dispatch,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReturnToHost", SD_BUS_ARGS("s", pool, "t", size), SD_BUS_RESULT("t", returned),
-                                method_host, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReclaimFromHost", SD_BUS_ARGS("s", pool, "t", size),
-                                SD_BUS_RESULT("t", reclaimed), method_host, SD_BUS_VTABLE_UNPRIVILEGED),
+                                SD_BUS_RESULT("t", reclaimed), method_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListPools", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(osuitttttttttt)", pools),
                                 method_list_pools, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListAllocations", SD_BUS_NO_ARGS,

@@ -356,6 +356,11 @@ static bool parse_broker_key(ConfigParser *p, const char *file, const char *sect
                 g_free(c->libvirt_uri);
                 c->libvirt_uri = empty ? NULL : g_strdup(value);
 
+        } else if (strcmp(key, "JournalRanges") == 0) {
+                c->journal_ranges = false;
+                if (!empty && parse_boolean(value, &c->journal_ranges) < 0)
+                        return config_fail(error, file, section, key, value, "is not a boolean");
+
         } else if (strcmp(key, "LibvirtOrphans") == 0) {
                 if (empty || strcmp(value, "release") == 0)
                         c->libvirt_report_only = false;

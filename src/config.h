@@ -52,6 +52,7 @@ typedef struct Config {
         bool libvirt_report_only; /* [Broker] LibvirtOrphans=report */
         /* [Broker] HostZeroesOnAlloc=: -1 auto (ask the kernel), 0 no, 1 yes */
         int host_zeroes_on_alloc;
+        bool journal_ranges;      /* [Broker] JournalRanges=, physical ranges in journal entries */
         PoolConfig *pools;
         size_t n_pools;
 } Config;

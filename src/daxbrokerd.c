@@ -14,6 +14,7 @@
 #include "bus.h"
 #include "config.h"
 #include "dax-backend.h"
+#include "events.h"
 #include "kernel-ops.h"
 #include "libvirt-watch.h"
 #include "log.h"
@@ -29,8 +30,11 @@ typedef struct Options {
         const char *metrics_file;
 } Options;
 
-/* How often the metrics file is rewritten. */
+/* How often the metrics file is rewritten; after a counter moves it is
+ * rewritten sooner, but at most once per METRICS_MIN_GAP_USEC, so a burst
+ * of calls costs one write. */
 #define METRICS_INTERVAL_USEC (UINT64_C(15) * 1000 * 1000)
+#define METRICS_MIN_GAP_USEC (UINT64_C(1) * 1000 * 1000)
 
 static void help(void) {
         printf("Usage: daxbrokerd [OPTIONS]\n\n"
@@ -126,6 +130,8 @@ typedef struct Daemon {
         Broker *broker;
         Bus *bus;
         LibvirtWatch *libvirt;
+        sd_event_source *metrics_timer;
+        uint64_t metrics_written_usec;
 } Daemon;
 
 static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -148,8 +154,11 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         c = config_load(d->options.config, &error);
         if (!c)
                 log_error("Not reloading, the configuration is invalid: %s", error->message);
-        else if (broker_reload(d->broker, c, &error) < 0)
-                log_error("Reload failed: %s", error->message);
+        else {
+                events_set_ranges(c->journal_ranges);
+                if (broker_reload(d->broker, c, &error) < 0)
+                        log_error("Reload failed: %s", error->message);
+        }
         (void) sd_notify(0, "READY=1");
         return 0;
 }
@@ -172,10 +181,32 @@ static void metrics_update(Daemon *d) {
 }
 
 static int on_metrics_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        metrics_update(userdata);
-        (void) sd_event_source_set_time(s, usec + METRICS_INTERVAL_USEC);
+        Daemon *d = userdata;
+        uint64_t now;
+
+        metrics_update(d);
+        (void) sd_event_now(sd_event_source_get_event(s), CLOCK_MONOTONIC, &now);
+        d->metrics_written_usec = now;
+        (void) sd_event_source_set_time(s, now + METRICS_INTERVAL_USEC);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
+}
+
+/* A counter moved: the file follows within a second. */
+static void on_metrics_changed(void *userdata) {
+        Daemon *d = userdata;
+        uint64_t now, due, at;
+        int enabled;
+
+        if (!d->metrics_timer)
+                return;
+        (void) sd_event_now(sd_event_source_get_event(d->metrics_timer), CLOCK_MONOTONIC, &now);
+        due = MAX(now, d->metrics_written_usec + METRICS_MIN_GAP_USEC);
+        if (sd_event_source_get_enabled(d->metrics_timer, &enabled) >= 0 && enabled != SD_EVENT_OFF &&
+            sd_event_source_get_time(d->metrics_timer, &at) >= 0 && at <= due)
+                return;
+        (void) sd_event_source_set_time(d->metrics_timer, due);
+        (void) sd_event_source_set_enabled(d->metrics_timer, SD_EVENT_ONESHOT);
 }
 
 static const char *dir_option(const char *opt, const char *env, const char *def) {
@@ -239,6 +270,7 @@ int main(int argc, char **argv) {
                 .state_dir = dir_option(d.options.state_dir, "STATE_DIRECTORY", STATE_DIR),
                 .runtime_dir = dir_option(d.options.runtime_dir, "RUNTIME_DIRECTORY", RUNTIME_DIR),
         };
+        events_set_ranges(config->journal_ranges);
         r = broker_new(event, backend, config, &settings, &d.broker, &error);
         if (r < 0) {
                 log_error("%s", error->message);
@@ -279,12 +311,16 @@ int main(int argc, char **argv) {
 
                 metrics_update(&d);
                 (void) sd_event_now(event, CLOCK_MONOTONIC, &now);
-                (void) sd_event_add_time(event, NULL, CLOCK_MONOTONIC, now + METRICS_INTERVAL_USEC, 0,
-                                         on_metrics_timer, &d);
+                d.metrics_written_usec = now;
+                if (sd_event_add_time(event, &d.metrics_timer, CLOCK_MONOTONIC, now + METRICS_INTERVAL_USEC, 0,
+                                      on_metrics_timer, &d) >= 0)
+                        metrics_set_changed(on_metrics_changed, &d);
         }
         (void) sd_notifyf(0, "READY=1\nSTATUS=Serving %u pools", broker_pools(d.broker)->len);
         r = sd_event_loop(event);
 
+        metrics_set_changed(NULL, NULL);
+        sd_event_source_disable_unref(d.metrics_timer);
         libvirt_watch_free(d.libvirt);
         bus_free(d.bus);
         broker_free(d.broker);

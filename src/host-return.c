@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "host-return.h"
 #include "kernel-ops.h"
 #include "log.h"
@@ -421,7 +422,6 @@ static void return_done(void *userdata) {
         HostCtx *h = j->host;
         HostChunk *c = j->chunk;
         Pool *p = c->pool;
-        char sz[FORMAT_SIZE_MAX];
         uint64_t size = chunk_size(c);
 
         p->host_jobs--;
@@ -440,8 +440,7 @@ static void return_done(void *userdata) {
                 request_finish_one(j->request, 0, msg);
         } else {
                 extent_map_set_ranges(p->map, c->ranges, c->n_ranges, EXTENT_HOST, c);
-                log_info("Pool %s: returned %s at %#" G_GINT64_MODIFIER "x to the host as %s", p->name,
-                         format_size(size, sz, sizeof(sz)), c->ranges[0].start, c->device);
+                events_host_returned(p, c->ranges, c->n_ranges, c->device);
                 p->host_failures = 0;
                 (void) h->commit(h->userdata, true);
                 request_finish_one(j->request, size, NULL);
@@ -788,7 +787,6 @@ static void reclaim_finish(HostJob *j) {
         HostCtx *h = j->host;
         HostChunk *c = j->chunk;
         Pool *p = c->pool;
-        char sz[FORMAT_SIZE_MAX];
         uint64_t size = chunk_size(c);
 
         p->host_jobs--;
@@ -809,9 +807,7 @@ static void reclaim_finish(HostJob *j) {
                 p->host_error = g_steal_pointer(&msg);
                 request_finish_one(j->request, 0, p->host_error);
         } else {
-                log_info("Pool %s: reclaimed %s at %#" G_GINT64_MODIFIER "x from the host (was %s); "
-                         "it is zeroed before use", p->name, format_size(size, sz, sizeof(sz)), c->ranges[0].start,
-                         c->device);
+                events_host_reclaimed(p, c->ranges, c->n_ranges, c->device);
                 /* It held host data: dirty, zeroed by whoever uses it. */
                 chunk_drop(c, EXTENT_DIRTY);
                 if (h->commit(h->userdata, true) < 0)

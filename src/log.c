@@ -12,15 +12,25 @@ void log_set_max_level(int level) {
         max_level = level;
 }
 
-void log_msg(int level, const char *fmt, ...) {
+bool log_level_enabled(int level) {
+        return level <= max_level;
+}
+
+bool log_to_journal(void) {
         static int to_journal = -1;
+
+        if (to_journal < 0)
+                to_journal = getenv("JOURNAL_STREAM") != NULL;
+        return to_journal;
+}
+
+void log_msg(int level, const char *fmt, ...) {
+        bool to_journal = log_to_journal();
         char line[2048];
         va_list ap;
 
         if (level > max_level)
                 return;
-        if (to_journal < 0)
-                to_journal = getenv("JOURNAL_STREAM") != NULL;
 
         va_start(ap, fmt);
         vsnprintf(line, sizeof(line), fmt, ap);

@@ -6,9 +6,14 @@
  * stderr is the journal (so journald keeps the level).
  */
 
+#include <stdbool.h>
 #include <syslog.h>
 
 void log_set_max_level(int level);
+/* Whether messages of this level are logged at all. */
+bool log_level_enabled(int level);
+/* Whether stderr is the journal (systemd set JOURNAL_STREAM). */
+bool log_to_journal(void);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)

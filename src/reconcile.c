@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "broker-private.h"
+#include "events.h"
 #include "log.h"
 #include "reconcile.h"
 #include "recovery.h"
@@ -230,8 +231,7 @@ static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo
         close(res.fd);
         g_free(rec->device);
         rec->device = g_strdup(res.name);
-        log_info("Restored allocation %s of '%s' as %s with its original ranges%s", rec->id, rec->owner, res.name,
-                 from_host ? " (zeroed: the host had the memory)" : "");
+        events_restored(p, rec, from_host ? dax_ranges_size(rec->ranges, rec->n_ranges) : 0);
         pool_adopt(b, p, rec);
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <unistd.h>
 
+#include "events.h"
 #include "log.h"
 #include "scrub-sched.h"
 #include "util.h"
@@ -162,6 +163,7 @@ static void scrub_finish(ScrubJob *j) {
         } else {
                 extent_map_set(p->map, j->range.start, j->range.size, EXTENT_FREE, NULL);
                 stuck_zeroed(p, &j->range);
+                events_scrubbed(p, &j->range, j->res.name);
         }
         g_free(j);
         scrub_sched_kick(s);

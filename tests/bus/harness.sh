@@ -10,6 +10,9 @@
 #   introspect  exported API equals dbus/org.daxbroker.Broker1.xml
 #   ctl         daxbrokerctl verbs, human and --json
 #   metrics     the metrics file parses as OpenMetrics and equals ListPools
+#   events      each event's journal entry and fields (in export format
+#               through DAXBROKER_TEST_JOURNAL_FILE), the metrics counters
+#               moving by exactly the operations, a restore after a reboot
 #   host        idle memory goes to the host and comes back (HostReturn=yes)
 #   host-autoonline  the same with blocks onlined behind the broker's back
 #   host-busy   a host chunk with an unmovable block: reclaim fails cleanly
@@ -90,7 +93,7 @@ Region=1
 CONF
 backend="sim:0:4G:2G:0,1:8G:2G:1;boot=devdax;state=$tmp/sim-kernel.json"
 case "$what" in
-host*|crash-points|scrub-stuck|return-early)
+host*|crash-points|scrub-stuck|return-early|events)
         # Region 1 returns idle memory to the host: 1 GiB chunks, of which
         # the top one (9G..10G) is what the pin modes make unmovable.
         cat > "$tmp/daxbroker.conf" <<CONF
@@ -119,6 +122,11 @@ host-hang) backend="$backend;pin=0x250000000:hang" ;;
 host-autoonline) backend="$backend;autoonline=online_movable" ;;
 scrub-stuck) backend="$backend;busy=0x201000000:$tmp/fault"; touch "$tmp/fault" ;;
 metrics) export DAXBROKER_METRICS_FILE=$tmp/metrics/daxbroker.prom; mkdir -p "$tmp/metrics" ;;
+events)
+        export DAXBROKER_METRICS_FILE=$tmp/metrics/daxbroker.prom DAXBROKER_TEST_JOURNAL_FILE=$tmp/journal.export
+        mkdir -p "$tmp/metrics"
+        # Returns and reclaims only when the test asks.
+        sed -i 's/^HostReturnDelay=1s/HostReturnDelay=1h/' "$tmp/daxbroker.conf" ;;
 esac
 
 start_daemon() {
@@ -224,6 +232,20 @@ metrics)
         # Debian's python3: python3-prometheus-client (scripts/packages.txt)
         # is installed for it, not for another python3 earlier in PATH.
         /usr/bin/python3 "$src/tests/bus/check-metrics.py" "$addr" "$DAXBROKER_METRICS_FILE" "$build/src/daxbrokerctl" || rc=$?
+        ;;
+events)
+        TAP_PLAN=no /usr/bin/python3 "$src/tests/bus/check-events.py" run "$addr" "$DAXBROKER_TEST_JOURNAL_FILE" \
+                "$DAXBROKER_METRICS_FILE" "$src/systemd/daxbroker.catalog" "$tmp/daxbroker.conf" "$daemon_pid" \
+                "$tmp/daemon.log" | tee "$tmp/events.tap"
+        [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+        keep=$(sed -n 's/^# keep //p' "$tmp/events.tap")
+        done_n=$(sed -n 's/^# done //p' "$tmp/events.tap")
+        # A reboot: the allocation comes back, and its restore is an event.
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        rm -f "$tmp/sim-kernel.json"
+        start_daemon || exit 1
+        TAP_DONE=${done_n:-0} /usr/bin/python3 "$src/tests/bus/check-events.py" restored "$addr" \
+                "$DAXBROKER_TEST_JOURNAL_FILE" "${keep:-none}" || rc=1
         ;;
 ctl)
         "$src/tests/bus/ctl-test.sh" "$build/src/daxbrokerctl" "$addr" || rc=1

@@ -163,6 +163,17 @@ static void test_libvirt_keys(void) {
                    (const char *const[]) { "LibvirtOrphans", "'release' or 'report'", NULL });
 }
 
+static void test_journal_ranges(void) {
+        g_autoptr(Config) off = load_ok("[Broker]\nMaxRanges=8\n");
+        g_autoptr(Config) on = load_ok("[Broker]\nJournalRanges=yes\n");
+        g_autoptr(Config) reset = load_ok("[Broker]\nJournalRanges=yes\nJournalRanges=\n");
+
+        g_assert_false(off->journal_ranges);
+        g_assert_true(on->journal_ranges);
+        g_assert_false(reset->journal_ranges);
+        load_fails("[Broker]\nJournalRanges=maybe\n", (const char *const[]) { "JournalRanges", "boolean", NULL });
+}
+
 static void test_values_are_trimmed(void) {
         g_autoptr(Config) c = load_ok("[Broker]\nMaxRanges =   8   \nDefaultAlign = 4K\t\n");
 
@@ -554,6 +565,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/config/broker-section", test_broker_section);
         g_test_add_func("/config/values-are-trimmed", test_values_are_trimmed);
         g_test_add_func("/config/libvirt-keys", test_libvirt_keys);
+        g_test_add_func("/config/journal-ranges", test_journal_ranges);
         g_test_add_func("/config/booleans", test_booleans);
         g_test_add_func("/config/broker-rejects", test_broker_rejects);
         g_test_add_func("/config/unknown-names", test_unknown_names);

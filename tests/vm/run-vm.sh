@@ -350,7 +350,7 @@ msg "kernel $KVER ($KERNEL), accel $ACCEL, memhp $MEMHP, regions ${region_mib} M
 CONSOLE=$RUN/console.log
 start=$(date +%s.%N)
 timeout -k 10 "$TIMEOUT" "$QEMU" "${ARGS[@]}" </dev/null 2>"$RUN/qemu.err" |
-    tr -d '\r' | tee "$CONSOLE"
+    stdbuf -o0 tr -d '\r' | tee "$CONSOLE"
 qrc=${PIPESTATUS[0]}
 end=$(date +%s.%N)
 [ -n "$LOG" ] && cp "$CONSOLE" "$LOG"

@@ -32,7 +32,8 @@ wait_restarted() { # OLD_PID
         done
         return 1
 }
-meminfo_total() { awk '/^MemTotal:/ {print $2 * 1024}' /proc/meminfo; }
+# In bash: awk prints large products in exponent notation.
+meminfo_total() { echo $(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024)); }
 online_blocks() { grep -l '^online' /sys/devices/system/memory/memory*/state | wc -l; }
 
 # --- the package ------------------------------------------------------------
@@ -42,6 +43,7 @@ mkdir -p /etc/daxbroker
 cat >/etc/daxbroker/daxbroker.conf <<CONF
 [Broker]
 ScrubThreads=1
+JournalRanges=yes
 
 [Pool fast]
 Region=0
@@ -52,6 +54,11 @@ HostReturn=yes
 HostChunk=512M
 HostReturnDelay=1h
 CONF
+# The metrics file, where the hardened unit may write (its runtime directory).
+metrics=/run/daxbroker/daxbroker.prom
+mkdir -p /etc/systemd/system/daxbrokerd.service.d
+printf '[Service]\nEnvironment=DAXBROKER_METRICS_FILE=%s\n' "$metrics" \
+        >/etc/systemd/system/daxbrokerd.service.d/metrics.conf
 # Rebuilding the whole man-db index (the trigger of the man pages) takes
 # minutes in the rig and tells nothing about daxbroker.
 rm -f /var/lib/man-db/auto-update
@@ -70,6 +77,9 @@ out=$(systemd-analyze verify $man_opt daxbrokerd.service 2>&1) && ok "systemd-an
         || nok "systemd-analyze verify: $out"
 journalctl -b --no-pager -u dbus | grep -q -i 'reload' && ok "dbus reloaded its configuration" \
         || nok "dbus was not reloaded after the package's policy arrived"
+journalctl --list-catalog 2>/dev/null | grep -q '^dc1ff1efe526449b92f1361fbc7e2b62 daxbroker:' &&
+        ok "the journal catalog knows the daemon's events (journalctl --update-catalog ran)" \
+        || nok "the daxbroker catalog is not in journalctl --list-catalog"
 
 
 # --- bus activation ---------------------------------------------------------
@@ -87,8 +97,10 @@ echo "$out" | grep -q 'Status: "Serving 2 pools"' && ok "systemctl status shows 
         || nok "no STATUS= summary in systemctl status"
 echo "# capabilities"
 caps=$(grep '^CapEff:' "/proc/$(main_pid)/status" | awk '{print $2}')
-# CAP_CHOWN (0), CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19)
-[ "$caps" = 0000000000080005 ] && ok "the daemon runs with exactly CAP_CHOWN CAP_DAC_READ_SEARCH CAP_SYS_PTRACE" \
+# CAP_CHOWN (0), CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19),
+# CAP_CHECKPOINT_RESTORE (40)
+[ "$caps" = 0000010000080005 ] &&
+        ok "the daemon runs with exactly CAP_CHOWN CAP_DAC_READ_SEARCH CAP_SYS_PTRACE CAP_CHECKPOINT_RESTORE" \
         || nok "effective capabilities $caps"
 
 # --- kill -9: systemd restarts it, allocations intact -----------------------
@@ -106,6 +118,26 @@ path=$(echo "$out" | grep -o "$M/allocation/[0-9a-f]*" | head -1)
 dev=$(busctl get-property $B "$path" $B.Allocation Device | awk '{print $2}' | tr -d '"')
 [ -c "$dev" ] && ok "allocation $path is $dev" || nok "no device node $dev"
 ranges=$(busctl get-property $B "$path" $B.Allocation Ranges)
+id=${path##*/}
+# The journal entry of the allocation, as journald stored it.
+ev=$(journalctl -b -o json --no-pager DAXBROKER_OWNER=vm1 MESSAGE_ID=dc1ff1efe526449b92f1361fbc7e2b62)
+echo "$ev" | sed 's/^/# /'
+echo "$ev" | /usr/bin/python3 -c '
+import json, sys
+id, dev, ranges = sys.argv[1:4]
+# busctl prints a(tt) as: a(tt) N start size ...
+v = ranges.split()[2:]
+want = " ".join("%#x-%#x" % (int(v[i]), int(v[i]) + int(v[i + 1]) - 1) for i in range(0, len(v), 2))
+e = [json.loads(l) for l in sys.stdin if l.strip()]
+assert len(e) == 1, e
+e = e[0]
+exp = {"DAXBROKER_ALLOCATION": id, "DAXBROKER_POOL": "fast", "DAXBROKER_SIZE": str(256 << 20),
+       "DAXBROKER_DEVICE": dev, "DAXBROKER_LABEL": "ram0", "DAXBROKER_RANGES": want,
+       "_SYSTEMD_UNIT": "daxbrokerd.service"}
+bad = {k: (e.get(k), v) for k, v in exp.items() if e.get(k) != v}
+assert not bad, bad
+' "$id" "$dev" "$ranges" && ok "journalctl DAXBROKER_OWNER=vm1 finds the allocation with its fields" \
+        || nok "the allocation's journal entry is missing or wrong"
 pid=$(main_pid) nr=$(restarts)
 echo "# kill -9 $pid"
 kill -9 "$pid"
@@ -136,6 +168,12 @@ systemctl restart daxbrokerd
 # --- the work, under the hardened unit --------------------------------------
 echo "# release, zeroing, host return, reclaim"
 out=$(daxbrokerctl release "$path" 2>&1) && [ ! -e "$dev" ] && ok "release: $dev is gone" || nok "release: $out"
+journalctl -b -o json --no-pager DAXBROKER_OWNER=vm1 | /usr/bin/python3 -c '
+import json, sys
+kinds = [json.loads(l).get("DAXBROKER_EVENT") for l in sys.stdin if l.strip()]
+assert kinds == ["allocated", "released"], kinds
+' && ok "journalctl DAXBROKER_OWNER=vm1: allocated, then released" \
+        || nok "journalctl DAXBROKER_OWNER=vm1 does not show the allocation and its release"
 for _ in $(seq 1200); do
         [ "$(pool_prop fast DirtySize)" = 0 ] && break
         sleep 0.5
@@ -156,6 +194,44 @@ out=$(daxbrokerctl reclaim-from-host lend 1G 2>&1) && ok "reclaim-from-host lend
 out=$(daxbrokerctl allocate vm2 2G --pool lend 2>&1) && ok "the whole reclaimed pool can be allocated (zeroed first)" \
         || nok "allocate 2G from lend: $out"
 daxbrokerctl release-owner vm2 >/dev/null || nok "release-owner vm2"
+for k in scrubbed host-returned host-reclaimed; do
+        if [ -n "$(journalctl -b -o cat --no-pager DAXBROKER_EVENT=$k)" ]; then
+                ok "the journal has $k entries"
+        else
+                nok "no $k entry in the journal"
+        fi
+done
+
+# --- metrics ----------------------------------------------------------------
+# Since the last restart: release vm1, return 1G, reclaim 1G, allocate and
+# release vm2 (2G). The file follows a counter change within a second.
+t=$(date +%s.%N)
+for _ in $(seq 600); do
+        [ "$(stat -c %.9Y "$metrics" 2>/dev/null | tr -d .)" \> "$(echo "$t" | tr -d .)" ] && break
+        sleep 0.5
+done
+busctl --json=short call $B $M $B.Manager ListPools | /usr/bin/python3 -c '
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+pools = {p[1]: p for p in json.load(sys.stdin)["data"][0]}
+f = {x.name: x for x in text_string_to_metric_families(open(sys.argv[1]).read())}
+def by_pool(name):
+    return {s.labels["pool"]: s.value for s in f[name].samples if s.name.startswith(name)}
+fields = {"size": 5, "free": 8, "allocated": 9, "host": 10, "dirty": 11, "foreign": 12, "largest_free_extent": 13}
+for k, i in fields.items():
+    got = by_pool("daxbroker_pool_%s_bytes" % k)
+    assert got == {n: p[i] for n, p in pools.items()}, (k, got)
+    assert sum(got.values()) == sum(p[i] for p in pools.values())
+tot = lambda n: sum(by_pool(n).values())
+want = {"daxbroker_allocations": 1, "daxbroker_releases": 2, "daxbroker_returned_bytes": 1 << 30,
+        "daxbroker_reclaimed_bytes": 1 << 30}
+got = {n: tot(n) for n in want}
+assert got == want, got
+assert tot("daxbroker_zeroed_bytes") >= (256 << 20) + (1 << 30), tot("daxbroker_zeroed_bytes")
+h = {s.name: s.value for s in f["daxbroker_allocate_duration_seconds"].samples}
+assert h["daxbroker_allocate_duration_seconds_count"] == 1, h
+' "$metrics" && ok "the metrics file parses (prometheus_client), equals ListPools, counters match the work done" \
+        || nok "metrics file $metrics: $(head -c 300 "$metrics" 2>&1)"
 
 errs=$(journalctl -b --no-pager -u daxbrokerd -p err 2>&1 | grep -v '^-- ')
 [ -z "$errs" ] && ok "the daemon logged no errors" || nok "errors in the journal: $errs"
