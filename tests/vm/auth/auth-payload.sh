@@ -38,11 +38,44 @@ wait_owner() { # NAME PID
 reload_bus() { busctl_sys call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig; }
 
 # USER call.py ARGS...: prints "ok RESULT" or "error NAME: MESSAGE".
-call() {
+# Through USER's call server (call.py --serve, started by serve_as): each
+# call is a new process of USER with its own new bus connection, without
+# the seconds Python takes to start under TCG.
+declare -A server_pid
+serve_as() { # USER
         local user=$1
-        shift
-        setpriv --reuid="$user" --regid="$user" --init-groups -- /usr/bin/python3 "$work/call.py" "$@" 2>&1
+        mkfifo -m 0600 "$work/serve.$user" && chown "$user" "$work/serve.$user" || return 1
+        setpriv --reuid="$user" --regid="$user" --init-groups -- \
+                /usr/bin/python3 "$work/call.py" --serve "$work/serve.$user" >"$res/serve.$user.log" 2>&1 &
+        server_pid[$user]=$!
+        for _ in $(seq 600); do
+                grep -q serving "$res/serve.$user.log" && return 0
+                kill -0 "${server_pid[$user]}" 2>/dev/null || break
+                sleep 0.1
+        done
+        cat "$res/serve.$user.log"
+        return 1
 }
+call() {
+        local user=$1 reply line
+        shift
+        if ! kill -0 "${server_pid[$user]:-0}" 2>/dev/null; then
+                echo "error: $user's call server is not running"
+                return 1
+        fi
+        reply=$(mktemp -u "$work/reply.XXXXXX")
+        # Written by the server's child, which runs as USER.
+        mkfifo -m 0622 "$reply" || return 1
+        line=$(printf '%s\037' "$reply" "$@")
+        printf '%s\n' "$line" >"$work/serve.$user"
+        cat "$reply"
+        rm -f "$reply"
+}
+stop_servers() {
+        local p
+        for p in "${server_pid[@]}"; do kill "$p" 2>/dev/null; done
+}
+trap stop_servers EXIT
 # expect DESCRIPTION PATTERN USER ARGS...: the output of call matches the
 # extended regular expression PATTERN. Sets $out.
 expect() {
@@ -112,6 +145,7 @@ for name in ("dax0.0", "dax1.0"):
 print("mapped", flush=True)
 time.sleep(100000)' "$work/mallory" >"$res/mallory.out" 2>&1 &
 mallory_pid=$!
+serve_as root || { nok "root's call server did not start"; exit 1; }
 for _ in $(seq 300); do grep -q mapped "$res/mallory.out" && break; sleep 0.1; done
 grep -q "/dax0.0" /proc/$mallory_pid/maps && ok "mallory maps $work/mallory/dax0.0" ||
         nok "mallory's mapping is missing: $(cat "$res/mallory.out")"
@@ -136,6 +170,7 @@ echo "# --- users: alice and bob in $group, carol not"
 groupadd --system "$group" && useradd -M -G "$group" alice && useradd -M -G "$group" bob &&
         useradd -M carol || { nok "cannot create the test users"; exit 1; }
 alice=$(id -u alice) bob=$(id -u bob)
+for u in alice bob carol; do serve_as $u || { nok "$u's call server did not start"; exit 1; }; done
 reload_bus >/dev/null && ok "bus configuration reloaded with the group present"
 
 echo "# --- polkit: python3-dbusmock's polkitd template, allowing nothing"

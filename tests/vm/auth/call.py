@@ -15,8 +15,20 @@ Usage: call.py allocate OWNER SIZE [KEY=u:N|KEY=s:TEXT|KEY=b:0|1 ...]
        call.py ranges                      PATH:number-of-ranges of every allocation
        call.py get-on PATH IFACE PROPERTY  one property of any object (Get)
        call.py getall-ranges PATH          the Ranges an allocation's GetAll gives
+       call.py --serve FIFO                answer requests read from FIFO (below)
+
+--serve: Python and dbus-python take seconds to start in the rig (TCG), and
+the test makes some 70 calls. A server started once per user (with that
+user's uid, gid and groups) reads one request per line from FIFO: the path
+of a reply FIFO, then the arguments above, each ended by \x1f. For each
+request it forks a child that opens its own, new bus connection, makes the
+one call and writes what a separate call.py would print (stdout and stderr)
+into the reply FIFO, so every call is still a fresh client of that user.
 """
+import os
+import signal
 import sys
+import traceback
 
 import dbus
 
@@ -76,9 +88,44 @@ def main(argv):
     raise SystemExit(f"unknown verb {verb}")
 
 
-if __name__ == "__main__":
+def call(argv):
     try:
-        print("ok", main(sys.argv))
+        print("ok", main(argv))
     except dbus.exceptions.DBusException as e:
         print(f"error {e.get_dbus_name()}: {e.get_dbus_message()}")
-        sys.exit(1)
+        return 1
+    return 0
+
+
+def serve(fifo):
+    # Children are not waited for: their answers go to the reply FIFOs.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # Opened read-write, the FIFO never reads end-of-file between requests.
+    requests = os.fdopen(os.open(fifo, os.O_RDWR), "r")
+    print("serving", flush=True)
+    for line in requests:
+        fields = line.rstrip("\n").split("\x1f")[:-1]
+        if not fields:
+            continue
+        if os.fork() != 0:
+            continue
+        status = 1
+        try:
+            requests.close()
+            out = os.open(fields[0], os.O_WRONLY)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.close(out)
+            status = call(["call.py"] + fields[1:])
+        except BaseException:  # what an uncaught exception would print
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        serve(sys.argv[2])
+    sys.exit(call(sys.argv))
