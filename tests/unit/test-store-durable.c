@@ -217,7 +217,6 @@ static Cost cost_now(void) {
  * then "active", durable) and one Release ("releasing"; then gone, its
  * memory dirty) with live allocations already recorded. */
 static Cost operation_cost(unsigned live) {
-        g_autoptr(GError) error = NULL;
         AllocationRecord *r;
         RegionRange d;
         Cost c;
