@@ -1125,7 +1125,9 @@ static int verb_list(sd_bus *bus) {
         if (r < 0)
                 return r;
         while ((r = read_allocation_row(reply, &a)) > 0) {
-                allocation_row_get_state(bus, &a);
+                /* Two calls per row: only when a state column is shown. */
+                if (column_selected(ALLOC_STATE) || column_selected(ALLOC_STATE_MESSAGE))
+                        allocation_row_get_state(bus, &a);
                 r = allocations_table_add(&t, &a);
                 if (r < 0)
                         return r;
