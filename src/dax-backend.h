@@ -135,6 +135,9 @@ typedef struct DaxBackendOps {
          * (init_on_alloc), so memory lent through kmem need not be zeroed
          * first; *ret_why says how that was decided. */
         bool (*host_zeroes_on_alloc)(DaxBackend *b, const char **ret_why);
+        /* The kernel's boot id (malloc()ed), NULL if unknown: the start-up
+         * after a reboot treats memory and devices differently. */
+        char *(*boot_id)(DaxBackend *b);
 } DaxBackendOps;
 
 struct DaxBackend {

@@ -246,7 +246,7 @@ reboot2-host)
         else
                 echo "not ok - start-up did not take host-held memory back"; rc=1
         fi
-        if ! "$scn" --sysfs check-persist "$res/persist"; then
+        if ! "$scn" --sysfs check-persist "$res/persist" --from-host; then
                 echo "# not all restored: they must be listed with a state"
                 "$scn" --sysfs check-restoring "$res/persist" || rc=1
         fi
