@@ -45,12 +45,13 @@ rig_rows=
 if [ -n "${REL_RIG_BUILD:-}" ]; then
         rig=$(cd "$REL_RIG_BUILD" && pwd) || exit 2
         ninja -C "$rig" >/dev/null || { echo "rig build failed"; exit 1; }
-        mapfile -t rig_tests < <(meson test -C "$rig" --list --suite rig-reliability 2>/dev/null | sed 's/^[^/]*\/ //')
+        mapfile -t rig_tests < <(meson test -C "$rig" --no-rebuild --list --suite rig-reliability 2>/dev/null |
+                grep ' / ' | sed 's/^[^/]*\/ //')
         i=0
         for t in "${rig_tests[@]}"; do
                 i=$((i + 1))
                 if [ "${REL_RIG_REUSE:-0}" = 1 ] && [ -s "$rig/meson-logs/rel-$i.json" ] &&
-                                grep -qF "\"$t\"" "$rig/meson-logs/rel-$i.json"; then
+                                grep -qF "/ $t\"" "$rig/meson-logs/rel-$i.json"; then
                         echo "==> rig: $t (log kept from an earlier run)"
                 else
                         echo "==> rig: $t"
