@@ -463,7 +463,18 @@ typedef struct PoolRow {
         uint64_t dirty;
         uint64_t foreign;
         uint64_t largest_free_extent;
+        /* Pool properties, read only when one of their columns is shown;
+         * -1: unknown (the kernel publishes no HMAT for the node). */
+        bool have_perf;
+        int64_t read_bandwidth, write_bandwidth, read_latency, write_latency;
+        int64_t cache_size;
+        char cache_indexing[16];
+        uint32_t colors;
+        char tier[65];
 } PoolRow;
+
+static int pool_row_get_perf(sd_bus *bus, PoolRow *p);
+static bool perf_columns_selected(void);
 
 /* Calls ListPools; the rows' strings point into *ret_reply. */
 static int read_pools(sd_bus *bus, sd_bus_message **ret_reply, GArray **ret_rows) {
@@ -488,6 +499,11 @@ static int read_pools(sd_bus *bus, sd_bus_message **ret_reply, GArray **ret_rows
                 g_array_append_val(rows, p);
         if (r < 0)
                 return log_parse_error(r);
+        for (guint i = 0; perf_columns_selected() && i < rows->len; i++) {
+                r = pool_row_get_perf(bus, &g_array_index(rows, PoolRow, i));
+                if (r < 0)
+                        return r;
+        }
 
         *ret_reply = g_steal_pointer(&reply);
         *ret_rows = g_steal_pointer(&rows);
@@ -509,6 +525,13 @@ enum {
         POOL_DIRTY,
         POOL_FOREIGN,
         POOL_LARGEST_FREE,
+        POOL_TIER,
+        POOL_READ_BW,
+        POOL_WRITE_BW,
+        POOL_READ_LAT,
+        POOL_WRITE_LAT,
+        POOL_CACHE,
+        POOL_COLORS,
 };
 
 #define SIZE_COLUMN SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER
@@ -527,6 +550,15 @@ static const Column pool_columns[] = {
         [POOL_DIRTY] = { "DIRTY", SIZE_COLUMN, "memory still to be zeroed" },
         [POOL_FOREIGN] = { "FOREIGN", SIZE_COLUMN, "memory of devices daxbroker did not create" },
         [POOL_LARGEST_FREE] = { "LARGEST-FREE", SIZE_COLUMN, "largest free extent" },
+        [POOL_TIER] = { "TIER", 0, SCOLS_JSON_STRING, "Tier= of the pool" },
+        [POOL_READ_BW] = { "READ-BW", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER,
+                           "read bandwidth, MB/s (HMAT access1, else access0; JSON: -1 if unknown)" },
+        [POOL_WRITE_BW] = { "WRITE-BW", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "write bandwidth, MB/s (likewise)" },
+        [POOL_READ_LAT] = { "READ-LAT", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "read latency, ns (likewise)" },
+        [POOL_WRITE_LAT] = { "WRITE-LAT", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "write latency, ns (likewise)" },
+        [POOL_CACHE] = { "CACHE", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER,
+                         "memory-side cache in front of the node, first level (JSON: bytes, -1 if none)" },
+        [POOL_COLORS] = { "COLORS", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "cache colours in effect (JSON: 0 for none)" },
 };
 
 static const int status_defaults[] = {
@@ -587,9 +619,99 @@ static char *pool_cell(const void *row, int column) {
                 return size_cell(p->foreign);
         case POOL_LARGEST_FREE:
                 return size_cell(p->largest_free_extent);
+        case POOL_TIER:
+                return g_strdup(p->tier[0] || arg_json ? p->tier : "-");
+        case POOL_READ_BW:
+        case POOL_WRITE_BW:
+        case POOL_READ_LAT:
+        case POOL_WRITE_LAT: {
+                int64_t v = column == POOL_READ_BW    ? p->read_bandwidth
+                            : column == POOL_WRITE_BW ? p->write_bandwidth
+                            : column == POOL_READ_LAT ? p->read_latency
+                                                      : p->write_latency;
+                if (v < 0)
+                        return g_strdup(arg_json ? "-1" : "-");
+                if (machine_values())
+                        return g_strdup_printf("%" PRIi64, v);
+                return g_strdup_printf("%" PRIi64 " %s", v,
+                                       column == POOL_READ_BW || column == POOL_WRITE_BW ? "MB/s" : "ns");
+        }
+        case POOL_CACHE:
+                if (p->cache_size < 0)
+                        return g_strdup(arg_json ? "-1" : "-");
+                if (machine_values())
+                        return g_strdup_printf("%" PRIi64, p->cache_size);
+                {
+                        g_autofree char *sz = size_cell((uint64_t) p->cache_size);
+                        return g_strdup_printf("%s %s", sz, p->cache_indexing);
+                }
+        case POOL_COLORS:
+                return p->colors == 0 && !arg_json ? g_strdup("-") : g_strdup_printf("%" PRIu32, p->colors);
         default:
                 g_assert_not_reached();
         }
+}
+
+/* The pool properties behind the performance columns; ListPools keeps
+ * its signature, so they are read per pool, and only when shown. */
+static int pool_row_get_perf(sd_bus *bus, PoolRow *p) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        uint32_t class, level, best = UINT32_MAX;
+        int64_t rb, wb, rl, wl, size, line;
+        const char *indexing, *policy;
+        char *tier = NULL;
+        int r;
+
+        p->read_bandwidth = p->write_bandwidth = p->read_latency = p->write_latency = p->cache_size = -1;
+        r = sd_bus_get_property(bus, BUS_NAME, p->path, POOL_IFACE, "Access", &error, &reply, "a(uxxxx)");
+        if (r < 0)
+                return log_error_errno(r, "Cannot read Access of %s: %s", p->name, error.message ?: strerror(-r));
+        r = sd_bus_message_enter_container(reply, 'a', "(uxxxx)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(uxxxx)", &class, &rb, &wb, &rl, &wl)) > 0)
+                /* What placement compares: the CPU initiators when published. */
+                if (best == UINT32_MAX || class == 1) {
+                        best = class;
+                        p->read_bandwidth = rb;
+                        p->write_bandwidth = wb;
+                        p->read_latency = rl;
+                        p->write_latency = wl;
+                }
+        if (r < 0)
+                return log_parse_error(r);
+        reply = sd_bus_message_unref(reply);
+
+        r = sd_bus_get_property(bus, BUS_NAME, p->path, POOL_IFACE, "MemorySideCaches", &error, &reply, "a(uxxss)");
+        if (r < 0)
+                return log_error_errno(r, "Cannot read MemorySideCaches of %s: %s", p->name,
+                                       error.message ?: strerror(-r));
+        r = sd_bus_message_enter_container(reply, 'a', "(uxxss)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(uxxss)", &level, &size, &line, &indexing, &policy)) > 0)
+                if (p->cache_size < 0 && size >= 0) {
+                        p->cache_size = size;
+                        g_strlcpy(p->cache_indexing, indexing, sizeof(p->cache_indexing));
+                }
+        if (r < 0)
+                return log_parse_error(r);
+        reply = sd_bus_message_unref(reply);
+
+        r = sd_bus_get_property_trivial(bus, BUS_NAME, p->path, POOL_IFACE, "Colors", &error, 'u', &p->colors);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read Colors of %s: %s", p->name, error.message ?: strerror(-r));
+        r = sd_bus_get_property_string(bus, BUS_NAME, p->path, POOL_IFACE, "Tier", &error, &tier);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read Tier of %s: %s", p->name, error.message ?: strerror(-r));
+        g_strlcpy(p->tier, tier, sizeof(p->tier));
+        free(tier);
+        p->have_perf = true;
+        return 0;
+}
+
+static bool perf_columns_selected(void) {
+        for (int c = POOL_TIER; c <= POOL_COLORS; c++)
+                if (column_selected(c))
+                        return true;
+        return false;
 }
 
 /* The pools as the selected columns: printed, or as JSON rows in *ret_json
