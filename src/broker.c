@@ -599,6 +599,11 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                                 granule_needed = granule;
                                 continue;
                         }
+                        /* Clean memory first would make an isolated owner
+                         * take more colours than it needs when the clean
+                         * memory is spread: it counts dirt at once. */
+                        if (pass == 0 && req->cache_isolation)
+                                continue;
                         if (cache_colors_enabled(&p->colors))
                                 n = place_colored(b, p, req, &pr, ranges, pass == 1 ? &color_why : NULL);
                         else
@@ -1498,6 +1503,18 @@ static void host_dirt_added(void *userdata, Pool *p) {
         broker_scrub_later(userdata);
 }
 
+static uint64_t host_colors_in_use(void *userdata, Pool *p, bool isolated_only) {
+        Broker *b = userdata;
+        ColorView cv;
+        ColorMask m;
+
+        /* No owner is named "": every allocation counts as another's. */
+        color_view(b, p, "", &cv);
+        m = isolated_only ? cv.isolated_others : cv.touched_others;
+        g_string_free(cv.holders, true);
+        return m;
+}
+
 static void host_zero_first(void *userdata, Pool *p, const DaxRange *r) {
         Broker *b = userdata;
 
@@ -1607,6 +1624,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
                 .dirt_added = host_dirt_added,
                 .allocations_waiting = host_allocations_waiting,
                 .zero_first = host_zero_first,
+                .colors_in_use = host_colors_in_use,
                 .return_timeout_usec = config->allocate_timeout_usec,
                 .userdata = b,
         };

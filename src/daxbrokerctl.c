@@ -64,6 +64,12 @@ static uint64_t arg_align = 0;
 static bool arg_contiguous = true;
 static const char *arg_label = NULL;
 static bool arg_transient = false;
+/* Class of memory: 0 = not asked. */
+static uint64_t arg_min_read_bandwidth, arg_min_write_bandwidth, arg_max_read_latency, arg_max_write_latency;
+static const char *arg_tier = NULL;
+static bool arg_cache_isolation = false;
+static uint32_t arg_colors[64];
+static size_t arg_n_colors;
 static int64_t arg_device_uid = -1;
 static int64_t arg_device_gid = -1;
 /* Verb arguments, validated by the verb's parser. */
@@ -1339,6 +1345,41 @@ static int append_options(sd_bus_message *m) {
                 if (r < 0)
                         return r;
         }
+        {
+                const struct {
+                        const char *key;
+                        uint64_t v;
+                } bounds[] = {
+                        { "min-read-bandwidth", arg_min_read_bandwidth },
+                        { "min-write-bandwidth", arg_min_write_bandwidth },
+                        { "max-read-latency", arg_max_read_latency },
+                        { "max-write-latency", arg_max_write_latency },
+                };
+                for (size_t i = 0; i < G_N_ELEMENTS(bounds); i++)
+                        if (bounds[i].v) {
+                                r = sd_bus_message_append(m, "{sv}", bounds[i].key, "t", bounds[i].v);
+                                if (r < 0)
+                                        return r;
+                        }
+        }
+        if (arg_tier) {
+                r = sd_bus_message_append(m, "{sv}", "tier", "s", arg_tier);
+                if (r < 0)
+                        return r;
+        }
+        if (arg_cache_isolation) {
+                r = sd_bus_message_append(m, "{sv}", "cache-isolation", "b", 1);
+                if (r < 0)
+                        return r;
+        }
+        if (arg_n_colors) {
+                if ((r = sd_bus_message_open_container(m, 'e', "sv")) < 0 ||
+                    (r = sd_bus_message_append(m, "s", "colors")) < 0 ||
+                    (r = sd_bus_message_open_container(m, 'v', "au")) < 0 ||
+                    (r = sd_bus_message_append_array(m, 'u', arg_colors, arg_n_colors * sizeof(uint32_t))) < 0 ||
+                    (r = sd_bus_message_close_container(m)) < 0 || (r = sd_bus_message_close_container(m)) < 0)
+                        return r;
+        }
         if (arg_device_uid >= 0) {
                 r = sd_bus_message_append(m, "{sv}", "device-uid", "u", (uint32_t) arg_device_uid);
                 if (r < 0)
@@ -1865,6 +1906,13 @@ static void help(void) {
                "     --transient           Release when daxbrokerctl exits\n"
                "     --device-uid USER     Owner of the device node (name or number)\n"
                "     --device-gid GROUP    Group of the device node (name or number)\n"
+               "     --min-read-bandwidth MBPS   Carve from a pool with at least this read\n"
+               "     --min-write-bandwidth MBPS  (write) bandwidth, MB/s (HMAT)\n"
+               "     --max-read-latency NS       Carve from a pool with at most this read\n"
+               "     --max-write-latency NS      (write) latency, ns (HMAT)\n"
+               "     --tier NAME           Carve from a pool with this Tier=\n"
+               "     --cache-isolation     Only in cache colours the owner holds alone\n"
+               "     --colors LIST         Only in these cache colours (e.g. 0,3)\n"
                "\n"
                "Options for exec (and the options for allocate):\n"
                "     --size SIZE           Size of the allocation (K, M, G, T suffixes)\n"
@@ -1887,6 +1935,13 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 ARG_USER,
                 ARG_POOL,
                 ARG_NUMA_NODE,
+                ARG_MIN_READ_BANDWIDTH,
+                ARG_MIN_WRITE_BANDWIDTH,
+                ARG_MAX_READ_LATENCY,
+                ARG_MAX_WRITE_LATENCY,
+                ARG_TIER,
+                ARG_CACHE_ISOLATION,
+                ARG_COLORS,
                 ARG_ALIGN,
                 ARG_NO_CONTIGUOUS,
                 ARG_LABEL,
@@ -1911,6 +1966,13 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 { "user",          no_argument,       NULL, ARG_USER          },
                 { "pool",          required_argument, NULL, ARG_POOL          },
                 { "numa-node",     required_argument, NULL, ARG_NUMA_NODE     },
+                { "min-read-bandwidth", required_argument, NULL, ARG_MIN_READ_BANDWIDTH },
+                { "min-write-bandwidth", required_argument, NULL, ARG_MIN_WRITE_BANDWIDTH },
+                { "max-read-latency", required_argument, NULL, ARG_MAX_READ_LATENCY },
+                { "max-write-latency", required_argument, NULL, ARG_MAX_WRITE_LATENCY },
+                { "tier",          required_argument, NULL, ARG_TIER          },
+                { "cache-isolation", no_argument,     NULL, ARG_CACHE_ISOLATION },
+                { "colors",        required_argument, NULL, ARG_COLORS        },
                 { "align",         required_argument, NULL, ARG_ALIGN         },
                 { "no-contiguous", no_argument,       NULL, ARG_NO_CONTIGUOUS },
                 { "label",         required_argument, NULL, ARG_LABEL         },
@@ -1980,6 +2042,52 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                                 return log_usage("Invalid NUMA node '%s': expected a number >= 0", optarg);
                         arg_numa_node = (int) n;
                         allocate_option = "--numa-node";
+                        break;
+                }
+                case ARG_MIN_READ_BANDWIDTH:
+                case ARG_MIN_WRITE_BANDWIDTH:
+                case ARG_MAX_READ_LATENCY:
+                case ARG_MAX_WRITE_LATENCY: {
+                        static const char *const names[] = { "--min-read-bandwidth", "--min-write-bandwidth",
+                                                             "--max-read-latency", "--max-write-latency" };
+                        uint64_t *dest[] = { &arg_min_read_bandwidth, &arg_min_write_bandwidth,
+                                             &arg_max_read_latency, &arg_max_write_latency };
+                        unsigned i = (unsigned) (c - ARG_MIN_READ_BANDWIDTH);
+                        guint64 v;
+
+                        if (!g_ascii_string_to_unsigned(optarg, 10, 1, UINT32_MAX, &v, NULL))
+                                return log_usage("Invalid %s '%s': expected a number from 1 to %" PRIu32 " (%s)", names[i],
+                                                 optarg, UINT32_MAX, i < 2 ? "MB/s" : "ns");
+                        *dest[i] = v;
+                        allocate_option = names[i];
+                        break;
+                }
+                case ARG_TIER:
+                        if (tier_invalid_reason(optarg))
+                                return log_usage("Invalid tier '%s': %s", optarg, tier_invalid_reason(optarg));
+                        arg_tier = optarg;
+                        allocate_option = "--tier";
+                        break;
+                case ARG_CACHE_ISOLATION:
+                        arg_cache_isolation = true;
+                        allocate_option = "--cache-isolation";
+                        break;
+                case ARG_COLORS: {
+                        g_auto(GStrv) items = g_strsplit(optarg, ",", -1);
+
+                        arg_n_colors = 0;
+                        for (char **i = items; *i; i++) {
+                                guint64 v;
+
+                                if (!g_ascii_string_to_unsigned(*i, 10, 0, 63, &v, NULL) ||
+                                    arg_n_colors >= G_N_ELEMENTS(arg_colors))
+                                        return log_usage("Invalid --colors '%s': expected colour numbers 0 to 63, "
+                                                         "separated by ','", optarg);
+                                arg_colors[arg_n_colors++] = (uint32_t) v;
+                        }
+                        if (arg_n_colors == 0)
+                                return log_usage("--colors needs at least one colour");
+                        allocate_option = "--colors";
                         break;
                 }
                 case ARG_ALIGN:

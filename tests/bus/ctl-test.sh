@@ -47,7 +47,8 @@ expect "-o +LIST adds to the defaults of status" \
 out=$(c --json pools) && echo "$out" | python3 -c '
 import json,sys
 d=json.load(sys.stdin)
-want=["name","path","region","node","start","size","align","boundary","free","allocated","host","dirty","foreign","largest-free"]
+want=["name","path","region","node","start","size","align","boundary","free","allocated","host","dirty","foreign","largest-free",
+      "tier","read-bw","write-bw","read-lat","write-lat","cache","colors"]
 assert [list(p) for p in d["pools"]] == [want, want], d' && ok "pools --json without -o has every column" || nok "pools --json: $out"
 for bad in "name,bogus" "NAME,,SIZE" "" "+"; do
         out=$(c -o "$bad" pools 2>&1); rc=$?

@@ -128,6 +128,9 @@ Tier=fast
 Region=1
 Tier=big
 Colors=4
+HostReturn=yes
+HostChunk=128M
+HostReturnDelay=1h
 CONF
         backend="$backend;access=0:0:20000:18000:100:110,0:1:19000:17000:120:130,1:0:6000:5000:300:350,1:1:5000:4000:400:-"
         backend="$backend;cache=1:1:512M:64:0:0"
@@ -277,7 +280,7 @@ hmat)
         "${ht[@]}" props "$addr" "$build/src/daxbrokerctl" "$tmp/held" --expect "$hmat_expect" \
                 --metrics "$DAXBROKER_METRICS_FILE" || rc=1
         "${ht[@]}" place "$addr" "$build/src/daxbrokerctl" "$tmp/held" --expect "$hmat_expect" || rc=1
-        "${ht[@]}" colors "$addr" "$build/src/daxbrokerctl" "$tmp/held" || rc=1
+        "${ht[@]}" colors "$addr" "$build/src/daxbrokerctl" "$tmp/held" --host-return || rc=1
         # kill -9 and restart, then a reboot (the sim's kernel state gone).
         kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
         start_daemon || exit 1

@@ -23,6 +23,8 @@ ap.add_argument("state")
 ap.add_argument("--sysfs")
 ap.add_argument("--expect")
 ap.add_argument("--metrics")
+ap.add_argument("--host-return", action="store_true",
+                help="the coloured pool lends 128 MiB chunks to the host: check which colours they take")
 args = ap.parse_args()
 
 n = 0
@@ -53,7 +55,26 @@ def pools():
             "allocated", "host", "dirty", "foreign", "largest"]
     return {p[1]: dict(zip(keys, p)) for p in call("ListPools")[0]}
 
+def gvariant(t, v):
+    if t == "t":
+        return f"<uint64 {v}>"
+    if t == "s":
+        return "<'" + v + "'>"
+    if t == "b":
+        return f"<{v}>"
+    if t == "au":
+        return "<@au [" + ", ".join(f"uint32 {x}" for x in v[1:]) + "]>"
+    raise ValueError(t)
+
 def allocate(owner, size, opts, fail=False):
+    if fail:
+        # gdbus names the error (busctl prints only its message).
+        where = ["--address", args.addr] if args.addr != "system" else ["--system"]
+        d = "{" + ", ".join(f"'{k}': {gvariant(t, v)}" for k, (t, v) in opts.items()) + "}"
+        p = subprocess.run(["gdbus", "call"] + where + ["--dest", "org.daxbroker.Broker1", "--object-path",
+                           "/org/daxbroker/Broker1", "--method", "org.daxbroker.Broker1.Manager.Allocate",
+                           owner, str(size), "@a{sv} " + d], capture_output=True, text=True)
+        return p.returncode, p.stdout + p.stderr
     flat = []
     for k, (t, v) in opts.items():
         flat += [k, t] + (v if isinstance(v, list) else [v])
@@ -109,8 +130,9 @@ if args.step == "props":
         check(got_caches == caches, f"pool {name}: MemorySideCaches {got_caches} equals {caches}")
         check(all(v != 0 for a in got_acc for v in a[1:]), f"pool {name}: no attribute reads 0")
     # daxbrokerctl pools shows the class placement compares.
+    where = ["--bus-address", args.addr] if args.addr != "system" else []
     rows = {r["name"]: r for r in json.loads(subprocess.check_output(
-        [args.ctl, "--bus-address", args.addr, "--json", "pools"], text=True))["pools"]}
+        [args.ctl] + where + ["--json", "pools"], text=True))["pools"]}
     for name, p in sorted(P.items()):
         acc, caches = expected_perf(p["node"])
         c = class_of(acc) or [None, -1, -1, -1, -1]
@@ -239,6 +261,15 @@ if args.step == "colors":
     # Each takes a colour and a half: two whole colours.
     size = per_color + per_color // 2
     a = allocate("iso-a", size, {"pool": ("s", name), "cache-isolation": ("b", "true")})
+    if args.host_return:
+        # Memory lent to the host takes colours nobody holds, never iso-a's.
+        held_a = set(held()["iso-a"]["colors"])
+        start = prop(p["path"], "Pool", "Start")
+        call("ReturnToHost", "st", name, 128 << 20)
+        host = [[start + o, z] for o, z, use in prop(p["path"], "Pool", "Extents") if use == "host"]
+        hc = colors_of(host, c, ncol)
+        check(host and not hc & held_a, f"the host chunk {host} lies in colours {sorted(hc)}, not iso-a's {sorted(held_a)}")
+        call("ReclaimFromHost", "st", name, 128 << 20)
     b = allocate("iso-b", size, {"pool": ("s", name), "cache-isolation": ("b", "true")})
     h = held()
     check(len(h.get("iso-a", {}).get("colors", [])) == 2 and len(h.get("iso-b", {}).get("colors", [])) == 2,
@@ -263,6 +294,11 @@ if args.step == "colors":
         check(rc != 0 and "NoSpace" in out and "held by cache-isolated owners" in out, f"a plain allocation does not touch the held colours: {out.strip()}")
         rc, out = allocate("pin-d", 2 << 20, {"pool": ("s", name), "colors": ("au", [1, ncol])}, fail=True)
         check(rc != 0 and "NoSuchPool" in out and "colours 0 to" in out, f"a colour the pool does not have: {out.strip()}")
+    if args.host_return:
+        p2 = subprocess.run(BUS + ["call", "org.daxbroker.Broker1", "/org/daxbroker/Broker1",
+                                   "org.daxbroker.Broker1.Manager", "ReturnToHost", "st", name, str(128 << 20)],
+                            capture_output=True, text=True)
+        check(p2.returncode != 0, f"no memory goes to the host in colours isolated owners hold: {p2.stderr.strip()}")
     rc, out = allocate("iso-x", 2 << 20, {"pool": ("s", name), "cache-isolation": ("b", "true"),
                                           "colors": ("au", [1, 0])}, fail=True)
     check(rc != 0 and "exclude each other" in out, f"cache-isolation with colors is refused: {out.strip()}")

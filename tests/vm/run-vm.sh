@@ -36,6 +36,12 @@
 #                       sysinit, basic, sockets incl. dbus.socket) and run the
 #                       payload as the service daxrig-payload.service.
 #                                                         DAXRIG_SYSTEMD=1
+#   --hmat              ACPI HMAT (-machine hmat=on): node 0 (the CPUs,
+#                       initiator of both nodes) 20 ns and 20 GB/s, node 1
+#                       80 ns read / 100 ns write and 5 GB/s read / 4 GB/s
+#                       write, and a 512 MiB direct-mapped write-back
+#                       memory-side cache (64-byte lines) in front of node 1.
+#                                                         DAXRIG_HMAT=1
 #   --no-dax-modules    do not load device_dax, kmem, dax_hmem at boot.
 #                                                         DAXRIG_DAX_MODULES=0
 #   --append ARGS       extra kernel command line.        DAXRIG_APPEND
@@ -79,6 +85,7 @@ STATE=${DAXRIG_STATE_DISK:-}
 DBUS=${DAXRIG_DBUS:-0}
 SYSTEMD=${DAXRIG_SYSTEMD:-0}
 DAXMODS=${DAXRIG_DAX_MODULES:-1}
+HMAT=${DAXRIG_HMAT:-0}
 APPEND=${DAXRIG_APPEND:-}
 CACHE=${DAXRIG_CACHE:-/var/tmp/daxbroker-vm-cache-$(id -u)}
 ACCEL=${DAXRIG_ACCEL:-auto}
@@ -107,6 +114,7 @@ while [ $# -gt 0 ]; do
     --dbus) DBUS=1; shift ;;
     --systemd) SYSTEMD=1; shift ;;
     --no-dax-modules) DAXMODS=0; shift ;;
+    --hmat) HMAT=1; shift ;;
     --append) need_arg "$@"; APPEND="$APPEND $2"; shift 2 ;;
     --cache) need_arg "$@"; CACHE=$2; shift 2 ;;
     --accel) need_arg "$@"; ACCEL=$2; shift 2 ;;
@@ -349,12 +357,30 @@ if [ "$IOMMU" = 1 ]; then
     MACHINE="$MACHINE,kernel-irqchip=split"
     ARGS+=(-device intel-iommu,intremap=on,caching-mode=on -device edu)
 fi
+if [ "$HMAT" = 1 ]; then
+    # QEMU wants every node's initiator named (node 0, the one with CPUs)
+    # and a latency and a bandwidth for each initiator-target pair.
+    MACHINE="$MACHINE,hmat=on"
+    for i in "${!ARGS[@]}"; do
+        case ${ARGS[$i]} in node,nodeid=*) ARGS[$i]="${ARGS[$i]},initiator=0" ;; esac
+    done
+    # shellcheck disable=SC2054
+    ARGS+=(-numa hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=read-latency,latency=20
+           -numa hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=write-latency,latency=20
+           -numa hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=read-bandwidth,bandwidth=20G
+           -numa hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=write-bandwidth,bandwidth=20G
+           -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=read-latency,latency=80
+           -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=write-latency,latency=100
+           -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=read-bandwidth,bandwidth=5G
+           -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=write-bandwidth,bandwidth=4G
+           -numa hmat-cache,node-id=1,size=512M,level=1,associativity=direct,policy=write-back,line=64)
+fi
 ARGS=(-machine "$MACHINE" "${ARGS[@]}")
 [ -n "$RESULTS" ] && ARGS+=(-virtfs "local,path=$RESULTS,mount_tag=results,security_model=none,multidevs=remap")
 [ -n "$STAGE" ] && ARGS+=(-virtfs "local,path=$STAGE,mount_tag=stage,security_model=none,readonly=on,multidevs=remap")
 [ -n "$STATE" ] && ARGS+=(-virtfs "local,path=$STATE,mount_tag=statedisk,security_model=none,multidevs=remap")
 
-msg "kernel $KVER ($KERNEL), accel $ACCEL, memhp $MEMHP, regions ${region_mib} MiB, iommu $IOMMU, timeout ${TIMEOUT}s"
+msg "kernel $KVER ($KERNEL), accel $ACCEL, memhp $MEMHP, regions ${region_mib} MiB, iommu $IOMMU, hmat $HMAT, timeout ${TIMEOUT}s"
 CONSOLE=$RUN/console.log
 start=$(date +%s.%N)
 timeout -k 10 "$TIMEOUT" "$QEMU" "${ARGS[@]}" </dev/null 2>"$RUN/qemu.err" |
