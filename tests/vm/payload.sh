@@ -39,17 +39,25 @@ CONF
 hmat*)
         # run-vm.sh --hmat: node 1 has a 512 MiB direct-mapped memory-side
         # cache, 4 colours of 128 MiB over the 2 GiB region at 6 GiB.
+        # With HMAT the kernel may number the regions differently: the
+        # pools are named by their start.
         cat > /etc/daxbroker/daxbroker.conf <<CONF
 [Pool bounded]
-Region=0
+Start=0x100000000
 Boundary=512M
 Tier=fast
 
 [Pool open]
-Region=1
+Start=0x180000000
 Tier=big
 Colors=4
 CONF
+        for r in /sys/bus/dax/devices/dax*; do
+                echo "# $r: target_node $(cat "$r/target_node" 2>/dev/null)" \
+                        "mapping0 $(cat "$r/mapping0/start" 2>/dev/null)-$(cat "$r/mapping0/end" 2>/dev/null)" \
+                        "region $(readlink -f "$r/../.." 2>/dev/null)"
+        done
+        grep -i -e "soft reserved" -e hmem /proc/iomem | sed 's/^/# iomem: /'
         ;;
 crash-points|stress)
         # As host*, scaled to the 512 MiB regions these modes boot with
