@@ -37,27 +37,27 @@ CONF
         esac
         ;;
 hmat*)
-        # run-vm.sh --hmat: node 1 has a 512 MiB direct-mapped memory-side
-        # cache, 4 colours of 128 MiB over the 2 GiB region at 6 GiB.
-        # With HMAT the kernel may number the regions differently: the
-        # pools are named by their start.
+        # run-vm.sh --hmat: region 0 is node 1 behind a 512 MiB
+        # direct-mapped memory-side cache, 4 colours of 128 MiB over its
+        # 2 GiB at 4 GiB; region 1 is node 2, whose HMAT the kernel does not
+        # publish (no online memory). Pools are named by their start.
         cat > /etc/daxbroker/daxbroker.conf <<CONF
-[Pool bounded]
+[Pool near]
 Start=0x100000000
-Boundary=512M
-Tier=fast
-
-[Pool open]
-Start=0x180000000
-Tier=big
+Tier=near
 Colors=4
+
+[Pool far]
+Start=0x180000000
+Tier=far
 CONF
         for r in /sys/bus/dax/devices/dax*; do
                 echo "# $r: target_node $(cat "$r/target_node" 2>/dev/null)" \
                         "mapping0 $(cat "$r/mapping0/start" 2>/dev/null)-$(cat "$r/mapping0/end" 2>/dev/null)" \
                         "region $(readlink -f "$r/../.." 2>/dev/null)"
         done
-        grep -i -e "soft reserved" -e hmem /proc/iomem | sed 's/^/# iomem: /'
+        grep -i -e "soft reserved" -e hmem -e dax /proc/iomem | sed 's/^/# iomem: /'
+        dmesg | grep -i -e hmat -e hmem -e dax -e "memory-side" -e "node 1" | sed 's/^/# dmesg: /'
         ;;
 crash-points|stress)
         # As host*, scaled to the 512 MiB regions these modes boot with

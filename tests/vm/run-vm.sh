@@ -36,12 +36,16 @@
 #                       sysinit, basic, sockets incl. dbus.socket) and run the
 #                       payload as the service daxrig-payload.service.
 #                                                         DAXRIG_SYSTEMD=1
-#   --hmat              ACPI HMAT (-machine hmat=on): node 0 (the CPUs,
-#                       initiator of both nodes) 20 ns and 20 GB/s, node 1
-#                       80 ns read / 100 ns write and 5 GB/s read / 4 GB/s
-#                       write, and a 512 MiB direct-mapped write-back
-#                       memory-side cache (64-byte lines) in front of node 1.
-#                                                         DAXRIG_HMAT=1
+#   --hmat              ACPI HMAT (-machine hmat=on) and three NUMA nodes:
+#                       node 0 the CPUs and [0,1G) of RAM; node 1 [1G,2G)
+#                       of RAM and region 0 ([4G,6G)) behind a 512 MiB
+#                       direct-mapped write-back memory-side cache (64-byte
+#                       lines); node 2 region 1 ([6G,8G)) alone. Latency
+#                       and bandwidth from node 0 to each node (20/20 ns,
+#                       20/20 GB/s; 80/100 ns, 5/4 GB/s; 160/200 ns, 2/1
+#                       GB/s, read/write). The kernel publishes node 2's
+#                       HMAT only once it has online memory: never, here.
+#                       Needs the default region size.    DAXRIG_HMAT=1
 #   --no-dax-modules    do not load device_dax, kmem, dax_hmem at boot.
 #                                                         DAXRIG_DAX_MODULES=0
 #   --append ARGS       extra kernel command line.        DAXRIG_APPEND
@@ -358,22 +362,32 @@ if [ "$IOMMU" = 1 ]; then
     ARGS+=(-device intel-iommu,intremap=on,caching-mode=on -device edu)
 fi
 if [ "$HMAT" = 1 ]; then
-    # QEMU wants every node's initiator named (node 0, the one with CPUs)
-    # and a latency and a bandwidth for each initiator-target pair.
-    MACHINE="$MACHINE,hmat=on"
-    for i in "${!ARGS[@]}"; do
-        case ${ARGS[$i]} in node,nodeid=*) ARGS[$i]="${ARGS[$i]},initiator=0" ;; esac
+    # The kernel publishes a node's HMAT in sysfs only once the node has
+    # online memory, and makes a dax region of a HMAT memory target only
+    # when the target's SRAT range is soft-reserved whole. QEMU gives a
+    # node one SRAT range, split only at the hole below 4 GiB: so node 1
+    # straddles the hole ([1G,2G) System RAM, [4G,6G) region 0 alone),
+    # and region 1 is node 2 alone (memory-only, no HMAT in sysfs).
+    [ "$region_mib" = 2048 ] || fail "--hmat needs the default 2 GiB regions"
+    MACHINE="q35,max-ram-below-4g=2G,hmat=on"
+    for i in "${!ARGS[@]}"; do [ "${ARGS[$i]}" = -nodefaults ] && rest=("${ARGS[@]:$i}") && break; done
+    ARGS=(-accel "$ACCEL_OPT" "${CPU[@]}" -smp 2 -m 6G  # shellcheck disable=SC2054
+          -object memory-backend-ram,id=m0,size=1G
+          -object memory-backend-ram,id=m1,size=3G
+          -object memory-backend-ram,id=m2,size=2G
+          -numa node,nodeid=0,memdev=m0,cpus=0-1,initiator=0
+          -numa node,nodeid=1,memdev=m1,initiator=0
+          -numa node,nodeid=2,memdev=m2,initiator=0
+          "${rest[@]}")
+    for t in 0 1 2; do
+        case $t in 0) rl=20 wl=20 rb=20G wb=20G ;; 1) rl=80 wl=100 rb=5G wb=4G ;; 2) rl=160 wl=200 rb=2G wb=1G ;; esac
+        # shellcheck disable=SC2054
+        ARGS+=(-numa hmat-lb,initiator=0,target=$t,hierarchy=memory,data-type=read-latency,latency=$rl
+               -numa hmat-lb,initiator=0,target=$t,hierarchy=memory,data-type=write-latency,latency=$wl
+               -numa hmat-lb,initiator=0,target=$t,hierarchy=memory,data-type=read-bandwidth,bandwidth=$rb
+               -numa hmat-lb,initiator=0,target=$t,hierarchy=memory,data-type=write-bandwidth,bandwidth=$wb)
     done
-    # shellcheck disable=SC2054
-    ARGS+=(-numa hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=read-latency,latency=20
-           -numa hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=write-latency,latency=20
-           -numa hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=read-bandwidth,bandwidth=20G
-           -numa hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=write-bandwidth,bandwidth=20G
-           -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=read-latency,latency=80
-           -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=write-latency,latency=100
-           -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=read-bandwidth,bandwidth=5G
-           -numa hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=write-bandwidth,bandwidth=4G
-           -numa hmat-cache,node-id=1,size=512M,level=1,associativity=direct,policy=write-back,line=64)
+    ARGS+=(-numa hmat-cache,node-id=1,size=512M,level=1,associativity=direct,policy=write-back,line=64)
 fi
 ARGS=(-machine "$MACHINE" "${ARGS[@]}")
 [ -n "$RESULTS" ] && ARGS+=(-virtfs "local,path=$RESULTS,mount_tag=results,security_model=none,multidevs=remap")
