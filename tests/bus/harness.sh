@@ -289,7 +289,7 @@ hmat)
         rm -f "$tmp/sim-kernel.json"
         start_daemon || exit 1
         for _ in $(seq 300); do
-                "$build/src/daxbrokerctl" --bus-address "$addr" --json list | grep -q '"state":"\(creating\|restoring\)"' || break
+                "$build/src/daxbrokerctl" --bus-address "$addr" --json list | grep -q '"state": *"\(creating\|restoring\)"' || break
                 sleep 0.1
         done
         "${ht[@]}" check "$addr" "$build/src/daxbrokerctl" "$tmp/held" || rc=1

@@ -248,7 +248,7 @@ hmat2)
         ht=(python3 "$(dirname "$0")/../bus/hmat-test.py")
         start_daemon || exit 1
         for _ in $(seq 600); do
-                daxbrokerctl --json list | grep -q '"state":"\(creating\|restoring\)"' || break
+                daxbrokerctl --json list | grep -q '"state": *"\(creating\|restoring\)"' || break
                 sleep 0.5
         done
         "${ht[@]}" check system daxbrokerctl "$res/held" --sysfs /sys || rc=1
