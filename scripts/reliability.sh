@@ -1,15 +1,19 @@
 #!/bin/bash
 # Regenerates docs/reliability.md: runs the reliability tests against the
 # daemon on the sim backend over a real dbus-daemon (tests/bus/harness.sh)
-# with larger sizes than CI's short runs, and the crash-point rig suite
-# when the build has one, then writes what they covered and found.
+# with larger sizes than CI's short runs (the crash-point suite at every
+# point), and the rig's suite rig-reliability when asked, then writes what
+# they covered and found.
 #
 #   scripts/reliability.sh BUILDDIR [OUTPUT]      (OUTPUT: docs/reliability.md)
 #
-# The crash-point suite runs in the QEMU rig from a build configured with
-# --prefix=/usr (docs/test-rig.md); name it with REL_RIG_BUILD=DIR, e.g.
+# The rig's suite (the crash-point suite and stress on 6.1 and 6.12, the
+# reboots into every boot policy) runs in the QEMU rig from a build
+# configured with --prefix=/usr (docs/test-rig.md); name it with
+# REL_RIG_BUILD=DIR, e.g.
 #   REL_RIG_BUILD=build-rel scripts/reliability.sh build
-# (each kernel's run takes long under TCG: many daemon restarts).
+# It takes about an hour under TCG (many daemon restarts in one boot);
+# REL_RIG_REUSE=1 keeps the result of each test that has a log already.
 #
 # Sizes: REL_STRESS_OPS (operations per client and phase, default 10),
 # REL_STRESS_PHASES (4), REL_FUZZ_ITERATIONS (2000), REL_FUZZ_SEED (1).
@@ -26,25 +30,63 @@ export REL_FUZZ_ITERATIONS=${REL_FUZZ_ITERATIONS:-2000} REL_FUZZ_SEED=${REL_FUZZ
 status=0
 
 ninja -C "$build" >/dev/null || { echo "build failed"; exit 1; }
-for t in corrupt-state stress busfuzz; do
+for t in corrupt-state stress busfuzz crash-points; do
         echo "==> $t"
         "$src/tests/bus/harness.sh" "$build" "$src" "$t" >"$build/reliability-$t.log" 2>&1 || status=1
-        grep -E '^(not ok|# (stress|busfuzz):)' "$build/reliability-$t.log"
+        grep -E '^(not ok|# (stress|busfuzz|crash points):)' "$build/reliability-$t.log"
 done
 
-# The crash-point suite lives in the QEMU rig (meson suite rig-reliability);
-# its tests print "N of M crash points covered", "crash points covered: N"
-# and "inconsistencies found: N".
-crash="not run (REL_RIG_BUILD names no build with the rig's crash-point suite)"
-rig=${REL_RIG_BUILD:-$build}
-mapfile -t crash_tests < <(meson test -C "$rig" --list 2>/dev/null | grep 'crash point (rig)' | sed 's/^[^/]*\/ //')
-if [ ${#crash_tests[@]} -gt 0 ]; then
-        echo "==> crash points: ${crash_tests[*]}"
-        meson test -C "$rig" --print-errorlogs "${crash_tests[@]}" >"$rig/reliability-crash.log" 2>&1 || status=1
-        covered=$(grep -ho 'crash points covered: [0-9]*' "$rig/meson-logs/testlog.txt" | awk '{s += $4} END {print s + 0}')
-        found=$(grep -ho 'inconsistencies found: [0-9]*' "$rig/meson-logs/testlog.txt" | awk '{s += $3} END {print s + 0}')
-        per=$(grep -ho '[0-9]* of [0-9]* crash points covered' "$rig/meson-logs/testlog.txt" | paste -sd, - | sed 's/,/, /g')
-        crash="${#crash_tests[@]} tests (${crash_tests[*]}): ${per:-no counts printed}; crash points covered $covered in all, inconsistencies found $found"
+# The rig's own suite (meson suite rig-reliability): the crash-point suite
+# and the stress test on both kernels, and reboots into every boot policy.
+# Each test's log is meson-logs/rel-N.json in the rig build; with
+# REL_RIG_REUSE=1 a test whose log is there is not run again.
+crash="not run (REL_RIG_BUILD names no build of the rig)"
+rig_rows=
+if [ -n "${REL_RIG_BUILD:-}" ]; then
+        rig=$(cd "$REL_RIG_BUILD" && pwd) || exit 2
+        ninja -C "$rig" >/dev/null || { echo "rig build failed"; exit 1; }
+        mapfile -t rig_tests < <(meson test -C "$rig" --list --suite rig-reliability 2>/dev/null | sed 's/^[^/]*\/ //')
+        i=0
+        for t in "${rig_tests[@]}"; do
+                i=$((i + 1))
+                if [ "${REL_RIG_REUSE:-0}" = 1 ] && [ -s "$rig/meson-logs/rel-$i.json" ] &&
+                                grep -qF "\"$t\"" "$rig/meson-logs/rel-$i.json"; then
+                        echo "==> rig: $t (log kept from an earlier run)"
+                else
+                        echo "==> rig: $t"
+                        meson test -C "$rig" --no-rebuild --logbase "rel-$i" "$t" >/dev/null 2>&1 || status=1
+                fi
+        done
+        summary=$(python3 - "$rig" "${#rig_tests[@]}" <<'PY'
+import json, re, sys
+rig, n = sys.argv[1], int(sys.argv[2])
+rows, covered, found, per = [], 0, 0, []
+for i in range(1, n + 1):
+    try:
+        t = json.loads(open(f"{rig}/meson-logs/rel-{i}.json").readline())
+    except (OSError, ValueError):
+        rows.append(f"| (test {i}) | no log |")
+        continue
+    out = t.get("stdout") or ""
+    what = t["result"]
+    m = re.search(r"(\d+) of (\d+) crash points covered", out)
+    if m:
+        per.append(m.group(0))
+        covered += int(re.search(r"crash points covered: (\d+)", out).group(1))
+        found += int(re.search(r"inconsistencies found: (\d+)", out).group(1))
+        what += f": {m.group(0)}, inconsistencies found: " + re.search(r"inconsistencies found: (\d+)", out).group(1)
+    m = re.search(r"^stress: .*$", out, re.M)
+    if m:
+        what += ": " + m.group(0)[len("stress: "):]
+    fails = len(re.findall(r"^not ok", out, re.M))
+    what += f" ({len(re.findall(r'^ok', out, re.M))} checks passed, {fails} failed; {t.get('duration', 0):.0f} s)"
+    rows.append(f"| {t['name'].split(' / ', 1)[-1]} | {what} |")
+print(f"{'; '.join(per) or 'no counts printed'}; crash points covered {covered} in all, inconsistencies found {found}")
+print("\n".join(rows))
+PY
+)
+        crash=$(echo "$summary" | head -1)
+        rig_rows=$(echo "$summary" | tail -n +2)
 fi
 
 field() { # LINE-PREFIX KEY
@@ -69,11 +111,19 @@ backend\`.
 | what | result |
 |---|---|
 | crash points (QEMU rig) | $crash |
+| crash points (sim) | $(grep -h '^# crash points:' "$build/reliability-crash-points.log" 2>/dev/null | sed 's/^# crash points: //' || echo "not run") |
 | bad state files tried | $(field corrupt-state: kinds) kinds ($(field corrupt-state: failed) failed): truncated, empty, garbage, not an object, wrong version, overlapping records, ranges unaligned, zero, negative, huge, outside their region, unknown and missing members, duplicate ids, bad state/device/align, invalid UTF-8, deep nesting, and two after a host reboot |
 | stress operations | $(field stress: operations) by $(field stress: clients) clients in $(field stress: phases) phases: $(field stress: ok) succeeded, $(field stress: unexpected) unexpected errors |
 | stress errors by name | ${errors:-none} |
 | daemon fds / RssAnon (KiB) after warm-up -> at the end | $(field stress: fds) / $(field stress: rss_kib) |
 | bus fuzzer | seed $(field busfuzz: seed), $(field busfuzz: calls) calls: $(field busfuzz: success) succeeded, $(field busfuzz: named_errors) named errors, $(field busfuzz: unnamed) without a named error; $(field busfuzz: refused_by_sdbus) refused by sd-bus before sending (not UTF-8); daemon alive afterwards: $(field busfuzz: daemon_alive) |
+
+Each test of the rig's suite (\`meson test --suite rig-reliability\`, from a
+build configured with \`--prefix=/usr\`, both kernels under QEMU):
+
+| rig test | result |
+|---|---|
+${rig_rows:-| (none run) | |}
 
 What each checks:
 

@@ -1262,14 +1262,6 @@ static void stable_paths_refresh(Broker *b) {
         g_dir_close(d);
 }
 
-static char *read_boot_id(void) {
-        g_autofree char *s = NULL;
-
-        if (read_attr("/proc/sys/kernel/random/boot_id", &s) < 0)
-                return NULL;
-        return g_strdup(g_strstrip(s));
-}
-
 int broker_start(Broker *b, GError **error) {
         g_autofree char *set_aside = NULL, *reason = NULL;
         g_autoptr(GArray) regions = g_array_new(FALSE, FALSE, sizeof(RegionRange));
@@ -1556,7 +1548,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->unmanaged = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
         b->owners = store_owners_new();
         b->waiting = g_queue_new();
-        b->boot_id = read_boot_id();
+        b->boot_id = backend->ops->boot_id(backend);
         b->lock_fd = -1;
         crash_point_arm(g_getenv("DAXBROKER_TEST_CRASH_AT"));
         crash_delay_arm(g_getenv("DAXBROKER_TEST_DELAY_AT"));

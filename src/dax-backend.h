@@ -141,6 +141,9 @@ typedef struct DaxBackendOps {
         /* What the kernel publishes about a NUMA node's memory (HMAT);
          * missing attributes are NODE_PERF_UNKNOWN. */
         int (*node_perf)(DaxBackend *b, int node, NodePerf *ret);
+        /* The kernel's boot id (malloc()ed), NULL if unknown: the start-up
+         * after a reboot treats memory and devices differently. */
+        char *(*boot_id)(DaxBackend *b);
 } DaxBackendOps;
 
 struct DaxBackend {

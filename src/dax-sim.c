@@ -101,6 +101,10 @@ typedef struct SimBackend {
         GArray *busy;       /* DaxSimBusy, while_file owned */
         bool init_on_alloc;
         GHashTable *perf;   /* node (GINT_TO_POINTER) -> NodePerf */
+        /* The model's boot: new when it boots without a state file, kept
+         * in the state file across daemon restarts. */
+        char *boot_id;
+        bool boot_id_on_record;
 } SimBackend;
 
 static const DaxBackendOps sim_ops;
@@ -585,6 +589,8 @@ static void sim_save(SimBackend *s) {
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "version");
         json_builder_add_int_value(b, SIM_STATE_VERSION);
+        json_builder_set_member_name(b, "boot_id");
+        json_builder_add_string_value(b, s->boot_id);
         json_builder_set_member_name(b, "regions");
         json_builder_begin_array(b);
         for (unsigned i = 0; i < s->regions->len; i++) {
@@ -883,6 +889,16 @@ static int sim_load(SimBackend *s) {
                 return k;
         if (version < 1 || version > SIM_STATE_VERSION)
                 return -EBADMSG;
+        if (json_object_has_member(root, "boot_id")) {
+                JsonNode *n = json_object_get_member(root, "boot_id");
+
+                if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING ||
+                    !g_uuid_string_is_valid(json_node_get_string(n)))
+                        return -EBADMSG;
+                g_free(s->boot_id);
+                s->boot_id = g_strdup(json_node_get_string(n));
+                s->boot_id_on_record = true;
+        }
 
         regions = sim_json_get_array(root, "regions");
         if (!regions)
@@ -1016,6 +1032,7 @@ static void sim_free(DaxBackend *b) {
 
         if (!s)
                 return;
+        g_free(s->boot_id);
         g_ptr_array_unref(s->regions);
         if (s->busy) {
                 for (guint i = 0; i < s->busy->len; i++)
@@ -1478,6 +1495,10 @@ static int sim_device_in_use(DaxBackend *b, const char *name) {
         return d->in_use;
 }
 
+static char *sim_boot_id(DaxBackend *b) {
+        return g_strdup(((SimBackend *) b)->boot_id);
+}
+
 static bool sim_host_zeroes_on_alloc(DaxBackend *b, const char **ret_why) {
         bool on = ((SimBackend *) b)->init_on_alloc;
 
@@ -1613,6 +1634,7 @@ static const DaxBackendOps sim_ops = {
         .memory_block_size = sim_memory_block_size,
         .host_zeroes_on_alloc = sim_host_zeroes_on_alloc,
         .node_perf = sim_node_perf,
+        .boot_id = sim_boot_id,
         .bind_kmem = sim_bind_kmem,
         .list_memory_blocks = sim_list_memory_blocks,
         .set_memory_block = sim_set_memory_block,
@@ -1738,6 +1760,7 @@ int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, Dax
                         goto fail;
         }
 
+        s->boot_id = g_uuid_string_random();
         if (s->state_path) {
                 k = sim_load(s);
                 if (k < 0)
@@ -1756,7 +1779,9 @@ int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, Dax
                 }
                 blk->pin = options->pins[i].pin;
         }
-        if (options->n_pins > 0)
+        /* A boot (no state file yet, or one of a version without boot ids)
+         * is on record before the daemon acts. */
+        if (options->n_pins > 0 || (s->state_path && !s->boot_id_on_record))
                 sim_save(s);
 
         *ret = &s->backend;

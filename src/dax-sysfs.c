@@ -1304,6 +1304,15 @@ static int sysfs_device_in_use(DaxBackend *b, const char *name) {
         return 0;
 }
 
+static char *sysfs_boot_id(DaxBackend *b) {
+        char *s = NULL;
+
+        if (read_attr("/proc/sys/kernel/random/boot_id", &s) < 0)
+                return NULL;
+        s[strcspn(s, " \n")] = 0;
+        return s;
+}
+
 static bool sysfs_host_zeroes_on_alloc(DaxBackend *b, const char **ret_why) {
         return host_zeroing_detect(ret_why);
 }
@@ -1476,6 +1485,7 @@ static const DaxBackendOps sysfs_ops = {
         .device_in_use = sysfs_device_in_use,
         .memory_block_size = sysfs_memory_block_size,
         .host_zeroes_on_alloc = sysfs_host_zeroes_on_alloc,
+        .boot_id = sysfs_boot_id,
         .bind_kmem = sysfs_bind_kmem,
         .list_memory_blocks = sysfs_list_memory_blocks,
         .set_memory_block = sysfs_set_memory_block,

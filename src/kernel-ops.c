@@ -209,6 +209,7 @@ static const CrashPoint crash_points[] = {
         { "rollback-unbound", "Start-up rollback of a cut-short operation: device unbound" },
         { "rollback-shrunk", "Start-up rollback: device shrunk" },
         { "rollback-deleted", "Start-up rollback: device deleted" },
+        { "restore-dirt-recorded", "Reboot restore: host-held memory under allocations recorded as dirty" },
         { "restore-reclaim", "Reboot restore: about to take host-held memory back" },
         { "restore-reclaimed", "Reboot restore: host-held memory taken back" },
         { "restore-created", "Reboot restore: device created" },

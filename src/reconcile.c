@@ -130,17 +130,31 @@ static bool device_within_dirty(const DaxDeviceInfo *d, const GArray *dirty, uns
         return d->n_ranges > 0;
 }
 
+static bool dirty_overlaps(const GArray *dirty, unsigned region_id, const DaxRange *r, size_t n) {
+        for (guint i = 0; i < dirty->len; i++) {
+                const RegionRange *d = &g_array_index(dirty, RegionRange, i);
+                DaxRange x = { d->start, d->size };
+
+                if (d->region_id == region_id && ranges_overlap(&x, 1, r, n))
+                        return true;
+        }
+        return false;
+}
+
 /* Restores one persistent allocation whose device is gone (the host
  * rebooted). Whatever stands in its way and may be taken is taken; if
  * that fails, the allocation is listed without a device (restoring or
  * failed, with the reason) and retried later. */
 static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo *devs, size_t nd, bool *claimed,
-                        GArray *leftovers, GPtrArray *unrestored) {
+                        bool *from_host_dev, const GArray *dirty, GArray *leftovers, GPtrArray *unrestored) {
         DaxBackend *be = b->backend;
         g_autofree char *why = NULL;
         AllocationRestore state = ALLOCATION_RESTORE_FAILED;
         KernelResult res = {};
-        bool from_host = false;
+        /* Recorded dirt under it: host data (see record_host_dirt), or a
+         * crash between its creation and the removal of the dirt it was
+         * made of. Either way it is zeroed before its owner sees it. */
+        bool from_host = dirty_overlaps(dirty, p->region_id, rec->ranges, rec->n_ranges);
         Allocation *a;
         int r;
 
@@ -149,8 +163,12 @@ static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo
                 g_autofree char *err = NULL;
 
                 crash_op_begin("restore");
-                if (claimed[k] || devs[k].size == 0 ||
-                    !ranges_overlap(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
+                if (devs[k].size == 0 || !ranges_overlap(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
+                        continue;
+                /* One host device may have held several allocations: each
+                 * of them gets the host's pages, not only the first. */
+                from_host = from_host || from_host_dev[k];
+                if (claimed[k])
                         continue;
                 if (devs[k].driver == DAX_DRIVER_KMEM) {
                         /* The host onlined it at boot (memhp policy): take it
@@ -166,7 +184,7 @@ static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo
                         crash_point("restore-reclaimed");
                         log_info("Took %s back from the host for allocation %s of '%s'", devs[k].name, rec->id,
                                  rec->owner);
-                        from_host = true;
+                        from_host = from_host_dev[k] = true;
                 } else if (devs[k].instance == 0 &&
                            (devs[k].driver == DAX_DRIVER_DEVICE_DAX || devs[k].driver == DAX_DRIVER_NONE) &&
                            be->ops->device_in_use(be, devs[k].name) == 0) {
@@ -235,11 +253,43 @@ static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo
         pool_adopt(b, p, rec);
 }
 
+/* A device found with exactly a record's ranges after a reboot may be a
+ * restore that a crash cut short before it zeroed the host's data out of
+ * it (recorded dirt says so) or gave the device to its owner: both are
+ * finished before anyone is handed it. false: it could not be zeroed. */
+static bool finish_found(Broker *b, Pool *p, AllocationRecord *rec, const GArray *dirty, bool new_boot) {
+        DaxBackend *be = b->backend;
+        int fd, r;
+
+        if (new_boot && dirty_overlaps(dirty, p->region_id, rec->ranges, rec->n_ranges)) {
+                const char *step = NULL;
+
+                r = kernel_zero(be, b->scrubber, rec->device, dax_ranges_size(rec->ranges, rec->n_ranges), NULL, 0,
+                                &step);
+                if (r < 0) {
+                        log_error("Cannot zero %s of allocation %s, which may hold host data, while %s: %s",
+                                  rec->device, rec->id, step, g_strerror(-r));
+                        return false;
+                }
+                log_info("Zeroed %s of allocation %s: the host had its memory before a restore was cut short",
+                         rec->device, rec->id);
+        }
+        if (rec->device_uid == (uid_t) -1 && rec->device_gid == (gid_t) -1)
+                return true;
+        fd = be->ops->open_device(be, rec->device);
+        if (fd < 0 || fchown(fd, rec->device_uid, rec->device_gid) < 0)
+                log_warning("Cannot give /dev/%s to %d:%d again: %s", rec->device, (int) rec->device_uid,
+                            (int) rec->device_gid, g_strerror(fd < 0 ? -fd : errno));
+        if (fd >= 0)
+                close(fd);
+        return true;
+}
+
 static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *dirty, const GArray *host,
                           bool new_boot) {
         DaxBackend *be = b->backend;
         _cleanup_free_ DaxDeviceInfo *devs = NULL;
-        g_autofree bool *claimed = NULL;
+        g_autofree bool *claimed = NULL, *from_host = NULL;
         g_autoptr(GPtrArray) restore = g_ptr_array_new();
         g_autoptr(GArray) leftovers = g_array_new(FALSE, FALSE, sizeof(DaxRange));
         g_autoptr(GPtrArray) unrestored = g_ptr_array_new();
@@ -252,6 +302,7 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                 return r;
         }
         claimed = g_new0(bool, nd + 1);
+        from_host = g_new0(bool, nd + 1);
 
         for (guint i = 0; i < records->len; i++) {
                 AllocationRecord *rec = records->pdata[i];
@@ -300,6 +351,13 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                         found = true;
                         g_free(rec->device);
                         rec->device = g_strdup(devs[k].name);
+                }
+                if (found && !finish_found(b, p, rec, dirty, new_boot)) {
+                        /* Let the restore take the device down and rebuild it. */
+                        for (size_t k = 0; k < nd; k++)
+                                if (claimed[k] && g_strcmp0(devs[k].name, rec->device) == 0)
+                                        claimed[k] = false;
+                        found = false;
                 }
                 if (found) {
                         pool_adopt(b, p, rec);
@@ -357,7 +415,7 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                         allocation_record_free(rec);
                         continue;
                 }
-                restore_one(b, p, rec, devs, nd, claimed, leftovers, unrestored);
+                restore_one(b, p, rec, devs, nd, claimed, from_host, dirty, leftovers, unrestored);
         }
 
         for (size_t k = 0; k < nd; k++)
@@ -391,9 +449,86 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
         return 0;
 }
 
+/* Adds r to the dirt, merged with the dirt it overlaps (one record per
+ * start). false: it was all dirt already. */
+static bool dirty_add(GArray *dirty, unsigned region_id, const DaxRange *r) {
+        RegionRange m = { region_id, r->start, r->size };
+
+        for (guint i = 0; i < dirty->len;) {
+                const RegionRange *d = &g_array_index(dirty, RegionRange, i);
+                uint64_t end = m.start + m.size;
+
+                if (d->region_id != region_id || d->start + d->size < m.start || d->start > end) {
+                        i++;
+                        continue;
+                }
+                if (d->start <= m.start && d->start + d->size >= end)
+                        return false;
+                m.start = min_u64(m.start, d->start);
+                m.size = max_u64(end, d->start + d->size) - m.start;
+                g_array_remove_index_fast(dirty, i);
+        }
+        g_array_append_val(dirty, m);
+        return true;
+}
+
+/* After a reboot into a memhp policy the kernel may have onlined memory
+ * under recorded allocations as host RAM, and the host's pages were
+ * there. Before any of it is taken back it goes on record as dirt, durably:
+ * a crash half-way through the restore then leaves no device that shows
+ * where the host was, but the record still says which allocations must be
+ * zeroed before their owners see them. */
+static int record_host_dirt(Broker *b, StoreState *st, GError **error) {
+        StoreState with_dirt = *st;
+        bool added = false;
+        int r;
+
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+                _cleanup_free_ DaxDeviceInfo *devs = NULL;
+                size_t nd = 0;
+
+                if (b->backend->ops->list_devices(b->backend, p->region_id, &devs, &nd) < 0)
+                        continue; /* pool_reconcile says why */
+                for (size_t k = 0; k < nd; k++) {
+                        bool under = false;
+
+                        if (devs[k].driver != DAX_DRIVER_KMEM || devs[k].size == 0)
+                                continue;
+                        for (guint a = 0; a < st->allocations->len && !under; a++) {
+                                const AllocationRecord *rec = st->allocations->pdata[a];
+
+                                under = rec->region_id == p->region_id && rec->state == ALLOCATION_ACTIVE &&
+                                        ranges_overlap(devs[k].ranges, devs[k].n_ranges, rec->ranges,
+                                                       rec->n_ranges);
+                        }
+                        for (unsigned q = 0; under && q < devs[k].n_ranges; q++)
+                                added |= dirty_add(st->dirty, p->region_id, &devs[k].ranges[q]);
+                }
+        }
+        if (!added)
+                return 0;
+        /* The owners moved to the broker when the state was loaded. */
+        with_dirt.owners = b->owners;
+        r = store_save_state(b->state_path, &with_dirt, STORE_SAVE_DURABLE, error);
+        if (r < 0) {
+                g_prefix_error(error, "Cannot record host memory under allocations as dirty before taking it back: ");
+                return r;
+        }
+        crash_point("restore-dirt-recorded");
+        return 0;
+}
+
 int reconcile_pools(Broker *b, StoreState *st, bool new_boot, GError **error) {
         GPtrArray *records = st->allocations;
         int r;
+
+        if (!b->state_untrusted) {
+                crash_op_begin("restore");
+                r = record_host_dirt(b, st, error);
+                if (r < 0)
+                        return r;
+        }
 
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];

@@ -7,8 +7,11 @@
  *
  *   scenarios [--bus-address ADDR] [--sysfs] run
  *   scenarios [...] setup-persist FILE   three allocations, recorded in FILE
- *   scenarios [...] check-persist FILE   the same three, same ranges, after a
- *                                        daemon crash or host reboot
+ *   scenarios [...] check-persist FILE [--after-reboot|--from-host [POOL]]
+ *                                        the same three, same ranges, after a
+ *                                        daemon crash (the bytes stay), a host
+ *                                        reboot (they need not) or a reboot
+ *                                        into host-held memory (they read zero)
  *   scenarios [...] setup-dirty FILE     fill, release: a crash may follow
  *   scenarios [...] check-dirty FILE     that memory reads zero when reused
  *   scenarios [...] cleanup              releases everything of owner "scn-*"
@@ -982,8 +985,9 @@ static int setup_persist(const char *file) {
         return n_fail ? 1 : 0;
 }
 
-/* Opens the allocation and checks the pattern setup_persist wrote. */
-static bool pattern_intact(const AllocInfo *a, int i) {
+/* Opens the allocation and checks that its first and last page hold the
+ * pattern setup_persist wrote (want == 0x40 + i), or zeros (want == 0). */
+static bool pages_hold(const AllocInfo *a, unsigned char want) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         bool ok = false;
@@ -1002,9 +1006,10 @@ static bool pattern_intact(const AllocInfo *a, int i) {
         }
         ok = true;
         for (uint64_t off = 0; off < 4096; off++)
-                if (mem[off] != 0x40 + i || mem[a->size - 4096 + off] != 0x40 + i) {
+                if ((unsigned char) mem[off] != want || (unsigned char) mem[a->size - 4096 + off] != want) {
                         diag("%s: byte %#" PRIx64 " of the first or last page is %#x, not %#x", a->path, off,
-                             (unsigned char) (mem[off] != 0x40 + i ? mem[off] : mem[a->size - 4096 + off]), 0x40 + i);
+                             (unsigned char) ((unsigned char) mem[off] != want ? mem[off] : mem[a->size - 4096 + off]),
+                             want);
                         ok = false;
                         break;
                 }
@@ -1015,12 +1020,28 @@ out:
         return ok;
 }
 
-/* after_reboot: memory does not keep its bytes across a reboot of the host,
- * only the allocations do. */
-static int check_persist(const char *file, bool after_reboot) {
+typedef enum {
+        PERSIST_BYTES,     /* a daemon restart: the bytes stay */
+        PERSIST_REBOOT,    /* memory does not keep its bytes across a reboot, only the allocations do */
+        PERSIST_FROM_HOST, /* the host used the memory meanwhile: none of its data reaches the owner */
+} PersistCheck;
+
+/* host_pool: with PERSIST_FROM_HOST, only the allocations in this pool had
+ * host-held memory (NULL: all of them); the others may hold anything. */
+static int check_persist(const char *file, PersistCheck what, const char *host_pool) {
         FILE *f = fopen(file, "re");
         char line[4096];
         unsigned count = 0;
+        PoolInfo pools[16], *hp = NULL;
+        int np = list_pools(pools, 16);
+
+        for (int i = 0; host_pool && i < np; i++)
+                if (strcmp(pools[i].name, host_pool) == 0)
+                        hp = &pools[i];
+        if (host_pool && !hp) {
+                check(false, "no pool %s", host_pool);
+                return 1;
+        }
 
         if (!f) {
                 check(false, "cannot read %s", file);
@@ -1052,9 +1073,13 @@ static int check_persist(const char *file, bool after_reboot) {
                         }
                 }
                 check(same, "%s has identical ranges", a.id);
-                if (!after_reboot && strncmp(label, "disk-", 5) == 0)
-                        check(pattern_intact(&a, label[5] - 'a'), "%s opens and still holds the pattern written "
-                              "before the restart", a.id);
+                if (what == PERSIST_BYTES && strncmp(label, "disk-", 5) == 0)
+                        check(pages_hold(&a, 0x40 + (label[5] - 'a')), "%s opens and still holds the pattern "
+                              "written before the restart", a.id);
+                else if (what == PERSIST_FROM_HOST &&
+                         (!hp || (a.ranges[0].start >= hp->start && a.ranges[0].start < hp->start + hp->size)))
+                        check(pages_hold(&a, 0), "%s opens and reads zero: neither the host's data nor the "
+                              "pattern from before the reboot is left", a.id);
                 if (use_sysfs) {
                         check(sysfs_device_exists(devname(&a)), "%s exists", a.device);
                         check(ranges_match_kernel(&a), "kernel ranges of %s equal the recorded ranges", a.device);
@@ -1692,7 +1717,7 @@ int main(int argc, char **argv) {
         }
         if (optind >= argc) {
                 fprintf(stderr, "usage: scenarios [--bus-address A] [--sysfs] [--runtime-dir D] run|setup-persist F|"
-                                "check-persist F [--after-reboot]|check-restoring F|setup-dirty F|check-dirty F [HOLD]|"
+                                "check-persist F [--after-reboot|--from-host [POOL]]|check-restoring F|setup-dirty F|check-dirty F [HOLD]|"
                                 "wait-clean|zeroing|cleanup|"
                                 "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL|"
                                 "crash-workload POOL\n");
@@ -1727,10 +1752,13 @@ int main(int argc, char **argv) {
                 r = n_fail ? 1 : 0;
         } else if (strcmp(cmd, "setup-persist") == 0 && optind + 1 < argc)
                 r = setup_persist(argv[optind + 1]);
-        else if (strcmp(cmd, "check-persist") == 0 && optind + 1 < argc)
-                r = check_persist(argv[optind + 1],
-                                  optind + 2 < argc && strcmp(argv[optind + 2], "--after-reboot") == 0);
-        else if (strcmp(cmd, "check-restoring") == 0 && optind + 1 < argc)
+        else if (strcmp(cmd, "check-persist") == 0 && optind + 1 < argc) {
+                const char *how = optind + 2 < argc ? argv[optind + 2] : "";
+                r = check_persist(argv[optind + 1], strcmp(how, "--after-reboot") == 0 ? PERSIST_REBOOT
+                                                    : strcmp(how, "--from-host") == 0  ? PERSIST_FROM_HOST
+                                                                                       : PERSIST_BYTES,
+                                  optind + 3 < argc ? argv[optind + 3] : NULL);
+        } else if (strcmp(cmd, "check-restoring") == 0 && optind + 1 < argc)
                 r = check_restoring(argv[optind + 1]);
         else if (strcmp(cmd, "setup-dirty") == 0 && optind + 1 < argc)
                 r = setup_dirty(argv[optind + 1]);

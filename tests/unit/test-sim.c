@@ -912,8 +912,12 @@ static void assert_same_devices(DaxBackend *x, DaxBackend *y, unsigned region) {
  * whatever boot mode it asks for. */
 static void assert_restart_same(DaxBackend *b, const char *state) {
         DaxBackend *b2 = NULL;
+        g_autofree char *id = b->ops->boot_id(b), *id2 = NULL;
 
         g_assert_cmpint(dax_sim_new(SPEC, "devdax", state, &b2), ==, 0);
+        /* A restart of the daemon is not a reboot of the model. */
+        id2 = b2->ops->boot_id(b2);
+        g_assert_cmpstr(id2, ==, id);
         assert_same_devices(b, b2, 0);
         assert_same_devices(b, b2, 1);
         g_assert_cmpuint(available(b2, 0), ==, available(b, 0));
@@ -948,10 +952,25 @@ static void test_persistence(void) {
 
         g_assert_nonnull(dir);
 
-        /* A missing file is a fresh boot in the given mode. */
+        /* A missing file is a fresh boot in the given mode, with a boot id
+         * of its own, on record at once. */
         b = sim_new("kmem-online", state);
-        g_assert_false(g_file_test(state, G_FILE_TEST_EXISTS));
+        g_assert_true(g_file_test(state, G_FILE_TEST_EXISTS));
         g_assert_cmpuint(get(b, "dax1.0").mem_blocks_online, ==, 8);
+        {
+                g_autofree char *id = b->ops->boot_id(b), *other = NULL;
+                g_autofree char *dir2 = g_dir_make_tmp("dax-sim-XXXXXX", NULL);
+                g_autofree char *state2 = g_build_filename(dir2, "state.json", NULL);
+                DaxBackend *b2 = sim_new("kmem-online", state2);
+
+                g_assert_true(g_uuid_string_is_valid(id));
+                other = b2->ops->boot_id(b2);
+                g_assert_cmpstr(other, !=, id);
+                dax_backend_free(b2);
+                g_assert_cmpint(g_unlink(state2), ==, 0);
+                rm_mem_dir(state2);
+                g_assert_cmpint(g_rmdir(dir2), ==, 0);
+        }
 
         /* Every mutating operation is saved before it returns. */
         g_assert_cmpint(dax_sim_set_blocks_online(b, "dax1.0", 3), ==, 0);

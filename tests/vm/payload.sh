@@ -262,6 +262,31 @@ reboot2)
         start_daemon || exit 1
         "$scn" --sysfs check-persist "$res/persist" --after-reboot || rc=1
         ;;
+reboot2-sysram)
+        # What a host whose boot reconfigures the regions to system-ram
+        # (daxctl's boot-time reconfiguration, or a udev rule) has when
+        # daxbrokerd starts, on any kernel: each daxR.0 bound to kmem, its
+        # memory online movable.
+        bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
+        for d in /sys/bus/dax/devices/dax*.0; do
+                n=$(basename "$d")
+                drv=$(basename "$(readlink -f "$d/driver" 2>/dev/null)")
+                [ "$drv" = kmem ] && continue
+                { [ -z "$drv" ] || [ "$drv" = driver ] || echo "$n" >"/sys/bus/dax/drivers/$drv/unbind"; } &&
+                        echo "$n" >/sys/bus/dax/drivers/kmem/new_id 2>/dev/null
+                [ "$(basename "$(readlink -f "$d/driver" 2>/dev/null)")" = kmem ] ||
+                        echo "$n" >/sys/bus/dax/drivers/kmem/bind ||
+                        { echo "not ok - cannot bind $n to kmem"; exit 1; }
+                for m in "$d"/mapping[0-9]*; do
+                        s=$(($(cat "$m/start"))) e=$(($(cat "$m/end")))
+                        for ((b = s / bs; b <= e / bs; b++)); do
+                                f=/sys/devices/system/memory/memory$b/state
+                                grep -qx offline "$f" 2>/dev/null && echo online_movable >"$f"
+                        done
+                done
+        done
+        exec "$0" reboot2-auto "$scn"
+        ;;
 reboot2-auto)
         # What the boot policy made of the regions decides which checks
         # apply: host RAM (kmem with memory online) or not.
@@ -298,7 +323,7 @@ reboot2-host)
         else
                 echo "not ok - start-up did not take host-held memory back"; rc=1
         fi
-        if ! "$scn" --sysfs check-persist "$res/persist"; then
+        if ! "$scn" --sysfs check-persist "$res/persist" --from-host; then
                 echo "# not all restored: they must be listed with a state"
                 "$scn" --sysfs check-restoring "$res/persist" || rc=1
         fi

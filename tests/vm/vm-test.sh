@@ -6,7 +6,10 @@
 #   MODE "reboot" boots twice with the same state directory; MEMHP
 #   "FIRST,SECOND,..." boots the first time with one policy, then reboots
 #   into each of the others in turn (offline,default: the reboot brings
-#   the regions up as host RAM on 6.12).
+#   the regions up as host RAM on 6.12); "system-ram" is a boot that
+#   reconfigures the regions to system-ram (kmem, online movable) before
+#   the daemon starts, as daxctl's boot-time configuration does, on any
+#   kernel.
 #   CRASH_POINTS="P1 P2" limits MODE crash-points to those points.
 set -u
 build=$1 src=$2 kernel=$3 memhp=$4 mode=$5
@@ -49,7 +52,14 @@ if [ "$mode" = reboot ] && [ "${memhp#*,}" != "$memhp" ]; then
         boot reboot1 "${policies[0]}" || exit $?
         for p in "${policies[@]:1}"; do
                 echo "### reboot with memhp $p"
-                boot reboot2-auto "$p" || exit $?
+                if [ "$p" = system-ram ]; then
+                        # Not a memhp policy: the boot reconfigures the
+                        # regions to system-ram (as daxctl's boot-time
+                        # configuration does) before daxbrokerd starts.
+                        boot reboot2-sysram offline || exit $?
+                else
+                        boot reboot2-auto "$p" || exit $?
+                fi
         done
 elif [ "$mode" = hmat ]; then
         boot hmat1 || exit $?

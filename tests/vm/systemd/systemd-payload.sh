@@ -233,8 +233,15 @@ assert h["daxbroker_allocate_duration_seconds_count"] == 1, h
 ' "$metrics" && ok "the metrics file parses (prometheus_client), equals ListPools, counters match the work done" \
         || nok "metrics file $metrics: $(head -c 300 "$metrics" 2>&1)"
 
-errs=$(journalctl -b --no-pager -u daxbrokerd -p err 2>&1 | grep -v '^-- ')
-[ -z "$errs" ] && ok "the daemon logged no errors" || nok "errors in the journal: $errs"
+# The daemon's own entries: systemd's about the stall it was made to
+# have (watchdog timeout, the kill) are expected.
+errs=$(journalctl -b --no-pager -u daxbrokerd -p err _COMM=daxbrokerd 2>&1 | grep -v '^-- ')
+n_all=$(journalctl -b --no-pager -u daxbrokerd _COMM=daxbrokerd 2>&1 | grep -vc '^-- ')
+if [ -z "$errs" ] && [ "$n_all" -gt 0 ]; then
+        ok "the daemon logged no errors ($n_all entries of its own)"
+else
+        nok "errors in the journal (of $n_all entries of its own): $errs"
+fi
 [ $failed = 0 ] || diag
 echo "1..$n"
 [ $failed = 0 ]
