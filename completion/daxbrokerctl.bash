@@ -11,8 +11,8 @@ _daxbrokerctl() {
 
         local verbs='status pools list allocate release show release-owner return-to-host reclaim-from-host exec open'
         local opts='-h --help --version -o --output --raw --json --json=short --json=pretty --no-legend --no-pager --bus-address --user'
-        local alloc_opts='--pool --numa-node --align --no-contiguous --label --transient --device-uid --device-gid'
-        local exec_opts='--size --owner --pool --numa-node --align --no-contiguous --label --device-uid --device-gid'
+        local alloc_opts='--pool --numa-node --align --no-contiguous --label --transient --device-uid --device-gid --min-read-bandwidth --min-write-bandwidth --max-read-latency --max-write-latency --tier --cache-isolation --colors'
+        local exec_opts='--size --owner --pool --numa-node --align --no-contiguous --label --device-uid --device-gid --min-read-bandwidth --min-write-bandwidth --max-read-latency --max-write-latency --tier --cache-isolation --colors'
         local pool_columns='NAME PATH REGION NODE START SIZE ALIGN BOUNDARY FREE ALLOCATED HOST DIRTY FOREIGN LARGEST-FREE'
         local list_columns='ID PATH OWNER UID LABEL POOL SIZE ALIGN DEVICE TRANSIENT CREATED RANGES'
         local i verb= nargs=0
@@ -20,7 +20,7 @@ _daxbrokerctl() {
         for ((i = 1; i < cword; i++)); do
                 [[ ${words[i]} == -- ]] && { [[ $verb == exec || $verb == open ]] && { _command_offset $((i + 1)); return; }; }
                 case ${words[i]} in
-                --bus-address|--pool|--numa-node|--align|--label|--size|--owner|--device-uid|--device-gid|-o|--output) ((i++)); continue ;;
+                --bus-address|--pool|--numa-node|--align|--label|--size|--owner|--device-uid|--device-gid|--min-read-bandwidth|--min-write-bandwidth|--max-read-latency|--max-write-latency|--tier|--colors|-o|--output) ((i++)); continue ;;
                 -*) continue ;;
                 esac
                 if [[ -z $verb ]]; then verb=${words[i]}; else ((nargs++)); fi
@@ -50,7 +50,7 @@ _daxbrokerctl() {
         --align) COMPREPLY=($(compgen -W '4K 2M 1G' -- "$cur")); return ;;
         --device-uid) COMPREPLY=($(compgen -u -- "$cur")); return ;;
         --device-gid) COMPREPLY=($(compgen -g -- "$cur")); return ;;
-        --bus-address|--numa-node|--label|--size|--owner) return ;;
+        --bus-address|--numa-node|--label|--size|--owner|--min-read-bandwidth|--min-write-bandwidth|--max-read-latency|--max-write-latency|--tier|--colors) return ;;
         esac
 
         if [[ $cur == -* ]]; then

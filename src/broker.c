@@ -13,6 +13,7 @@
 #include "reconcile.h"
 #include "log.h"
 #include "owners.h"
+#include "pool-select.h"
 #include "recovery.h"
 #include "util.h"
 
@@ -30,6 +31,8 @@ static void pool_free(Pool *p) {
         scrub_sched_pool_done(p);
         extent_map_free(p->map);
         g_free(p->name);
+        g_free(p->tier);
+        g_free(p->colors_off);
         g_free(p);
 }
 
@@ -414,17 +417,164 @@ static bool align_valid(uint64_t a) {
 /* Picks pool and ranges: clean memory first, then memory that still has to
  * be zeroed. *ret_wait tells the caller that memory being scrubbed right
  * now would make the request fit. */
+/* Who holds which colours of a pool, as seen by one owner. */
+typedef struct ColorView {
+        ColorMask isolated_others; /* held alone by cache-isolated owners other than this one */
+        ColorMask touched_others;  /* touched by any allocation of another owner */
+        ColorMask mine;            /* held alone by this owner (its cache-isolated allocations) */
+        GString *holders;          /* "owner (colours)" of the other isolated owners */
+} ColorView;
+
+static void color_view(Broker *b, Pool *p, const char *owner, ColorView *ret) {
+        GHashTableIter it;
+        gpointer v;
+        g_autoptr(GHashTable) per_owner = g_hash_table_new(g_str_hash, g_str_equal);
+
+        *ret = (ColorView) { .holders = g_string_new(NULL) };
+        g_hash_table_iter_init(&it, b->allocations);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                Allocation *a = v;
+                ColorMask m;
+
+                if (a->pool != p)
+                        continue;
+                m = cache_colors_of_ranges(&p->colors, a->rec->ranges, a->rec->n_ranges);
+                if (a->rec->cache_isolation)
+                        m |= a->rec->colors;
+                if (strcmp(a->rec->owner, owner) == 0) {
+                        if (a->rec->cache_isolation)
+                                ret->mine |= m;
+                        continue;
+                }
+                ret->touched_others |= m;
+                if (a->rec->cache_isolation) {
+                        ret->isolated_others |= m;
+                        g_hash_table_insert(per_owner, a->rec->owner,
+                                            GSIZE_TO_POINTER(GPOINTER_TO_SIZE(g_hash_table_lookup(per_owner, a->rec->owner)) | m));
+                }
+        }
+        g_autoptr(GList) keys = g_list_sort(g_hash_table_get_keys(per_owner), (GCompareFunc) strcmp);
+        for (GList *l = keys; l; l = l->next) {
+                g_autofree char *c = color_mask_to_string(GPOINTER_TO_SIZE(g_hash_table_lookup(per_owner, l->data)));
+                g_string_append_printf(ret->holders, "%s%s (%s)", ret->holders->len ? ", " : "", (char *) l->data, c);
+        }
+}
+
+/* Why a colour request does not fit in a pool, for NoSpace. */
+static char *color_no_space(Pool *p, const AllocateRequest *req, const ColorView *cv, ColorMask tried) {
+        char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
+        ColorMask all = cache_colors_all(&p->colors);
+        ColorMask free_colors = all & ~cv->touched_others & ~cv->mine;
+        g_autofree char *mine = color_mask_to_string(cv->mine), *tried_s = color_mask_to_string(tried);
+        g_autofree char *busy = color_mask_to_string(cv->touched_others & ~cv->isolated_others);
+        GString *s = g_string_new(NULL);
+
+        g_string_append_printf(s, "pool %s (%u colours of %s each)", p->name, p->colors.n,
+                               format_size(p->size / p->colors.n, sz, sizeof(sz)));
+        if (req->colors) {
+                g_autofree char *want = color_mask_to_string(req->colors);
+                g_autofree char *clash = color_mask_to_string(req->colors & cv->isolated_others);
+
+                if (req->colors & cv->isolated_others)
+                        g_string_append_printf(s, ": colours %s are held by cache-isolated owners %s", clash,
+                                               cv->holders->str);
+                else
+                        g_string_append_printf(s, ": colours %s have no room for %s", want,
+                                               format_size(req->size, sz2, sizeof(sz2)));
+                return g_string_free(s, false);
+        }
+        if (!req->cache_isolation) {
+                g_autofree char *held = color_mask_to_string(cv->isolated_others);
+
+                g_string_append_printf(s, ": colours %s are held by cache-isolated owners %s, and the other colours have no room",
+                                       held, cv->holders->str);
+                return g_string_free(s, false);
+        }
+        g_string_append_printf(s, ": no free cache colour is left for owner %s", req->owner);
+        if (cv->isolated_others)
+                g_string_append_printf(s, "; held by cache-isolated owners: %s", cv->holders->str);
+        if (*busy)
+                g_string_append_printf(s, "; colours %s are used by other owners' allocations", busy);
+        if (cv->mine)
+                g_string_append_printf(s, "; owner %s holds colours %s", req->owner, mine);
+        if (free_colors == 0)
+                g_string_append_printf(s, "; %s does not fit in %s", format_size(req->size, sz2, sizeof(sz2)),
+                                       *tried_s ? tried_s : "its colours");
+        else
+                g_string_append_printf(s, "; %s does not fit even with every free colour (%s)",
+                                       format_size(req->size, sz2, sizeof(sz2)), tried_s);
+        return g_string_free(s, false);
+}
+
+/* Places in a pool with colours: in the colours asked for, or for a
+ * cache-isolated owner in its own colours and then the fewest free ones
+ * added lowest first; anything else stays out of colours other owners
+ * hold alone. */
+static int place_colored(Broker *b, Pool *p, const AllocateRequest *req, PlacementRequest *pr, DaxRange *ranges,
+                         char **ret_why) {
+        ColorMask all = cache_colors_all(&p->colors);
+        ColorView cv;
+        int n = -ENOSPC;
+
+        color_view(b, p, req->owner, &cv);
+        pr->colors = &p->colors;
+        if (req->colors) {
+                pr->color_mask = req->colors;
+                if (!(req->colors & cv.isolated_others))
+                        n = extent_map_place(p->map, pr, ranges, DAX_RANGES_MAX);
+        } else if (req->cache_isolation) {
+                ColorMask free_colors = all & ~cv.touched_others & ~cv.mine;
+
+                pr->color_mask = cv.mine;
+                if (cv.mine)
+                        n = extent_map_place(p->map, pr, ranges, DAX_RANGES_MAX);
+                for (unsigned k = 0; n == -ENOSPC && k < p->colors.n; k++)
+                        if (free_colors & ((ColorMask) 1 << k)) {
+                                pr->color_mask |= (ColorMask) 1 << k;
+                                n = extent_map_place(p->map, pr, ranges, DAX_RANGES_MAX);
+                        }
+        } else {
+                pr->color_mask = all & ~cv.isolated_others;
+                n = extent_map_place(p->map, pr, ranges, DAX_RANGES_MAX);
+        }
+        if (n == -ENOSPC && (req->colors || req->cache_isolation || cv.isolated_others) && ret_why && !*ret_why)
+                *ret_why = color_no_space(p, req, &cv, pr->color_mask);
+        g_string_free(cv.holders, true);
+        return n;
+}
+
 static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret_align, DaxRange *ranges,
                             int *ret_n, bool *ret_wait, GError **error) {
         char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
         uint64_t largest = 0, biggest_pool = 0, granule_needed = 0, host = 0, held_dirty = 0;
         const char *host_error = NULL;
-        bool any_candidate = false;
+        bool any_candidate = false, any_pool = false;
+        g_autoptr(GPtrArray) candidates = g_ptr_array_new();
+        g_autoptr(GString) unqualified = g_string_new(NULL);
+        g_autofree char *color_why = NULL;
 
         *ret_wait = false;
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+                g_autofree char *why = NULL;
+
+                if (req->pool && strcmp(req->pool, p->name) != 0)
+                        continue;
+                if (req->has_numa_node && req->numa_node != p->numa_node)
+                        continue;
+                any_pool = true;
+                if (!pool_select_qualifies(p, req, &why)) {
+                        g_string_append_printf(unqualified, "%s%s", unqualified->len ? "; " : "", why);
+                        continue;
+                }
+                g_ptr_array_add(candidates, p);
+        }
+        if (pool_select_by_class(req))
+                pool_select_sort(candidates, req);
+
         for (int pass = 0; pass < 2; pass++)
-                for (guint i = 0; i < b->pools->len; i++) {
-                        Pool *p = b->pools->pdata[i];
+                for (guint i = 0; i < candidates->len; i++) {
+                        Pool *p = candidates->pdata[i];
                         uint64_t align = req->align ? req->align : p->align;
                         uint64_t granule = max_u64(max_u64(align, p->boundary), 2 * MiB);
                         PlacementRequest pr = {
@@ -437,10 +587,6 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                         };
                         int n;
 
-                        if (req->pool && strcmp(req->pool, p->name) != 0)
-                                continue;
-                        if (req->has_numa_node && req->numa_node != p->numa_node)
-                                continue;
                         if (pass == 0) {
                                 any_candidate = true;
                                 biggest_pool = max_u64(biggest_pool, p->size);
@@ -453,7 +599,15 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                                 granule_needed = granule;
                                 continue;
                         }
-                        n = extent_map_place(p->map, &pr, ranges, DAX_RANGES_MAX);
+                        /* Clean memory first would make an isolated owner
+                         * take more colours than it needs when the clean
+                         * memory is spread: it counts dirt at once. */
+                        if (pass == 0 && req->cache_isolation)
+                                continue;
+                        if (cache_colors_enabled(&p->colors))
+                                n = place_colored(b, p, req, &pr, ranges, pass == 1 ? &color_why : NULL);
+                        else
+                                n = extent_map_place(p->map, &pr, ranges, DAX_RANGES_MAX);
                         if (n > 0) {
                                 *ret_align = align;
                                 *ret_n = n;
@@ -462,7 +616,10 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                         largest = max_u64(largest, extent_map_largest_usable(p->map, align, p->boundary, true));
                 }
 
-        if (!any_candidate) {
+        if (!any_candidate && any_pool)
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SUCH_POOL, "No pool has the memory asked for: %s",
+                            unqualified->str);
+        else if (!any_candidate) {
                 Pool *named = req->pool ? broker_find_pool(b, req->pool) : NULL;
 
                 if (named)
@@ -486,7 +643,11 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT,
                             "Size %s is not a multiple of %s (the pool's boundary or the requested alignment)",
                             format_size(req->size, sz, sizeof(sz)), format_size(granule_needed, sz2, sizeof(sz2)));
-        else {
+        else if (color_why) {
+                *ret_wait = held_dirty > 0;
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE, "No room for %s: %s",
+                            format_size(req->size, sz, sizeof(sz)), color_why);
+        } else {
                 char sz3[FORMAT_SIZE_MAX];
 
                 *ret_wait = held_dirty > 0;
@@ -506,7 +667,7 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
  * for that scrub instead of failing. */
 typedef struct WaitingAllocate {
         AllocateRequest req; /* strings below are owned copies */
-        char *owner, *pool, *label, *client;
+        char *owner, *pool, *label, *client, *tier;
         BrokerAllocateDone done;
         void *userdata;
 } WaitingAllocate;
@@ -516,6 +677,7 @@ static void waiting_free(WaitingAllocate *w) {
         g_free(w->pool);
         g_free(w->label);
         g_free(w->client);
+        g_free(w->tier);
         g_free(w);
 }
 
@@ -576,6 +738,7 @@ static void waiting_add(Broker *b, const AllocateRequest *req, BrokerAllocateDon
         w->req.pool = w->pool = g_strdup(req->pool);
         w->req.label = w->label = g_strdup(req->label);
         w->req.client = w->client = g_strdup(req->client);
+        w->req.tier = w->tier = g_strdup(req->tier);
         w->done = done;
         w->userdata = userdata;
         g_queue_push_tail(b->waiting, w);
@@ -671,6 +834,10 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         rec->state = ALLOCATION_CREATING;
         rec->n_ranges = n;
         memcpy(rec->ranges, ranges, n * sizeof(DaxRange));
+        if (cache_colors_enabled(&pool->colors) && (req->cache_isolation || req->colors)) {
+                rec->colors = cache_colors_of_ranges(&pool->colors, ranges, n);
+                rec->cache_isolation = req->cache_isolation;
+        }
 
         AllocateJob *j = g_new0(AllocateJob, 1);
         *j = (AllocateJob) {
@@ -972,6 +1139,40 @@ void broker_scrub_later(Broker *b) {
 
 /* ---- start-up: pools and reconciliation ---- */
 
+/* HMAT is read once: the firmware's table does not change while running. */
+static void pool_perf_init(Broker *b, Pool *p, const PoolConfig *pc) {
+        const NodeCache *cache;
+        const char *why = NULL;
+        int r = -EOPNOTSUPP;
+
+        if (b->backend->ops->node_perf)
+                r = b->backend->ops->node_perf(b->backend, p->numa_node, &p->perf);
+        if (r < 0) {
+                log_warning("Pool %s: cannot read the performance of NUMA node %d, reporting it unknown: %s", p->name,
+                            p->numa_node, g_strerror(-r));
+                node_perf_init(&p->perf);
+        }
+        p->tier = pc && pc->tier ? g_strdup(pc->tier) : NULL;
+        p->colors_configured = pc ? pc->colors : 0;
+        if (!p->colors_configured)
+                return;
+        cache = node_perf_direct_mapped_cache(&p->perf);
+        if (!cache)
+                p->colors_off = g_strdup_printf("NUMA node %d has no direct-mapped memory-side cache of known size",
+                                                p->numa_node);
+        else if (!cache_colors_init(&p->colors, cache->size, p->colors_configured,
+                                    max_u64(max_u64(p->align, p->boundary), 2 * MiB), &why))
+                p->colors_off = g_strdup(why);
+        if (p->colors_off)
+                log_warning("Pool %s: Colors=%u is not in effect: %s", p->name, p->colors_configured, p->colors_off);
+        else {
+                char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
+
+                log_info("Pool %s: %u cache colours of %s (cache %s)", p->name, p->colors.n,
+                         format_size(p->colors.slice, sz, sizeof(sz)), format_size(p->colors.cache_size, sz2, sizeof(sz2)));
+        }
+}
+
 static Pool *pool_new(Broker *b, const DaxRegionInfo *ri, const PoolConfig *pc) {
         Pool *p = g_new0(Pool, 1);
 
@@ -985,6 +1186,7 @@ static Pool *pool_new(Broker *b, const DaxRegionInfo *ri, const PoolConfig *pc) 
         p->boundary = pc ? pc->boundary : 0;
         p->map = extent_map_new(ri->start, ri->size);
         host_pool_init(&b->host, p, pc);
+        pool_perf_init(b, p, pc);
         return p;
 }
 
@@ -1293,6 +1495,18 @@ static void host_dirt_added(void *userdata, Pool *p) {
         broker_scrub_later(userdata);
 }
 
+static uint64_t host_colors_in_use(void *userdata, Pool *p, bool isolated_only) {
+        Broker *b = userdata;
+        ColorView cv;
+        ColorMask m;
+
+        /* No owner is named "": every allocation counts as another's. */
+        color_view(b, p, "", &cv);
+        m = isolated_only ? cv.isolated_others : cv.touched_others;
+        g_string_free(cv.holders, true);
+        return m;
+}
+
 static void host_zero_first(void *userdata, Pool *p, const DaxRange *r) {
         Broker *b = userdata;
 
@@ -1402,6 +1616,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
                 .dirt_added = host_dirt_added,
                 .allocations_waiting = host_allocations_waiting,
                 .zero_first = host_zero_first,
+                .colors_in_use = host_colors_in_use,
                 .return_timeout_usec = config->allocate_timeout_usec,
                 .userdata = b,
         };

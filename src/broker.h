@@ -18,6 +18,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "cache-color.h"
 #include "config.h"
 #include "dax-backend.h"
 #include "extent-map.h"
@@ -89,6 +90,11 @@ typedef struct Pool {
         char *host_error;           /* why the last reclaim failed */
         GQueue *returns_waiting;    /* ReturnToHost calls waiting for zeroing */
         sd_event_source *returns_timer;
+        NodePerf perf;              /* the kernel's HMAT for numa_node, read at start */
+        char *tier;                 /* Tier=, NULL = none */
+        unsigned colors_configured; /* Colors= */
+        CacheColors colors;         /* disabled unless Colors= fits the node's cache */
+        char *colors_off;           /* why Colors= is configured but not in effect */
 } Pool;
 
 /* Whether a recorded allocation has its device. After a reboot its ranges
@@ -135,6 +141,17 @@ typedef struct AllocateRequest {
         uint64_t timeout_usec;
         uint64_t deadline_usec; /* monotonic; set by broker_allocate */
         bool explicit_timeout;  /* timeout_usec came from the caller */
+        /* A class of memory instead of (or besides) a node: 0 = not asked.
+         * Bandwidths in MB/s and latencies in ns, as the kernel's HMAT. */
+        uint64_t min_read_bandwidth;
+        uint64_t min_write_bandwidth;
+        uint64_t max_read_latency;
+        uint64_t max_write_latency;
+        const char *tier;   /* NULL = any */
+        /* Cache colours: whole colours of its own for the owner, or the
+         * given ones (bit k: colour k). */
+        bool cache_isolation;
+        ColorMask colors;   /* 0 = not asked */
 } AllocateRequest;
 
 /* Hooks for the layer above (the bus), called after state is committed. */

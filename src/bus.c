@@ -305,7 +305,36 @@ static int read_device_id(sd_bus_message *m, const char *key, uint32_t *ret, sd_
         return 0;
 }
 
+/* colors: an array of distinct colour numbers 0..63; which of them the
+ * pool has is the broker's to check. */
+static int read_colors(sd_bus_message *m, ColorMask *ret, sd_bus_error *ret_error) {
+        const uint32_t *v;
+        size_t bytes;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'v', "au");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read_array(m, 'u', (const void **) &v, &bytes);
+        if (r < 0)
+                return r;
+        if (bytes == 0)
+                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "Option 'colors' must not be empty");
+        for (size_t i = 0; i < bytes / sizeof(uint32_t); i++) {
+                if (v[i] >= CACHE_COLORS_MAX)
+                        return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,
+                                         "Option 'colors': colour %" PRIu32 " is not 0 to %d", v[i],
+                                         CACHE_COLORS_MAX - 1);
+                if (*ret & ((ColorMask) 1 << v[i]))
+                        return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,
+                                         "Option 'colors': colour %" PRIu32 " is listed twice", v[i]);
+                *ret |= (ColorMask) 1 << v[i];
+        }
+        return sd_bus_message_exit_container(m);
+}
+
 static int read_options(sd_bus_message *m, AllocateRequest *req, sd_bus_error *ret_error) {
+        bool contiguous_given = false;
         unsigned n = 0;
         int r;
 
@@ -346,6 +375,35 @@ static int read_options(sd_bus_message *m, AllocateRequest *req, sd_bus_error *r
                         WANT("b");
                         r = sd_bus_message_read(m, "v", "b", &b);
                         req->contiguous = b;
+                        contiguous_given = true;
+                } else if (streq(key, "min-read-bandwidth") || streq(key, "min-write-bandwidth") ||
+                           streq(key, "max-read-latency") || streq(key, "max-write-latency")) {
+                        uint64_t *dest = streq(key, "min-read-bandwidth")    ? &req->min_read_bandwidth
+                                         : streq(key, "min-write-bandwidth") ? &req->min_write_bandwidth
+                                         : streq(key, "max-read-latency")    ? &req->max_read_latency
+                                                                             : &req->max_write_latency;
+                        WANT("t");
+                        r = sd_bus_message_read(m, "v", "t", dest);
+                        if (r >= 0 && (*dest == 0 || *dest > UINT32_MAX))
+                                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,
+                                                 "Option '%s' must be from 1 to %" PRIu32 " (%s), not %" PRIu64, key,
+                                                 UINT32_MAX, g_str_has_prefix(key, "min-") ? "MB/s" : "ns", *dest);
+                } else if (streq(key, "tier")) {
+                        const char *why;
+                        WANT("s");
+                        r = sd_bus_message_read(m, "v", "s", &req->tier);
+                        if (r >= 0 && (why = tier_invalid_reason(req->tier)))
+                                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT, "Option 'tier' %s", why);
+                } else if (streq(key, "cache-isolation")) {
+                        int b;
+                        WANT("b");
+                        r = sd_bus_message_read(m, "v", "b", &b);
+                        req->cache_isolation = b;
+                } else if (streq(key, "colors")) {
+                        WANT("au");
+                        r = read_colors(m, &req->colors, ret_error);
+                        if (r < 0 || sd_bus_error_is_set(ret_error))
+                                return r;
                 } else if (streq(key, "label")) {
                         WANT("s");
                         r = sd_bus_message_read(m, "v", "s", &req->label);
@@ -376,7 +434,9 @@ static int read_options(sd_bus_message *m, AllocateRequest *req, sd_bus_error *r
                 } else
                         return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,
                                          "Unknown option '%s' (known: pool, numa-node, align, contiguous, "
-                                         "label, transient, device-uid, device-gid, timeout-usec)",
+                                         "label, transient, device-uid, device-gid, timeout-usec, "
+                                         "min-read-bandwidth, min-write-bandwidth, max-read-latency, "
+                                         "max-write-latency, tier, cache-isolation, colors)",
                                          key);
 #undef WANT
                 if (r < 0)
@@ -387,6 +447,13 @@ static int read_options(sd_bus_message *m, AllocateRequest *req, sd_bus_error *r
         }
         if (r < 0)
                 return r;
+        if (req->cache_isolation && req->colors)
+                return set_error(ret_error, BROKER_ERROR_INVALID_ARGUMENT,
+                                 "Options 'cache-isolation' and 'colors' exclude each other");
+        /* A colour is spread over the pool in slices: memory of a few
+         * colours is many ranges unless the caller insists. */
+        if ((req->cache_isolation || req->colors) && !contiguous_given)
+                req->contiguous = false;
         return sd_bus_message_exit_container(m);
 }
 
@@ -900,10 +967,84 @@ static int append_extents(sd_bus_message *reply, const Pool *p) {
         return sd_bus_message_close_container(reply);
 }
 
+/* -1 stands for what the kernel does not publish: 0 would read as a
+ * measured value. */
+static int64_t perf_value(uint64_t v) {
+        return v == NODE_PERF_UNKNOWN || v > INT64_MAX ? -1 : (int64_t) v;
+}
+
+static int append_access(sd_bus_message *reply, const Pool *p) {
+        int r = sd_bus_message_open_container(reply, 'a', "(uxxxx)");
+
+        for (unsigned c = 0; r >= 0 && c < NODE_PERF_ACCESS_CLASSES; c++) {
+                const NodeAccess *a = &p->perf.access[c];
+
+                if (a->present)
+                        r = sd_bus_message_append(reply, "(uxxxx)", c, perf_value(a->read_bandwidth),
+                                                  perf_value(a->write_bandwidth), perf_value(a->read_latency),
+                                                  perf_value(a->write_latency));
+        }
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+static int append_caches(sd_bus_message *reply, const Pool *p) {
+        int r = sd_bus_message_open_container(reply, 'a', "(uxxss)");
+
+        for (unsigned c = 0; r >= 0 && c < p->perf.n_caches; c++) {
+                const NodeCache *nc = &p->perf.caches[c];
+
+                r = sd_bus_message_append(reply, "(uxxss)", nc->level, perf_value(nc->size), perf_value(nc->line_size),
+                                          node_cache_indexing_to_string(nc->indexing),
+                                          node_cache_write_policy_to_string(nc->write_policy));
+        }
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+/* Colours held alone by cache-isolated owners, in colour order. */
+static int append_isolated_colors(sd_bus_message *reply, Bus *bus, const Pool *p) {
+        g_autoptr(GPtrArray) all = broker_list_allocations(bus->broker);
+        const char *holder[CACHE_COLORS_MAX] = {};
+        int r;
+
+        for (guint i = 0; cache_colors_enabled(&p->colors) && i < all->len; i++) {
+                const Allocation *a = all->pdata[i];
+                ColorMask m;
+
+                if (a->pool != p || !a->rec->cache_isolation)
+                        continue;
+                m = a->rec->colors | cache_colors_of_ranges(&p->colors, a->rec->ranges, a->rec->n_ranges);
+                for (unsigned k = 0; k < CACHE_COLORS_MAX; k++)
+                        if (m & ((ColorMask) 1 << k))
+                                holder[k] = a->rec->owner;
+        }
+        r = sd_bus_message_open_container(reply, 'a', "(us)");
+        for (unsigned k = 0; r >= 0 && k < CACHE_COLORS_MAX; k++)
+                if (holder[k])
+                        r = sd_bus_message_append(reply, "(us)", k, holder[k]);
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
 static int property_get_pool(sd_bus *b, const char *path, const char *interface, const char *property,
                              sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Pool *p = userdata;
         PoolUsage u;
+
+        if (streq(property, "Access"))
+                return append_access(reply, p);
+        if (streq(property, "MemorySideCaches"))
+                return append_caches(reply, p);
+        if (streq(property, "Tier"))
+                return sd_bus_message_append(reply, "s", p->tier ?: "");
+        if (streq(property, "Colors"))
+                return sd_bus_message_append(reply, "u", p->colors.n);
+        if (streq(property, "ColorSize"))
+                return sd_bus_message_append(reply, "t", p->colors.slice);
+        if (streq(property, "CacheSize"))
+                return sd_bus_message_append(reply, "t", p->colors.cache_size);
+        if (streq(property, "ColorsMessage"))
+                return sd_bus_message_append(reply, "s", p->colors_off ?: "");
+        if (streq(property, "IsolatedColors"))
+                return append_isolated_colors(reply, the_bus, p);
 
         if (streq(property, "Name"))
                 return sd_bus_message_append(reply, "s", p->name);
@@ -970,6 +1111,14 @@ static const sd_bus_vtable pool_vtable[] = {
         POOL_PROP("ZeroingStuck", "a(tttus)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         /* Invalidation only: a fragmented pool's list is long. */
         POOL_PROP("Extents", "a(tts)", SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        POOL_PROP("Access", "a(uxxxx)", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("MemorySideCaches", "a(uxxss)", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Tier", "s", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Colors", "u", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("ColorSize", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("CacheSize", "t", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("ColorsMessage", "s", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("IsolatedColors", "a(us)", SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_VTABLE_END,
 };
 
@@ -1037,6 +1186,16 @@ static int property_get_allocation(sd_bus *b, const char *path, const char *inte
                 return sd_bus_message_append(reply, "s", allocation_state_name(a));
         if (streq(property, "StateMessage"))
                 return sd_bus_message_append(reply, "s", a->restore_message ? a->restore_message : "");
+        if (streq(property, "CacheIsolation"))
+                return sd_bus_message_append(reply, "b", (int) rec->cache_isolation);
+        if (streq(property, "Colors")) {
+                int r = sd_bus_message_open_container(reply, 'a', "u");
+
+                for (unsigned k = 0; r >= 0 && k < CACHE_COLORS_MAX; k++)
+                        if (rec->colors & ((ColorMask) 1 << k))
+                                r = sd_bus_message_append(reply, "u", k);
+                return r < 0 ? r : sd_bus_message_close_container(reply);
+        }
         return sd_bus_message_append(reply, "t", rec->created_usec);
 }
 
@@ -1057,6 +1216,8 @@ static const sd_bus_vtable allocation_vtable[] = {
         ALLOC_PROP("CreatedUSec", "t", SD_BUS_VTABLE_PROPERTY_CONST),
         ALLOC_PROP("State", "s", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         ALLOC_PROP("StateMessage", "s", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        ALLOC_PROP("CacheIsolation", "b", SD_BUS_VTABLE_PROPERTY_CONST),
+        ALLOC_PROP("Colors", "au", SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_VTABLE_END,
 };
 
@@ -1093,7 +1254,7 @@ static void on_sizes_changed(Pool *p, void *userdata) {
                                               "HostSize", NULL);
         (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_POOL_IFACE, "FreeSize", "AllocatedSize",
                                               "HostSize", "DirtySize", "ForeignSize", "LargestFreeExtent", "Align",
-                                              "Boundary", "ZeroingStuck", "Extents", NULL);
+                                              "Boundary", "ZeroingStuck", "Extents", "IsolatedColors", NULL);
 }
 
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {

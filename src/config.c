@@ -219,11 +219,24 @@ Config *config_new_default(void) {
 void config_free(Config *c) {
         if (!c)
                 return;
-        for (size_t i = 0; i < c->n_pools; i++)
+        for (size_t i = 0; i < c->n_pools; i++) {
                 g_free(c->pools[i].name);
+                g_free(c->pools[i].tier);
+        }
         g_free(c->pools);
         g_free(c->libvirt_uri);
         g_free(c);
+}
+
+const char *tier_invalid_reason(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 64)
+                return "must be 1 to 64 characters long";
+        for (size_t i = 0; i < n; i++)
+                if (!g_ascii_isalnum(s[i]) && s[i] != '_' && s[i] != '-')
+                        return "may contain only A-Z, a-z, 0-9, '_' and '-'";
+        return NULL;
 }
 
 const PoolConfig *config_find_pool(const Config *c, unsigned region_id, uint64_t region_start) {
@@ -247,6 +260,7 @@ static void pool_source_clear(gpointer p) {
 
 static void pool_config_clear(gpointer p) {
         g_free(((PoolConfig *) p)->name);
+        g_free(((PoolConfig *) p)->tier);
 }
 
 static void config_parser_init(ConfigParser *p) {
@@ -456,6 +470,21 @@ static bool parse_pool_key(ConfigParser *p, size_t index, const char *file, cons
                 if (!empty && parse_timespan(value, &pool->host_delay_usec) < 0)
                         return config_fail(error, file, section, key, value,
                                            "is not a time span (such as 30s, 500ms or 5min)");
+
+        } else if (strcmp(key, "Tier") == 0) {
+                const char *why = empty ? NULL : tier_invalid_reason(value);
+
+                if (why)
+                        return config_fail(error, file, section, key, value, "%s", why);
+                g_free(pool->tier);
+                pool->tier = empty ? NULL : g_strdup(value);
+
+        } else if (strcmp(key, "Colors") == 0) {
+                /* Whether the cache and the pool's alignment agree is only
+                 * known on the host; the broker checks that at start. */
+                pool->colors = 0;
+                if (!empty && (parse_unsigned(value, 2, 64, &pool->colors) < 0))
+                        return config_fail(error, file, section, key, value, "must be a number from 2 to 64");
 
         } else
                 return config_fail(error, file, section, key, NULL, "unknown key");

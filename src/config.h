@@ -30,6 +30,8 @@ typedef struct PoolConfig {
         uint64_t host_chunk;   /* HostChunk=, 0 = 1 GiB or the memory block size if larger */
         uint64_t reserve;      /* Reserve=, clean free space kept for VMs */
         uint64_t host_delay_usec; /* HostReturnDelay=, idle time before returning */
+        char *tier;            /* Tier=, NULL = none */
+        unsigned colors;       /* Colors=, 0 = no cache colours */
 } PoolConfig;
 
 #define DEFAULT_HOST_DELAY_USEC (30 * 1000 * 1000ULL)
@@ -65,6 +67,9 @@ Config *config_load_data(const char *data, gsize len, GError **error);
 Config *config_new_default(void);
 void config_free(Config *c);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Config, config_free)
+
+/* Tier names: 1 to 64 of A-Za-z0-9_-. NULL if valid, else why not. */
+const char *tier_invalid_reason(const char *s);
 
 /* Finds the pool configured for a region, or NULL. */
 const PoolConfig *config_find_pool(const Config *c, unsigned region_id, uint64_t region_start);

@@ -134,6 +134,8 @@ static int sim_pins_parse(const char *s, GArray *pins) {
 
 int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
         g_autoptr(GArray) pins = NULL, busy = NULL;
+        g_autoptr(GPtrArray) access = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) caches = g_ptr_array_new_with_free_func(g_free);
         g_auto(GStrv) parts = NULL;
         DaxSimOptions o = {};
         int k;
@@ -144,7 +146,8 @@ int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
         if (strncmp(s, "sim:", 4) != 0)
                 return -EINVAL;
 
-        /* sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...][;busy=PHYS:FILE][;init_on_alloc=1] */
+        /* sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...][;busy=PHYS:FILE][;init_on_alloc=1]
+         * [;access=...][;cache=...] */
         parts = g_strsplit(s + 4, ";", -1);
         pins = g_array_new(false, false, sizeof(DaxSimPin));
         busy = g_array_new(false, false, sizeof(DaxSimBusy));
@@ -165,6 +168,14 @@ int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
                                 return k;
                 } else if (strcmp(parts[i], "init_on_alloc=1") == 0 || strcmp(parts[i], "init_on_alloc=0") == 0) {
                         o.init_on_alloc = parts[i][strlen("init_on_alloc=")] == '1';
+                } else if (g_str_has_prefix(parts[i], "access=") || g_str_has_prefix(parts[i], "cache=")) {
+                        bool is_access = parts[i][0] == 'a';
+                        g_auto(GStrv) items = g_strsplit(strchr(parts[i], '=') + 1, ",", -1);
+
+                        if (!items[0])
+                                return -EINVAL;
+                        for (char **it = items; *it; it++)
+                                g_ptr_array_add(is_access ? access : caches, g_strdup(*it));
                 } else if (g_str_has_prefix(parts[i], "busy=")) {
                         char *file = strchr(parts[i] + strlen("busy="), ':');
                         DaxSimBusy x;
@@ -184,5 +195,9 @@ int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
         o.n_busy = busy->len;
         o.pins = (const DaxSimPin *) pins->data;
         o.n_pins = pins->len;
+        o.access = (const char *const *) access->pdata;
+        o.n_access = access->len;
+        o.caches = (const char *const *) caches->pdata;
+        o.n_caches = caches->len;
         return dax_sim_new_with_options(parts[0], &o, ret);
 }

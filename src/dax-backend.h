@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "node-perf.h"
+
 #define DAX_NAME_MAX 32
 #define DAX_RANGES_MAX 64
 
@@ -135,6 +137,10 @@ typedef struct DaxBackendOps {
          * (init_on_alloc), so memory lent through kmem need not be zeroed
          * first; *ret_why says how that was decided. */
         bool (*host_zeroes_on_alloc)(DaxBackend *b, const char **ret_why);
+
+        /* What the kernel publishes about a NUMA node's memory (HMAT);
+         * missing attributes are NODE_PERF_UNKNOWN. */
+        int (*node_perf)(DaxBackend *b, int node, NodePerf *ret);
         /* The kernel's boot id (malloc()ed), NULL if unknown: the start-up
          * after a reboot treats memory and devices differently. */
         char *(*boot_id)(DaxBackend *b);
@@ -199,6 +205,12 @@ typedef struct DaxSimOptions {
         size_t n_busy;
         /* The model's host kernel zeroes pages on allocation (init_on_alloc). */
         bool init_on_alloc;
+        /* HMAT of the model's nodes: "access=" and "cache=" items in
+         * node_perf_parse_access() and node_perf_parse_cache() spelling. */
+        const char *const *access;
+        size_t n_access;
+        const char *const *caches;
+        size_t n_caches;
 } DaxSimOptions;
 
 /* The model. spec lists regions as "ID:START:SIZE:NODE" separated by ','
@@ -237,7 +249,8 @@ int dax_sim_parse_size(const char *s, uint64_t *ret);
 const char *dax_sim_block_pin_to_string(DaxSimBlockPin pin);
 int dax_sim_block_pin_from_string(const char *s, DaxSimBlockPin *ret);
 
-/* "sysfs" or "sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...][;busy=PHYS:FILE][;init_on_alloc=1]".
+/* "sysfs" or "sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...][;busy=PHYS:FILE][;init_on_alloc=1]
+ * [;access=NODE:CLASS:RBW:WBW:RLAT:WLAT,...][;cache=NODE:LEVEL:SIZE:LINE:INDEXING:POLICY,...]".
  * autoonline is what the model's auto_online_blocks does when kmem adds
  * blocks: "offline" (default), "online" (ZONE_NORMAL) or "online_movable".
  * pin marks memory blocks that will not offline, MODE "busy" or "hang"

@@ -100,6 +100,7 @@ typedef struct SimBackend {
         GPtrArray *regions; /* SimRegion, sorted by id */
         GArray *busy;       /* DaxSimBusy, while_file owned */
         bool init_on_alloc;
+        GHashTable *perf;   /* node (GINT_TO_POINTER) -> NodePerf */
         /* The model's boot: new when it boots without a state file, kept
          * in the state file across daemon restarts. */
         char *boot_id;
@@ -1038,9 +1039,34 @@ static void sim_free(DaxBackend *b) {
                         g_free((char *) g_array_index(s->busy, DaxSimBusy, i).while_file);
                 g_array_unref(s->busy);
         }
+        if (s->perf)
+                g_hash_table_unref(s->perf);
         g_free(s->state_path);
         g_mutex_clear(&s->lock);
         g_free(s);
+}
+
+static NodePerf *sim_perf_of(SimBackend *s, int node) {
+        NodePerf *p = g_hash_table_lookup(s->perf, GINT_TO_POINTER(node));
+
+        if (!p) {
+                p = g_new(NodePerf, 1);
+                node_perf_init(p);
+                g_hash_table_insert(s->perf, GINT_TO_POINTER(node), p);
+        }
+        return p;
+}
+
+/* The model's HMAT is fixed at boot, like the firmware's table. */
+static int sim_node_perf(DaxBackend *b, int node, NodePerf *ret) {
+        SimBackend *s = (SimBackend *) b;
+        const NodePerf *p = g_hash_table_lookup(s->perf, GINT_TO_POINTER(node));
+
+        if (p)
+                *ret = *p;
+        else
+                node_perf_init(ret);
+        return 0;
 }
 
 static int sim_list_regions(DaxBackend *b, DaxRegionInfo **ret, size_t *ret_n) {
@@ -1607,6 +1633,7 @@ static const DaxBackendOps sim_ops = {
         .device_in_use = sim_device_in_use,
         .memory_block_size = sim_memory_block_size,
         .host_zeroes_on_alloc = sim_host_zeroes_on_alloc,
+        .node_perf = sim_node_perf,
         .boot_id = sim_boot_id,
         .bind_kmem = sim_bind_kmem,
         .list_memory_blocks = sim_list_memory_blocks,
@@ -1690,6 +1717,29 @@ int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, Dax
         k = sim_parse_spec(spec, s->regions);
         if (k < 0)
                 goto fail;
+
+        s->perf = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+        for (size_t i = 0; i < options->n_access; i++) {
+                NodeAccess a;
+                unsigned class;
+                int node;
+
+                k = node_perf_parse_access(options->access[i], &node, &class, &a);
+                if (k < 0)
+                        goto fail;
+                sim_perf_of(s, node)->access[class] = a;
+        }
+        for (size_t i = 0; i < options->n_caches; i++) {
+                NodeCache c;
+                int node;
+
+                k = node_perf_parse_cache(options->caches[i], &node, &c);
+                if (k < 0)
+                        goto fail;
+                k = node_perf_add_cache(sim_perf_of(s, node), &c);
+                if (k < 0)
+                        goto fail;
+        }
 
         /* A fresh boot (no state file yet) starts from empty memory. */
         resume = s->state_path && access(s->state_path, F_OK) == 0;

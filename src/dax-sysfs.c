@@ -1462,6 +1462,12 @@ static void sysfs_free(DaxBackend *b) {
         free(s);
 }
 
+static int sysfs_node_perf(DaxBackend *b, int node, NodePerf *ret) {
+        SysfsBackend *s = (SysfsBackend *) b;
+
+        return node_perf_read_sysfs(s->sysfs, node, ret);
+}
+
 static const DaxBackendOps sysfs_ops = {
         .name = "sysfs",
         .free = sysfs_free,
@@ -1483,6 +1489,7 @@ static const DaxBackendOps sysfs_ops = {
         .bind_kmem = sysfs_bind_kmem,
         .list_memory_blocks = sysfs_list_memory_blocks,
         .set_memory_block = sysfs_set_memory_block,
+        .node_perf = sysfs_node_perf,
 };
 
 /* block_size_bytes is hex without a "0x" prefix. */

@@ -64,6 +64,12 @@ static uint64_t arg_align = 0;
 static bool arg_contiguous = true;
 static const char *arg_label = NULL;
 static bool arg_transient = false;
+/* Class of memory: 0 = not asked. */
+static uint64_t arg_min_read_bandwidth, arg_min_write_bandwidth, arg_max_read_latency, arg_max_write_latency;
+static const char *arg_tier = NULL;
+static bool arg_cache_isolation = false;
+static uint32_t arg_colors[64];
+static size_t arg_n_colors;
 static int64_t arg_device_uid = -1;
 static int64_t arg_device_gid = -1;
 /* Verb arguments, validated by the verb's parser. */
@@ -463,7 +469,18 @@ typedef struct PoolRow {
         uint64_t dirty;
         uint64_t foreign;
         uint64_t largest_free_extent;
+        /* Pool properties, read only when one of their columns is shown;
+         * -1: unknown (the kernel publishes no HMAT for the node). */
+        bool have_perf;
+        int64_t read_bandwidth, write_bandwidth, read_latency, write_latency;
+        int64_t cache_size;
+        char cache_indexing[16];
+        uint32_t colors;
+        char tier[65];
 } PoolRow;
+
+static int pool_row_get_perf(sd_bus *bus, PoolRow *p);
+static bool perf_columns_selected(void);
 
 /* Calls ListPools; the rows' strings point into *ret_reply. */
 static int read_pools(sd_bus *bus, sd_bus_message **ret_reply, GArray **ret_rows) {
@@ -488,6 +505,11 @@ static int read_pools(sd_bus *bus, sd_bus_message **ret_reply, GArray **ret_rows
                 g_array_append_val(rows, p);
         if (r < 0)
                 return log_parse_error(r);
+        for (guint i = 0; perf_columns_selected() && i < rows->len; i++) {
+                r = pool_row_get_perf(bus, &g_array_index(rows, PoolRow, i));
+                if (r < 0)
+                        return r;
+        }
 
         *ret_reply = g_steal_pointer(&reply);
         *ret_rows = g_steal_pointer(&rows);
@@ -509,6 +531,13 @@ enum {
         POOL_DIRTY,
         POOL_FOREIGN,
         POOL_LARGEST_FREE,
+        POOL_TIER,
+        POOL_READ_BW,
+        POOL_WRITE_BW,
+        POOL_READ_LAT,
+        POOL_WRITE_LAT,
+        POOL_CACHE,
+        POOL_COLORS,
 };
 
 #define SIZE_COLUMN SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER
@@ -527,6 +556,15 @@ static const Column pool_columns[] = {
         [POOL_DIRTY] = { "DIRTY", SIZE_COLUMN, "memory still to be zeroed" },
         [POOL_FOREIGN] = { "FOREIGN", SIZE_COLUMN, "memory of devices daxbroker did not create" },
         [POOL_LARGEST_FREE] = { "LARGEST-FREE", SIZE_COLUMN, "largest free extent" },
+        [POOL_TIER] = { "TIER", 0, SCOLS_JSON_STRING, "Tier= of the pool" },
+        [POOL_READ_BW] = { "READ-BW", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER,
+                           "read bandwidth, MB/s (HMAT access1, else access0; JSON: -1 if unknown)" },
+        [POOL_WRITE_BW] = { "WRITE-BW", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "write bandwidth, MB/s (likewise)" },
+        [POOL_READ_LAT] = { "READ-LAT", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "read latency, ns (likewise)" },
+        [POOL_WRITE_LAT] = { "WRITE-LAT", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "write latency, ns (likewise)" },
+        [POOL_CACHE] = { "CACHE", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER,
+                         "memory-side cache in front of the node, first level (JSON: bytes, -1 if none)" },
+        [POOL_COLORS] = { "COLORS", SCOLS_FL_RIGHT, SCOLS_JSON_NUMBER, "cache colours in effect (JSON: 0 for none)" },
 };
 
 static const int status_defaults[] = {
@@ -587,9 +625,99 @@ static char *pool_cell(const void *row, int column) {
                 return size_cell(p->foreign);
         case POOL_LARGEST_FREE:
                 return size_cell(p->largest_free_extent);
+        case POOL_TIER:
+                return g_strdup(p->tier[0] || arg_json ? p->tier : "-");
+        case POOL_READ_BW:
+        case POOL_WRITE_BW:
+        case POOL_READ_LAT:
+        case POOL_WRITE_LAT: {
+                int64_t v = column == POOL_READ_BW    ? p->read_bandwidth
+                            : column == POOL_WRITE_BW ? p->write_bandwidth
+                            : column == POOL_READ_LAT ? p->read_latency
+                                                      : p->write_latency;
+                if (v < 0)
+                        return g_strdup(arg_json ? "-1" : "-");
+                if (machine_values())
+                        return g_strdup_printf("%" PRIi64, v);
+                return g_strdup_printf("%" PRIi64 " %s", v,
+                                       column == POOL_READ_BW || column == POOL_WRITE_BW ? "MB/s" : "ns");
+        }
+        case POOL_CACHE:
+                if (p->cache_size < 0)
+                        return g_strdup(arg_json ? "-1" : "-");
+                if (machine_values())
+                        return g_strdup_printf("%" PRIi64, p->cache_size);
+                {
+                        g_autofree char *sz = size_cell((uint64_t) p->cache_size);
+                        return g_strdup_printf("%s %s", sz, p->cache_indexing);
+                }
+        case POOL_COLORS:
+                return p->colors == 0 && !arg_json ? g_strdup("-") : g_strdup_printf("%" PRIu32, p->colors);
         default:
                 g_assert_not_reached();
         }
+}
+
+/* The pool properties behind the performance columns; ListPools keeps
+ * its signature, so they are read per pool, and only when shown. */
+static int pool_row_get_perf(sd_bus *bus, PoolRow *p) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        uint32_t class, level, best = UINT32_MAX;
+        int64_t rb, wb, rl, wl, size, line;
+        const char *indexing, *policy;
+        char *tier = NULL;
+        int r;
+
+        p->read_bandwidth = p->write_bandwidth = p->read_latency = p->write_latency = p->cache_size = -1;
+        r = sd_bus_get_property(bus, BUS_NAME, p->path, POOL_IFACE, "Access", &error, &reply, "a(uxxxx)");
+        if (r < 0)
+                return log_error_errno(r, "Cannot read Access of %s: %s", p->name, error.message ?: strerror(-r));
+        r = sd_bus_message_enter_container(reply, 'a', "(uxxxx)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(uxxxx)", &class, &rb, &wb, &rl, &wl)) > 0)
+                /* What placement compares: the CPU initiators when published. */
+                if (best == UINT32_MAX || class == 1) {
+                        best = class;
+                        p->read_bandwidth = rb;
+                        p->write_bandwidth = wb;
+                        p->read_latency = rl;
+                        p->write_latency = wl;
+                }
+        if (r < 0)
+                return log_parse_error(r);
+        reply = sd_bus_message_unref(reply);
+
+        r = sd_bus_get_property(bus, BUS_NAME, p->path, POOL_IFACE, "MemorySideCaches", &error, &reply, "a(uxxss)");
+        if (r < 0)
+                return log_error_errno(r, "Cannot read MemorySideCaches of %s: %s", p->name,
+                                       error.message ?: strerror(-r));
+        r = sd_bus_message_enter_container(reply, 'a', "(uxxss)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(uxxss)", &level, &size, &line, &indexing, &policy)) > 0)
+                if (p->cache_size < 0 && size >= 0) {
+                        p->cache_size = size;
+                        g_strlcpy(p->cache_indexing, indexing, sizeof(p->cache_indexing));
+                }
+        if (r < 0)
+                return log_parse_error(r);
+        reply = sd_bus_message_unref(reply);
+
+        r = sd_bus_get_property_trivial(bus, BUS_NAME, p->path, POOL_IFACE, "Colors", &error, 'u', &p->colors);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read Colors of %s: %s", p->name, error.message ?: strerror(-r));
+        r = sd_bus_get_property_string(bus, BUS_NAME, p->path, POOL_IFACE, "Tier", &error, &tier);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read Tier of %s: %s", p->name, error.message ?: strerror(-r));
+        g_strlcpy(p->tier, tier, sizeof(p->tier));
+        free(tier);
+        p->have_perf = true;
+        return 0;
+}
+
+static bool perf_columns_selected(void) {
+        for (int c = POOL_TIER; c <= POOL_COLORS; c++)
+                if (column_selected(c))
+                        return true;
+        return false;
 }
 
 /* The pools as the selected columns: printed, or as JSON rows in *ret_json
@@ -1217,6 +1345,41 @@ static int append_options(sd_bus_message *m) {
                 if (r < 0)
                         return r;
         }
+        {
+                const struct {
+                        const char *key;
+                        uint64_t v;
+                } bounds[] = {
+                        { "min-read-bandwidth", arg_min_read_bandwidth },
+                        { "min-write-bandwidth", arg_min_write_bandwidth },
+                        { "max-read-latency", arg_max_read_latency },
+                        { "max-write-latency", arg_max_write_latency },
+                };
+                for (size_t i = 0; i < G_N_ELEMENTS(bounds); i++)
+                        if (bounds[i].v) {
+                                r = sd_bus_message_append(m, "{sv}", bounds[i].key, "t", bounds[i].v);
+                                if (r < 0)
+                                        return r;
+                        }
+        }
+        if (arg_tier) {
+                r = sd_bus_message_append(m, "{sv}", "tier", "s", arg_tier);
+                if (r < 0)
+                        return r;
+        }
+        if (arg_cache_isolation) {
+                r = sd_bus_message_append(m, "{sv}", "cache-isolation", "b", 1);
+                if (r < 0)
+                        return r;
+        }
+        if (arg_n_colors) {
+                if ((r = sd_bus_message_open_container(m, 'e', "sv")) < 0 ||
+                    (r = sd_bus_message_append(m, "s", "colors")) < 0 ||
+                    (r = sd_bus_message_open_container(m, 'v', "au")) < 0 ||
+                    (r = sd_bus_message_append_array(m, 'u', arg_colors, arg_n_colors * sizeof(uint32_t))) < 0 ||
+                    (r = sd_bus_message_close_container(m)) < 0 || (r = sd_bus_message_close_container(m)) < 0)
+                        return r;
+        }
         if (arg_device_uid >= 0) {
                 r = sd_bus_message_append(m, "{sv}", "device-uid", "u", (uint32_t) arg_device_uid);
                 if (r < 0)
@@ -1743,6 +1906,13 @@ static void help(void) {
                "     --transient           Release when daxbrokerctl exits\n"
                "     --device-uid USER     Owner of the device node (name or number)\n"
                "     --device-gid GROUP    Group of the device node (name or number)\n"
+               "     --min-read-bandwidth MBPS   Carve from a pool with at least this read\n"
+               "     --min-write-bandwidth MBPS  (write) bandwidth, MB/s (HMAT)\n"
+               "     --max-read-latency NS       Carve from a pool with at most this read\n"
+               "     --max-write-latency NS      (write) latency, ns (HMAT)\n"
+               "     --tier NAME           Carve from a pool with this Tier=\n"
+               "     --cache-isolation     Only in cache colours the owner holds alone\n"
+               "     --colors LIST         Only in these cache colours (e.g. 0,3)\n"
                "\n"
                "Options for exec (and the options for allocate):\n"
                "     --size SIZE           Size of the allocation (K, M, G, T suffixes)\n"
@@ -1765,6 +1935,13 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 ARG_USER,
                 ARG_POOL,
                 ARG_NUMA_NODE,
+                ARG_MIN_READ_BANDWIDTH,
+                ARG_MIN_WRITE_BANDWIDTH,
+                ARG_MAX_READ_LATENCY,
+                ARG_MAX_WRITE_LATENCY,
+                ARG_TIER,
+                ARG_CACHE_ISOLATION,
+                ARG_COLORS,
                 ARG_ALIGN,
                 ARG_NO_CONTIGUOUS,
                 ARG_LABEL,
@@ -1789,6 +1966,13 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                 { "user",          no_argument,       NULL, ARG_USER          },
                 { "pool",          required_argument, NULL, ARG_POOL          },
                 { "numa-node",     required_argument, NULL, ARG_NUMA_NODE     },
+                { "min-read-bandwidth", required_argument, NULL, ARG_MIN_READ_BANDWIDTH },
+                { "min-write-bandwidth", required_argument, NULL, ARG_MIN_WRITE_BANDWIDTH },
+                { "max-read-latency", required_argument, NULL, ARG_MAX_READ_LATENCY },
+                { "max-write-latency", required_argument, NULL, ARG_MAX_WRITE_LATENCY },
+                { "tier",          required_argument, NULL, ARG_TIER          },
+                { "cache-isolation", no_argument,     NULL, ARG_CACHE_ISOLATION },
+                { "colors",        required_argument, NULL, ARG_COLORS        },
                 { "align",         required_argument, NULL, ARG_ALIGN         },
                 { "no-contiguous", no_argument,       NULL, ARG_NO_CONTIGUOUS },
                 { "label",         required_argument, NULL, ARG_LABEL         },
@@ -1858,6 +2042,52 @@ static int parse_argv(int argc, char *argv[], const Verb **ret_verb) {
                                 return log_usage("Invalid NUMA node '%s': expected a number >= 0", optarg);
                         arg_numa_node = (int) n;
                         allocate_option = "--numa-node";
+                        break;
+                }
+                case ARG_MIN_READ_BANDWIDTH:
+                case ARG_MIN_WRITE_BANDWIDTH:
+                case ARG_MAX_READ_LATENCY:
+                case ARG_MAX_WRITE_LATENCY: {
+                        static const char *const names[] = { "--min-read-bandwidth", "--min-write-bandwidth",
+                                                             "--max-read-latency", "--max-write-latency" };
+                        uint64_t *dest[] = { &arg_min_read_bandwidth, &arg_min_write_bandwidth,
+                                             &arg_max_read_latency, &arg_max_write_latency };
+                        unsigned i = (unsigned) (c - ARG_MIN_READ_BANDWIDTH);
+                        guint64 v;
+
+                        if (!g_ascii_string_to_unsigned(optarg, 10, 1, UINT32_MAX, &v, NULL))
+                                return log_usage("Invalid %s '%s': expected a number from 1 to %" PRIu32 " (%s)", names[i],
+                                                 optarg, UINT32_MAX, i < 2 ? "MB/s" : "ns");
+                        *dest[i] = v;
+                        allocate_option = names[i];
+                        break;
+                }
+                case ARG_TIER:
+                        if (tier_invalid_reason(optarg))
+                                return log_usage("Invalid tier '%s': %s", optarg, tier_invalid_reason(optarg));
+                        arg_tier = optarg;
+                        allocate_option = "--tier";
+                        break;
+                case ARG_CACHE_ISOLATION:
+                        arg_cache_isolation = true;
+                        allocate_option = "--cache-isolation";
+                        break;
+                case ARG_COLORS: {
+                        g_auto(GStrv) items = g_strsplit(optarg, ",", -1);
+
+                        arg_n_colors = 0;
+                        for (char **i = items; *i; i++) {
+                                guint64 v;
+
+                                if (!g_ascii_string_to_unsigned(*i, 10, 0, 63, &v, NULL) ||
+                                    arg_n_colors >= G_N_ELEMENTS(arg_colors))
+                                        return log_usage("Invalid --colors '%s': expected colour numbers 0 to 63, "
+                                                         "separated by ','", optarg);
+                                arg_colors[arg_n_colors++] = (uint32_t) v;
+                        }
+                        if (arg_n_colors == 0)
+                                return log_usage("--colors needs at least one colour");
+                        allocate_option = "--colors";
                         break;
                 }
                 case ARG_ALIGN:

@@ -283,7 +283,16 @@ typedef struct PlacementRules {
         uint64_t granule; /* ... and lengths are multiples of this */
         bool feasible;    /* false if align and boundary can never agree */
         bool include_dirty; /* bare DIRTY extents count as free */
+        const CacheColors *colors; /* NULL: no colour constraint */
+        ColorMask color_mask;
 } PlacementRules;
+
+/* Walks the pieces placement may use: maximal usable runs, cut to the
+ * allowed colours when there is a colour constraint. */
+typedef struct PieceIter {
+        size_t i;          /* next extent */
+        uint64_t pos, end; /* what is left of the current run */
+} PieceIter;
 
 static bool is_pow2_or_zero(uint64_t v) {
         return (v & (v - 1)) == 0;
@@ -377,15 +386,57 @@ uint64_t extent_map_total_bare_dirty(const ExtentMap *m) {
         return sum;
 }
 
+static bool color_allowed(const PlacementRules *rules, uint64_t addr) {
+        return rules->color_mask & ((ColorMask) 1 << cache_color_of(rules->colors, addr));
+}
+
+static bool placement_next_piece(const ExtentMap *m, const PlacementRules *rules, PieceIter *it, uint64_t *ret_start,
+                                 uint64_t *ret_end) {
+        for (;;) {
+                uint64_t s, e;
+
+                if (it->pos >= it->end) {
+                        s = e = 0;
+                        if (it->i >= m->n)
+                                return false;
+                        it->i = extent_map_next_run(m, it->i, rules->include_dirty, &s, &e);
+                        if (e <= s)
+                                return false;
+                        it->pos = s;
+                        it->end = e;
+                }
+                if (!rules->colors) {
+                        *ret_start = it->pos;
+                        *ret_end = it->end;
+                        it->pos = it->end;
+                        return true;
+                }
+                if (!color_allowed(rules, it->pos)) {
+                        it->pos = min_u64(cache_color_next_edge(rules->colors, it->pos), it->end);
+                        continue;
+                }
+                e = it->pos;
+                do
+                        e = min_u64(cache_color_next_edge(rules->colors, e), it->end);
+                while (e < it->end && color_allowed(rules, e));
+                *ret_start = it->pos;
+                *ret_end = e;
+                it->pos = e;
+                return true;
+        }
+}
+
 /* Best fit: the smallest free run that can hold size, lowest address on a tie. */
 static bool placement_best_fit(const ExtentMap *m, const PlacementRules *rules, uint64_t size, DaxRange *ret) {
         uint64_t best_run = UINT64_MAX;
         bool found = false;
 
-        for (size_t i = 0; i < m->n;) {
-                uint64_t s = 0, e = 0, p = 0;
+        PieceIter it = {};
+        uint64_t s = 0, e = 0;
 
-                i = extent_map_next_run(m, i, rules->include_dirty, &s, &e);
+        while (placement_next_piece(m, rules, &it, &s, &e)) {
+                uint64_t p = 0;
+
                 if (e <= s || (found && e - s >= best_run))
                         continue;
                 if (placement_usable(rules, s, e, &p) < size)
@@ -405,11 +456,13 @@ static int placement_split(const ExtentMap *m, const PlacementRules *rules, uint
 
         /* Keep the max largest pieces in ret, largest first; a piece only
          * displaces a strictly smaller one, so lower addresses win ties. */
-        for (size_t i = 0; i < m->n;) {
-                uint64_t s = 0, e = 0, p = 0, len;
+        PieceIter it = {};
+        uint64_t s = 0, e = 0;
+
+        while (placement_next_piece(m, rules, &it, &s, &e)) {
+                uint64_t p = 0, len;
                 size_t j;
 
-                i = extent_map_next_run(m, i, rules->include_dirty, &s, &e);
                 if (e <= s)
                         continue;
                 len = placement_usable(rules, s, e, &p);
@@ -458,6 +511,10 @@ int extent_map_place(const ExtentMap *m, const PlacementRequest *req, DaxRange *
         if (req->size % rules.granule != 0)
                 return -EINVAL;
         rules.include_dirty = req->include_dirty;
+        if (cache_colors_enabled(req->colors)) {
+                rules.colors = req->colors;
+                rules.color_mask = req->color_mask;
+        }
 
         if (placement_best_fit(m, &rules, req->size, ret))
                 return 1;

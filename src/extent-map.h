@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cache-color.h"
 #include "dax-backend.h"
 
 typedef enum ExtentKind {
@@ -83,6 +84,10 @@ typedef struct PlacementRequest {
         bool contiguous;
         unsigned max_ranges; /* when !contiguous */
         bool include_dirty;  /* may use DIRTY extents no device holds (tag NULL) */
+        /* When the pool has colours: ranges lie only in colours of
+         * color_mask (split at colour edges, which are granule-aligned). */
+        const CacheColors *colors;
+        ColorMask color_mask;
 } PlacementRequest;
 
 /* Chooses ranges from FREE space (and bare DIRTY space if asked). Does not

@@ -462,9 +462,14 @@ static bool usable(const Extent *x, bool dirt_ok) {
 /* Where a chunk goes in map m: block aligned (and on the pool's boundary),
  * as high as possible, so that VMs keep the low, long free runs; never so
  * that the largest free run drops below Reserve=. Runs of usable extents
- * count as one. */
-static bool return_window(Pool *p, const ExtentMap *m, uint64_t chunk, bool keep_reserve, bool dirt_ok,
-                          DaxRange *ret) {
+ * count as one. In a pool with cache colours a chunk lies only in colours
+ * allowed (host RAM shares the cache like any tenant). */
+static bool return_window_in(Pool *p, const ExtentMap *m, uint64_t chunk, bool keep_reserve, bool dirt_ok,
+                             ColorMask allowed, DaxRange *ret) {
+        bool colored = cache_colors_enabled(&p->colors);
+
+        if (p->block_size == 0)
+                return false;
         for (size_t e = extent_map_count(m); e-- > 0;) {
                 const Extent *x = extent_map_get(m, e);
                 uint64_t s, lo, hi;
@@ -480,26 +485,45 @@ static bool return_window(Pool *p, const ExtentMap *m, uint64_t chunk, bool keep
                 if (hi - lo < chunk)
                         continue;
                 /* Blocks are physical; the boundary counts from the pool
-                 * start. Step down until both hold. */
-                s = round_down_u64(hi - chunk, p->block_size);
-                while (s >= lo && p->boundary && (s - p->start) % p->boundary != 0)
-                        s = round_down_u64(p->start + round_down_u64(s - p->start, p->boundary), p->block_size);
-                if (s < lo || s + chunk > hi)
-                        continue;
-                if (keep_reserve) {
-                        ExtentMap *c = extent_map_copy(m);
-                        bool ok;
-
-                        extent_map_set(c, s, chunk, EXTENT_HOST, NULL);
-                        ok = extent_map_largest_free(c, 2 * MiB, p->boundary) >= p->reserve;
-                        extent_map_free(c);
-                        if (!ok)
+                 * start. Step down until both (and the colours) hold. */
+                for (s = round_down_u64(hi - chunk, p->block_size); s >= lo && s + chunk <= hi && s >= p->block_size;
+                     s -= p->block_size) {
+                        if (p->boundary && (s - p->start) % p->boundary != 0) {
+                                s = round_down_u64(p->start + round_down_u64(s - p->start, p->boundary), p->block_size) +
+                                    p->block_size;
                                 continue;
+                        }
+                        if (colored && (cache_colors_of_range(&p->colors, s, chunk) & ~allowed))
+                                continue;
+                        if (keep_reserve) {
+                                ExtentMap *c = extent_map_copy(m);
+                                bool ok;
+
+                                extent_map_set(c, s, chunk, EXTENT_HOST, NULL);
+                                ok = extent_map_largest_free(c, 2 * MiB, p->boundary) >= p->reserve;
+                                extent_map_free(c);
+                                if (!ok)
+                                        break;
+                        }
+                        *ret = (DaxRange) { s, chunk };
+                        return true;
                 }
-                *ret = (DaxRange) { s, chunk };
-                return true;
         }
         return false;
+}
+
+/* With cache colours, whole colours no allocation touches go to the host
+ * first; colours a cache-isolated owner holds never do. */
+static bool return_window(Pool *p, const ExtentMap *m, uint64_t chunk, bool keep_reserve, bool dirt_ok,
+                          DaxRange *ret) {
+        HostCtx *h = p->host;
+        ColorMask all;
+
+        if (!cache_colors_enabled(&p->colors) || !h->colors_in_use)
+                return return_window_in(p, m, chunk, keep_reserve, dirt_ok, 0, ret);
+        all = cache_colors_all(&p->colors);
+        return return_window_in(p, m, chunk, keep_reserve, dirt_ok, all & ~h->colors_in_use(h->userdata, p, false), ret) ||
+               return_window_in(p, m, chunk, keep_reserve, dirt_ok, all & ~h->colors_in_use(h->userdata, p, true), ret);
 }
 
 /* Some byte of the window is dirt. */

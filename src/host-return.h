@@ -46,6 +46,9 @@ typedef struct HostCtx {
         bool (*allocations_waiting)(void *userdata);
         /* Zero this dirt before other dirt: a ReturnToHost waits for it. */
         void (*zero_first)(void *userdata, Pool *p, const DaxRange *r);
+        /* A pool with cache colours: the colours allocations touch (all
+         * of them, or only those cache-isolated owners hold); may be NULL. */
+        uint64_t (*colors_in_use)(void *userdata, Pool *p, bool isolated_only);
         /* The host kernel zeroes every page it hands out (HostZeroesOnAlloc=,
          * init_on_alloc): dirt may be lent as it is. */
         bool lend_dirty;

@@ -245,6 +245,72 @@ static void render_histogram(GString *out, const char *name, const char *help, c
                                h->sum_usec % 1000000);
 }
 
+/* HMAT in the kernel's units; an attribute the kernel does not publish
+ * has no sample (absent, not 0). */
+static void render_perf(GPtrArray *pools, GString *out) {
+        static const struct {
+                const char *name, *unit, *help;
+                size_t offset;
+        } attrs[] = {
+                { "daxbroker_pool_read_bandwidth_megabytes_per_second", "megabytes_per_second",
+                  "Read bandwidth of the pool's NUMA node (HMAT, MB/s).", offsetof(NodeAccess, read_bandwidth) },
+                { "daxbroker_pool_write_bandwidth_megabytes_per_second", "megabytes_per_second",
+                  "Write bandwidth of the pool's NUMA node (HMAT, MB/s).", offsetof(NodeAccess, write_bandwidth) },
+                { "daxbroker_pool_read_latency_nanoseconds", "nanoseconds",
+                  "Read latency of the pool's NUMA node (HMAT, ns).", offsetof(NodeAccess, read_latency) },
+                { "daxbroker_pool_write_latency_nanoseconds", "nanoseconds",
+                  "Write latency of the pool's NUMA node (HMAT, ns).", offsetof(NodeAccess, write_latency) },
+        };
+
+        for (size_t i = 0; i < G_N_ELEMENTS(attrs); i++) {
+                g_string_append_printf(out, "# TYPE %s gauge\n# UNIT %s %s\n# HELP %s %s\n", attrs[i].name,
+                                       attrs[i].name, attrs[i].unit, attrs[i].name, attrs[i].help);
+                for (guint k = 0; k < pools->len; k++) {
+                        const Pool *p = g_ptr_array_index(pools, k);
+
+                        for (unsigned c = 0; c < NODE_PERF_ACCESS_CLASSES; c++) {
+                                const NodeAccess *a = &p->perf.access[c];
+                                uint64_t v = *(const uint64_t *) ((const char *) a + attrs[i].offset);
+
+                                if (!a->present || v == NODE_PERF_UNKNOWN)
+                                        continue;
+                                g_string_append(out, attrs[i].name);
+                                append_pool_labels(out, p);
+                                g_string_truncate(out, out->len - 1);
+                                g_string_append_printf(out, ",access=\"%u\"} %" PRIu64 "\n", c, v);
+                        }
+                }
+        }
+        g_string_append(out, "# TYPE daxbroker_pool_memory_side_cache_bytes gauge\n"
+                             "# UNIT daxbroker_pool_memory_side_cache_bytes bytes\n"
+                             "# HELP daxbroker_pool_memory_side_cache_bytes Memory-side cache in front of the pool's NUMA node (HMAT).\n");
+        for (guint k = 0; k < pools->len; k++) {
+                const Pool *p = g_ptr_array_index(pools, k);
+
+                for (unsigned c = 0; c < p->perf.n_caches; c++) {
+                        const NodeCache *nc = &p->perf.caches[c];
+
+                        if (nc->size == NODE_PERF_UNKNOWN)
+                                continue;
+                        g_string_append(out, "daxbroker_pool_memory_side_cache_bytes");
+                        append_pool_labels(out, p);
+                        g_string_truncate(out, out->len - 1);
+                        g_string_append_printf(out, ",level=\"%u\",indexing=\"%s\",write_policy=\"%s\"} %" PRIu64 "\n",
+                                               nc->level, node_cache_indexing_to_string(nc->indexing),
+                                               node_cache_write_policy_to_string(nc->write_policy), nc->size);
+                }
+        }
+        g_string_append(out, "# TYPE daxbroker_pool_cache_colors gauge\n"
+                             "# HELP daxbroker_pool_cache_colors Cache colours in effect (Colors=), 0 if none.\n");
+        for (guint k = 0; k < pools->len; k++) {
+                const Pool *p = g_ptr_array_index(pools, k);
+
+                g_string_append(out, "daxbroker_pool_cache_colors");
+                append_pool_labels(out, p);
+                g_string_append_printf(out, " %u\n", p->colors.n);
+        }
+}
+
 void metrics_render(Broker *b, GString *out) {
         GPtrArray *pools = broker_pools(b);
 
@@ -263,6 +329,7 @@ void metrics_render(Broker *b, GString *out) {
                         g_string_append_printf(out, " %" PRIu64 "\n", g->get(p, &u));
                 }
         }
+        render_perf(pools, out);
         render_counters(pools, out);
         render_failures(out);
         render_histogram(out, "daxbroker_allocate_duration_seconds",

@@ -25,6 +25,12 @@
  *       "client": ":1.42",          optional: bus client of a transient allocation
  *       "device_uid": 64055,        optional: owner given to the device node
  *       "device_gid": 64055,        optional: group given to the device node
+ *       "colors": [0, 3],           optional: the pool's cache colours it was
+ *                                   placed in (1..64 distinct integers 0..63,
+ *                                   increasing); records of earlier releases
+ *                                   have none
+ *       "cache_isolation": true,    optional, only with "colors": its owner
+ *                                   holds those colours alone
  *       "ranges": [ { "start": 4294967296, "size": 1073741824 } ]
  *     }
  *   ],
@@ -81,7 +87,7 @@ static const char *const state_names[] = {
 static const char *const allocation_members[] = {
         "id", "owner", "owner_uid", "label", "pool", "region", "align",
         "device", "created_usec", "transient", "state", "ranges", "client",
-        "device_uid", "device_gid",
+        "device_uid", "device_gid", "colors", "cache_isolation",
 };
 
 AllocationRecord *allocation_record_new(void) {
@@ -351,6 +357,48 @@ static int member_uint(JsonObject *o, const char *name, uint64_t max, uint64_t *
         return 0;
 }
 
+static int parse_colors(JsonObject *o, AllocationRecord *rec, size_t index, GError **error) {
+        JsonNode *node = json_object_get_member(o, "colors");
+        JsonArray *a;
+        gint64 last = -1;
+
+        if (!node) {
+                if (json_object_has_member(o, "cache_isolation"))
+                        return store_fail(error, index, rec->id, "cache_isolation", "is only valid with \"colors\"");
+                return 0;
+        }
+        if (!JSON_NODE_HOLDS_ARRAY(node))
+                return store_fail(error, index, rec->id, "colors", "must be an array of colour numbers");
+        a = json_node_get_array(node);
+        if (json_array_get_length(a) == 0 || json_array_get_length(a) > 64)
+                return store_fail(error, index, rec->id, "colors", "must list 1 to 64 colours");
+        for (unsigned i = 0; i < json_array_get_length(a); i++) {
+                JsonNode *e = json_array_get_element(a, i);
+                gint64 v;
+
+                if (!JSON_NODE_HOLDS_VALUE(e) || json_node_get_value_type(e) != G_TYPE_INT64)
+                        return store_fail(error, index, rec->id, "colors", "element %u is not an integer", i);
+                v = json_node_get_int(e);
+                if (v < 0 || v > 63)
+                        return store_fail(error, index, rec->id, "colors", "colour %" G_GINT64_FORMAT " is not 0 to 63",
+                                          v);
+                if (v <= last)
+                        return store_fail(error, index, rec->id, "colors",
+                                          "colours must be distinct and increasing (%" G_GINT64_FORMAT " after %" G_GINT64_FORMAT ")",
+                                          v, last);
+                last = v;
+                rec->colors |= (uint64_t) 1 << v;
+        }
+
+        node = json_object_get_member(o, "cache_isolation");
+        if (node) {
+                if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_BOOLEAN)
+                        return store_fail(error, index, rec->id, "cache_isolation", "must be true or false");
+                rec->cache_isolation = json_node_get_boolean(node);
+        }
+        return 0;
+}
+
 static int member_string(JsonObject *o, const char *name, bool nullable, char **ret,
                          size_t index, const char *id, GError **error) {
         JsonNode *node = member_get(o, name, index, id, name, error);
@@ -512,6 +560,10 @@ int store_parse_allocation(JsonNode *node, size_t index, AllocationRecord **ret,
                         return store_fail(error, index, rec->id, "client", "must be a unique bus name (value '%s')",
                                           rec->client);
         }
+
+        r = parse_colors(o, rec, index, error);
+        if (r < 0)
+                return r;
 
         r = parse_ranges(o, rec, index, error);
         if (r < 0)
@@ -1084,6 +1136,18 @@ static char *record_to_text(const AllocationRecord *r) {
                 json_builder_set_member_name(b, "device_gid");
                 json_builder_add_int_value(b, r->device_gid);
         }
+        if (r->colors) {
+                json_builder_set_member_name(b, "colors");
+                json_builder_begin_array(b);
+                for (unsigned k = 0; k < 64; k++)
+                        if (r->colors & ((uint64_t) 1 << k))
+                                json_builder_add_int_value(b, k);
+                json_builder_end_array(b);
+                if (r->cache_isolation) {
+                        json_builder_set_member_name(b, "cache_isolation");
+                        json_builder_add_boolean_value(b, true);
+                }
+        }
         json_builder_set_member_name(b, "ranges");
         json_builder_begin_array(b);
         for (unsigned k = 0; k < r->n_ranges && k < DAX_RANGES_MAX; k++) {
@@ -1126,7 +1190,8 @@ static bool record_same(const AllocationRecord *a, const AllocationRecord *b) {
                a->region_id == b->region_id && a->align == b->align && g_strcmp0(a->device, b->device) == 0 &&
                a->created_usec == b->created_usec && a->transient == b->transient &&
                g_strcmp0(a->client, b->client) == 0 && a->device_uid == b->device_uid &&
-               a->device_gid == b->device_gid && a->state == b->state && a->n_ranges == b->n_ranges &&
+               a->device_gid == b->device_gid && a->state == b->state && a->colors == b->colors &&
+               a->cache_isolation == b->cache_isolation && a->n_ranges == b->n_ranges &&
                memcmp(a->ranges, b->ranges, MIN(a->n_ranges, (unsigned) DAX_RANGES_MAX) * sizeof(DaxRange)) == 0;
 }
 

@@ -43,6 +43,11 @@ typedef struct AllocationRecord {
         uid_t device_uid;
         gid_t device_gid;
         AllocationState state;
+        /* Cache colours of the pool the allocation was placed in (bit k:
+         * colour k), 0 if it was placed without colour options; with
+         * cache_isolation its owner holds them alone. */
+        uint64_t colors;
+        bool cache_isolation;
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];
         /* store's private cache of the serialized record, and a copy of

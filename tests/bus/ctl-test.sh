@@ -47,7 +47,8 @@ expect "-o +LIST adds to the defaults of status" \
 out=$(c --json pools) && echo "$out" | python3 -c '
 import json,sys
 d=json.load(sys.stdin)
-want=["name","path","region","node","start","size","align","boundary","free","allocated","host","dirty","foreign","largest-free"]
+want=["name","path","region","node","start","size","align","boundary","free","allocated","host","dirty","foreign","largest-free",
+      "tier","read-bw","write-bw","read-lat","write-lat","cache","colors"]
 assert [list(p) for p in d["pools"]] == [want, want], d' && ok "pools --json without -o has every column" || nok "pools --json: $out"
 for bad in "name,bogus" "NAME,,SIZE" "" "+"; do
         out=$(c -o "$bad" pools 2>&1); rc=$?
@@ -277,6 +278,24 @@ out=$(c allocate ctl-dev 64M --device-uid no-such-user-here 2>&1); rc=$?
 [ $rc = 2 ] && ok "--device-uid of an unknown user is a usage error" || nok "--device-uid unknown: rc=$rc $out"
 out=$(c list --device-gid 0 2>&1); rc=$?
 [ $rc = 2 ] && ok "--device-gid with list is a usage error" || nok "list --device-gid: rc=$rc $out"
+
+# Class and colour options: checked before any call, then sent as they are
+# (this sim publishes no HMAT and its pools have no colours).
+for bad in "--colors 64" "--colors 1,,2" "--min-read-bandwidth 0" "--max-read-latency ten" "--tier 'a b'"; do
+        out=$(eval c allocate ctl-class 64M "$bad" 2>&1); rc=$?
+        [ $rc = 2 ] && ok "allocate $bad is a usage error" || nok "allocate $bad: rc=$rc $out"
+done
+out=$(c allocate ctl-class 64M --min-read-bandwidth 1000 2>&1); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "NoSuchPool" && echo "$out" | grep -q "read bandwidth of NUMA node 0 is unknown" \
+        && ok "--min-read-bandwidth reaches the broker: no pool's bandwidth is known" || nok "--min-read-bandwidth: rc=$rc $out"
+out=$(c allocate ctl-class 64M --cache-isolation 2>&1); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "has no cache colours" && ok "--cache-isolation reaches the broker" \
+        || nok "--cache-isolation: rc=$rc $out"
+out=$(c allocate ctl-class 64M --colors 0,3 --tier none 2>&1); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "has no Tier=" && ok "--colors and --tier reach the broker" \
+        || nok "--colors --tier: rc=$rc $out"
+out=$(c -o name,tier,read-bw,cache,colors pools 2>&1) && echo "$out" | grep -Eq '^open +- +- +- +-$' \
+        && ok "pools -o TIER,READ-BW,CACHE,COLORS: unknown is -" || nok "pools perf columns: $out"
 
 echo "1..$n"
 [ $fail = 0 ]

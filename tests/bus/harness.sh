@@ -36,6 +36,9 @@
 #               as host RAM (memhp default): all three come back, same ranges
 #   reboot-host-pinned  the same with an unmovable block in region 0: its
 #               allocations stay listed (restoring), their ranges reserved
+#   hmat        pools that know their node's HMAT (the sim models it),
+#               placement by bandwidth, latency and tier, cache-isolated
+#               owners; their colours survive a restart and a reboot
 #   tenants     three uids and a polkit that grants allocate only: owners,
 #               quotas, stable paths, physical addresses, polkit jamming
 #   corrupt-state, stress, busfuzz   see tests/reliability/bus-cases.sh
@@ -111,6 +114,30 @@ CONF
         [ "$what" = crash-points ] && sed -i 's/^HostReturnDelay=1s/HostReturnDelay=1h/' "$tmp/daxbroker.conf"
         ;;
 esac
+if [ "$what" = hmat ]; then
+        # Node 0: fast, both access classes. Node 1: slower, access1 with
+        # an attribute the kernel left out, and a 512 MiB direct-mapped
+        # memory-side cache: 4 colours of 128 MiB over the 2 GiB at 8 GiB.
+        cat > "$tmp/daxbroker.conf" <<CONF
+[Pool bounded]
+Region=0
+Boundary=512M
+Tier=fast
+
+[Pool open]
+Region=1
+Tier=big
+Colors=4
+HostReturn=yes
+HostChunk=128M
+HostReturnDelay=1h
+CONF
+        backend="$backend;access=0:0:20000:18000:100:110,0:1:19000:17000:120:130,1:0:6000:5000:300:350,1:1:5000:4000:400:-"
+        backend="$backend;cache=1:1:512M:64:0:0"
+        hmat_expect='{"0": {"access": [[0,20000,18000,100,110],[1,19000,17000,120,130]], "caches": []},
+                      "1": {"access": [[0,6000,5000,300,350],[1,5000,4000,400,-1]], "caches": [[1,536870912,64,"direct-mapped","write-back"]]}}'
+        export DAXBROKER_METRICS_FILE=$tmp/metrics/daxbroker.prom; mkdir -p "$tmp/metrics"
+fi
 if [ "$what" = tenants ]; then
         # Other uids connect to the bus and read the stable paths.
         chmod 0755 "$tmp"
@@ -246,6 +273,26 @@ events)
         start_daemon || exit 1
         TAP_DONE=${done_n:-0} /usr/bin/python3 "$src/tests/bus/check-events.py" restored "$addr" \
                 "$DAXBROKER_TEST_JOURNAL_FILE" "${keep:-none}" || rc=1
+        ;;
+hmat)
+        ht=(/usr/bin/python3 "$src/tests/bus/hmat-test.py")
+        for _ in $(seq 300); do [ -s "$DAXBROKER_METRICS_FILE" ] && break; sleep 0.1; done
+        "${ht[@]}" props "$addr" "$build/src/daxbrokerctl" "$tmp/held" --expect "$hmat_expect" \
+                --metrics "$DAXBROKER_METRICS_FILE" || rc=1
+        "${ht[@]}" place "$addr" "$build/src/daxbrokerctl" "$tmp/held" --expect "$hmat_expect" || rc=1
+        "${ht[@]}" colors "$addr" "$build/src/daxbrokerctl" "$tmp/held" --host-return || rc=1
+        # kill -9 and restart, then a reboot (the sim's kernel state gone).
+        kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+        start_daemon || exit 1
+        "${ht[@]}" check "$addr" "$build/src/daxbrokerctl" "$tmp/held" || rc=1
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        rm -f "$tmp/sim-kernel.json"
+        start_daemon || exit 1
+        for _ in $(seq 300); do
+                "$build/src/daxbrokerctl" --bus-address "$addr" --json list | grep -q '"state": *"\(creating\|restoring\)"' || break
+                sleep 0.1
+        done
+        "${ht[@]}" check "$addr" "$build/src/daxbrokerctl" "$tmp/held" || rc=1
         ;;
 ctl)
         "$src/tests/bus/ctl-test.sh" "$build/src/daxbrokerctl" "$addr" || rc=1

@@ -335,6 +335,24 @@ static void test_pool_rejects(void) {
 }
 
 /* Host return: defaults, accepted spellings, and what is refused. */
+static void test_pool_tier_colors(void) {
+        g_autoptr(Config) d = load_ok("[Pool a]\nRegion=0\n");
+        g_autoptr(Config) c = load_ok("[Pool a]\nRegion=0\nTier=fast_1\nColors=4\n");
+        g_autoptr(Config) reset = load_ok("[Pool a]\nRegion=0\nTier=fast\nColors=4\nTier=\nColors=\n");
+
+        g_assert_null(d->pools[0].tier);
+        g_assert_cmpuint(d->pools[0].colors, ==, 0);
+        g_assert_cmpstr(c->pools[0].tier, ==, "fast_1");
+        g_assert_cmpuint(c->pools[0].colors, ==, 4);
+        g_assert_null(reset->pools[0].tier);
+        g_assert_cmpuint(reset->pools[0].colors, ==, 0);
+
+        LOAD_FAILS("[Pool a]\nRegion=0\nTier=fast tier\n", "Tier", "may contain only");
+        LOAD_FAILS("[Pool a]\nRegion=0\nColors=1\n", "Colors", "from 2 to 64");
+        LOAD_FAILS("[Pool a]\nRegion=0\nColors=65\n", "Colors", "from 2 to 64");
+        LOAD_FAILS("[Pool a]\nRegion=0\nColors=four\n", "Colors", "from 2 to 64");
+}
+
 static void test_pool_host_return(void) {
         g_autoptr(Config) d = load_ok("[Pool a]\nRegion=0\n");
         g_autoptr(Config) c = load_ok("[Pool a]\nRegion=0\nHostReturn=yes\nHostChunk=256M\nReserve=512M\n"
@@ -575,6 +593,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/config/pool-rejects", test_pool_rejects);
         g_test_add_func("/config/pool-duplicates", test_pool_duplicates);
         g_test_add_func("/config/pool-host-return", test_pool_host_return);
+        g_test_add_func("/config/pool-tier-colors", test_pool_tier_colors);
         g_test_add_func("/config/find-pool", test_find_pool);
         g_test_add_func("/config/load-missing", test_load_missing);
         g_test_add_func("/config/load-dropins", test_load_dropins);

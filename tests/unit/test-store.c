@@ -222,6 +222,58 @@ static void load_fails(const char *text, const char *fragment) {
                 g_error("message '%s' lacks '%s' (input: %s)", error->message, fragment, text);
 }
 
+/* The cache colours of an allocation: optional (records of earlier
+ * releases have none), kept through a save, and strictly checked. */
+static void test_colors(void) {
+        g_autofree char *old_a = allocation_json(NULL, NULL);
+        g_autofree char *old = document(old_a);
+        g_autofree char *colored_a = allocation_json("colors", "[0, 3]", "cache_isolation", "true", NULL);
+        g_autofree char *colored = document(colored_a);
+        g_autoptr(GError) error = NULL;
+        GPtrArray *ret = NULL;
+        g_autofree char *again = NULL;
+        static const char *const bad[][3] = {
+                { "colors", "[]", "1 to 64 colours" },
+                { "colors", "[3, 0]", "distinct and increasing" },
+                { "colors", "[1, 1]", "distinct and increasing" },
+                { "colors", "[64]", "is not 0 to 63" },
+                { "colors", "[-1]", "is not 0 to 63" },
+                { "colors", "[\"1\"]", "not an integer" },
+                { "colors", "3", "must be an array" },
+        };
+
+        g_assert_cmpint(store_load_data(old, strlen(old), &ret, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpuint(((AllocationRecord *) ret->pdata[0])->colors, ==, 0);
+        g_assert_false(((AllocationRecord *) ret->pdata[0])->cache_isolation);
+        g_ptr_array_unref(ret);
+
+        g_assert_cmpint(store_load_data(colored, strlen(colored), &ret, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpuint(((AllocationRecord *) ret->pdata[0])->colors, ==, 0x9);
+        g_assert_true(((AllocationRecord *) ret->pdata[0])->cache_isolation);
+        again = store_to_data(records_of(ret), ret->len);
+        g_assert_nonnull(strstr(again, "\"colors\":[0,3]"));
+        g_assert_nonnull(strstr(again, "\"cache_isolation\":true"));
+        g_ptr_array_unref(ret);
+
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                g_autofree char *a = allocation_json(bad[i][0], bad[i][1], NULL);
+                g_autofree char *text = document(a);
+                load_fails(text, bad[i][2]);
+        }
+        {
+                g_autofree char *a = allocation_json("cache_isolation", "true", NULL);
+                g_autofree char *text = document(a);
+                load_fails(text, "only valid with");
+        }
+        {
+                g_autofree char *a = allocation_json("colors", "[1]", "cache_isolation", "1", NULL);
+                g_autofree char *text = document(a);
+                load_fails(text, "must be true or false");
+        }
+}
+
 static uid_t owner_uid_of(const StoreState *st, const char *owner) {
         void *v = NULL;
 
@@ -1064,6 +1116,7 @@ int main(int argc, char **argv) {
         g_assert_nonnull(test_dir);
 
         g_test_add_func("/store/state-names", test_state_names);
+        g_test_add_func("/store/colors", test_colors);
         g_test_add_func("/store/owners-upgrade", test_owners_upgrade);
         g_test_add_func("/store/owners-rejected", test_owners_rejected);
         g_test_add_func("/store/round-trip-data", test_round_trip_data);

@@ -36,6 +36,29 @@ CONF
                 printf '[Broker]\nAllocateTimeout=10min\n' >> /etc/daxbroker/daxbroker.conf ;;
         esac
         ;;
+hmat*)
+        # run-vm.sh --hmat: region 0 is node 1 behind a 512 MiB
+        # direct-mapped memory-side cache, 4 colours of 128 MiB over its
+        # 2 GiB at 4 GiB; region 1 is node 2, whose HMAT the kernel does not
+        # publish (no online memory). Pools are named by their start.
+        cat > /etc/daxbroker/daxbroker.conf <<CONF
+[Pool near]
+Start=0x100000000
+Tier=near
+Colors=4
+
+[Pool far]
+Start=0x180000000
+Tier=far
+CONF
+        for r in /sys/bus/dax/devices/dax*; do
+                echo "# $r: target_node $(cat "$r/target_node" 2>/dev/null)" \
+                        "mapping0 $(cat "$r/mapping0/start" 2>/dev/null)-$(cat "$r/mapping0/end" 2>/dev/null)" \
+                        "region $(readlink -f "$r/../.." 2>/dev/null)"
+        done
+        grep -i -e "soft reserved" -e hmem -e dax /proc/iomem | sed 's/^/# iomem: /'
+        dmesg | grep -i -e hmat -e hmem -e dax -e "memory-side" -e "node 1" | sed 's/^/# dmesg: /'
+        ;;
 crash-points|stress)
         # As host*, scaled to the 512 MiB regions these modes boot with
         # (vm-test.sh), and returns happen when the workload asks, not
@@ -200,6 +223,35 @@ crash-scrub)
         start_daemon || exit 1
         unset DAXBROKER_TEST_CRASH_AT DAXBROKER_TEST_HOLD_WHILE
         "$scn" --sysfs check-dirty "$res/dirty" "$res/hold" || rc=1
+        ;;
+hmat1)
+        # Pool properties against sysfs, placement by class, two
+        # cache-isolated owners checked on mappingN, kill -9 and restart.
+        ht=(python3 "$(dirname "$0")/../bus/hmat-test.py")
+        start_daemon || exit 1
+        for n in 0 1; do
+                for f in /sys/devices/system/node/node$n/access*/initiators/*_* \
+                         /sys/devices/system/node/node$n/memory_side_cache/index*/*; do
+                        [ -f "$f" ] && echo "# $f: $(cat "$f")"
+                done
+        done
+        "${ht[@]}" props system daxbrokerctl "$res/held" --sysfs /sys || rc=1
+        "${ht[@]}" place system daxbrokerctl "$res/held" --sysfs /sys || rc=1
+        "${ht[@]}" colors system daxbrokerctl "$res/held" --sysfs /sys || rc=1
+        kill -9 "$pid"; wait "$pid" 2>/dev/null
+        start_daemon || exit 1
+        "${ht[@]}" check system daxbrokerctl "$res/held" --sysfs /sys || rc=1
+        kill "$pid"; wait "$pid"
+        ;;
+hmat2)
+        # After the reboot: the same colours and ranges, checked on sysfs.
+        ht=(python3 "$(dirname "$0")/../bus/hmat-test.py")
+        start_daemon || exit 1
+        for _ in $(seq 600); do
+                daxbrokerctl --json list | grep -q '"state": *"\(creating\|restoring\)"' || break
+                sleep 0.5
+        done
+        "${ht[@]}" check system daxbrokerctl "$res/held" --sysfs /sys || rc=1
         ;;
 reboot1)
         start_daemon || exit 1

@@ -36,6 +36,16 @@
 #                       sysinit, basic, sockets incl. dbus.socket) and run the
 #                       payload as the service daxrig-payload.service.
 #                                                         DAXRIG_SYSTEMD=1
+#   --hmat              ACPI HMAT (-machine hmat=on) and three NUMA nodes:
+#                       node 0 the CPUs and [0,1G) of RAM; node 1 [1G,2G)
+#                       of RAM and region 0 ([4G,6G)) behind a 512 MiB
+#                       direct-mapped write-back memory-side cache (64-byte
+#                       lines); node 2 region 1 ([6G,8G)) alone. Latency
+#                       and bandwidth from node 0 to each node (20/20 ns,
+#                       20/20 GB/s; 80/100 ns, 5/4 GB/s; 160/200 ns, 2/1
+#                       GB/s, read/write). The kernel publishes node 2's
+#                       HMAT only once it has online memory: never, here.
+#                       Needs the default region size.    DAXRIG_HMAT=1
 #   --no-dax-modules    do not load device_dax, kmem, dax_hmem at boot.
 #                                                         DAXRIG_DAX_MODULES=0
 #   --append ARGS       extra kernel command line.        DAXRIG_APPEND
@@ -79,6 +89,7 @@ STATE=${DAXRIG_STATE_DISK:-}
 DBUS=${DAXRIG_DBUS:-0}
 SYSTEMD=${DAXRIG_SYSTEMD:-0}
 DAXMODS=${DAXRIG_DAX_MODULES:-1}
+HMAT=${DAXRIG_HMAT:-0}
 APPEND=${DAXRIG_APPEND:-}
 CACHE=${DAXRIG_CACHE:-/var/tmp/daxbroker-vm-cache-$(id -u)}
 ACCEL=${DAXRIG_ACCEL:-auto}
@@ -107,6 +118,7 @@ while [ $# -gt 0 ]; do
     --dbus) DBUS=1; shift ;;
     --systemd) SYSTEMD=1; shift ;;
     --no-dax-modules) DAXMODS=0; shift ;;
+    --hmat) HMAT=1; shift ;;
     --append) need_arg "$@"; APPEND="$APPEND $2"; shift 2 ;;
     --cache) need_arg "$@"; CACHE=$2; shift 2 ;;
     --accel) need_arg "$@"; ACCEL=$2; shift 2 ;;
@@ -349,12 +361,40 @@ if [ "$IOMMU" = 1 ]; then
     MACHINE="$MACHINE,kernel-irqchip=split"
     ARGS+=(-device intel-iommu,intremap=on,caching-mode=on -device edu)
 fi
+if [ "$HMAT" = 1 ]; then
+    # The kernel publishes a node's HMAT in sysfs only once the node has
+    # online memory, and makes a dax region of a HMAT memory target only
+    # when the target's SRAT range is soft-reserved whole. QEMU gives a
+    # node one SRAT range, split only at the hole below 4 GiB: so node 1
+    # straddles the hole ([1G,2G) System RAM, [4G,6G) region 0 alone),
+    # and region 1 is node 2 alone (memory-only, no HMAT in sysfs).
+    [ "$region_mib" = 2048 ] || fail "--hmat needs the default 2 GiB regions"
+    MACHINE="q35,max-ram-below-4g=2G,hmat=on"
+    for i in "${!ARGS[@]}"; do [ "${ARGS[$i]}" = -nodefaults ] && rest=("${ARGS[@]:$i}") && break; done
+    ARGS=(-accel "$ACCEL_OPT" "${CPU[@]}" -smp 2 -m 6G  # shellcheck disable=SC2054
+          -object memory-backend-ram,id=m0,size=1G
+          -object memory-backend-ram,id=m1,size=3G
+          -object memory-backend-ram,id=m2,size=2G
+          -numa node,nodeid=0,memdev=m0,cpus=0-1,initiator=0
+          -numa node,nodeid=1,memdev=m1,initiator=0
+          -numa node,nodeid=2,memdev=m2,initiator=0
+          "${rest[@]}")
+    for t in 0 1 2; do
+        case $t in 0) rl=20 wl=20 rb=20G wb=20G ;; 1) rl=80 wl=100 rb=5G wb=4G ;; 2) rl=160 wl=200 rb=2G wb=1G ;; esac
+        # shellcheck disable=SC2054
+        ARGS+=(-numa hmat-lb,initiator=0,target=$t,hierarchy=memory,data-type=read-latency,latency=$rl
+               -numa hmat-lb,initiator=0,target=$t,hierarchy=memory,data-type=write-latency,latency=$wl
+               -numa hmat-lb,initiator=0,target=$t,hierarchy=memory,data-type=read-bandwidth,bandwidth=$rb
+               -numa hmat-lb,initiator=0,target=$t,hierarchy=memory,data-type=write-bandwidth,bandwidth=$wb)
+    done
+    ARGS+=(-numa hmat-cache,node-id=1,size=512M,level=1,associativity=direct,policy=write-back,line=64)
+fi
 ARGS=(-machine "$MACHINE" "${ARGS[@]}")
 [ -n "$RESULTS" ] && ARGS+=(-virtfs "local,path=$RESULTS,mount_tag=results,security_model=none,multidevs=remap")
 [ -n "$STAGE" ] && ARGS+=(-virtfs "local,path=$STAGE,mount_tag=stage,security_model=none,readonly=on,multidevs=remap")
 [ -n "$STATE" ] && ARGS+=(-virtfs "local,path=$STATE,mount_tag=statedisk,security_model=none,multidevs=remap")
 
-msg "kernel $KVER ($KERNEL), accel $ACCEL, memhp $MEMHP, regions ${region_mib} MiB, iommu $IOMMU, timeout ${TIMEOUT}s"
+msg "kernel $KVER ($KERNEL), accel $ACCEL, memhp $MEMHP, regions ${region_mib} MiB, iommu $IOMMU, hmat $HMAT, timeout ${TIMEOUT}s"
 CONSOLE=$RUN/console.log
 start=$(date +%s.%N)
 timeout -k 10 "$TIMEOUT" "$QEMU" "${ARGS[@]}" </dev/null 2>"$RUN/qemu.err" |

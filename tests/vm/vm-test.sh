@@ -2,6 +2,7 @@
 # Host side of a real-kernel test: installs the build into a staging tree,
 # boots the rig and runs payload.sh inside.
 # Usage: vm-test.sh BUILD_ROOT SOURCE_ROOT KERNEL MEMHP MODE...
+#   MODE "hmat" boots twice with run-vm.sh --hmat (hmat1, then hmat2).
 #   MODE "reboot" boots twice with the same state directory; MEMHP
 #   "FIRST,SECOND,..." boots the first time with one policy, then reboots
 #   into each of the others in turn (offline,default: the reboot brings
@@ -26,7 +27,10 @@ flock "$build/meson-private/vm-install.lock" \
 # The crash-point and stress modes restart the daemon many times in one
 # boot: small regions keep the memory each restart zeroes small under TCG.
 extra=()
-case $mode in crash-points|stress) extra=(--region-size 512M --timeout "${DAXRIG_TIMEOUT:-5400}") ;; esac
+case $mode in
+crash-points|stress) extra=(--region-size 512M --timeout "${DAXRIG_TIMEOUT:-5400}") ;;
+hmat) extra=(--hmat) ;;
+esac
 
 boot() { # PAYLOAD-MODE [MEMHP]
         "$src/tests/vm/run-vm.sh" --kernel "$kernel" --memhp "${2:-$memhp}" --dbus "${extra[@]}" \
@@ -57,6 +61,9 @@ if [ "$mode" = reboot ] && [ "${memhp#*,}" != "$memhp" ]; then
                         boot reboot2-auto "$p" || exit $?
                 fi
         done
+elif [ "$mode" = hmat ]; then
+        boot hmat1 || exit $?
+        boot hmat2
 elif [ "$mode" = reboot ]; then
         boot reboot1 || exit $?
         boot reboot2
