@@ -11,6 +11,7 @@
 #include "kernel-ops.h"
 #include "host-return.h"
 #include "scrub-sched.h"
+#include "warm.h"
 
 struct Broker {
         sd_event *event;
@@ -49,6 +50,10 @@ struct Broker {
  * allocations in the region never wait behind either. */
 
 int broker_save(Broker *b, GError **error);
+void broker_stable_path_update(Broker *b, const AllocationRecord *r);
+void broker_notify_added(Broker *b, Allocation *a);
+/* Takes a device down without a caller waiting (a failed commit). */
+void broker_allocation_retire(Broker *b, Allocation *a);
 int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error);
 void broker_notify_sizes(Broker *b, Pool *p);
 void broker_waiting_retry(Broker *b);

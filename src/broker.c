@@ -26,6 +26,7 @@ static void restore_later(Broker *b);
 static void pool_free(Pool *p) {
         if (!p)
                 return;
+        warm_pool_done(p);
         host_pool_done(p);
         scrub_sched_pool_done(p);
         extent_map_free(p->map);
@@ -103,12 +104,17 @@ void broker_drain(Broker *b) {
 }
 
 void pool_usage(const Pool *p, PoolUsage *ret) {
-        /* Free is what no device holds, so it equals the kernel's
-         * available_size: dirty memory in it is zeroed on the way out. */
+        uint64_t warm = warm_bytes(p);
+
+        /* Free is what no device holds, which is the kernel's
+         * available_size, plus the warm devices nobody holds yet: those
+         * are anyone's for the asking. Dirty memory in it is zeroed on
+         * the way out. */
         *ret = (PoolUsage) {
-                .free = extent_map_total(p->map, EXTENT_FREE) + extent_map_total_bare_dirty(p->map),
+                .free = extent_map_total(p->map, EXTENT_FREE) + extent_map_total_bare_dirty(p->map) + warm,
                 .allocated = extent_map_total(p->map, EXTENT_ALLOCATED) +
-                             extent_map_total(p->map, EXTENT_PENDING),
+                             extent_map_total(p->map, EXTENT_PENDING) - warm,
+                .warm = warm,
                 .host = extent_map_total(p->map, EXTENT_HOST),
                 .dirty = extent_map_total(p->map, EXTENT_DIRTY),
                 .foreign = extent_map_total(p->map, EXTENT_FOREIGN),
@@ -131,6 +137,7 @@ void broker_usage(Broker *b, uint64_t *ret_total, PoolUsage *ret) {
                 ret->host += u.host;
                 ret->dirty += u.dirty;
                 ret->foreign += u.foreign;
+                ret->warm += u.warm;
                 ret->largest_free = max_u64(ret->largest_free, u.largest_free);
         }
         *ret_total = total;
@@ -141,7 +148,7 @@ void broker_set_listener(Broker *b, const BrokerListener *l, void *userdata) {
         b->listener_data = userdata;
 }
 
-static void notify_added(Broker *b, Allocation *a) {
+void broker_notify_added(Broker *b, Allocation *a) {
         if (b->listener.allocation_added)
                 b->listener.allocation_added(a, b->listener_data);
 }
@@ -195,6 +202,7 @@ int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
                 g_ptr_array_add(recs, ((Allocation *) v)->rec);
         for (guint i = 0; i < b->unmanaged->len; i++)
                 g_ptr_array_add(recs, b->unmanaged->pdata[i]);
+        warm_collect(b, recs);
         collect_dirty(b, dirty);
         host_collect(&b->host, host);
 
@@ -223,7 +231,7 @@ static char *stable_path(Broker *b, const AllocationRecord *r, char **ret_dir) {
  * bus does not depend on it. The link is made under a name that starts with
  * '.', which no escaped owner or label has, so it never replaces another
  * label's link. Only a device of the owner's uid gets a link. */
-static void stable_path_update(Broker *b, const AllocationRecord *r) {
+void broker_stable_path_update(Broker *b, const AllocationRecord *r) {
         g_autofree char *dir = NULL, *target = NULL, *tmp = NULL;
         g_autofree char *path = NULL;
 
@@ -331,7 +339,6 @@ static void allocate_work(void *p) {
         }
 }
 
-static void allocation_retire(Broker *b, Allocation *a);
 
 static void allocate_done(void *p) {
         AllocateJob *j = p;
@@ -354,6 +361,7 @@ static void allocate_done(void *p) {
                 j->done(NULL, -1, error, j->userdata);
                 g_free(j);
                 broker_scrub_kick(b);
+                warm_later(b, pool);
                 return;
         }
 
@@ -368,7 +376,7 @@ static void allocate_done(void *p) {
                 log_warning("Allocate %s for '%s' finished after its deadline; releasing it", a->rec->id,
                             a->rec->owner);
                 close(j->res.fd);
-                allocation_retire(b, a);
+                broker_allocation_retire(b, a);
                 j->done(NULL, -1, e, j->userdata);
                 g_free(j);
                 return;
@@ -381,21 +389,22 @@ static void allocate_done(void *p) {
                                                   "Cannot record the allocation: %s", error->message);
 
                 close(j->res.fd);
-                allocation_retire(b, a);
+                broker_allocation_retire(b, a);
                 j->done(NULL, -1, e, j->userdata);
                 g_free(j);
                 return;
         }
 
         events_allocated(a, j->zero, j->n_zero);
-        stable_path_update(b, a->rec);
+        broker_stable_path_update(b, a->rec);
         /* The caller is waiting for its fd; observers can wait a moment. */
         j->done(a, j->res.fd, NULL, j->userdata);
         close(j->res.fd);
         g_free(j);
-        notify_added(b, a);
+        broker_notify_added(b, a);
         broker_notify_sizes(b, pool);
         host_pool_changed(&b->host, pool);
+        warm_later(b, pool);
 }
 
 static char *allocation_new_id(Broker *b) {
@@ -639,7 +648,16 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         if (!owners_admit(b, req, error))
                 return false;
 
+        /* A warm device that fits is handed over: no kernel work now. */
+        n = warm_hand_over(b, req, done, userdata, error);
+        if (n != 0)
+                return n > 0;
+
         pool = allocate_place(b, req, &align, ranges, &n, &wait, error);
+        /* Warm devices go first when they stand in the way. */
+        if (!pool && !wait && may_wait && g_error_matches(*error, BROKER_ERROR, BROKER_ERROR_NO_SPACE) &&
+            warm_give_back_for(b, req))
+                wait = true;
         /* Host memory comes back for it: wait for the reclaim (ours or one
          * already running), then place again. */
         if (!pool && !wait && may_wait && g_error_matches(*error, BROKER_ERROR, BROKER_ERROR_NO_SPACE) &&
@@ -724,6 +742,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
                 return false;
         }
 
+        warm_note_request(pool, req->size);
         worker_submit(b->worker, pool->region_id, allocate_work, allocate_done, j);
         broker_notify_sizes(b, pool);
         return true;
@@ -809,10 +828,10 @@ static void release_done(void *p) {
         g_free(j);
         broker_waiting_retry(b);
         host_pool_changed(&b->host, pool);
+        warm_later(b, pool);
 }
 
-/* Takes a device down without a caller waiting (a failed commit). */
-static void allocation_retire(Broker *b, Allocation *a) {
+void broker_allocation_retire(Broker *b, Allocation *a) {
         ReleaseJob *j = g_new0(ReleaseJob, 1);
 
         *j = (ReleaseJob) { .broker = b, .allocation = a };
@@ -958,6 +977,7 @@ static void scrub_finished(Pool *p, bool zeroed, void *userdata) {
         broker_notify_sizes(b, p);
         broker_waiting_retry(b);
         host_pool_changed(&b->host, p);
+        warm_later(b, p);
 }
 
 void broker_scrub_kick(Broker *b) {
@@ -985,6 +1005,7 @@ static Pool *pool_new(Broker *b, const DaxRegionInfo *ri, const PoolConfig *pc) 
         p->boundary = pc ? pc->boundary : 0;
         p->map = extent_map_new(ri->start, ri->size);
         host_pool_init(&b->host, p, pc);
+        warm_pool_init(p, pc);
         return p;
 }
 
@@ -1033,7 +1054,7 @@ static void stable_paths_refresh(Broker *b) {
                 return;
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
-                stable_path_update(b, a->rec);
+                broker_stable_path_update(b, a->rec);
                 if (owners_link_allowed(b, a->rec))
                         g_hash_table_add(keep, stable_path(b, a->rec, NULL));
         }
@@ -1100,6 +1121,7 @@ int broker_start(Broker *b, GError **error) {
         r = reconcile_pools(b, &st, new_boot, error);
         if (r < 0)
                 goto finish;
+        warm_adopt(b);
 
         r = broker_save(b, error);
         if (r < 0)
@@ -1109,6 +1131,7 @@ int broker_start(Broker *b, GError **error) {
         for (guint i = 0; i < b->pools->len; i++)
                 host_pool_changed(&b->host, b->pools->pdata[i]);
         restore_later(b);
+        warm_later_all(b);
         log_info("Ready: %u pools, %u allocations", b->pools->len, g_hash_table_size(b->allocations));
 finish:
         /* unclaimed records were moved out by reconcile_pools; the rest are NULL */
@@ -1132,14 +1155,17 @@ int broker_reload(Broker *b, Config *config, GError **error) {
                 p->align = pc && pc->align ? pc->align : config->default_align;
                 p->boundary = pc ? pc->boundary : 0;
                 host_pool_configure(p, pc);
+                warm_pool_configure(p, pc);
                 broker_notify_sizes(b, p);
         }
         config_free(b->config);
         b->config = config;
         b->host.max_ranges = config->max_ranges;
         host_lend_dirty_configure(&b->host, config);
-        for (guint i = 0; i < b->pools->len; i++)
+        for (guint i = 0; i < b->pools->len; i++) {
                 host_pool_changed(&b->host, b->pools->pdata[i]);
+                warm_later(b, b->pools->pdata[i]);
+        }
         log_info("Configuration reloaded; adding or removing pools takes a restart");
         return 0;
 }
@@ -1214,7 +1240,7 @@ static void restore_done(void *p) {
                 log_error("Cannot record the restored allocation %s: %s; start-up will adopt its device",
                           a->rec->id, error->message);
         events_restored(a->pool, a->rec, j->zero ? allocation_size(a) : 0);
-        stable_path_update(b, a->rec);
+        broker_stable_path_update(b, a->rec);
         notify_changed(b, a);
         g_free(j);
 }
@@ -1306,6 +1332,10 @@ static void host_zero_first(void *userdata, Pool *p, const DaxRange *r) {
 
         scrub_sched_prefer(b->scrub, p, r);
         broker_scrub_kick(b);
+}
+
+static bool host_warm_give_back(void *userdata, Pool *p) {
+        return warm_give_back_pool(userdata, p);
 }
 
 static bool host_allocations_waiting(void *userdata) {
@@ -1410,6 +1440,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
                 .dirt_added = host_dirt_added,
                 .allocations_waiting = host_allocations_waiting,
                 .zero_first = host_zero_first,
+                .warm_give_back = host_warm_give_back,
                 .return_timeout_usec = config->allocate_timeout_usec,
                 .userdata = b,
         };

@@ -46,6 +46,9 @@ typedef struct HostCtx {
         bool (*allocations_waiting)(void *userdata);
         /* Zero this dirt before other dirt: a ReturnToHost waits for it. */
         void (*zero_first)(void *userdata, Pool *p, const DaxRange *r);
+        /* Gives back the pool's warm devices (they count as free memory,
+         * and the host needs room); true if any is on its way. */
+        bool (*warm_give_back)(void *userdata, Pool *p);
         /* The host kernel zeroes every page it hands out (HostZeroesOnAlloc=,
          * init_on_alloc): dirt may be lent as it is. */
         bool lend_dirty;

@@ -43,6 +43,9 @@ typedef struct AllocationRecord {
         uid_t device_uid;
         gid_t device_gid;
         AllocationState state;
+        /* A device of the pool's warm set, not handed out yet (owner
+         * WARM_OWNER); see warm.h. */
+        bool warm;
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];
         /* store's private cache of the serialized record, and a copy of

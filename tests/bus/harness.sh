@@ -40,6 +40,10 @@
 #               quotas, stable paths, physical addresses, polkit jamming
 #   corrupt-state, stress, busfuzz   see tests/reliability/bus-cases.sh
 #   libvirt-hook  the libvirt hook over sample domain XMLs
+#   warm        the warm set: hand-over of a device made before the call
+#               (fd, device-uid), never to a request it does not match,
+#               adopted back after kill -9, given back to a larger request
+#               and to ReturnToHost
 set -u
 build=$1 src=$2 what=$3
 # The sim keeps the memory's bytes in files under $tmp: on tmpfs, as RAM
@@ -111,6 +115,10 @@ CONF
         [ "$what" = crash-points ] && sed -i 's/^HostReturnDelay=1s/HostReturnDelay=1h/' "$tmp/daxbroker.conf"
         ;;
 esac
+if [ "$what" = warm ]; then
+        # Two warm devices of 64 MiB in pool open (region 1, node 1).
+        printf 'WarmSizes=64M\nWarmBudget=128M\n' >>"$tmp/daxbroker.conf"
+fi
 if [ "$what" = tenants ]; then
         # Other uids connect to the bus and read the stable paths.
         chmod 0755 "$tmp"
@@ -519,6 +527,66 @@ host-crash)
                 "${scn[@]}" host-check host || { echo "# check after a crash at $step failed"; rc=1; }
                 kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
         done
+        ;;
+warm)
+        n=0
+        t() { # OK DESCRIPTION
+                n=$((n + 1))
+                if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
+        }
+        step() { # DESCRIPTION SCENARIO ARGS...: one check, its own lines as comments
+                local what=$1 st; shift
+                "${scn[@]}" "$@" >"$tmp/step.tap" 2>&1; st=$?
+                sed 's/^/# /' "$tmp/step.tap"
+                t $st "$what"
+        }
+        warm_size() {
+                busctl --address="$addr" get-property org.daxbroker.Broker1 /org/daxbroker/Broker1/pool/open \
+                        org.daxbroker.Broker1.Pool WarmSize | awk '{print $2}'
+        }
+        wait_warm() { # BYTES
+                for _ in $(seq 3000); do [ "$(warm_size)" = "$1" ] && return 0; sleep 0.02; done
+                return 1
+        }
+        devices() { # the sim kernel's devices: NAME START SIZE per range
+                python3 -c 'import json,sys
+for r in json.load(open(sys.argv[1]))["regions"]:
+    for d in r["devices"]:
+        for x in d.get("ranges", []):
+            print("dax%d.%d %d %d" % (r["id"], d["instance"], x["start"], x["size"]))' "$tmp/sim-kernel.json" | sort
+        }
+        M64=$((64 << 20))
+        wait_warm $((2 * M64)); t $? "the pool fills its warm set: two devices of 64 MiB ($(warm_size))"
+        devices >"$tmp/before"
+        step "an Allocate of a warm size is handed a warm device" warm-take open $M64 "$tmp/took"
+        grep -qxF "$(cat "$tmp/took" 2>/dev/null)" "$tmp/before"
+        t $? "its device and range existed in the kernel before the call ($(cat "$tmp/took" 2>/dev/null))"
+        step "requests a warm device does not match are not given one" warm-miss open $M64 bounded 0
+        wait_warm $((2 * M64)); t $? "the warm set is refilled ($(warm_size))"
+        # kill -9 with the warm set full: both are adopted back, the same devices.
+        devices >"$tmp/before"
+        kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+        start_daemon || exit 1
+        wait_warm $((2 * M64)); t $? "after kill -9 the warm set is there again ($(warm_size))"
+        devices >"$tmp/after"
+        adopted=$(sed -n 's/.*adopted warm device \(dax[0-9.]*\) .*/\1/p' "$tmp/daemon.log")
+        same=0
+        for d in $adopted; do
+                grep "^$d " "$tmp/before" | cmp -s - <(grep "^$d " "$tmp/after") && [ -n "$(grep "^$d " "$tmp/after")" ] &&
+                        same=$((same + 1))
+        done
+        t $([ "$same" = 2 ]; echo $?) "both are adopted, the same devices with the same ranges as before the kill ($(echo $adopted))"
+        step "a larger request gets the warm devices given back" warm-larger open
+        # Where memory goes to the host, warm devices live in Reserve= and
+        # are given back to the host too.
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        printf 'HostReturn=yes\nReserve=512M\nHostReturnDelay=1h\n' >>"$tmp/daxbroker.conf"
+        start_daemon || exit 1
+        "${scn[@]}" wait-clean >/dev/null
+        step "ReturnToHost of the whole pool gets the warm devices given back" warm-host open $((2 * M64))
+        python3 "$src/tests/bus/sim-invariant.py" "$tmp/sim-kernel.json" "$tmp/state/state" "$addr" >"$tmp/check.out" 2>&1
+        t $? "state and kernel agree: $(grep INCONSISTENT "$tmp/check.out" | head -3)"
+        echo "1..$n"
         ;;
 tenants)
         mkdir -p "$tmp/tenants"

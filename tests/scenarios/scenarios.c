@@ -88,6 +88,7 @@ typedef struct PoolInfo {
         uint32_t region;
         int32_t node;
         uint64_t start, size, align, boundary, free, allocated, host, dirty, foreign, largest;
+        uint64_t warm; /* WarmSize: warm devices, part of free */
 } PoolInfo;
 
 typedef struct AllocInfo {
@@ -121,6 +122,8 @@ static int list_pools(PoolInfo *pools, unsigned max) {
                         break;
                 snprintf(p.path, sizeof(p.path), "%s", path);
                 snprintf(p.name, sizeof(p.name), "%s", name);
+                (void) sd_bus_get_property_trivial(bus, DEST, path, "org.daxbroker.Broker1.Pool", "WarmSize", NULL, 't',
+                                                   &p.warm);
                 if (n < max)
                         pools[n++] = p;
         }
@@ -1337,8 +1340,9 @@ static void check_invariant(const char *what, const PoolInfo *p) {
         check(kernel_use(p->region, &k), "%s: region %u is readable in sysfs", what, p->region);
         check(k.host == p->host, "%s: kmem devices in sysfs hold %" PRIu64 " MiB = HostSize %" PRIu64 " MiB", what,
               k.host / MiB, p->host / MiB);
-        check(k.available == p->free, "%s: available_size %" PRIu64 " MiB = FreeSize %" PRIu64 " MiB", what,
-              k.available / MiB, p->free / MiB);
+        check(k.available + p->warm == p->free,
+              "%s: available_size %" PRIu64 " MiB + WarmSize %" PRIu64 " MiB = FreeSize %" PRIu64 " MiB", what,
+              k.available / MiB, p->warm / MiB, p->free / MiB);
         check(k.host + k.devices + k.available == p->size,
               "%s: kernel: kmem %" PRIu64 " + other devices %" PRIu64 " + available %" PRIu64 " MiB = region %" PRIu64
               " MiB", what, k.host / MiB, k.devices / MiB, k.available / MiB, p->size / MiB);
@@ -1660,6 +1664,180 @@ static int host_check(const char *pool) {
         return n_fail ? 1 : 0;
 }
 
+/* ---- the warm set (sim) ---- */
+
+/* Waits (bounded, as a liveness guard) until the pool's WarmSize is want. */
+static bool wait_warm(const char *pool, uint64_t want, PoolInfo *ret) {
+        for (int i = 0; i < 3000; i++) {
+                if (find_pool(pool, ret) && ret->warm == want && ret->dirty == 0)
+                        return true;
+                usleep(20 * 1000);
+        }
+        return false;
+}
+
+/* The pool's warm extents from its Extents property, as offsets. */
+static int warm_extents(const char *pool_path, Range *out, int max) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        uint64_t off, size;
+        const char *use;
+        int n = 0, r;
+
+        r = sd_bus_get_property(bus, DEST, pool_path, "org.daxbroker.Broker1.Pool", "Extents", &error, &reply, "a(tts)");
+        if (r < 0) {
+                sd_bus_error_free(&error);
+                return r;
+        }
+        sd_bus_message_enter_container(reply, 'a', "(tts)");
+        while (sd_bus_message_read(reply, "(tts)", &off, &size, &use) > 0)
+                if (strcmp(use, "warm") == 0 && n < max)
+                        out[n++] = (Range) { off, size };
+        sd_bus_message_unref(reply);
+        return n;
+}
+
+/* Takes one device of size from the pool's warm set, with a device owner:
+ * warm-take POOL SIZE OUT. Writes "DEVICE START SIZE" of the allocation to
+ * OUT for the harness, which compares with the kernel before the call. */
+static int warm_take(const char *pool, uint64_t size, const char *out) {
+        char path[256];
+        Range w[64];
+        AllocInfo a;
+        PoolInfo p = {};
+        struct stat st;
+        bool inside = false;
+        int fd, nw;
+        FILE *f;
+
+        check(wait_warm(pool, 2 * size, &p), "pool %s holds two warm devices of %" PRIu64 " MiB (WarmSize %" PRIu64
+              " MiB)", pool, size / MiB, p.warm / MiB);
+        check(p.free == p.size - p.allocated - p.host - p.foreign && p.free >= p.warm,
+              "warm devices count as free: FreeSize %" PRIu64 " MiB of %" PRIu64 " MiB, WarmSize %" PRIu64 " MiB",
+              p.free / MiB, p.size / MiB, p.warm / MiB);
+        nw = warm_extents(p.path, w, 64);
+        check(nw >= 1 && w[nw - 1].start + w[nw - 1].size == p.size,
+              "Extents shows the warm devices at the top of the pool (%d warm extents)", nw);
+        if (allocate("scn-warm", size, OPTS(.pool = pool, .device_owner = 65534), path, &fd, NULL, 0) < 0) {
+                check(false, "Allocate of a warm size");
+                return 1;
+        }
+        check(find_allocation(path, &a) && a.n_ranges == 1, "the allocation is listed with one range");
+        for (int i = 0; i < nw; i++)
+                inside = inside || (a.ranges[0].start >= p.start + w[i].start &&
+                                    a.ranges[0].start + a.ranges[0].size <= p.start + w[i].start + w[i].size);
+        check(inside, "its range %#" PRIx64 "+%" PRIu64 " MiB was a warm extent before the call", a.ranges[0].start,
+              a.ranges[0].size / MiB);
+        check(fstat(fd, &st) == 0 && st.st_uid == 65534 && st.st_gid == 65534,
+              "device-uid and device-gid are applied to the device (%u:%u)", (unsigned) st.st_uid, (unsigned) st.st_gid);
+        char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        check(mem != MAP_FAILED && all_zero(mem, size), "the fd maps the device and it reads zero");
+        if (mem != MAP_FAILED) {
+                memset(mem, 0x5a, size);
+                check(mem[size - 1] == 0x5a, "the fd maps it writable");
+                munmap(mem, size);
+        }
+        close(fd);
+        f = fopen(out, "we");
+        if (f) {
+                fprintf(f, "%s %" PRIu64 " %" PRIu64 "\n", strncmp(a.device, "/dev/", 5) == 0 ? a.device + 5 : a.device,
+                        a.ranges[0].start, a.ranges[0].size);
+                fclose(f);
+        }
+        check(release(path, NULL, 0) >= 0, "release it");
+        return n_fail ? 1 : 0;
+}
+
+/* Requests a warm device does not match get a cold one, and the warm
+ * devices stay: warm-miss POOL SIZE OTHER_POOL NODE. */
+static int warm_miss(const char *pool, uint64_t size, const char *other, int node) {
+        static const struct {
+                const char *what;
+                int kind;
+        } cases[] = {
+                { "another size", 0 }, { "another pool", 1 }, { "another NUMA node", 2 }, { "another alignment", 3 },
+        };
+        PoolInfo p = {}, q = {};
+
+        check(wait_warm(pool, 2 * size, &p), "pool %s is refilled to two warm devices", pool);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                AllocOpts o = OPTS(.pool = pool);
+                uint64_t s = size;
+                char path[256];
+                AllocInfo a;
+                Range w[64];
+                int fd, nw = warm_extents(p.path, w, 64);
+                bool outside = true;
+
+                /* The other pool has a 512 MiB boundary. */
+                if (cases[i].kind == 0)
+                        s = size / 2;
+                else if (cases[i].kind == 1) {
+                        o.pool = other;
+                        s = max_u64(size, 512 * MiB);
+                } else if (cases[i].kind == 2) {
+                        o = OPTS(.numa_node = node, .pool = NULL);
+                        s = max_u64(size, 512 * MiB);
+                }
+                else
+                        o.align = 4096;
+                if (allocate("scn-warm-miss", s, o, path, &fd, NULL, 0) < 0) {
+                        check(false, "Allocate with %s", cases[i].what);
+                        continue;
+                }
+                close(fd);
+                check(find_allocation(path, &a), "the allocation with %s is listed", cases[i].what);
+                for (unsigned r = 0; r < a.n_ranges; r++)
+                        for (int k = 0; k < nw; k++)
+                                if (a.ranges[r].start < p.start + w[k].start + w[k].size &&
+                                    p.start + w[k].start < a.ranges[r].start + a.ranges[r].size)
+                                        outside = false;
+                check(outside, "a request with %s is not given a warm device", cases[i].what);
+                check(find_pool(pool, &q) && q.warm == 2 * size, "the warm devices are still there (WarmSize %" PRIu64
+                      " MiB)", q.warm / MiB);
+                release(path, NULL, 0);
+                wait_warm(pool, 2 * size, &p);
+        }
+        return n_fail ? 1 : 0;
+}
+
+/* A request that only fits when the warm devices go gets them given
+ * back: warm-larger POOL. */
+static int warm_larger(const char *pool) {
+        char path[256];
+        PoolInfo p = {};
+        int fd;
+
+        check(find_pool(pool, &p) && p.warm > 0, "pool %s has warm devices (%" PRIu64 " MiB)", pool, p.warm / MiB);
+        if (allocate("scn-warm-big", p.free, OPTS(.pool = pool, .contiguous = 0), path, &fd, NULL, 0) < 0) {
+                check(false, "an Allocate of the whole FreeSize (%" PRIu64 " MiB) succeeds", p.free / MiB);
+                return 1;
+        }
+        check(true, "an Allocate of the whole FreeSize (%" PRIu64 " MiB), warm devices included, succeeds",
+              p.free / MiB);
+        check(map_reads_zero(fd, p.free), "every page of it reads zero");
+        close(fd);
+        check(find_pool(pool, &p) && p.warm == 0 && p.free == 0, "no warm device is left and nothing is free");
+        check(release(path, NULL, 0) >= 0, "release it");
+        return n_fail ? 1 : 0;
+}
+
+/* ReturnToHost of the whole pool gets the warm devices given back:
+ * warm-host POOL. */
+static int warm_host(const char *pool, uint64_t warm) {
+        uint64_t moved = 0;
+        char err[256] = "";
+        PoolInfo p = {};
+
+        check(wait_warm(pool, warm, &p), "pool %s holds %" PRIu64 " MiB of warm devices", pool, warm / MiB);
+        check(host_call("ReturnToHost", pool, p.size, &moved, err, sizeof(err), NULL, 0) >= 0 && moved == p.size,
+              "ReturnToHost of the whole pool (%" PRIu64 " MiB) returns it all (%" PRIu64 " MiB): %s", p.size / MiB,
+              moved / MiB, err);
+        check(find_pool(pool, &p) && p.warm == 0, "the warm devices were given back (WarmSize %" PRIu64 " MiB)",
+              p.warm / MiB);
+        return n_fail ? 1 : 0;
+}
+
 static int cleanup(void) {
         static AllocInfo all[1024];
         int n = list_allocations(all, 1024);
@@ -1695,7 +1873,8 @@ int main(int argc, char **argv) {
                                 "check-persist F [--after-reboot]|check-restoring F|setup-dirty F|check-dirty F [HOLD]|"
                                 "wait-clean|zeroing|cleanup|"
                                 "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL|"
-                                "crash-workload POOL\n");
+                                "crash-workload POOL|warm-take POOL SIZE OUT|warm-miss POOL SIZE OTHER NODE|"
+                                "warm-larger POOL|warm-host POOL WARM\n");
                 return 2;
         }
         if (address) {
@@ -1759,6 +1938,15 @@ int main(int argc, char **argv) {
                 r = host_check(argv[optind + 1]);
         else if (strcmp(cmd, "crash-workload") == 0 && optind + 1 < argc)
                 r = crash_workload(argv[optind + 1]);
+        else if (strcmp(cmd, "warm-take") == 0 && optind + 3 < argc)
+                r = warm_take(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), argv[optind + 3]);
+        else if (strcmp(cmd, "warm-miss") == 0 && optind + 4 < argc)
+                r = warm_miss(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), argv[optind + 3],
+                              atoi(argv[optind + 4]));
+        else if (strcmp(cmd, "warm-larger") == 0 && optind + 1 < argc)
+                r = warm_larger(argv[optind + 1]);
+        else if (strcmp(cmd, "warm-host") == 0 && optind + 2 < argc)
+                r = warm_host(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0));
         else {
                 fprintf(stderr, "unknown command '%s'\n", cmd);
                 return 2;
