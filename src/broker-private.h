@@ -22,6 +22,9 @@ struct Broker {
         Worker *worker;
         GPtrArray *pools;        /* Pool* */
         GHashTable *allocations; /* id -> Allocation* */
+        /* Released (the caller has its reply), device still being
+         * destroyed: on record as releasing, ranges reserved. */
+        GHashTable *releasing;   /* id -> Allocation* */
         /* Records of regions we do not manage right now (config changed,
          * region missing): kept verbatim so nothing is forgotten. */
         GPtrArray *unmanaged;    /* AllocationRecord* */

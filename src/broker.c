@@ -200,6 +200,9 @@ int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
         g_hash_table_iter_init(&it, b->allocations);
         while (g_hash_table_iter_next(&it, NULL, &v))
                 g_ptr_array_add(recs, ((Allocation *) v)->rec);
+        g_hash_table_iter_init(&it, b->releasing);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                g_ptr_array_add(recs, ((Allocation *) v)->rec);
         for (guint i = 0; i < b->unmanaged->len; i++)
                 g_ptr_array_add(recs, b->unmanaged->pdata[i]);
         warm_collect(b, recs);
@@ -410,7 +413,7 @@ static void allocate_done(void *p) {
 static char *allocation_new_id(Broker *b) {
         for (;;) {
                 char *id = g_strdup_printf("%08x%08x", g_random_int(), g_random_int());
-                if (!g_hash_table_contains(b->allocations, id))
+                if (!g_hash_table_contains(b->allocations, id) && !g_hash_table_contains(b->releasing, id))
                         return id;
                 g_free(id);
         }
@@ -760,7 +763,7 @@ bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone d
         return allocate_try(b, &r, done, userdata, true, error);
 }
 
-/* ---- release: destroy the device, then zero its memory ---- */
+/* ---- release: reply, then destroy the device and zero its memory ---- */
 
 typedef struct ReleaseJob {
         Broker *broker;
@@ -768,8 +771,6 @@ typedef struct ReleaseJob {
         char name[DAX_NAME_MAX];
         int err;
         const char *step;
-        BrokerDone done;
-        void *userdata;
 } ReleaseJob;
 
 static void release_work(void *p) {
@@ -779,6 +780,7 @@ static void release_work(void *p) {
         j->err = j->name[0] ? kernel_destroy(j->broker->backend, j->name, &j->step) : 0;
 }
 
+/* The device is gone (or the kernel refused): the caller heard long ago. */
 static void release_done(void *p) {
         ReleaseJob *j = p;
         Broker *b = j->broker;
@@ -789,19 +791,14 @@ static void release_done(void *p) {
 
         a->busy = false;
         if (j->err < 0) {
-                /* Stays RELEASING: a new Release or the next start-up retries. */
-                g_set_error(&error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "Kernel refused while %s %s: %s",
-                            j->step, j->name, g_strerror(-j->err));
-                log_error("Release %s failed: %s", a->rec->id, error->message);
-                if (j->done)
-                        j->done(0, error, j->userdata);
+                /* Stays on record as releasing, its ranges reserved: the
+                 * next start finishes it (and zeroes the memory). */
+                log_error("Release %s: the kernel refused while %s %s: %s; the next start finishes it", a->rec->id,
+                          j->step, j->name, g_strerror(-j->err));
                 g_free(j);
                 return;
         }
 
-        events_released(a, j->name);
-        stable_path_remove(b, a->rec);
-        notify_removed(b, a);
         /* The kernel does not zero device memory: what the owner left
          * there is dirt until the scrubber has been through it. */
         if (extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, NULL) < 0)
@@ -811,14 +808,12 @@ static void release_done(void *p) {
         if (a->restore != ALLOCATION_RESTORED)
                 host_take_back(&b->host, pool, a->rec->ranges, a->rec->n_ranges);
         transient = a->rec->transient;
-        g_hash_table_remove(b->allocations, a->rec->id);
+        g_hash_table_remove(b->releasing, a->rec->id);
         if (broker_save(b, &error) < 0)
                 /* The file still says RELEASING, which the next start-up
                  * finishes (and zeroes); nothing is lost. */
                 log_error("Cannot record the release: %s", error->message);
         broker_notify_sizes(b, pool);
-        if (j->done)
-                j->done(1, NULL, j->userdata);
         /* Nobody waits on a transient release to look at the pool: its
          * client is gone, so its data is zeroed at once. */
         if (transient)
@@ -831,37 +826,66 @@ static void release_done(void *p) {
         warm_later(b, pool);
 }
 
-void broker_allocation_retire(Broker *b, Allocation *a) {
+/* Out of the allocations (nobody lists, opens or counts it any more),
+ * its ranges still reserved, and its device destroyed on the region lane. */
+static void release_background(Broker *b, Allocation *a) {
         ReleaseJob *j = g_new0(ReleaseJob, 1);
 
         *j = (ReleaseJob) { .broker = b, .allocation = a };
-        g_strlcpy(j->name, a->rec->device ? a->rec->device : "", sizeof(j->name));
+        g_strlcpy(j->name, a->rec->device && a->restore == ALLOCATION_RESTORED ? a->rec->device : "", sizeof(j->name));
         a->rec->state = ALLOCATION_RELEASING;
         a->busy = true;
+        g_hash_table_steal(b->allocations, a->rec->id);
+        g_hash_table_insert(b->releasing, a->rec->id, a);
         worker_submit(b->worker, a->pool->region_id, release_work, release_done, j);
 }
 
-static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
-        ReleaseJob *j;
+void broker_allocation_retire(Broker *b, Allocation *a) {
+        release_background(b, a);
+}
 
+/* The device node goes back to root, mode 0600: nobody opens it by path
+ * any more. Descriptors already open keep working until the device is
+ * destroyed in the background. */
+static void release_revoke(Broker *b, Allocation *a) {
+        int fd;
+
+        if (!a->rec->device || a->restore != ALLOCATION_RESTORED)
+                return;
+        fd = b->backend->ops->open_device(b->backend, a->rec->device);
+        if (fd < 0 || fchown(fd, 0, 0) < 0 || fchmod(fd, 0600) < 0)
+                log_warning("Release %s: cannot give /dev/%s back to root: %s; it is destroyed shortly", a->rec->id,
+                            a->rec->device, g_strerror(fd < 0 ? -fd : errno));
+        if (fd >= 0)
+                close(fd);
+        crash_point("release-revoked");
+}
+
+/* Records the release durably, revokes access to the device, takes the
+ * allocation off the bus and replies; the kernel work follows. */
+static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
         if (a->busy) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
                             "Allocation %s has an operation in progress, try again", a->rec->id);
                 return false;
         }
         a->rec->state = ALLOCATION_RELEASING;
-        if (broker_save_full(b, 0, error) < 0) {
+        /* Durable: the reply says it is released, whatever happens next. */
+        if (broker_save(b, error) < 0) {
                 a->rec->state = ALLOCATION_ACTIVE;
                 g_prefix_error(error, "Cannot record the release: ");
                 (*error)->domain = BROKER_ERROR;
                 (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
                 return false;
         }
-        j = g_new0(ReleaseJob, 1);
-        *j = (ReleaseJob) { .broker = b, .allocation = a, .done = done, .userdata = userdata };
-        g_strlcpy(j->name, a->rec->device ? a->rec->device : "", sizeof(j->name));
-        a->busy = true;
-        worker_submit(b->worker, a->pool->region_id, release_work, release_done, j);
+        release_revoke(b, a);
+        events_released(a, a->rec->device);
+        stable_path_remove(b, a->rec);
+        notify_removed(b, a);
+        release_background(b, a);
+        broker_notify_sizes(b, a->pool);
+        if (done)
+                done(1, NULL, userdata);
         return true;
 }
 
@@ -1369,6 +1393,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->runtime_dir = g_strdup(settings->runtime_dir);
         b->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
         b->allocations = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) allocation_free);
+        b->releasing = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) allocation_free);
         b->unmanaged = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
         b->owners = store_owners_new();
         b->waiting = g_queue_new();
@@ -1469,6 +1494,7 @@ void broker_free(Broker *b) {
         sd_event_source_disable_unref(b->restore_timer);
         scrubber_free(b->scrubber);
         g_hash_table_destroy(b->allocations);
+        g_hash_table_destroy(b->releasing);
         g_ptr_array_free(b->pools, TRUE);
         g_ptr_array_free(b->unmanaged, TRUE);
         if (b->owners)

@@ -188,6 +188,7 @@ static const CrashPoint crash_points[] = {
         { "giveback-unbound", "Warm give-back: device unbound" },
         { "giveback-shrunk", "Warm give-back: device shrunk to zero" },
         { "giveback-deleted", "Warm give-back: device deleted" },
+        { "release-revoked", "Release: on record, node given back to root, reply about to go" },
         { "release-unbound", "Release: device unbound" },
         { "release-shrunk", "Release: device shrunk to zero" },
         { "release-deleted", "Release: device deleted" },

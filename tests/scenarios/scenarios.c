@@ -409,6 +409,21 @@ static bool wait_clean(void) {
 
 /* A pool with room for the scenario, preferring the one with a boundary or
  * without, as asked. */
+static bool find_pool(const char *name, PoolInfo *ret);
+
+/* Release replies before the device is destroyed: waits (bounded, as a
+ * liveness guard) until the pool's FreeSize is want again. */
+static bool wait_free(const char *pool, uint64_t want) {
+        PoolInfo p;
+
+        for (int i = 0; i < 3000; i++) {
+                if (find_pool(pool, &p) && p.free == want)
+                        return true;
+                usleep(10 * 1000);
+        }
+        return false;
+}
+
 static bool pick_pool(bool want_boundary, uint64_t need, PoolInfo *ret) {
         PoolInfo pools[16];
         int n = list_pools(pools, 16);
@@ -476,14 +491,17 @@ static void scenario_allocate_1g(void) {
                         if (strcmp(pools[i].name, p.name) == 0)
                                 after = pools[i];
                 sysfs_region_available(p.region, &avail);
-                check(after.free == avail, "pool free size %" PRIu64 " equals region available_size %" PRIu64,
-                      after.free, avail);
+                check(after.free == avail + after.warm,
+                      "pool free size %" PRIu64 " equals region available_size %" PRIu64 " + WarmSize %" PRIu64,
+                      after.free, avail, after.warm);
         }
 
         check(release(path, err, sizeof(err)) >= 0, "Release");
         check(!find_allocation(path, &a), "the allocation is gone from ListAllocations");
-        /* Checked right after the reply: the device is gone and the memory
-         * can be allocated again (zeroing then follows in the background). */
+        /* Release replies first; the device is destroyed right after, in
+         * the background, and then the memory can be allocated again
+         * (zeroing follows in the background). */
+        check(wait_free(p.name, p.free), "the pool's free size comes back once the device is destroyed");
         if (use_sysfs)
                 check(!sysfs_device_exists(devname(&a)), "%s is gone from sysfs", devname(&a));
         PoolInfo pools[16];
@@ -494,7 +512,9 @@ static void scenario_allocate_1g(void) {
 
                         check(pools[i].free == p.free, "the pool's free size is back to %" PRIu64, p.free);
                         if (use_sysfs && sysfs_region_available(p.region, &avail) >= 0)
-                                check(pools[i].free == avail, "and equals available_size %" PRIu64, avail);
+                                check(pools[i].free == avail + pools[i].warm,
+                                      "and equals available_size %" PRIu64 " + WarmSize %" PRIu64, avail,
+                                      pools[i].warm);
                 }
         check(wait_clean(), "the released memory is zeroed");
         check(access(link, F_OK) < 0, "the stable path is gone");
@@ -854,6 +874,7 @@ static void scenario_isolation(void) {
         if (!ok)
                 return;
         check(release(a.path, err, sizeof(err)) >= 0, "owner A releases it");
+        check(wait_free(p.name, p.free), "its device is destroyed");
         check(wait_clean(), "the released memory is zeroed");
         check_reuse_is_zero("scn-tenant-b", p.name, size, &a);
         wait_clean();
@@ -1838,6 +1859,76 @@ static int warm_host(const char *pool, uint64_t warm) {
         return n_fail ? 1 : 0;
 }
 
+/* ---- Release replies before the device is gone ---- */
+
+/* release-held POOL OUT: the daemon holds the kernel work of releases
+ * (DAXBROKER_TEST_HOLD_WHILE at release-unbound). Release replies anyway;
+ * the allocation is off the bus, the node is root's again, its memory is
+ * not free. Writes "DEVICE START SIZE" to OUT for the harness. */
+static int release_held(const char *pool, const char *out) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t size = 256 * MiB;
+        char path[256], err[256];
+        PoolInfo before = {}, after = {};
+        struct stat st;
+        AllocInfo a;
+        int fd, r;
+        FILE *f;
+
+        check(wait_clean(), "no memory is left to zero");
+        if (allocate("scn-release", size, OPTS(.pool = pool, .device_owner = 65534), path, &fd, NULL, 0) < 0) {
+                check(false, "Allocate 256 MiB");
+                return 1;
+        }
+        check(find_allocation(path, &a) && a.n_ranges == 1, "the allocation is listed");
+        char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (mem != MAP_FAILED) {
+                memset(mem, 0xa5, size);
+                munmap(mem, size);
+        }
+        find_pool(pool, &before);
+        check(release(path, err, sizeof(err)) >= 0, "Release replies while the device's removal is held");
+        check(!find_allocation(path, &(AllocInfo) {}), "the allocation is no longer listed");
+        r = sd_bus_call_method(bus, DEST, PATH, MGR, "Open", &error, NULL, "o", path);
+        check(r < 0 && error.name && strstr(error.name, "NoSuchAllocation"), "Open of it fails with NoSuchAllocation (%s)",
+              error.name ? error.name : "succeeded");
+        sd_bus_error_free(&error);
+        check(fstat(fd, &st) == 0 && st.st_uid == 0 && st.st_gid == 0 && (st.st_mode & 07777) == 0600,
+              "the device node is root's again, mode 0600 (%u:%u %o)", (unsigned) st.st_uid, (unsigned) st.st_gid,
+              (unsigned) (st.st_mode & 07777));
+        close(fd);
+        find_pool(pool, &after);
+        check(after.free == before.free && after.allocated == before.allocated,
+              "its memory does not count as free while the device exists (FreeSize %" PRIu64 " MiB, was %" PRIu64
+              " MiB)", after.free / MiB, before.free / MiB);
+        f = fopen(out, "we");
+        if (f) {
+                fprintf(f, "%s %" PRIu64 " %" PRIu64 "\n", strncmp(a.device, "/dev/", 5) == 0 ? a.device + 5 : a.device,
+                        a.ranges[0].start, a.ranges[0].size);
+                fclose(f);
+        }
+        return n_fail ? 1 : 0;
+}
+
+/* whole-zero POOL: once zeroing is done, the whole free memory of the
+ * pool can be allocated and reads zero. */
+static int whole_zero(const char *pool) {
+        char path[256];
+        PoolInfo p;
+        int fd;
+
+        check(wait_clean(), "no memory is left to zero");
+        if (!find_pool(pool, &p) ||
+            allocate("scn-zero", p.free, OPTS(.pool = pool, .contiguous = 0), path, &fd, NULL, 0) < 0) {
+                check(false, "Allocate all the free memory of %s", pool);
+                return 1;
+        }
+        check(map_reads_zero(fd, p.free), "all the free memory of %s (%" PRIu64 " MiB) reads zero", pool, p.free / MiB);
+        close(fd);
+        check(release(path, NULL, 0) >= 0, "release it");
+        return n_fail ? 1 : 0;
+}
+
 static int cleanup(void) {
         static AllocInfo all[1024];
         int n = list_allocations(all, 1024);
@@ -1874,7 +1965,7 @@ int main(int argc, char **argv) {
                                 "wait-clean|zeroing|cleanup|"
                                 "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL|"
                                 "crash-workload POOL|warm-take POOL SIZE OUT|warm-miss POOL SIZE OTHER NODE|"
-                                "warm-larger POOL|warm-host POOL WARM\n");
+                                "warm-larger POOL|warm-host POOL WARM|release-held POOL OUT|whole-zero POOL\n");
                 return 2;
         }
         if (address) {
@@ -1943,6 +2034,10 @@ int main(int argc, char **argv) {
         else if (strcmp(cmd, "warm-miss") == 0 && optind + 4 < argc)
                 r = warm_miss(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), argv[optind + 3],
                               atoi(argv[optind + 4]));
+        else if (strcmp(cmd, "release-held") == 0 && optind + 2 < argc)
+                r = release_held(argv[optind + 1], argv[optind + 2]);
+        else if (strcmp(cmd, "whole-zero") == 0 && optind + 1 < argc)
+                r = whole_zero(argv[optind + 1]);
         else if (strcmp(cmd, "warm-larger") == 0 && optind + 1 < argc)
                 r = warm_larger(argv[optind + 1]);
         else if (strcmp(cmd, "warm-host") == 0 && optind + 2 < argc)
