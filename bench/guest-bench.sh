@@ -169,14 +169,24 @@ run() { # label command...
 }
 
 mkdir -p /etc/daxbroker
-cat >/etc/daxbroker/daxbroker.conf <<CONF
+# The warm set: 2 MiB devices (the measured 2 MiB Allocates are hand-overs,
+# 1 GiB ones cold). 20 of them for the burst with 1 live allocation; with
+# 500 live 2 MiB ones (1000 MiB) only 8, so that a 1 GiB allocation still
+# fits the 2 GiB region beside them without giving warm devices back.
+configure() { # WARM_BUDGET
+        cat >/etc/daxbroker/daxbroker.conf <<CONF
 # Written by bench/guest-bench.sh: the daemon manages region $region only.
 # Nothing goes to the host on its own (the reclaim suite lends with
 # ReturnToHost, HostChunk= at its default of 1 GiB).
 [Pool bench]
 Region=$region
 HostReturn=no
+WarmSizes=2M
+WarmBudget=$1
 CONF
+}
+warm1=40M warm500=16M burst=20
+configure $warm1
 
 {
         echo "# kernel $(uname -r) (flavour $kernel, memhp ${DAXRIG_MEMHP:-?})"
@@ -222,13 +232,25 @@ for ((round = 1; do_allocate && round <= rounds; round++)); do
                 run "round $round: floor, zeroing" "$floor" -r $region -n "$paused_iterations" -w 1 --zero
         fi
 
+        configure $warm1
         start_daemon || die "daxbrokerd did not come up: $(tail -n 20 /tmp/daxbrokerd.log)"
         cpu0=$(daemon_cpu)
-        run "round $round: daemon, 1 live" "$busbench" -p bench -n "$iterations" -H 0
+        run "round $round: daemon, 1 live" "$busbench" -p bench -n "$iterations" -H 0 --warm-size $warm1 \
+                --burst $burst
         cpu1=$(daemon_cpu)
-        run "round $round: daemon, $held held" "$busbench" -p bench -n "$iterations" -H "$held"
+        stop_daemon
+        configure $warm500
+        start_daemon || die "daxbrokerd did not come up: $(tail -n 20 /tmp/daxbrokerd.log)"
+        cpu1b=$(daemon_cpu)
+        run "round $round: daemon, $held held" "$busbench" -p bench -n "$iterations" -H "$held" --warm-size $warm500
         cpu2=$(daemon_cpu)
-        echo "# daemon cpu ticks (utime+stime, $(getconf CLK_TCK)/s): held 0 pass $((cpu1 - cpu0)), held $held pass $((cpu2 - cpu1))" >>"$raw"
+        echo "# daemon cpu ticks (utime+stime, $(getconf CLK_TCK)/s): held 0 pass $((cpu1 - cpu0)), held $held pass $((cpu2 - cpu1b))" >>"$raw"
+        # Idle: the warm set full, nothing to zero, nobody calling.
+        sleep 2
+        cpu3=$(daemon_cpu)
+        sleep 10
+        cpu4=$(daemon_cpu)
+        echo "# daemon idle cpu ticks over 10 s ($(getconf CLK_TCK)/s): $((cpu4 - cpu3))" >>"$raw"
         stop_daemon
 done
 
