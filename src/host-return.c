@@ -622,8 +622,7 @@ void host_pool_changed(HostCtx *h, Pool *p) {
 
 /* Picks n windows as if each earlier one were taken, on a copy of the
  * map: all or nothing, nothing changes. Returns how many fit. */
-static guint return_plan(Pool *p, uint64_t n, bool dirt_ok, GArray *windows) {
-        ExtentMap *m = extent_map_copy(p->map);
+static guint return_plan_in(Pool *p, ExtentMap *m, uint64_t n, bool dirt_ok, GArray *windows) {
 
         g_array_set_size(windows, 0);
         for (uint64_t i = 0; i < n; i++) {
@@ -636,6 +635,10 @@ static guint return_plan(Pool *p, uint64_t n, bool dirt_ok, GArray *windows) {
         }
         extent_map_free(m);
         return windows->len;
+}
+
+static guint return_plan(Pool *p, uint64_t n, bool dirt_ok, GArray *windows) {
+        return return_plan_in(p, extent_map_copy(p->map), n, dirt_ok, windows);
 }
 
 static void returns_start(HostCtx *h, Pool *p, const GArray *windows, uint64_t size, BrokerSizeDone done,
@@ -793,7 +796,8 @@ bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done
         }
         /* Warm devices stand in the way: they are given back first, and
          * the call waits for that. */
-        if (h->event && warm_ready_bytes(p) > 0 && h->warm_give_back(h->userdata, p)) {
+        if (h->event && warm_ready_bytes(p) > 0 &&
+            return_plan_in(p, warm_map_as_free(p), n, true, windows) == n && h->warm_give_back(h->userdata, p)) {
                 WaitingReturn *w = g_new0(WaitingReturn, 1);
 
                 *w = (WaitingReturn) {

@@ -96,6 +96,17 @@ bool warm_holds(const Pool *p, const void *tag) {
         return false;
 }
 
+ExtentMap *warm_map_as_free(const Pool *p) {
+        ExtentMap *m = extent_map_copy(p->map);
+
+        for (guint i = 0; i < p->warm->len; i++) {
+                Allocation *a = p->warm->pdata[i];
+                if (warm_counted(a))
+                        extent_map_set_ranges(m, a->rec->ranges, a->rec->n_ranges, EXTENT_FREE, NULL);
+        }
+        return m;
+}
+
 void warm_collect(Broker *b, GPtrArray *recs) {
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];

@@ -33,6 +33,8 @@ uint64_t warm_bytes(const Pool *p);
 /* Whether an extent's tag is one of the pool's warm devices that counts
  * as free. */
 bool warm_holds(const Pool *p, const void *tag);
+/* A copy of the pool's map with its warm devices free (given back). */
+ExtentMap *warm_map_as_free(const Pool *p);
 
 /* The records of every pool's warm devices, for a save. */
 void warm_collect(Broker *b, GPtrArray *recs);

@@ -120,8 +120,10 @@ exec_checks() {
         else
                 echo "not ok - exec --size 64M: $out"; rc=1
         fi
+        # Release replies before the device is destroyed, right after.
+        for _ in $(seq 300); do [ -n "$out" ] && [ -e "$out" ] || break; sleep 0.1; done
         if [ "$(ids)" = "$before" ] && [ -n "$out" ] && [ ! -e "$out" ]; then
-                echo "ok - the exec allocation and its device $out are gone once the command exited"
+                echo "ok - the exec allocation is gone once the command exited, and its device $out right after"
         else
                 echo "not ok - after exec: allocations '$(ids)' (before '$before'), device $out"; rc=1
         fi
