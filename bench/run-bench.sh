@@ -16,9 +16,12 @@
 #                           passed to bench/guest-bench.sh (see there)
 #
 # Prints, per kernel, the median latencies and the ratios with the targets
-# (each of Allocate and Release at most 1.3x its floor; with 500 live
-# allocations at most 1.1x the latency with one; an Allocate that reclaims
-# 1 GiB from the host at most 1.2x the raw sysfs sequence). It reports; it
+# (bench/report.awk: a warm Allocate at most 0.15x the floor's allocate, a
+# cold one 1.2x, the Release reply 0.15x the floor's release, a burst of 20
+# warm Allocates 0.2x 20 floor allocates, with 500 live allocations every
+# operation at most 1.05x its time with one, RSS at 500 live at most 16 MiB,
+# no CPU when idle; an Allocate that reclaims 1 GiB from the host at most
+# 1.2x the raw sysfs sequence). It reports; it
 # does not fail on a missed target. Exit status: 0 when every kernel was measured,
 # 77 when the rig is unavailable, 1 otherwise.
 set -u
