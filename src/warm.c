@@ -447,8 +447,14 @@ bool warm_give_back_for(Broker *b, const AllocateRequest *req) {
                         if (warm_counted(a))
                                 g_array_append_vals(extra, a->rec->ranges, a->rec->n_ranges);
                 }
+                /* Fits once they are gone, or once they are gone and host
+                 * memory comes back (host reclaim looks after that). */
                 if (extra->len == 0 ||
-                    extent_map_place_as_free(p->map, (DaxRange *) extra->data, extra->len, &pr, out, DAX_RANGES_MAX) <= 0)
+                    (extent_map_place_as_free(p->map, (DaxRange *) extra->data, extra->len, &pr, out, DAX_RANGES_MAX) <=
+                             0 &&
+                     (extent_map_total(p->map, EXTENT_HOST) == 0 ||
+                      req->size > extent_map_total(p->map, EXTENT_FREE) + extent_map_total_bare_dirty(p->map) +
+                                          warm_bytes(p) + extent_map_total(p->map, EXTENT_HOST))))
                         continue;
                 /* One being made is given back once it is made (the
                  * request waits, and is placed again after each job). */

@@ -380,8 +380,8 @@ crash-points)
                         # on record as active, it is ready.
                         for _ in $(seq 3000); do
                                 alive || break
-                                grep -ls '"warm":true' "$tmp"/state/state/allocation-*.json |
-                                        xargs -r grep -qs '"state":"active"' && break
+                                grep -hs '"warm":true' "$tmp"/state/state/allocation-*.json |
+                                        grep -q '"state":"active"' && break
                                 sleep 0.05
                         done
                         out=$(call Allocate 'sta{sv}' scn-cp 536870912 2 pool s host device-uid u 65534)
