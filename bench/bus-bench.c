@@ -423,6 +423,25 @@ static int measure_during_scrub(sd_bus *bus, const Options *o) {
         return r;
 }
 
+/* Release replies before the device is destroyed: reusable means free
+ * again (FreeSize back where it was) and zeroed (DirtySize 0). */
+static int pool_wait_reusable(sd_bus *bus, const Options *o, uint64_t free_before) {
+        uint64_t free_ = 0;
+
+        for (unsigned i = 0; i < 600000; i++) {
+                int r = pool_get(bus, o, "FreeSize", &free_);
+
+                if (r < 0)
+                        return r;
+                if (free_ >= free_before)
+                        return pool_wait_clean(bus, o);
+                bench_pause_ms(CLEAN_POLL_MS);
+        }
+        fprintf(stderr, "bus-bench: FreeSize of %s stays %" PRIu64 ", not %" PRIu64 "\n", o->pool_path, free_,
+                free_before);
+        return -ETIMEDOUT;
+}
+
 static int measure(sd_bus *bus, const Options *o, uint64_t size) {
         BenchSeries alloc = {}, rel = {}, complete = {};
         const char *tool = o->pause_ms > 0 ? "daemon-paused" : "daemon";
@@ -431,8 +450,11 @@ static int measure(sd_bus *bus, const Options *o, uint64_t size) {
         for (unsigned i = 0; i < o->warmup + o->iterations; i++) {
                 char *path = NULL;
                 double a, b, c, t0;
+                uint64_t free_before = 0;
 
                 r = pool_wait_warm(bus, o);
+                if (r >= 0)
+                        r = pool_get(bus, o, "FreeSize", &free_before);
                 if (r < 0)
                         break;
                 bench_pause_ms(o->pause_ms);
@@ -445,7 +467,7 @@ static int measure(sd_bus *bus, const Options *o, uint64_t size) {
                 free(path);
                 if (r < 0)
                         break;
-                r = pool_wait_clean(bus, o);
+                r = pool_wait_reusable(bus, o, free_before);
                 if (r < 0)
                         break;
                 c = bench_now_us() - t0;

@@ -38,6 +38,8 @@
 #                           (default allocate,reclaim)
 #   --reclaim-iterations N  measured cycles per way and round of the reclaim
 #                           suite (default 10, after 1 unmeasured)
+#   --state-tmpfs           the state directory on a tmpfs, not the rig's
+#                           overlay over 9p
 #   --trace                 afterwards, trace every syscall of a few daemon
 #                           and floor cycles with ftrace (kept in the
 #                           results directory; bench/syscall-timeline.py)
@@ -45,7 +47,7 @@
 # stdout (bench/report.awk).
 set -u
 
-iterations=30 rounds=3 held=500 daxctl_iterations=10 paused_iterations=10 pause_ms=100 trace=0
+state_tmpfs=0 iterations=30 rounds=3 held=500 daxctl_iterations=10 paused_iterations=10 pause_ms=100 trace=0
 suite=allocate,reclaim reclaim_iterations=10
 while [ $# -gt 0 ]; do
         case $1 in
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
         --suite) suite=$2; shift 2 ;;
         --reclaim-iterations) reclaim_iterations=$2; shift 2 ;;
         --trace) trace=1; shift ;;
+        --state-tmpfs) state_tmpfs=1; shift ;;
         --) shift; break ;;
         -*) echo "guest-bench: unknown option $1" >&2; exit 2 ;;
         *) break ;;
@@ -200,6 +203,15 @@ configure $warm1
 } >"$raw"
 
 take_over_region
+
+# The rig's /var is an overlay on the host's root over 9p, where every new
+# file name is looked up on the host: --state-tmpfs puts the state
+# directory on tmpfs instead, to tell the daemon's own cost from the rig's.
+if [ "$state_tmpfs" = 1 ]; then
+        mkdir -p /var/lib/daxbroker && mount -t tmpfs -o mode=0700 daxstate /var/lib/daxbroker ||
+                die "cannot mount a tmpfs on /var/lib/daxbroker"
+        echo "# state directory on tmpfs" >>"$raw"
+fi
 
 # One round of the reclaim suite; each program leaves the region empty.
 reclaim_round() {

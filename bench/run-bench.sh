@@ -12,7 +12,7 @@
 #                           (default: a new /var/tmp/daxbroker-bench.XXXXXX)
 #   --iterations N, --rounds R, --held K, --daxctl-iterations N,
 #   --paused-iterations N, --pause-ms MS, --suite allocate|reclaim|allocate,reclaim,
-#   --reclaim-iterations N, --trace
+#   --reclaim-iterations N, --trace, --state-tmpfs
 #                           passed to bench/guest-bench.sh (see there)
 #
 # Prints, per kernel, the median latencies and the ratios with the targets
@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
         --results) results=$2; shift 2 ;;
         --iterations|--rounds|--held|--daxctl-iterations|--paused-iterations|--pause-ms|--suite|--reclaim-iterations)
                 guest_opts+=("$1" "$2"); shift 2 ;;
-        --trace) guest_opts+=("$1"); shift ;;
+        --trace|--state-tmpfs) guest_opts+=("$1"); shift ;;
         -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
         --) shift; break ;;
         -*) echo "run-bench: unknown option $1" >&2; exit 2 ;;
