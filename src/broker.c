@@ -841,6 +841,7 @@ static void release_background(Broker *b, Allocation *a) {
 }
 
 void broker_allocation_retire(Broker *b, Allocation *a) {
+        events_released(a, a->rec->device);
         release_background(b, a);
 }
 

@@ -384,7 +384,11 @@ crash-points)
                                         grep -q '"state":"active"' && break
                                 sleep 0.05
                         done
-                        out=$(call Allocate 'sta{sv}' scn-cp 536870912 2 pool s host device-uid u 65534)
+                        # 512 MiB is the warm size; the allocate-* points
+                        # need a cold Allocate.
+                        size=536870912
+                        [[ $point == allocate-* ]] && size=268435456
+                        out=$(call Allocate 'sta{sv}' scn-cp $size 2 pool s host device-uid u 65534)
                         path=$(echo "$out" | awk '{print $2}' | tr -d '"')
                         alive && [ -n "$path" ] && call Release o "$path" >/dev/null
                         settle

@@ -1692,6 +1692,9 @@ static int host_check(const char *pool) {
                               moved >= p.host,
                       "every host chunk can be reclaimed (%" PRIu64 " MiB)", p.host / MiB);
         check(wait_host(pool, 0, &p), "pool settles with no host memory");
+        /* Releases reply before their devices are destroyed. */
+        for (int i = 0; i < 3000 && find_pool(pool, &p) && p.allocated > 0; i++)
+                usleep(10 * 1000);
         check_invariant("after reclaiming everything", &p);
         check(p.free + p.allocated == p.size && p.allocated == 0, "the whole pool is free: nothing was lost");
         if (allocate("scn-crash", p.size, OPTS(.pool = pool, .contiguous = 0), path, &fd, err, sizeof(err)) < 0) {
