@@ -1346,6 +1346,8 @@ static void host_sizes_changed(void *userdata, Pool *p) {
 static void host_memory_freed(void *userdata, Pool *p) {
         broker_waiting_retry(userdata);
         restore_kick(userdata, false);
+        /* Refills wait for host jobs to end. */
+        warm_later(userdata, p);
 }
 
 static void host_dirt_added(void *userdata, Pool *p) {

@@ -375,15 +375,18 @@ crash-points)
                 # dirt it takes), its release and zeroing, a return to the
                 # host and a reclaim from it.
                 alive() { kill -0 "$daemon_pid" 2>/dev/null; }
-                if alive; then
-                        # The warm device is made once the pool is zeroed:
-                        # on record as active, it is ready.
+                # The warm device is made once the pool is zeroed: on
+                # record as active, it is ready.
+                warm_ready() {
                         for _ in $(seq 3000); do
                                 alive || break
                                 grep -hs '"warm":true' "$tmp"/state/state/allocation-*.json |
                                         grep -q '"state":"active"' && break
                                 sleep 0.05
                         done
+                }
+                if alive; then
+                        warm_ready
                         # 512 MiB is the warm size; the allocate-* points
                         # need a cold Allocate.
                         size=536870912
@@ -394,6 +397,8 @@ crash-points)
                         settle
                         alive && call ReturnToHost st host 1073741824 >/dev/null
                         settle
+                        # The reclaiming Allocate gives the warm device back.
+                        alive && warm_ready
                         alive && timeout 120 "${scn[@]}" host-trigger host >/dev/null 2>&1
                 fi
                 for _ in $(seq 600); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
