@@ -16,6 +16,14 @@
  * --reclaim times instead an Allocate that has to take its memory back
  * from the host, ReclaimFromHost alone and a clean Allocate (see
  * measure_reclaim()).
+ *
+ * --warm-size BYTES: the pool keeps a warm set of that many bytes (its
+ * WarmSize); before each Allocate the bench waits until it is refilled and
+ * the daemon is quiet, so that Allocates of warm sizes are hand-overs and
+ * the others find no refill on the region's lane. --burst N then times N
+ * Allocates sent together (VMs starting together), "allocate.burst" being
+ * the time from the first call until the last reply, and the daemon's
+ * resident memory is printed after the held allocations are made.
  */
 
 #include <errno.h>
@@ -58,6 +66,8 @@ typedef struct Options {
         size_t n_sizes;
         bool sizes_set;
         bool reclaim;
+        uint64_t warm_size;
+        unsigned burst;
 } Options;
 
 static int allocate(sd_bus *bus, const Options *o, const char *owner, uint64_t size, char **ret_path,
@@ -224,6 +234,138 @@ static int pool_get(sd_bus *bus, const Options *o, const char *property, uint64_
         return r;
 }
 
+/* The warm set is full again, and its last device made: WarmSize counts
+ * one being made, so the daemon is given a moment (a bench, not a test). */
+static int pool_wait_warm(sd_bus *bus, const Options *o) {
+        uint64_t warm = 0;
+
+        if (!o->warm_size)
+                return 0;
+        for (unsigned i = 0; i < 60000; i++) {
+                int r = pool_get(bus, o, "WarmSize", &warm);
+
+                if (r < 0) {
+                        fprintf(stderr, "bus-bench: reading WarmSize of %s: %s\n", o->pool_path, strerror(-r));
+                        return r;
+                }
+                if (warm == o->warm_size) {
+                        bench_pause_ms(300);
+                        return 0;
+                }
+                bench_pause_ms(1);
+        }
+        fprintf(stderr, "bus-bench: WarmSize of %s is %" PRIu64 ", not %" PRIu64 "\n", o->pool_path, warm,
+                o->warm_size);
+        return -ETIMEDOUT;
+}
+
+/* The daemon's resident memory, from /proc (the bench runs on its host). */
+static void print_daemon_rss(sd_bus *bus, unsigned held) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        char path[64], line[256];
+        uint32_t pid = 0;
+        FILE *f;
+
+        if (sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                               "GetConnectionUnixProcessID", &error, &reply, "s", BROKER_NAME) < 0 ||
+            sd_bus_message_read(reply, "u", &pid) < 0) {
+                sd_bus_error_free(&error);
+                sd_bus_message_unref(reply);
+                return;
+        }
+        sd_bus_message_unref(reply);
+        snprintf(path, sizeof path, "/proc/%u/status", pid);
+        f = fopen(path, "re");
+        if (!f)
+                return;
+        while (fgets(line, sizeof line, f))
+                if (strncmp(line, "VmRSS:", 6) == 0 || strncmp(line, "RssAnon:", 8) == 0)
+                        printf("# daemon %u held: %s", held, line);
+        fclose(f);
+}
+
+/* N Allocates of size sent together; the time until the last reply. */
+static int measure_burst(sd_bus *bus, const Options *o, uint64_t size) {
+        BenchSeries burst = {};
+        int r = 0;
+
+        for (unsigned i = 0; i < o->warmup + o->iterations && r >= 0; i++) {
+                sd_bus_message **replies = calloc(o->burst, sizeof(sd_bus_message *));
+                uint64_t *cookies = calloc(o->burst, sizeof(uint64_t));
+                unsigned got = 0;
+                double t0;
+
+                if (!replies || !cookies) {
+                        free(replies);
+                        free(cookies);
+                        return -ENOMEM;
+                }
+                r = pool_wait_clean(bus, o);
+                if (r >= 0)
+                        r = pool_wait_warm(bus, o);
+                t0 = bench_now_us();
+                for (unsigned k = 0; k < o->burst && r >= 0; k++) {
+                        sd_bus_message *m = NULL;
+
+                        r = sd_bus_message_new_method_call(bus, &m, BROKER_NAME, BROKER_PATH, BROKER_MANAGER,
+                                                           "Allocate");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "sta{sv}", "bench-burst", size, 1, "pool", "s", o->pool);
+                        if (r >= 0)
+                                r = sd_bus_send(bus, m, &cookies[k]);
+                        sd_bus_message_unref(m);
+                }
+                /* Replies in any order: read until each cookie has one. */
+                while (r >= 0 && got < o->burst) {
+                        sd_bus_message *m = NULL;
+                        uint64_t c;
+
+                        r = sd_bus_process(bus, &m);
+                        if (r < 0)
+                                break;
+                        if (!m) {
+                                r = sd_bus_wait(bus, CALL_TIMEOUT_USEC);
+                                continue;
+                        }
+                        if (sd_bus_message_get_reply_cookie(m, &c) >= 0)
+                                for (unsigned k = 0; k < o->burst; k++)
+                                        if (cookies[k] == c && !replies[k]) {
+                                                replies[k] = m;
+                                                m = NULL;
+                                                got++;
+                                        }
+                        sd_bus_message_unref(m);
+                }
+                if (r >= 0 && i >= o->warmup)
+                        bench_series_add(&burst, bench_now_us() - t0);
+                for (unsigned k = 0; k < o->burst; k++) {
+                        const char *path;
+                        double t;
+
+                        if (!replies[k])
+                                continue;
+                        if (sd_bus_message_is_method_error(replies[k], NULL)) {
+                                fprintf(stderr, "bus-bench: burst Allocate: %s\n",
+                                        sd_bus_message_get_error(replies[k])->message);
+                                r = -EIO;
+                        } else if (sd_bus_message_read(replies[k], "o", &path) >= 0)
+                                (void) release(bus, path, &t);
+                        sd_bus_message_unref(replies[k]);
+                }
+                free(replies);
+                free(cookies);
+        }
+        if (r >= 0) {
+                char op[64];
+
+                snprintf(op, sizeof op, "allocate.burst%u", o->burst);
+                bench_print("daemon", size, o->held, op, &burst);
+        }
+        bench_series_free(&burst);
+        return r;
+}
+
 /* Allocating clean memory must not wait for zeroing in progress: times a
  * 2 MiB Allocate while a scrub device is zeroing a released 1 GiB (the
  * pool then counts that chunk as neither free nor allocated). */
@@ -281,6 +423,25 @@ static int measure_during_scrub(sd_bus *bus, const Options *o) {
         return r;
 }
 
+/* Release replies before the device is destroyed: reusable means free
+ * again (FreeSize back where it was) and zeroed (DirtySize 0). */
+static int pool_wait_reusable(sd_bus *bus, const Options *o, uint64_t free_before) {
+        uint64_t free_ = 0;
+
+        for (unsigned i = 0; i < 600000; i++) {
+                int r = pool_get(bus, o, "FreeSize", &free_);
+
+                if (r < 0)
+                        return r;
+                if (free_ >= free_before)
+                        return pool_wait_clean(bus, o);
+                bench_pause_ms(CLEAN_POLL_MS);
+        }
+        fprintf(stderr, "bus-bench: FreeSize of %s stays %" PRIu64 ", not %" PRIu64 "\n", o->pool_path, free_,
+                free_before);
+        return -ETIMEDOUT;
+}
+
 static int measure(sd_bus *bus, const Options *o, uint64_t size) {
         BenchSeries alloc = {}, rel = {}, complete = {};
         const char *tool = o->pause_ms > 0 ? "daemon-paused" : "daemon";
@@ -289,7 +450,13 @@ static int measure(sd_bus *bus, const Options *o, uint64_t size) {
         for (unsigned i = 0; i < o->warmup + o->iterations; i++) {
                 char *path = NULL;
                 double a, b, c, t0;
+                uint64_t free_before = 0;
 
+                r = pool_wait_warm(bus, o);
+                if (r >= 0)
+                        r = pool_get(bus, o, "FreeSize", &free_before);
+                if (r < 0)
+                        break;
                 bench_pause_ms(o->pause_ms);
                 r = allocate(bus, o, o->owner, size, &path, &a);
                 if (r < 0)
@@ -300,7 +467,7 @@ static int measure(sd_bus *bus, const Options *o, uint64_t size) {
                 free(path);
                 if (r < 0)
                         break;
-                r = pool_wait_clean(bus, o);
+                r = pool_wait_reusable(bus, o, free_before);
                 if (r < 0)
                         break;
                 c = bench_now_us() - t0;
@@ -528,13 +695,15 @@ static void help(void) {
                "  -s --sizes LIST        Sizes, comma-separated (default 2M,1G)\n"
                "  -H --held K            Keep K allocations of 2 MiB while measuring (default 0)\n"
                "  -P --pause-ms MS       Sleep before each Allocate and each Release (default 0)\n"
+               "     --warm-size BYTES   Wait for the pool's WarmSize to be this before each Allocate\n"
+               "     --burst N           Also time N Allocates of the first size sent together\n"
                "     --reclaim           Time Allocate when the memory is lent to the host, and\n"
                "                         ReclaimFromHost (needs --pool; default size 1G);\n"
                "                         --pause-ms sleeps before each timed call\n");
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
-        enum { ARG_ADDRESS = 0x100, ARG_RECLAIM };
+        enum { ARG_ADDRESS = 0x100, ARG_RECLAIM, ARG_WARM_SIZE, ARG_BURST };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "address", required_argument, NULL, ARG_ADDRESS },
@@ -546,6 +715,8 @@ static int parse_args(int argc, char **argv, Options *o) {
                 { "held", required_argument, NULL, 'H' },
                 { "pause-ms", required_argument, NULL, 'P' },
                 { "reclaim", no_argument, NULL, ARG_RECLAIM },
+                { "warm-size", required_argument, NULL, ARG_WARM_SIZE },
+                { "burst", required_argument, NULL, ARG_BURST },
                 {},
         };
         int c, r = 0;
@@ -584,6 +755,12 @@ static int parse_args(int argc, char **argv, Options *o) {
                         break;
                 case ARG_RECLAIM:
                         o->reclaim = true;
+                        break;
+                case ARG_WARM_SIZE:
+                        r = bench_parse_size(optarg, &o->warm_size);
+                        break;
+                case ARG_BURST:
+                        r = bench_parse_unsigned(optarg, &o->burst);
                         break;
                 default:
                         return -EINVAL;
@@ -693,12 +870,15 @@ int main(int argc, char **argv) {
         }
         if (o.held > 0)
                 bench_print("daemon", 2 * BENCH_MiB, o.held, "fill", &fill);
+        print_daemon_rss(bus, o.held);
 
         for (size_t i = 0; i < o.n_sizes; i++) {
                 r = measure(bus, &o, o.sizes[i]);
                 if (r < 0)
                         break;
         }
+        if (r >= 0 && o.burst > 0)
+                r = measure_burst(bus, &o, o.sizes[0]);
         if (r >= 0 && o.held == 0)
                 r = measure_during_scrub(bus, &o);
 

@@ -38,6 +38,8 @@
 #                           (default allocate,reclaim)
 #   --reclaim-iterations N  measured cycles per way and round of the reclaim
 #                           suite (default 10, after 1 unmeasured)
+#   --state-tmpfs           the state directory on a tmpfs, not the rig's
+#                           overlay over 9p
 #   --trace                 afterwards, trace every syscall of a few daemon
 #                           and floor cycles with ftrace (kept in the
 #                           results directory; bench/syscall-timeline.py)
@@ -45,7 +47,7 @@
 # stdout (bench/report.awk).
 set -u
 
-iterations=30 rounds=3 held=500 daxctl_iterations=10 paused_iterations=10 pause_ms=100 trace=0
+state_tmpfs=0 iterations=30 rounds=3 held=500 daxctl_iterations=10 paused_iterations=10 pause_ms=100 trace=0
 suite=allocate,reclaim reclaim_iterations=10
 while [ $# -gt 0 ]; do
         case $1 in
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
         --suite) suite=$2; shift 2 ;;
         --reclaim-iterations) reclaim_iterations=$2; shift 2 ;;
         --trace) trace=1; shift ;;
+        --state-tmpfs) state_tmpfs=1; shift ;;
         --) shift; break ;;
         -*) echo "guest-bench: unknown option $1" >&2; exit 2 ;;
         *) break ;;
@@ -169,14 +172,24 @@ run() { # label command...
 }
 
 mkdir -p /etc/daxbroker
-cat >/etc/daxbroker/daxbroker.conf <<CONF
+# The warm set: 2 MiB devices (the measured 2 MiB Allocates are hand-overs,
+# 1 GiB ones cold). 20 of them for the burst with 1 live allocation; with
+# 500 live 2 MiB ones (1000 MiB) only 8, so that a 1 GiB allocation still
+# fits the 2 GiB region beside them without giving warm devices back.
+configure() { # WARM_BUDGET
+        cat >/etc/daxbroker/daxbroker.conf <<CONF
 # Written by bench/guest-bench.sh: the daemon manages region $region only.
 # Nothing goes to the host on its own (the reclaim suite lends with
 # ReturnToHost, HostChunk= at its default of 1 GiB).
 [Pool bench]
 Region=$region
 HostReturn=no
+WarmSizes=2M
+WarmBudget=$1
 CONF
+}
+warm1=40M warm500=16M burst=20
+configure $warm1
 
 {
         echo "# kernel $(uname -r) (flavour $kernel, memhp ${DAXRIG_MEMHP:-?})"
@@ -190,6 +203,15 @@ CONF
 } >"$raw"
 
 take_over_region
+
+# The rig's /var is an overlay on the host's root over 9p, where every new
+# file name is looked up on the host: --state-tmpfs puts the state
+# directory on tmpfs instead, to tell the daemon's own cost from the rig's.
+if [ "$state_tmpfs" = 1 ]; then
+        mkdir -p /var/lib/daxbroker && mount -t tmpfs -o mode=0700 daxstate /var/lib/daxbroker ||
+                die "cannot mount a tmpfs on /var/lib/daxbroker"
+        echo "# state directory on tmpfs" >>"$raw"
+fi
 
 # One round of the reclaim suite; each program leaves the region empty.
 reclaim_round() {
@@ -222,13 +244,25 @@ for ((round = 1; do_allocate && round <= rounds; round++)); do
                 run "round $round: floor, zeroing" "$floor" -r $region -n "$paused_iterations" -w 1 --zero
         fi
 
+        configure $warm1
         start_daemon || die "daxbrokerd did not come up: $(tail -n 20 /tmp/daxbrokerd.log)"
         cpu0=$(daemon_cpu)
-        run "round $round: daemon, 1 live" "$busbench" -p bench -n "$iterations" -H 0
+        run "round $round: daemon, 1 live" "$busbench" -p bench -n "$iterations" -H 0 --warm-size $warm1 \
+                --burst $burst
         cpu1=$(daemon_cpu)
-        run "round $round: daemon, $held held" "$busbench" -p bench -n "$iterations" -H "$held"
+        stop_daemon
+        configure $warm500
+        start_daemon || die "daxbrokerd did not come up: $(tail -n 20 /tmp/daxbrokerd.log)"
+        cpu1b=$(daemon_cpu)
+        run "round $round: daemon, $held held" "$busbench" -p bench -n "$iterations" -H "$held" --warm-size $warm500
         cpu2=$(daemon_cpu)
-        echo "# daemon cpu ticks (utime+stime, $(getconf CLK_TCK)/s): held 0 pass $((cpu1 - cpu0)), held $held pass $((cpu2 - cpu1))" >>"$raw"
+        echo "# daemon cpu ticks (utime+stime, $(getconf CLK_TCK)/s): held 0 pass $((cpu1 - cpu0)), held $held pass $((cpu2 - cpu1b))" >>"$raw"
+        # Idle: the warm set full, nothing to zero, nobody calling.
+        sleep 2
+        cpu3=$(daemon_cpu)
+        sleep 10
+        cpu4=$(daemon_cpu)
+        echo "# daemon idle cpu ticks over 10 s ($(getconf CLK_TCK)/s): $((cpu4 - cpu3))" >>"$raw"
         stop_daemon
 done
 

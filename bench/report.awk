@@ -5,10 +5,15 @@
 #
 #   awk -f report.awk raw-6.1.txt
 #
-# Targets (from the issues): Allocate and Release each at most 1.3x the
-# floor; with 500 live allocations at most 1.1x the latency with one; an
-# Allocate that has to reclaim 1 GiB from the host at most 1.2x the raw
-# sysfs sequence (offline blocks, unbind, destroy, create, map, bind). The
+# Targets (issue 11; the daemon keeps 2 MiB warm devices, so its 2 MiB
+# Allocate is a warm hand-over and its 1 GiB one cold): a warm Allocate at
+# most 0.15x the floor's allocate, a cold one 1.2x; the Release reply 0.15x
+# the floor's release; a burst of 20 warm Allocates 0.2x 20 floor
+# allocates; with 500 live allocations every operation at most 1.05x its
+# time with one; the daemon's RSS with 500 live at most 16 MiB, no CPU when
+# idle. An Allocate that has to reclaim 1 GiB from the host at most 1.2x
+# the raw sysfs sequence (offline blocks, unbind, destroy, create, map,
+# bind). The
 # target lines use the floor as defined (back-to-back raw cycle); the
 # reference lines below them compare like with like where the daemon's work
 # differs (see docs/benchmarks.md).
@@ -45,16 +50,21 @@ function lrow(label, tool, op) {
                 fmt(med(tool, S1G, 0, op)), fmt(med(tool, S1G, H, op))
 }
 
-# A ratio row (a / b per size, at held ha and hb); target 0: reference only.
-function rrow(label, ta, opa, ha, tb, opb, hb, target,    s, i, size, v, verdict) {
+# A ratio row (a / b per size, at held ha and hb); target 0: reference
+# only; "T2,T1G": a target per size (0 for none); scale multiplies b.
+function rrow(label, ta, opa, ha, tb, opb, hb, target, scale,    s, i, size, v, verdict, tg, t) {
         s = sprintf("  %-52s", label)
+        split(target "", tg, ",")
+        if (!(2 in tg))
+                tg[2] = tg[1]
         for (i = 1; i <= 2; i++) {
                 size = i == 1 ? S2 : S1G
-                v = ratio(med(ta, size, ha, opa), med(tb, size, hb, opb))
+                t = tg[i] + 0
+                v = ratio(med(ta, size, ha, opa), med(tb, size, hb, opb) * (scale ? scale : 1))
                 verdict = ""
-                if (target > 0 && v != "") {
+                if (t > 0 && v != "") {
                         checked++
-                        if (v <= target) {
+                        if (v <= t) {
                                 verdict = " met"
                                 met++
                         } else
@@ -62,12 +72,18 @@ function rrow(label, ta, opa, ha, tb, opb, hb, target,    s, i, size, v, verdict
                 }
                 s = s sprintf("%13s", (v == "" ? "-" : sprintf("%.2f", v)) verdict)
         }
-        print s (target > 0 ? sprintf("   <= %.1f", target) : "")
+        print s (target != "0" && target != "" ? "   <= " target : "")
 }
 
 /^# / {
-        if ($0 ~ /^# daemon cpu/)
+        if ($0 ~ /^# daemon (cpu|idle cpu)/)
                 cpu[++n_cpu] = substr($0, 3)
+        else if ($0 ~ /^# daemon [0-9]+ held: VmRSS:/) {
+                rss[++n_rss] = substr($0, 3)
+                if ($3 + 0 > 0 && $6 + 0 > rss_max[$3 + 0])
+                        rss_max[$3 + 0] = $6 + 0
+        } else if ($0 ~ /^# daemon [0-9]+ held: RssAnon:/)
+                next
         else if ($0 !~ /^# round/)
                 header[++n_header] = substr($0, 3)
         next
@@ -195,7 +211,7 @@ END {
         printf "  targets met: %d of %d\n", met, checked
 }
 
-function allocate_report(    i, s, n_steps, steps) {
+function allocate_report(    i, s, n_steps, steps, n, w) {
         print ""
         printf "  %-34s %21s %21s\n", "median latency, microseconds", "2 MiB", "1 GiB"
         printf "  %-34s %10s %10s %10s %10s\n", "", "1 live", L, "1 live", L
@@ -205,7 +221,8 @@ function allocate_report(    i, s, n_steps, steps) {
         lrow("floor-paused release", "floor-paused", "release")
         lrow("floor-zero release (incl. zeroing)", "floor-zero", "release")
         lrow("  of which zeroing", "floor-zero", "release.zero")
-        lrow("daemon Allocate", "daemon", "allocate")
+        lrow("daemon Allocate (2 MiB warm)", "daemon", "allocate")
+        lrow("daemon burst of 20 warm Allocates", "daemon", "allocate.burst20")
         lrow("daemon Release (reply)", "daemon", "release")
         lrow("daemon Release until memory reusable", "daemon", "release.complete")
         lrow("daxctl create-device", "daxctl", "allocate")
@@ -231,15 +248,33 @@ function allocate_report(    i, s, n_steps, steps) {
 
         print ""
         printf "  %-52s%13s%13s   %s\n", "ratio of medians", "2 MiB", "1 GiB", "target"
-        print "  targets:"
-        rrow("daemon Allocate / floor allocate, 1 live", "daemon", "allocate", 0, "floor", "allocate", 0, 1.3)
-        rrow("daemon Release / floor release, 1 live", "daemon", "release", 0, "floor", "release", 0, 1.3)
+        print "  targets (2 MiB: warm, 1 GiB: cold):"
+        rrow("daemon Allocate / floor allocate, 1 live", "daemon", "allocate", 0, "floor", "allocate", 0, "0.15,1.2")
+        rrow("daemon Release reply / floor release, 1 live", "daemon", "release", 0, "floor", "release", 0, "0.15")
+        rrow("burst of 20 warm Allocates / 20 floor allocates", "daemon", "allocate.burst20", 0, "floor",
+             "allocate", 0, "0.2,0", 20)
         if (H > 0) {
-                rrow("daemon Allocate / floor allocate, " L, "daemon", "allocate", H, "floor", "allocate", H, 1.3)
-                rrow("daemon Release / floor release, " L, "daemon", "release", H, "floor", "release", H, 1.3)
-                rrow("daemon Allocate, " L " / 1 live", "daemon", "allocate", H, "daemon", "allocate", 0, 1.1)
-                rrow("daemon Release, " L " / 1 live", "daemon", "release", H, "daemon", "release", 0, 1.1)
+                rrow("daemon Allocate, " L " / 1 live", "daemon", "allocate", H, "daemon", "allocate", 0, "1.05")
+                rrow("daemon Release reply, " L " / 1 live", "daemon", "release", H, "daemon", "release", 0, "1.05")
+                rrow("daemon Allocate / floor allocate, " L, "daemon", "allocate", H, "floor", "allocate", H, 0)
+                rrow("daemon Release reply / floor release, " L, "daemon", "release", H, "floor", "release", H, 0)
         }
+        if (H in rss_max) {
+                checked++
+                if (rss_max[H] <= 16384)
+                        met++
+                printf "  %-52s %10d KiB %s   <= 16384 KiB\n", "daemon VmRSS with " L, rss_max[H],
+                       rss_max[H] <= 16384 ? "met" : "MISSED"
+        }
+        for (i = 1; i <= n_cpu; i++)
+                if (cpu[i] ~ /^daemon idle cpu ticks over 10 s/) {
+                        n = split(cpu[i], w, " ")
+                        checked++
+                        if (w[n] + 0 == 0)
+                                met++
+                        printf "  %-52s %10d ticks %s   = 0\n", "daemon CPU while idle, 10 s", w[n],
+                               w[n] + 0 == 0 ? "met" : "MISSED"
+                }
         print "  reference:"
         rrow("daemon Allocate / floor-paused allocate", "daemon", "allocate", 0, "floor-paused", "allocate", 0, 0)
         rrow("daemon Release until reusable / floor-zero release", "daemon", "release.complete", 0, "floor-zero",

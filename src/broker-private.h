@@ -11,6 +11,7 @@
 #include "kernel-ops.h"
 #include "host-return.h"
 #include "scrub-sched.h"
+#include "warm.h"
 
 struct Broker {
         sd_event *event;
@@ -21,6 +22,9 @@ struct Broker {
         Worker *worker;
         GPtrArray *pools;        /* Pool* */
         GHashTable *allocations; /* id -> Allocation* */
+        /* Released (the caller has its reply), device still being
+         * destroyed: on record as releasing, ranges reserved. */
+        GHashTable *releasing;   /* id -> Allocation* */
         /* Records of regions we do not manage right now (config changed,
          * region missing): kept verbatim so nothing is forgotten. */
         GPtrArray *unmanaged;    /* AllocationRecord* */
@@ -49,6 +53,10 @@ struct Broker {
  * allocations in the region never wait behind either. */
 
 int broker_save(Broker *b, GError **error);
+void broker_stable_path_update(Broker *b, const AllocationRecord *r);
+void broker_notify_added(Broker *b, Allocation *a);
+/* Takes a device down without a caller waiting (a failed commit). */
+void broker_allocation_retire(Broker *b, Allocation *a);
 int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error);
 void broker_notify_sizes(Broker *b, Pool *p);
 void broker_waiting_retry(Broker *b);

@@ -27,6 +27,7 @@ static void restore_later(Broker *b);
 static void pool_free(Pool *p) {
         if (!p)
                 return;
+        warm_pool_done(p);
         host_pool_done(p);
         scrub_sched_pool_done(p);
         extent_map_free(p->map);
@@ -106,12 +107,17 @@ void broker_drain(Broker *b) {
 }
 
 void pool_usage(const Pool *p, PoolUsage *ret) {
-        /* Free is what no device holds, so it equals the kernel's
-         * available_size: dirty memory in it is zeroed on the way out. */
+        uint64_t warm = warm_bytes(p);
+
+        /* Free is what no device holds, which is the kernel's
+         * available_size, plus the warm devices nobody holds yet: those
+         * are anyone's for the asking. Dirty memory in it is zeroed on
+         * the way out. */
         *ret = (PoolUsage) {
-                .free = extent_map_total(p->map, EXTENT_FREE) + extent_map_total_bare_dirty(p->map),
+                .free = extent_map_total(p->map, EXTENT_FREE) + extent_map_total_bare_dirty(p->map) + warm,
                 .allocated = extent_map_total(p->map, EXTENT_ALLOCATED) +
-                             extent_map_total(p->map, EXTENT_PENDING),
+                             extent_map_total(p->map, EXTENT_PENDING) - warm,
+                .warm = warm,
                 .host = extent_map_total(p->map, EXTENT_HOST),
                 .dirty = extent_map_total(p->map, EXTENT_DIRTY),
                 .foreign = extent_map_total(p->map, EXTENT_FOREIGN),
@@ -134,6 +140,7 @@ void broker_usage(Broker *b, uint64_t *ret_total, PoolUsage *ret) {
                 ret->host += u.host;
                 ret->dirty += u.dirty;
                 ret->foreign += u.foreign;
+                ret->warm += u.warm;
                 ret->largest_free = max_u64(ret->largest_free, u.largest_free);
         }
         *ret_total = total;
@@ -144,7 +151,7 @@ void broker_set_listener(Broker *b, const BrokerListener *l, void *userdata) {
         b->listener_data = userdata;
 }
 
-static void notify_added(Broker *b, Allocation *a) {
+void broker_notify_added(Broker *b, Allocation *a) {
         if (b->listener.allocation_added)
                 b->listener.allocation_added(a, b->listener_data);
 }
@@ -196,8 +203,12 @@ int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
         g_hash_table_iter_init(&it, b->allocations);
         while (g_hash_table_iter_next(&it, NULL, &v))
                 g_ptr_array_add(recs, ((Allocation *) v)->rec);
+        g_hash_table_iter_init(&it, b->releasing);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                g_ptr_array_add(recs, ((Allocation *) v)->rec);
         for (guint i = 0; i < b->unmanaged->len; i++)
                 g_ptr_array_add(recs, b->unmanaged->pdata[i]);
+        warm_collect(b, recs);
         collect_dirty(b, dirty);
         host_collect(&b->host, host);
 
@@ -226,7 +237,7 @@ static char *stable_path(Broker *b, const AllocationRecord *r, char **ret_dir) {
  * bus does not depend on it. The link is made under a name that starts with
  * '.', which no escaped owner or label has, so it never replaces another
  * label's link. Only a device of the owner's uid gets a link. */
-static void stable_path_update(Broker *b, const AllocationRecord *r) {
+void broker_stable_path_update(Broker *b, const AllocationRecord *r) {
         g_autofree char *dir = NULL, *target = NULL, *tmp = NULL;
         g_autofree char *path = NULL;
 
@@ -334,7 +345,6 @@ static void allocate_work(void *p) {
         }
 }
 
-static void allocation_retire(Broker *b, Allocation *a);
 
 static void allocate_done(void *p) {
         AllocateJob *j = p;
@@ -357,6 +367,7 @@ static void allocate_done(void *p) {
                 j->done(NULL, -1, error, j->userdata);
                 g_free(j);
                 broker_scrub_kick(b);
+                warm_later(b, pool);
                 return;
         }
 
@@ -371,7 +382,7 @@ static void allocate_done(void *p) {
                 log_warning("Allocate %s for '%s' finished after its deadline; releasing it", a->rec->id,
                             a->rec->owner);
                 close(j->res.fd);
-                allocation_retire(b, a);
+                broker_allocation_retire(b, a);
                 j->done(NULL, -1, e, j->userdata);
                 g_free(j);
                 return;
@@ -384,27 +395,28 @@ static void allocate_done(void *p) {
                                                   "Cannot record the allocation: %s", error->message);
 
                 close(j->res.fd);
-                allocation_retire(b, a);
+                broker_allocation_retire(b, a);
                 j->done(NULL, -1, e, j->userdata);
                 g_free(j);
                 return;
         }
 
         events_allocated(a, j->zero, j->n_zero);
-        stable_path_update(b, a->rec);
+        broker_stable_path_update(b, a->rec);
         /* The caller is waiting for its fd; observers can wait a moment. */
         j->done(a, j->res.fd, NULL, j->userdata);
         close(j->res.fd);
         g_free(j);
-        notify_added(b, a);
+        broker_notify_added(b, a);
         broker_notify_sizes(b, pool);
         host_pool_changed(&b->host, pool);
+        warm_later(b, pool);
 }
 
 static char *allocation_new_id(Broker *b) {
         for (;;) {
                 char *id = g_strdup_printf("%08x%08x", g_random_int(), g_random_int());
-                if (!g_hash_table_contains(b->allocations, id))
+                if (!g_hash_table_contains(b->allocations, id) && !g_hash_table_contains(b->releasing, id))
                         return id;
                 g_free(id);
         }
@@ -802,7 +814,16 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         if (!owners_admit(b, req, error))
                 return false;
 
+        /* A warm device that fits is handed over: no kernel work now. */
+        n = warm_hand_over(b, req, done, userdata, error);
+        if (n != 0)
+                return n > 0;
+
         pool = allocate_place(b, req, &align, ranges, &n, &wait, error);
+        /* Warm devices go first when they stand in the way. */
+        if (!pool && !wait && may_wait && g_error_matches(*error, BROKER_ERROR, BROKER_ERROR_NO_SPACE) &&
+            warm_give_back_for(b, req))
+                wait = true;
         /* Host memory comes back for it: wait for the reclaim (ours or one
          * already running), then place again. */
         if (!pool && !wait && may_wait && g_error_matches(*error, BROKER_ERROR, BROKER_ERROR_NO_SPACE) &&
@@ -891,6 +912,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
                 return false;
         }
 
+        warm_note_request(pool, req->size);
         worker_submit(b->worker, pool->region_id, allocate_work, allocate_done, j);
         broker_notify_sizes(b, pool);
         return true;
@@ -908,7 +930,7 @@ bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone d
         return allocate_try(b, &r, done, userdata, true, error);
 }
 
-/* ---- release: destroy the device, then zero its memory ---- */
+/* ---- release: reply, then destroy the device and zero its memory ---- */
 
 typedef struct ReleaseJob {
         Broker *broker;
@@ -916,8 +938,6 @@ typedef struct ReleaseJob {
         char name[DAX_NAME_MAX];
         int err;
         const char *step;
-        BrokerDone done;
-        void *userdata;
 } ReleaseJob;
 
 static void release_work(void *p) {
@@ -927,6 +947,7 @@ static void release_work(void *p) {
         j->err = j->name[0] ? kernel_destroy(j->broker->backend, j->name, &j->step) : 0;
 }
 
+/* The device is gone (or the kernel refused): the caller heard long ago. */
 static void release_done(void *p) {
         ReleaseJob *j = p;
         Broker *b = j->broker;
@@ -937,19 +958,14 @@ static void release_done(void *p) {
 
         a->busy = false;
         if (j->err < 0) {
-                /* Stays RELEASING: a new Release or the next start-up retries. */
-                g_set_error(&error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "Kernel refused while %s %s: %s",
-                            j->step, j->name, g_strerror(-j->err));
-                log_error("Release %s failed: %s", a->rec->id, error->message);
-                if (j->done)
-                        j->done(0, error, j->userdata);
+                /* Stays on record as releasing, its ranges reserved: the
+                 * next start finishes it (and zeroes the memory). */
+                log_error("Release %s: the kernel refused while %s %s: %s; the next start finishes it", a->rec->id,
+                          j->step, j->name, g_strerror(-j->err));
                 g_free(j);
                 return;
         }
 
-        events_released(a, j->name);
-        stable_path_remove(b, a->rec);
-        notify_removed(b, a);
         /* The kernel does not zero device memory: what the owner left
          * there is dirt until the scrubber has been through it. */
         if (extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, NULL) < 0)
@@ -959,14 +975,12 @@ static void release_done(void *p) {
         if (a->restore != ALLOCATION_RESTORED)
                 host_take_back(&b->host, pool, a->rec->ranges, a->rec->n_ranges);
         transient = a->rec->transient;
-        g_hash_table_remove(b->allocations, a->rec->id);
+        g_hash_table_remove(b->releasing, a->rec->id);
         if (broker_save(b, &error) < 0)
                 /* The file still says RELEASING, which the next start-up
                  * finishes (and zeroes); nothing is lost. */
                 log_error("Cannot record the release: %s", error->message);
         broker_notify_sizes(b, pool);
-        if (j->done)
-                j->done(1, NULL, j->userdata);
         /* Nobody waits on a transient release to look at the pool: its
          * client is gone, so its data is zeroed at once. */
         if (transient)
@@ -976,40 +990,70 @@ static void release_done(void *p) {
         g_free(j);
         broker_waiting_retry(b);
         host_pool_changed(&b->host, pool);
+        warm_later(b, pool);
 }
 
-/* Takes a device down without a caller waiting (a failed commit). */
-static void allocation_retire(Broker *b, Allocation *a) {
+/* Out of the allocations (nobody lists, opens or counts it any more),
+ * its ranges still reserved, and its device destroyed on the region lane. */
+static void release_background(Broker *b, Allocation *a) {
         ReleaseJob *j = g_new0(ReleaseJob, 1);
 
         *j = (ReleaseJob) { .broker = b, .allocation = a };
-        g_strlcpy(j->name, a->rec->device ? a->rec->device : "", sizeof(j->name));
+        g_strlcpy(j->name, a->rec->device && a->restore == ALLOCATION_RESTORED ? a->rec->device : "", sizeof(j->name));
         a->rec->state = ALLOCATION_RELEASING;
         a->busy = true;
+        g_hash_table_steal(b->allocations, a->rec->id);
+        g_hash_table_insert(b->releasing, a->rec->id, a);
         worker_submit(b->worker, a->pool->region_id, release_work, release_done, j);
 }
 
-static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
-        ReleaseJob *j;
+void broker_allocation_retire(Broker *b, Allocation *a) {
+        events_released(a, a->rec->device);
+        release_background(b, a);
+}
 
+/* The device node goes back to root, mode 0600: nobody opens it by path
+ * any more. Descriptors already open keep working until the device is
+ * destroyed in the background. */
+static void release_revoke(Broker *b, Allocation *a) {
+        int fd;
+
+        if (!a->rec->device || a->restore != ALLOCATION_RESTORED)
+                return;
+        fd = b->backend->ops->open_device(b->backend, a->rec->device);
+        if (fd < 0 || fchown(fd, 0, 0) < 0 || fchmod(fd, 0600) < 0)
+                log_warning("Release %s: cannot give /dev/%s back to root: %s; it is destroyed shortly", a->rec->id,
+                            a->rec->device, g_strerror(fd < 0 ? -fd : errno));
+        if (fd >= 0)
+                close(fd);
+        crash_point("release-revoked");
+}
+
+/* Records the release durably, revokes access to the device, takes the
+ * allocation off the bus and replies; the kernel work follows. */
+static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
         if (a->busy) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
                             "Allocation %s has an operation in progress, try again", a->rec->id);
                 return false;
         }
         a->rec->state = ALLOCATION_RELEASING;
-        if (broker_save_full(b, 0, error) < 0) {
+        /* Durable: the reply says it is released, whatever happens next. */
+        if (broker_save(b, error) < 0) {
                 a->rec->state = ALLOCATION_ACTIVE;
                 g_prefix_error(error, "Cannot record the release: ");
                 (*error)->domain = BROKER_ERROR;
                 (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
                 return false;
         }
-        j = g_new0(ReleaseJob, 1);
-        *j = (ReleaseJob) { .broker = b, .allocation = a, .done = done, .userdata = userdata };
-        g_strlcpy(j->name, a->rec->device ? a->rec->device : "", sizeof(j->name));
-        a->busy = true;
-        worker_submit(b->worker, a->pool->region_id, release_work, release_done, j);
+        release_revoke(b, a);
+        events_released(a, a->rec->device);
+        stable_path_remove(b, a->rec);
+        notify_removed(b, a);
+        release_background(b, a);
+        broker_notify_sizes(b, a->pool);
+        if (done)
+                done(1, NULL, userdata);
         return true;
 }
 
@@ -1125,6 +1169,7 @@ static void scrub_finished(Pool *p, bool zeroed, void *userdata) {
         broker_notify_sizes(b, p);
         broker_waiting_retry(b);
         host_pool_changed(&b->host, p);
+        warm_later(b, p);
 }
 
 void broker_scrub_kick(Broker *b) {
@@ -1187,6 +1232,7 @@ static Pool *pool_new(Broker *b, const DaxRegionInfo *ri, const PoolConfig *pc) 
         p->map = extent_map_new(ri->start, ri->size);
         host_pool_init(&b->host, p, pc);
         pool_perf_init(b, p, pc);
+        warm_pool_init(p, pc);
         return p;
 }
 
@@ -1235,7 +1281,7 @@ static void stable_paths_refresh(Broker *b) {
                 return;
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
-                stable_path_update(b, a->rec);
+                broker_stable_path_update(b, a->rec);
                 if (owners_link_allowed(b, a->rec))
                         g_hash_table_add(keep, stable_path(b, a->rec, NULL));
         }
@@ -1294,6 +1340,7 @@ int broker_start(Broker *b, GError **error) {
         r = reconcile_pools(b, &st, new_boot, error);
         if (r < 0)
                 goto finish;
+        warm_adopt(b);
 
         r = broker_save(b, error);
         if (r < 0)
@@ -1303,6 +1350,7 @@ int broker_start(Broker *b, GError **error) {
         for (guint i = 0; i < b->pools->len; i++)
                 host_pool_changed(&b->host, b->pools->pdata[i]);
         restore_later(b);
+        warm_later_all(b);
         log_info("Ready: %u pools, %u allocations", b->pools->len, g_hash_table_size(b->allocations));
 finish:
         /* unclaimed records were moved out by reconcile_pools; the rest are NULL */
@@ -1326,14 +1374,17 @@ int broker_reload(Broker *b, Config *config, GError **error) {
                 p->align = pc && pc->align ? pc->align : config->default_align;
                 p->boundary = pc ? pc->boundary : 0;
                 host_pool_configure(p, pc);
+                warm_pool_configure(p, pc);
                 broker_notify_sizes(b, p);
         }
         config_free(b->config);
         b->config = config;
         b->host.max_ranges = config->max_ranges;
         host_lend_dirty_configure(&b->host, config);
-        for (guint i = 0; i < b->pools->len; i++)
+        for (guint i = 0; i < b->pools->len; i++) {
                 host_pool_changed(&b->host, b->pools->pdata[i]);
+                warm_later(b, b->pools->pdata[i]);
+        }
         log_info("Configuration reloaded; adding or removing pools takes a restart");
         return 0;
 }
@@ -1408,7 +1459,7 @@ static void restore_done(void *p) {
                 log_error("Cannot record the restored allocation %s: %s; start-up will adopt its device",
                           a->rec->id, error->message);
         events_restored(a->pool, a->rec, j->zero ? allocation_size(a) : 0);
-        stable_path_update(b, a->rec);
+        broker_stable_path_update(b, a->rec);
         notify_changed(b, a);
         g_free(j);
 }
@@ -1489,6 +1540,8 @@ static void host_sizes_changed(void *userdata, Pool *p) {
 static void host_memory_freed(void *userdata, Pool *p) {
         broker_waiting_retry(userdata);
         restore_kick(userdata, false);
+        /* Refills wait for host jobs to end. */
+        warm_later(userdata, p);
 }
 
 static void host_dirt_added(void *userdata, Pool *p) {
@@ -1512,6 +1565,10 @@ static void host_zero_first(void *userdata, Pool *p, const DaxRange *r) {
 
         scrub_sched_prefer(b->scrub, p, r);
         broker_scrub_kick(b);
+}
+
+static bool host_warm_give_back(void *userdata, Pool *p) {
+        return warm_give_back_pool(userdata, p);
 }
 
 static bool host_allocations_waiting(void *userdata) {
@@ -1545,6 +1602,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->runtime_dir = g_strdup(settings->runtime_dir);
         b->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
         b->allocations = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) allocation_free);
+        b->releasing = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) allocation_free);
         b->unmanaged = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
         b->owners = store_owners_new();
         b->waiting = g_queue_new();
@@ -1617,6 +1675,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
                 .allocations_waiting = host_allocations_waiting,
                 .zero_first = host_zero_first,
                 .colors_in_use = host_colors_in_use,
+                .warm_give_back = host_warm_give_back,
                 .return_timeout_usec = config->allocate_timeout_usec,
                 .userdata = b,
         };
@@ -1645,6 +1704,7 @@ void broker_free(Broker *b) {
         sd_event_source_disable_unref(b->restore_timer);
         scrubber_free(b->scrubber);
         g_hash_table_destroy(b->allocations);
+        g_hash_table_destroy(b->releasing);
         g_ptr_array_free(b->pools, TRUE);
         g_ptr_array_free(b->unmanaged, TRUE);
         if (b->owners)

@@ -95,6 +95,19 @@ typedef struct Pool {
         unsigned colors_configured; /* Colors= */
         CacheColors colors;         /* disabled unless Colors= fits the node's cache */
         char *colors_off;           /* why Colors= is configured but not in effect */
+        /* The warm set (warm.c): Allocation* with rec->warm, being made,
+         * ready, or being given back. */
+        GPtrArray *warm;
+        uint64_t warm_budget;       /* WarmBudget= */
+        uint64_t warm_sizes[WARM_SIZES_MAX]; /* WarmSizes= */
+        unsigned n_warm_sizes;
+        uint64_t warm_recent[WARM_SIZES_MAX]; /* learned: request sizes, latest first */
+        unsigned n_warm_recent;
+        unsigned warm_jobs;         /* fills and give-backs in flight */
+        unsigned warm_returning;    /* give-backs in flight */
+        unsigned warm_failures;     /* failed fills in a row */
+        sd_event_source *warm_timer;
+        struct Broker *warm_broker;
 } Pool;
 
 /* Whether a recorded allocation has its device. After a reboot its ranges
@@ -227,6 +240,7 @@ typedef struct PoolUsage {
         uint64_t dirty;     /* still to be zeroed (part of free, or in a scrub device) */
         uint64_t foreign;
         uint64_t largest_free;
+        uint64_t warm;      /* warm devices nobody holds yet (part of free) */
 } PoolUsage;
 
 void pool_usage(const Pool *p, PoolUsage *ret);

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "owners.h"
 #include "util.h"
+#include "warm.h"
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
 
@@ -915,8 +916,11 @@ static int pool_enumerate(sd_bus *b, const char *path, void *userdata, char ***r
 /* What each part of a pool is used for, as the five uses the pool's sizes
  * count: pending extents (allocations being made, memory on its way to or
  * from the host) are counted as allocated, as in AllocatedSize. */
-static const char *extent_use(ExtentKind kind) {
-        switch (kind) {
+static const char *extent_use(const Pool *p, const Extent *e) {
+        /* Warm devices nobody holds are free memory to callers. */
+        if ((e->kind == EXTENT_ALLOCATED || e->kind == EXTENT_PENDING) && warm_holds(p, e->tag))
+                return "warm";
+        switch (e->kind) {
         case EXTENT_FREE:
                 return "free";
         case EXTENT_HOST:
@@ -944,7 +948,7 @@ static int append_extents(sd_bus_message *reply, const Pool *p) {
                 return r;
         for (size_t i = 0; i < extent_map_count(p->map); i++) {
                 const Extent *e = extent_map_get(p->map, i);
-                const char *u = extent_use(e->kind);
+                const char *u = extent_use(p, e);
 
                 if (use && streq(use, u)) {
                         size += e->size;
@@ -1077,6 +1081,7 @@ static int property_get_pool(sd_bus *b, const char *path, const char *interface,
                 { "HostSize", offsetof(PoolUsage, host) },
                 { "DirtySize", offsetof(PoolUsage, dirty) },
                 { "ForeignSize", offsetof(PoolUsage, foreign) },
+                { "WarmSize", offsetof(PoolUsage, warm) },
                 { "LargestFreeExtent", offsetof(PoolUsage, largest_free) },
         };
         for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++)
@@ -1107,6 +1112,7 @@ static const sd_bus_vtable pool_vtable[] = {
         POOL_PROP("HostSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("DirtySize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("ForeignSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("WarmSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("LargestFreeExtent", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("ZeroingStuck", "a(tttus)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         /* Invalidation only: a fragmented pool's list is long. */
@@ -1253,8 +1259,8 @@ static void on_sizes_changed(Pool *p, void *userdata) {
         (void) sd_bus_emit_properties_changed(bus->bus, BUS_PATH, BUS_MANAGER_IFACE, "AllocatedSize", "FreeSize",
                                               "HostSize", NULL);
         (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_POOL_IFACE, "FreeSize", "AllocatedSize",
-                                              "HostSize", "DirtySize", "ForeignSize", "LargestFreeExtent", "Align",
-                                              "Boundary", "ZeroingStuck", "Extents", "IsolatedColors", NULL);
+                                              "HostSize", "DirtySize", "ForeignSize", "WarmSize", "LargestFreeExtent",
+                                              "Align", "Boundary", "ZeroingStuck", "Extents", "IsolatedColors", NULL);
 }
 
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {

@@ -292,6 +292,7 @@ static size_t config_parser_get_pool(ConfigParser *p, const char *name, const ch
         pool.name = g_strdup(name);
         pool.manage = true;
         pool.host_delay_usec = DEFAULT_HOST_DELAY_USEC;
+        pool.warm_budget = DEFAULT_WARM_BUDGET;
         source.section_file = file;
         g_array_append_val(p->pools, pool);
         g_array_append_val(p->sources, source);
@@ -485,6 +486,28 @@ static bool parse_pool_key(ConfigParser *p, size_t index, const char *file, cons
                 pool->colors = 0;
                 if (!empty && (parse_unsigned(value, 2, 64, &pool->colors) < 0))
                         return config_fail(error, file, section, key, value, "must be a number from 2 to 64");
+        } else if (strcmp(key, "WarmBudget") == 0) {
+                pool->warm_budget = DEFAULT_WARM_BUDGET;
+                if (!empty && (parse_size(value, &pool->warm_budget) < 0 || pool->warm_budget % BOUNDARY_GRANULE != 0))
+                        return config_fail(error, file, section, key, value, "must be a size in whole 2 MiB units");
+
+        } else if (strcmp(key, "WarmSizes") == 0) {
+                g_auto(GStrv) words = g_strsplit_set(value, " \t,", -1);
+
+                pool->n_warm_sizes = 0;
+                for (char **w = words; *w; w++) {
+                        uint64_t v;
+
+                        if (!**w)
+                                continue;
+                        if (pool->n_warm_sizes >= WARM_SIZES_MAX)
+                                return config_fail(error, file, section, key, value,
+                                                   "lists more than %d sizes", WARM_SIZES_MAX);
+                        if (parse_size(*w, &v) < 0 || v == 0 || v % BOUNDARY_GRANULE != 0)
+                                return config_fail(error, file, section, key, value,
+                                                   "must be sizes in whole 2 MiB units, separated by spaces or commas");
+                        pool->warm_sizes[pool->n_warm_sizes++] = v;
+                }
 
         } else
                 return config_fail(error, file, section, key, NULL, "unknown key");

@@ -16,6 +16,7 @@
 
 #define CONFIG_POOL_NAME_MAX 64
 #define SCRUB_THREADS_LIMIT 64
+#define WARM_SIZES_MAX 8
 
 typedef struct PoolConfig {
         char *name;            /* [Pool NAME] */
@@ -32,7 +33,14 @@ typedef struct PoolConfig {
         uint64_t host_delay_usec; /* HostReturnDelay=, idle time before returning */
         char *tier;            /* Tier=, NULL = none */
         unsigned colors;       /* Colors=, 0 = no cache colours */
+        uint64_t warm_budget;  /* WarmBudget=, bytes of warm devices kept; 0 = none */
+        /* WarmSizes=: the sizes kept warm; none = learned from requests */
+        uint64_t warm_sizes[WARM_SIZES_MAX];
+        unsigned n_warm_sizes;
 } PoolConfig;
+
+/* WarmBudget= of a pool that does not set it: small, and on. */
+#define DEFAULT_WARM_BUDGET (256ULL << 20)
 
 #define DEFAULT_HOST_DELAY_USEC (30 * 1000 * 1000ULL)
 /* Below the 25 s default D-Bus method timeout, so that a caller hears

@@ -798,7 +798,8 @@ static size_t output_width(void) {
 
 static const char *const map_sgr[_POOL_MAP_USE_MAX] = {
         [POOL_MAP_ALLOCATED] = "32", [POOL_MAP_FREE] = "", [POOL_MAP_HOST] = "34",
-        [POOL_MAP_DIRTY] = "33",     [POOL_MAP_FOREIGN] = "31", [POOL_MAP_OTHER] = "35",
+        [POOL_MAP_DIRTY] = "33",     [POOL_MAP_FOREIGN] = "31", [POOL_MAP_WARM] = "36",
+        [POOL_MAP_OTHER] = "35",
 };
 
 static void put_cells(const PoolMapUse *cells, size_t n, bool colors) {
@@ -820,7 +821,7 @@ static void put_cells(const PoolMapUse *cells, size_t n, bool colors) {
 /* One line per pool, "NAME [####....HH]", each bar its whole pool from its
  * lowest address, then the legend. */
 static int print_pool_maps(const GArray *rows, const PoolExtents *maps) {
-        bool colors = map_colors(), other = false;
+        bool colors = map_colors(), other = false, warm = false;
         size_t name_width = 0, width;
         g_autofree PoolMapUse *cells = NULL;
 
@@ -841,15 +842,17 @@ static int print_pool_maps(const GArray *rows, const PoolExtents *maps) {
                 printf("%-*s [", (int) name_width, p->name);
                 put_cells(cells, width, colors);
                 puts("]");
-                for (size_t c = 0; c < width; c++)
+                for (size_t c = 0; c < width; c++) {
                         other = other || cells[c] == POOL_MAP_OTHER;
+                        warm = warm || cells[c] == POOL_MAP_WARM;
+                }
         }
         if (!arg_legend || rows->len == 0)
                 return 0;
 
         printf("%*s", (int) name_width + 2, "");
         for (PoolMapUse u = 0; u < _POOL_MAP_USE_MAX; u++) {
-                if (u == POOL_MAP_OTHER && !other)
+                if ((u == POOL_MAP_OTHER && !other) || (u == POOL_MAP_WARM && !warm))
                         continue;
                 if (u > 0)
                         fputs("  ", stdout);

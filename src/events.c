@@ -188,7 +188,7 @@ void events_released(const Allocation *a, const char *device) {
         entry_add_pool(&e, a->pool);
         entry_add_device(&e, device);
         entry_add_ranges(&e, r->ranges, r->n_ranges);
-        entry_send(&e, LOG_INFO, "Released %s of '%s' (%s, %s); its memory is zeroed before reuse", r->id, r->owner,
+        entry_send(&e, LOG_INFO, "Released %s of '%s' (%s, %s); its device is destroyed and its memory zeroed before reuse", r->id, r->owner,
                    device && device[0] ? device : "no device", format_size(allocation_size(a), sz, sizeof(sz)));
 }
 

@@ -17,6 +17,7 @@
 #include "kernel-ops.h"
 #include "log.h"
 #include "scrub-sched.h"
+#include "warm.h"
 #include "util.h"
 
 typedef struct HostChunk {
@@ -559,8 +560,10 @@ static int return_start(HostCtx *h, Pool *p, const DaxRange *w, HostRequest *q) 
         return 0;
 }
 
+/* Warm devices nobody holds count as free: they are given back first
+ * when the host needs the room. */
 static uint64_t pool_free_bytes(const Pool *p) {
-        return extent_map_total(p->map, EXTENT_FREE) + extent_map_total_bare_dirty(p->map);
+        return extent_map_total(p->map, EXTENT_FREE) + extent_map_total_bare_dirty(p->map) + warm_bytes(p);
 }
 
 /* The idle delay is over: return chunks while the pool keeps Reserve=. */
@@ -569,7 +572,7 @@ static void host_return_idle(HostCtx *h, Pool *p) {
 
         /* Memory is on its way back for an allocation: returning other
          * memory now would be the thrashing the delay is there to stop. */
-        if (p->host_jobs > 0 || h->allocations_waiting(h->userdata))
+        if (p->host_jobs > 0 || p->warm_returning > 0 || h->allocations_waiting(h->userdata))
                 return;
         /* Zeroing is still going on: the pool is not idle, and the memory
          * it frees may make a better place for the chunk. Dirt whose
@@ -578,10 +581,17 @@ static void host_return_idle(HostCtx *h, Pool *p) {
                 return;
 
         while (!h->stopping && p->host_return && p->host_failures < 3 &&
-               pool_free_bytes(p) >= p->host_chunk + p->reserve &&
-               return_window(p, p->map, p->host_chunk, true, h->lend_dirty, &w))
+               pool_free_bytes(p) >= p->host_chunk + p->reserve) {
+                if (!return_window(p, p->map, p->host_chunk, true, h->lend_dirty, &w)) {
+                        /* Warm devices stand in the way: they go, and the
+                         * return is tried again once they are gone. */
+                        if (warm_ready_bytes(p) > 0)
+                                (void) h->warm_give_back(h->userdata, p);
+                        break;
+                }
                 if (return_start(h, p, &w, NULL) < 0)
                         break;
+        }
 }
 
 static int on_host_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -636,8 +646,7 @@ void host_pool_changed(HostCtx *h, Pool *p) {
 
 /* Picks n windows as if each earlier one were taken, on a copy of the
  * map: all or nothing, nothing changes. Returns how many fit. */
-static guint return_plan(Pool *p, uint64_t n, bool dirt_ok, GArray *windows) {
-        ExtentMap *m = extent_map_copy(p->map);
+static guint return_plan_in(Pool *p, ExtentMap *m, uint64_t n, bool dirt_ok, GArray *windows) {
 
         g_array_set_size(windows, 0);
         for (uint64_t i = 0; i < n; i++) {
@@ -650,6 +659,10 @@ static guint return_plan(Pool *p, uint64_t n, bool dirt_ok, GArray *windows) {
         }
         extent_map_free(m);
         return windows->len;
+}
+
+static guint return_plan(Pool *p, uint64_t n, bool dirt_ok, GArray *windows) {
+        return return_plan_in(p, extent_map_copy(p->map), n, dirt_ok, windows);
 }
 
 static void returns_start(HostCtx *h, Pool *p, const GArray *windows, uint64_t size, BrokerSizeDone done,
@@ -728,7 +741,14 @@ static void returns_retry(HostCtx *h, Pool *p) {
                                         "Pool %s: the memory to return to the host (%s) was still being zeroed at the "
                                         "call's deadline (AllocateTimeout=)", p->name,
                                         format_size(w->size, sz, sizeof(sz)));
-                else if (return_plan(p, chunks, true, windows) < chunks)
+                else if (warm_bytes(p) > 0 && return_plan(p, chunks, true, windows) < chunks) {
+                        /* Warm devices (one made meanwhile) still stand in
+                         * the way: they go first. */
+                        if (warm_ready_bytes(p) > 0)
+                                (void) h->warm_give_back(h->userdata, p);
+                        g_queue_push_tail(p->returns_waiting, w);
+                        continue;
+                } else if (return_plan(p, chunks, true, windows) < chunks)
                         e = g_error_new(BROKER_ERROR, BROKER_ERROR_NO_SPACE,
                                         "Pool %s no longer has room for %s of free memory to return to the host "
                                         "(it was taken while being zeroed)", p->name,
@@ -795,6 +815,26 @@ bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done
                 log_info("Pool %s: returning %s to the host once the memory for it is zeroed (zeroed first)", p->name,
                          format_size(size, sz, sizeof(sz)));
                 zero_windows_first(h, p, windows);
+                returns_arm(h, p);
+                return true;
+        }
+        /* Warm devices stand in the way: they are given back first, and
+         * the call waits for that. */
+        if (h->event && warm_ready_bytes(p) > 0 &&
+            return_plan_in(p, warm_map_as_free(p), n, true, windows) == n && h->warm_give_back(h->userdata, p)) {
+                WaitingReturn *w = g_new0(WaitingReturn, 1);
+
+                *w = (WaitingReturn) {
+                        .size = size,
+                        .deadline_usec = (uint64_t) g_get_monotonic_time() + h->return_timeout_usec,
+                        .done = done,
+                        .userdata = userdata,
+                };
+                if (!p->returns_waiting)
+                        p->returns_waiting = g_queue_new();
+                g_queue_push_tail(p->returns_waiting, w);
+                log_info("Pool %s: returning %s to the host once its warm devices are given back", p->name,
+                         format_size(size, sz, sizeof(sz)));
                 returns_arm(h, p);
                 return true;
         }

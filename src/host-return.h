@@ -49,6 +49,9 @@ typedef struct HostCtx {
         /* A pool with cache colours: the colours allocations touch (all
          * of them, or only those cache-isolated owners hold); may be NULL. */
         uint64_t (*colors_in_use)(void *userdata, Pool *p, bool isolated_only);
+        /* Gives back the pool's warm devices (they count as free memory,
+         * and the host needs room); true if any is on its way. */
+        bool (*warm_give_back)(void *userdata, Pool *p);
         /* The host kernel zeroes every page it hands out (HostZeroesOnAlloc=,
          * init_on_alloc): dirt may be lent as it is. */
         bool lend_dirty;

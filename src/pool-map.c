@@ -13,6 +13,7 @@ static const struct {
         [POOL_MAP_HOST] = { "host", 'H' },
         [POOL_MAP_DIRTY] = { "dirty", '~' },
         [POOL_MAP_FOREIGN] = { "foreign", 'X' },
+        [POOL_MAP_WARM] = { "warm", 'w' },
         [POOL_MAP_OTHER] = { "other", '?' },
 };
 

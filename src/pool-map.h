@@ -19,6 +19,7 @@ typedef enum PoolMapUse {
         POOL_MAP_HOST,
         POOL_MAP_DIRTY,
         POOL_MAP_FOREIGN,
+        POOL_MAP_WARM,
         POOL_MAP_OTHER, /* a use this client does not know */
         _POOL_MAP_USE_MAX,
 } PoolMapUse;
@@ -29,7 +30,7 @@ typedef struct PoolMapExtent {
         PoolMapUse use;
 } PoolMapExtent;
 
-/* "allocated", "free", "host", "dirty", "foreign"; anything else is
+/* "allocated", "free", "host", "dirty", "foreign", "warm"; anything else is
  * POOL_MAP_OTHER. */
 PoolMapUse pool_map_use_from_string(const char *s);
 const char *pool_map_use_to_string(PoolMapUse use);

@@ -360,6 +360,18 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                         found = false;
                 }
                 if (found) {
+                        /* A warm device handed over just before a crash
+                         * may not have been given to its user yet. */
+                        if (rec->device_uid != (uid_t) -1 || rec->device_gid != (gid_t) -1) {
+                                int fd = be->ops->open_device(be, rec->device);
+
+                                if (fd < 0 || fchown(fd, rec->device_uid, rec->device_gid) < 0)
+                                        log_warning("Cannot give /dev/%s to %d:%d again: %s", rec->device,
+                                                    (int) rec->device_uid, (int) rec->device_gid,
+                                                    g_strerror(fd < 0 ? -fd : errno));
+                                if (fd >= 0)
+                                        close(fd);
+                        }
                         pool_adopt(b, p, rec);
                         records->pdata[i] = NULL;
                 } else

@@ -31,6 +31,8 @@
  *                                   have none
  *       "cache_isolation": true,    optional, only with "colors": its owner
  *                                   holds those colours alone
+ *       "warm": true,               optional: a warm-set device nobody holds yet
+ *                                   (transient; owner "daxbroker-warm")
  *       "ranges": [ { "start": 4294967296, "size": 1073741824 } ]
  *     }
  *   ],
@@ -87,7 +89,7 @@ static const char *const state_names[] = {
 static const char *const allocation_members[] = {
         "id", "owner", "owner_uid", "label", "pool", "region", "align",
         "device", "created_usec", "transient", "state", "ranges", "client",
-        "device_uid", "device_gid", "colors", "cache_isolation",
+        "device_uid", "device_gid", "colors", "cache_isolation", "warm",
 };
 
 AllocationRecord *allocation_record_new(void) {
@@ -550,6 +552,17 @@ int store_parse_allocation(JsonNode *node, size_t index, AllocationRecord **ret,
                 if (r < 0)
                         return r;
                 rec->device_gid = (gid_t) v;
+        }
+
+        /* Optional: a device of the warm set, made ahead of any request. */
+        if (json_object_has_member(o, "warm")) {
+                JsonNode *warm = json_object_get_member(o, "warm");
+
+                if (!JSON_NODE_HOLDS_VALUE(warm) || json_node_get_value_type(warm) != G_TYPE_BOOLEAN)
+                        return store_fail(error, index, rec->id, "warm", "must be true or false");
+                rec->warm = json_node_get_boolean(warm);
+                if (rec->warm && !rec->transient)
+                        return store_fail(error, index, rec->id, "warm", "a warm device's record must be transient");
         }
 
         if (json_object_has_member(o, "client")) {
@@ -1128,6 +1141,10 @@ static char *record_to_text(const AllocationRecord *r) {
                 json_builder_set_member_name(b, "client");
                 json_builder_add_string_value(b, r->client);
         }
+        if (r->warm) {
+                json_builder_set_member_name(b, "warm");
+                json_builder_add_boolean_value(b, true);
+        }
         if (r->device_uid != (uid_t) -1) {
                 json_builder_set_member_name(b, "device_uid");
                 json_builder_add_int_value(b, r->device_uid);
@@ -1191,7 +1208,7 @@ static bool record_same(const AllocationRecord *a, const AllocationRecord *b) {
                a->created_usec == b->created_usec && a->transient == b->transient &&
                g_strcmp0(a->client, b->client) == 0 && a->device_uid == b->device_uid &&
                a->device_gid == b->device_gid && a->state == b->state && a->colors == b->colors &&
-               a->cache_isolation == b->cache_isolation && a->n_ranges == b->n_ranges &&
+               a->cache_isolation == b->cache_isolation && a->warm == b->warm && a->n_ranges == b->n_ranges &&
                memcmp(a->ranges, b->ranges, MIN(a->n_ranges, (unsigned) DAX_RANGES_MAX) * sizeof(DaxRange)) == 0;
 }
 

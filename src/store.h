@@ -48,6 +48,9 @@ typedef struct AllocationRecord {
          * cache_isolation its owner holds them alone. */
         uint64_t colors;
         bool cache_isolation;
+        /* A device of the pool's warm set, not handed out yet (owner
+         * WARM_OWNER); see warm.h. */
+        bool warm;
         unsigned n_ranges;
         DaxRange ranges[DAX_RANGES_MAX];
         /* store's private cache of the serialized record, and a copy of

@@ -43,6 +43,14 @@
 #               quotas, stable paths, physical addresses, polkit jamming
 #   corrupt-state, stress, busfuzz   see tests/reliability/bus-cases.sh
 #   libvirt-hook  the libvirt hook over sample domain XMLs
+#   release-async  Release replies while its kernel work is held: the
+#               allocation is off the bus, the node root's again, the
+#               device still there and its ranges not handed out; once
+#               zeroed they read zero
+#   warm        the warm set: hand-over of a device made before the call
+#               (fd, device-uid), never to a request it does not match,
+#               adopted back after kill -9, given back to a larger request
+#               and to ReturnToHost
 set -u
 build=$1 src=$2 what=$3
 # The sim keeps the memory's bytes in files under $tmp: on tmpfs, as RAM
@@ -111,7 +119,10 @@ Reserve=512M
 HostReturnDelay=1s
 CONF
         # Returns happen when the workload asks, not behind the check's back.
-        [ "$what" = crash-points ] && sed -i 's/^HostReturnDelay=1s/HostReturnDelay=1h/' "$tmp/daxbroker.conf"
+        # One warm device of the workload's size, which its Allocate is
+        # handed and its reclaim gives back.
+        [ "$what" = crash-points ] && sed -i 's/^HostReturnDelay=1s/HostReturnDelay=1h\nWarmSizes=512M\nWarmBudget=512M/' \
+                "$tmp/daxbroker.conf"
         ;;
 esac
 if [ "$what" = hmat ]; then
@@ -137,6 +148,18 @@ CONF
         hmat_expect='{"0": {"access": [[0,20000,18000,100,110],[1,19000,17000,120,130]], "caches": []},
                       "1": {"access": [[0,6000,5000,300,350],[1,5000,4000,400,-1]], "caches": [[1,536870912,64,"direct-mapped","write-back"]]}}'
         export DAXBROKER_METRICS_FILE=$tmp/metrics/daxbroker.prom; mkdir -p "$tmp/metrics"
+fi
+if [ "$what" = warm ]; then
+        # Two warm devices of 64 MiB in pool open (region 1, node 1).
+        printf 'WarmSizes=64M\nWarmBudget=128M\n' >>"$tmp/daxbroker.conf"
+fi
+if [ "$what" = release-async ]; then
+        # The test takes all free memory of pool open: no warm devices there.
+        printf 'WarmBudget=0\n' >>"$tmp/daxbroker.conf"
+        # The kernel work of every release waits at release-unbound while
+        # $tmp/hold exists.
+        touch "$tmp/hold"
+        export DAXBROKER_TEST_CRASH_AT=release-unbound DAXBROKER_TEST_HOLD_WHILE=$tmp/hold
 fi
 if [ "$what" = tenants ]; then
         # Other uids connect to the bus and read the stable paths.
@@ -401,13 +424,30 @@ crash-points)
                 # dirt it takes), its release and zeroing, a return to the
                 # host and a reclaim from it.
                 alive() { kill -0 "$daemon_pid" 2>/dev/null; }
+                # The warm device is made once the pool is zeroed: on
+                # record as active, it is ready.
+                warm_ready() {
+                        for _ in $(seq 3000); do
+                                alive || break
+                                grep -hs '"warm":true' "$tmp"/state/state/allocation-*.json |
+                                        grep -q '"state":"active"' && break
+                                sleep 0.05
+                        done
+                }
                 if alive; then
-                        out=$(call Allocate 'sta{sv}' scn-cp 536870912 2 pool s host device-uid u 65534)
+                        warm_ready
+                        # 512 MiB is the warm size; the allocate-* points
+                        # need a cold Allocate.
+                        size=536870912
+                        [[ $point == allocate-* ]] && size=268435456
+                        out=$(call Allocate 'sta{sv}' scn-cp $size 2 pool s host device-uid u 65534)
                         path=$(echo "$out" | awk '{print $2}' | tr -d '"')
                         alive && [ -n "$path" ] && call Release o "$path" >/dev/null
                         settle
                         alive && call ReturnToHost st host 1073741824 >/dev/null
                         settle
+                        # The reclaiming Allocate gives the warm device back.
+                        alive && warm_ready
                         alive && timeout 120 "${scn[@]}" host-trigger host >/dev/null 2>&1
                 fi
                 for _ in $(seq 600); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
@@ -430,6 +470,7 @@ crash-points)
                         { [[ $point != restore-* ]] ||
                                 { "${scn[@]}" check-persist "$tmp/persist" --from-host >> "$tmp/check.out" 2>&1 &&
                                   call ReleaseOwner s scn-persist >/dev/null; }; } &&
+                        { [[ $point != handover-* ]] || call ReleaseOwner s scn-cp >/dev/null; } &&
                         "${scn[@]}" host-check host >> "$tmp/check.out" 2>&1; then
                         echo "ok - crash at $point: state and kernel agree, the host pool is whole and reads zero"
                 else
@@ -572,6 +613,115 @@ host-crash)
                 "${scn[@]}" host-check host || { echo "# check after a crash at $step failed"; rc=1; }
                 kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
         done
+        ;;
+release-async)
+        n=0
+        t() { # OK DESCRIPTION
+                n=$((n + 1))
+                if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
+        }
+        "${scn[@]}" release-held open "$tmp/released" >"$tmp/step.tap" 2>&1; st=$?
+        sed 's/^/# /' "$tmp/step.tap"
+        t $st "Release replies before the device is gone: off the bus, node back to root, memory not free"
+        read -r dev start size <"$tmp/released"
+        python3 -c 'import json,sys
+name, start, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+for r in json.load(open(sys.argv[1]))["regions"]:
+    for d in r["devices"]:
+        if "dax%d.%d" % (r["id"], d["instance"]) == name and (start, size) in [(x["start"], x["size"]) for x in d.get("ranges", [])]:
+            sys.exit(0)
+sys.exit(1)' "$tmp/sim-kernel.json" "$dev" "$start" "$size"
+        t $? "the released device $dev still exists in the kernel after the reply"
+        # An allocation of all the free memory, placed while the device is
+        # still there, must not get its ranges.
+        free=$(busctl --address="$addr" get-property org.daxbroker.Broker1 /org/daxbroker/Broker1/pool/open \
+                org.daxbroker.Broker1.Pool FreeSize | awk '{print $2}')
+        busctl --address="$addr" --timeout=3600 call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
+                org.daxbroker.Broker1.Manager Allocate 'sta{sv}' scn-other "$free" 2 pool s open contiguous b false \
+                >"$tmp/other.out" 2>&1 &
+        other=$!
+        # Placed (recorded as creating) before the held release goes on.
+        for _ in $(seq 3000); do grep -qs '"scn-other"' "$tmp"/state/state/allocation-*.json && break; sleep 0.02; done
+        grep -qs '"scn-other"' "$tmp"/state/state/allocation-*.json; t $? "an Allocate of all of FreeSize is placed meanwhile"
+        rm -f "$tmp/hold"
+        wait $other; t $? "and succeeds once the release goes on: $(cat "$tmp/other.out")"
+        busctl --address="$addr" --json=short call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
+                org.daxbroker.Broker1.Manager ListAllocations >"$tmp/list.json"
+        python3 -c 'import json,sys
+start, size = int(sys.argv[2]), int(sys.argv[3])
+for a in json.load(open(sys.argv[1]))["data"][0]:
+    if a[2] == "scn-other":
+        sys.exit(any(s < start + size and start < s + l for s, l in a[11]))
+sys.exit(1)' "$tmp/list.json" "$start" "$size"
+        t $? "it did not get the released ranges, which were not zeroed yet"
+        busctl --address="$addr" call org.daxbroker.Broker1 /org/daxbroker/Broker1 org.daxbroker.Broker1.Manager \
+                ReleaseOwner s scn-other >/dev/null
+        "${scn[@]}" whole-zero open >"$tmp/step.tap" 2>&1; st=$?
+        sed 's/^/# /' "$tmp/step.tap"
+        t $st "once zeroed, all the pool's free memory, the released ranges included, reads zero"
+        python3 "$src/tests/bus/sim-invariant.py" "$tmp/sim-kernel.json" "$tmp/state/state" "$addr" >"$tmp/check.out" 2>&1
+        t $? "state and kernel agree: $(grep INCONSISTENT "$tmp/check.out" | head -3)"
+        echo "1..$n"
+        ;;
+warm)
+        n=0
+        t() { # OK DESCRIPTION
+                n=$((n + 1))
+                if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
+        }
+        step() { # DESCRIPTION SCENARIO ARGS...: one check, its own lines as comments
+                local what=$1 st; shift
+                "${scn[@]}" "$@" >"$tmp/step.tap" 2>&1; st=$?
+                sed 's/^/# /' "$tmp/step.tap"
+                t $st "$what"
+        }
+        warm_size() {
+                busctl --address="$addr" get-property org.daxbroker.Broker1 /org/daxbroker/Broker1/pool/open \
+                        org.daxbroker.Broker1.Pool WarmSize | awk '{print $2}'
+        }
+        wait_warm() { # BYTES
+                for _ in $(seq 3000); do [ "$(warm_size)" = "$1" ] && return 0; sleep 0.02; done
+                return 1
+        }
+        devices() { # the sim kernel's devices: NAME START SIZE per range
+                python3 -c 'import json,sys
+for r in json.load(open(sys.argv[1]))["regions"]:
+    for d in r["devices"]:
+        for x in d.get("ranges", []):
+            print("dax%d.%d %d %d" % (r["id"], d["instance"], x["start"], x["size"]))' "$tmp/sim-kernel.json" | sort
+        }
+        M64=$((64 << 20))
+        wait_warm $((2 * M64)); t $? "the pool fills its warm set: two devices of 64 MiB ($(warm_size))"
+        devices >"$tmp/before"
+        step "an Allocate of a warm size is handed a warm device" warm-take open $M64 "$tmp/took"
+        grep -qxF "$(cat "$tmp/took" 2>/dev/null)" "$tmp/before"
+        t $? "its device and range existed in the kernel before the call ($(cat "$tmp/took" 2>/dev/null))"
+        step "requests a warm device does not match are not given one" warm-miss open $M64 bounded 0
+        wait_warm $((2 * M64)); t $? "the warm set is refilled ($(warm_size))"
+        # kill -9 with the warm set full: both are adopted back, the same devices.
+        devices >"$tmp/before"
+        kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+        start_daemon || exit 1
+        wait_warm $((2 * M64)); t $? "after kill -9 the warm set is there again ($(warm_size))"
+        devices >"$tmp/after"
+        adopted=$(sed -n 's/.*adopted warm device \(dax[0-9.]*\) .*/\1/p' "$tmp/daemon.log")
+        same=0
+        for d in $adopted; do
+                grep "^$d " "$tmp/before" | cmp -s - <(grep "^$d " "$tmp/after") && [ -n "$(grep "^$d " "$tmp/after")" ] &&
+                        same=$((same + 1))
+        done
+        t $([ "$same" = 2 ]; echo $?) "both are adopted, the same devices with the same ranges as before the kill ($(echo $adopted))"
+        step "a larger request gets the warm devices given back" warm-larger open
+        # Where memory goes to the host, warm devices live in Reserve= and
+        # are given back to the host too.
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        printf 'HostReturn=yes\nReserve=512M\nHostReturnDelay=1h\n' >>"$tmp/daxbroker.conf"
+        start_daemon || exit 1
+        "${scn[@]}" wait-clean >/dev/null
+        step "ReturnToHost of the whole pool gets the warm devices given back" warm-host open $((2 * M64))
+        python3 "$src/tests/bus/sim-invariant.py" "$tmp/sim-kernel.json" "$tmp/state/state" "$addr" >"$tmp/check.out" 2>&1
+        t $? "state and kernel agree: $(grep INCONSISTENT "$tmp/check.out" | head -3)"
+        echo "1..$n"
         ;;
 tenants)
         mkdir -p "$tmp/tenants"

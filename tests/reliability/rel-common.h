@@ -32,6 +32,7 @@ typedef struct RelPool {
         uint32_t region;
         int32_t node;
         uint64_t start, size, align, boundary, free, allocated, host, dirty, foreign, largest;
+        uint64_t warm; /* the Pool's WarmSize: warm devices, part of free */
 } RelPool;
 
 typedef struct RelAlloc {
@@ -72,11 +73,14 @@ bool rel_ping(sd_bus *bus);
  * overlap and their ranges add up to their size; per pool the allocations
  * add up to AllocatedSize; and with a kernel source: every allocation is a
  * device bound to device_dax with exactly its ranges, the other devices
- * with memory add up to ForeignSize + HostSize, and the devices plus
- * FreeSize add up to the region. Call it when the daemon is idle and clean.
- * Returns the number of violations. */
+ * with memory add up to ForeignSize + HostSize + WarmSize, and the devices
+ * plus FreeSize add up to the region plus WarmSize. Call it when the daemon
+ * is idle and clean; warm devices being made in the background meanwhile
+ * are waited for (bounded, as a liveness guard). Returns the number of
+ * violations. */
 unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, FILE *out);
 
-/* The daemon's open fds and anonymous resident memory (RssAnon), from /proc. */
+/* The daemon's open fds (not counting the sim backend's device memory)
+ * and anonymous resident memory (RssAnon), from /proc. */
 int rel_proc_fds(int pid);
 int64_t rel_proc_rss_anon(int pid);

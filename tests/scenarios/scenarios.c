@@ -91,6 +91,7 @@ typedef struct PoolInfo {
         uint32_t region;
         int32_t node;
         uint64_t start, size, align, boundary, free, allocated, host, dirty, foreign, largest;
+        uint64_t warm; /* WarmSize: warm devices, part of free */
 } PoolInfo;
 
 typedef struct AllocInfo {
@@ -124,6 +125,8 @@ static int list_pools(PoolInfo *pools, unsigned max) {
                         break;
                 snprintf(p.path, sizeof(p.path), "%s", path);
                 snprintf(p.name, sizeof(p.name), "%s", name);
+                (void) sd_bus_get_property_trivial(bus, DEST, path, "org.daxbroker.Broker1.Pool", "WarmSize", NULL, 't',
+                                                   &p.warm);
                 if (n < max)
                         pools[n++] = p;
         }
@@ -409,6 +412,40 @@ static bool wait_clean(void) {
 
 /* A pool with room for the scenario, preferring the one with a boundary or
  * without, as asked. */
+/* The daemon makes warm devices in the background after any operation:
+ * a snapshot taken while it is quiet (two in a row agree; bounded, as a
+ * liveness guard). */
+static char *quiet_snapshot(void) {
+        char *a = state_snapshot(), *b = NULL;
+
+        for (int i = 0; i < 100; i++) {
+                usleep(300 * 1000);
+                b = state_snapshot();
+                if (strcmp(a, b) == 0)
+                        break;
+                free(a);
+                a = b;
+                b = NULL;
+        }
+        free(a);
+        return b ? b : state_snapshot();
+}
+
+static bool find_pool(const char *name, PoolInfo *ret);
+
+/* Release replies before the device is destroyed: waits (bounded, as a
+ * liveness guard) until the pool's FreeSize is want again. */
+static bool wait_free(const char *pool, uint64_t want) {
+        PoolInfo p;
+
+        for (int i = 0; i < 3000; i++) {
+                if (find_pool(pool, &p) && p.free == want)
+                        return true;
+                usleep(10 * 1000);
+        }
+        return false;
+}
+
 static bool pick_pool(bool want_boundary, uint64_t need, PoolInfo *ret) {
         PoolInfo pools[16];
         int n = list_pools(pools, 16);
@@ -476,14 +513,17 @@ static void scenario_allocate_1g(void) {
                         if (strcmp(pools[i].name, p.name) == 0)
                                 after = pools[i];
                 sysfs_region_available(p.region, &avail);
-                check(after.free == avail, "pool free size %" PRIu64 " equals region available_size %" PRIu64,
-                      after.free, avail);
+                check(after.free == avail + after.warm,
+                      "pool free size %" PRIu64 " equals region available_size %" PRIu64 " + WarmSize %" PRIu64,
+                      after.free, avail, after.warm);
         }
 
         check(release(path, err, sizeof(err)) >= 0, "Release");
         check(!find_allocation(path, &a), "the allocation is gone from ListAllocations");
-        /* Checked right after the reply: the device is gone and the memory
-         * can be allocated again (zeroing then follows in the background). */
+        /* Release replies first; the device is destroyed right after, in
+         * the background, and then the memory can be allocated again
+         * (zeroing follows in the background). */
+        check(wait_free(p.name, p.free), "the pool's free size comes back once the device is destroyed");
         if (use_sysfs)
                 check(!sysfs_device_exists(devname(&a)), "%s is gone from sysfs", devname(&a));
         PoolInfo pools[16];
@@ -494,7 +534,9 @@ static void scenario_allocate_1g(void) {
 
                         check(pools[i].free == p.free, "the pool's free size is back to %" PRIu64, p.free);
                         if (use_sysfs && sysfs_region_available(p.region, &avail) >= 0)
-                                check(pools[i].free == avail, "and equals available_size %" PRIu64, avail);
+                                check(pools[i].free == avail + pools[i].warm,
+                                      "and equals available_size %" PRIu64 " + WarmSize %" PRIu64, avail,
+                                      pools[i].warm);
                 }
         check(wait_clean(), "the released memory is zeroed");
         check(access(link, F_OK) < 0, "the stable path is gone");
@@ -570,6 +612,7 @@ static void scenario_fragmentation(void) {
                 close(fd);
         check(ok, "allocate A, B, C of %" PRIu64 " MiB", unit / MiB);
         check(release(b, err, sizeof(err)) >= 0, "release B");
+        check(wait_free(p.name, p.size - 2 * unit), "B's device is destroyed");
         wait_clean();
 
         /* Holes now: B's and the tail; more than either, less than both. */
@@ -633,7 +676,7 @@ static void scenario_bad_input(void) {
         memset(owner_long, 'o', 256);
         owner_long[256] = 0;
 
-        before = state_snapshot();
+        before = quiet_snapshot();
 
 #define TRY(what, name, owner, size, opts)                                                       \
         do {                                                                                     \
@@ -854,6 +897,7 @@ static void scenario_isolation(void) {
         if (!ok)
                 return;
         check(release(a.path, err, sizeof(err)) >= 0, "owner A releases it");
+        check(wait_free(p.name, p.free), "its device is destroyed");
         check(wait_clean(), "the released memory is zeroed");
         check_reuse_is_zero("scn-tenant-b", p.name, size, &a);
         wait_clean();
@@ -1362,8 +1406,9 @@ static void check_invariant(const char *what, const PoolInfo *p) {
         check(kernel_use(p->region, &k), "%s: region %u is readable in sysfs", what, p->region);
         check(k.host == p->host, "%s: kmem devices in sysfs hold %" PRIu64 " MiB = HostSize %" PRIu64 " MiB", what,
               k.host / MiB, p->host / MiB);
-        check(k.available == p->free, "%s: available_size %" PRIu64 " MiB = FreeSize %" PRIu64 " MiB", what,
-              k.available / MiB, p->free / MiB);
+        check(k.available + p->warm == p->free,
+              "%s: available_size %" PRIu64 " MiB + WarmSize %" PRIu64 " MiB = FreeSize %" PRIu64 " MiB", what,
+              k.available / MiB, p->warm / MiB, p->free / MiB);
         check(k.host + k.devices + k.available == p->size,
               "%s: kernel: kmem %" PRIu64 " + other devices %" PRIu64 " + available %" PRIu64 " MiB = region %" PRIu64
               " MiB", what, k.host / MiB, k.devices / MiB, k.available / MiB, p->size / MiB);
@@ -1488,7 +1533,7 @@ static int scenario_host(const char *pool, uint64_t chunk, uint64_t reserve) {
 
         /* Bad input: a clear error, nothing changes. */
         {
-                char *before = state_snapshot(), *after;
+                char *before = quiet_snapshot(), *after;
                 static const struct {
                         const char *method, *pool;
                         uint64_t size;
@@ -1672,6 +1717,9 @@ static int host_check(const char *pool) {
                               moved >= p.host,
                       "every host chunk can be reclaimed (%" PRIu64 " MiB)", p.host / MiB);
         check(wait_host(pool, 0, &p), "pool settles with no host memory");
+        /* Releases reply before their devices are destroyed. */
+        for (int i = 0; i < 3000 && find_pool(pool, &p) && p.allocated > 0; i++)
+                usleep(10 * 1000);
         check_invariant("after reclaiming everything", &p);
         check(p.free + p.allocated == p.size && p.allocated == 0, "the whole pool is free: nothing was lost");
         if (allocate("scn-crash", p.size, OPTS(.pool = pool, .contiguous = 0), path, &fd, err, sizeof(err)) < 0) {
@@ -1680,6 +1728,250 @@ static int host_check(const char *pool) {
         }
         check(true, "the whole pool (%" PRIu64 " MiB) can be allocated", p.size / MiB);
         check(map_reads_zero(fd, p.size), "every page of it reads zero");
+        close(fd);
+        check(release(path, NULL, 0) >= 0, "release it");
+        return n_fail ? 1 : 0;
+}
+
+/* ---- the warm set (sim) ---- */
+
+/* Waits (bounded, as a liveness guard) until the pool's WarmSize is want. */
+static bool wait_warm(const char *pool, uint64_t want, PoolInfo *ret) {
+        for (int i = 0; i < 3000; i++) {
+                if (find_pool(pool, ret) && ret->warm == want && ret->dirty == 0)
+                        return true;
+                usleep(20 * 1000);
+        }
+        return false;
+}
+
+/* The pool's warm extents from its Extents property, as offsets. */
+static int warm_extents(const char *pool_path, Range *out, int max) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        uint64_t off, size;
+        const char *use;
+        int n = 0, r;
+
+        r = sd_bus_get_property(bus, DEST, pool_path, "org.daxbroker.Broker1.Pool", "Extents", &error, &reply, "a(tts)");
+        if (r < 0) {
+                sd_bus_error_free(&error);
+                return r;
+        }
+        sd_bus_message_enter_container(reply, 'a', "(tts)");
+        while (sd_bus_message_read(reply, "(tts)", &off, &size, &use) > 0)
+                if (strcmp(use, "warm") == 0 && n < max)
+                        out[n++] = (Range) { off, size };
+        sd_bus_message_unref(reply);
+        return n;
+}
+
+/* Takes one device of size from the pool's warm set, with a device owner:
+ * warm-take POOL SIZE OUT. Writes "DEVICE START SIZE" of the allocation to
+ * OUT for the harness, which compares with the kernel before the call. */
+static int warm_take(const char *pool, uint64_t size, const char *out) {
+        char path[256];
+        Range w[64];
+        AllocInfo a;
+        PoolInfo p = {};
+        struct stat st;
+        bool inside = false;
+        int fd, nw;
+        FILE *f;
+
+        check(wait_warm(pool, 2 * size, &p), "pool %s holds two warm devices of %" PRIu64 " MiB (WarmSize %" PRIu64
+              " MiB)", pool, size / MiB, p.warm / MiB);
+        check(p.free == p.size - p.allocated - p.host - p.foreign && p.free >= p.warm,
+              "warm devices count as free: FreeSize %" PRIu64 " MiB of %" PRIu64 " MiB, WarmSize %" PRIu64 " MiB",
+              p.free / MiB, p.size / MiB, p.warm / MiB);
+        nw = warm_extents(p.path, w, 64);
+        check(nw >= 1 && w[nw - 1].start + w[nw - 1].size == p.size,
+              "Extents shows the warm devices at the top of the pool (%d warm extents)", nw);
+        if (allocate("scn-warm", size, OPTS(.pool = pool, .device_owner = 65534), path, &fd, NULL, 0) < 0) {
+                check(false, "Allocate of a warm size");
+                return 1;
+        }
+        check(find_allocation(path, &a) && a.n_ranges == 1, "the allocation is listed with one range");
+        for (int i = 0; i < nw; i++)
+                inside = inside || (a.ranges[0].start >= p.start + w[i].start &&
+                                    a.ranges[0].start + a.ranges[0].size <= p.start + w[i].start + w[i].size);
+        check(inside, "its range %#" PRIx64 "+%" PRIu64 " MiB was a warm extent before the call", a.ranges[0].start,
+              a.ranges[0].size / MiB);
+        check(fstat(fd, &st) == 0 && st.st_uid == 65534 && st.st_gid == 65534,
+              "device-uid and device-gid are applied to the device (%u:%u)", (unsigned) st.st_uid, (unsigned) st.st_gid);
+        char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        check(mem != MAP_FAILED && all_zero(mem, size), "the fd maps the device and it reads zero");
+        if (mem != MAP_FAILED) {
+                memset(mem, 0x5a, size);
+                check(mem[size - 1] == 0x5a, "the fd maps it writable");
+                munmap(mem, size);
+        }
+        close(fd);
+        f = fopen(out, "we");
+        if (f) {
+                fprintf(f, "%s %" PRIu64 " %" PRIu64 "\n", strncmp(a.device, "/dev/", 5) == 0 ? a.device + 5 : a.device,
+                        a.ranges[0].start, a.ranges[0].size);
+                fclose(f);
+        }
+        check(release(path, NULL, 0) >= 0, "release it");
+        return n_fail ? 1 : 0;
+}
+
+/* Requests a warm device does not match get a cold one, and the warm
+ * devices stay: warm-miss POOL SIZE OTHER_POOL NODE. */
+static int warm_miss(const char *pool, uint64_t size, const char *other, int node) {
+        static const struct {
+                const char *what;
+                int kind;
+        } cases[] = {
+                { "another size", 0 }, { "another pool", 1 }, { "another NUMA node", 2 }, { "another alignment", 3 },
+        };
+        PoolInfo p = {}, q = {};
+
+        check(wait_warm(pool, 2 * size, &p), "pool %s is refilled to two warm devices", pool);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                AllocOpts o = OPTS(.pool = pool);
+                uint64_t s = size;
+                char path[256];
+                AllocInfo a;
+                Range w[64];
+                int fd, nw = warm_extents(p.path, w, 64);
+                bool outside = true;
+
+                /* The other pool has a 512 MiB boundary. */
+                if (cases[i].kind == 0)
+                        s = size / 2;
+                else if (cases[i].kind == 1) {
+                        o.pool = other;
+                        s = max_u64(size, 512 * MiB);
+                } else if (cases[i].kind == 2) {
+                        o = OPTS(.numa_node = node, .pool = NULL);
+                        s = max_u64(size, 512 * MiB);
+                }
+                else
+                        o.align = 4096;
+                if (allocate("scn-warm-miss", s, o, path, &fd, NULL, 0) < 0) {
+                        check(false, "Allocate with %s", cases[i].what);
+                        continue;
+                }
+                close(fd);
+                check(find_allocation(path, &a), "the allocation with %s is listed", cases[i].what);
+                for (unsigned r = 0; r < a.n_ranges; r++)
+                        for (int k = 0; k < nw; k++)
+                                if (a.ranges[r].start < p.start + w[k].start + w[k].size &&
+                                    p.start + w[k].start < a.ranges[r].start + a.ranges[r].size)
+                                        outside = false;
+                check(outside, "a request with %s is not given a warm device", cases[i].what);
+                check(find_pool(pool, &q) && q.warm == 2 * size, "the warm devices are still there (WarmSize %" PRIu64
+                      " MiB)", q.warm / MiB);
+                release(path, NULL, 0);
+                wait_warm(pool, 2 * size, &p);
+        }
+        return n_fail ? 1 : 0;
+}
+
+/* A request that only fits when the warm devices go gets them given
+ * back: warm-larger POOL. */
+static int warm_larger(const char *pool) {
+        char path[256];
+        PoolInfo p = {};
+        int fd;
+
+        check(find_pool(pool, &p) && p.warm > 0, "pool %s has warm devices (%" PRIu64 " MiB)", pool, p.warm / MiB);
+        if (allocate("scn-warm-big", p.free, OPTS(.pool = pool, .contiguous = 0), path, &fd, NULL, 0) < 0) {
+                check(false, "an Allocate of the whole FreeSize (%" PRIu64 " MiB) succeeds", p.free / MiB);
+                return 1;
+        }
+        check(true, "an Allocate of the whole FreeSize (%" PRIu64 " MiB), warm devices included, succeeds",
+              p.free / MiB);
+        check(map_reads_zero(fd, p.free), "every page of it reads zero");
+        close(fd);
+        check(find_pool(pool, &p) && p.warm == 0 && p.free == 0, "no warm device is left and nothing is free");
+        check(release(path, NULL, 0) >= 0, "release it");
+        return n_fail ? 1 : 0;
+}
+
+/* ReturnToHost of the whole pool gets the warm devices given back:
+ * warm-host POOL. */
+static int warm_host(const char *pool, uint64_t warm) {
+        uint64_t moved = 0;
+        char err[256] = "";
+        PoolInfo p = {};
+
+        check(wait_warm(pool, warm, &p), "pool %s holds %" PRIu64 " MiB of warm devices", pool, warm / MiB);
+        check(host_call("ReturnToHost", pool, p.size, &moved, err, sizeof(err), NULL, 0) >= 0 && moved == p.size,
+              "ReturnToHost of the whole pool (%" PRIu64 " MiB) returns it all (%" PRIu64 " MiB): %s", p.size / MiB,
+              moved / MiB, err);
+        check(find_pool(pool, &p) && p.warm == 0, "the warm devices were given back (WarmSize %" PRIu64 " MiB)",
+              p.warm / MiB);
+        return n_fail ? 1 : 0;
+}
+
+/* ---- Release replies before the device is gone ---- */
+
+/* release-held POOL OUT: the daemon holds the kernel work of releases
+ * (DAXBROKER_TEST_HOLD_WHILE at release-unbound). Release replies anyway;
+ * the allocation is off the bus, the node is root's again, its memory is
+ * not free. Writes "DEVICE START SIZE" to OUT for the harness. */
+static int release_held(const char *pool, const char *out) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t size = 256 * MiB;
+        char path[256], err[256];
+        PoolInfo before = {}, after = {};
+        struct stat st;
+        AllocInfo a;
+        int fd, r;
+        FILE *f;
+
+        check(wait_clean(), "no memory is left to zero");
+        if (allocate("scn-release", size, OPTS(.pool = pool, .device_owner = 65534), path, &fd, NULL, 0) < 0) {
+                check(false, "Allocate 256 MiB");
+                return 1;
+        }
+        check(find_allocation(path, &a) && a.n_ranges == 1, "the allocation is listed");
+        char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (mem != MAP_FAILED) {
+                memset(mem, 0xa5, size);
+                munmap(mem, size);
+        }
+        find_pool(pool, &before);
+        check(release(path, err, sizeof(err)) >= 0, "Release replies while the device's removal is held");
+        check(!find_allocation(path, &(AllocInfo) {}), "the allocation is no longer listed");
+        r = sd_bus_call_method(bus, DEST, PATH, MGR, "Open", &error, NULL, "o", path);
+        check(r < 0 && error.name && strstr(error.name, "NoSuchAllocation"), "Open of it fails with NoSuchAllocation (%s)",
+              error.name ? error.name : "succeeded");
+        sd_bus_error_free(&error);
+        check(fstat(fd, &st) == 0 && st.st_uid == 0 && st.st_gid == 0 && (st.st_mode & 07777) == 0600,
+              "the device node is root's again, mode 0600 (%u:%u %o)", (unsigned) st.st_uid, (unsigned) st.st_gid,
+              (unsigned) (st.st_mode & 07777));
+        close(fd);
+        find_pool(pool, &after);
+        check(after.free == before.free && after.allocated == before.allocated,
+              "its memory does not count as free while the device exists (FreeSize %" PRIu64 " MiB, was %" PRIu64
+              " MiB)", after.free / MiB, before.free / MiB);
+        f = fopen(out, "we");
+        if (f) {
+                fprintf(f, "%s %" PRIu64 " %" PRIu64 "\n", strncmp(a.device, "/dev/", 5) == 0 ? a.device + 5 : a.device,
+                        a.ranges[0].start, a.ranges[0].size);
+                fclose(f);
+        }
+        return n_fail ? 1 : 0;
+}
+
+/* whole-zero POOL: once zeroing is done, the whole free memory of the
+ * pool can be allocated and reads zero. */
+static int whole_zero(const char *pool) {
+        char path[256];
+        PoolInfo p;
+        int fd;
+
+        check(wait_clean(), "no memory is left to zero");
+        if (!find_pool(pool, &p) ||
+            allocate("scn-zero", p.free, OPTS(.pool = pool, .contiguous = 0), path, &fd, NULL, 0) < 0) {
+                check(false, "Allocate all the free memory of %s", pool);
+                return 1;
+        }
+        check(map_reads_zero(fd, p.free), "all the free memory of %s (%" PRIu64 " MiB) reads zero", pool, p.free / MiB);
         close(fd);
         check(release(path, NULL, 0) >= 0, "release it");
         return n_fail ? 1 : 0;
@@ -1720,7 +2012,8 @@ int main(int argc, char **argv) {
                                 "check-persist F [--after-reboot|--from-host [POOL]]|check-restoring F|setup-dirty F|check-dirty F [HOLD]|"
                                 "wait-clean|zeroing|cleanup|"
                                 "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL|"
-                                "crash-workload POOL\n");
+                                "crash-workload POOL|warm-take POOL SIZE OUT|warm-miss POOL SIZE OTHER NODE|"
+                                "warm-larger POOL|warm-host POOL WARM|release-held POOL OUT|whole-zero POOL\n");
                 return 2;
         }
         if (address) {
@@ -1787,6 +2080,19 @@ int main(int argc, char **argv) {
                 r = host_check(argv[optind + 1]);
         else if (strcmp(cmd, "crash-workload") == 0 && optind + 1 < argc)
                 r = crash_workload(argv[optind + 1]);
+        else if (strcmp(cmd, "warm-take") == 0 && optind + 3 < argc)
+                r = warm_take(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), argv[optind + 3]);
+        else if (strcmp(cmd, "warm-miss") == 0 && optind + 4 < argc)
+                r = warm_miss(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), argv[optind + 3],
+                              atoi(argv[optind + 4]));
+        else if (strcmp(cmd, "release-held") == 0 && optind + 2 < argc)
+                r = release_held(argv[optind + 1], argv[optind + 2]);
+        else if (strcmp(cmd, "whole-zero") == 0 && optind + 1 < argc)
+                r = whole_zero(argv[optind + 1]);
+        else if (strcmp(cmd, "warm-larger") == 0 && optind + 1 < argc)
+                r = warm_larger(argv[optind + 1]);
+        else if (strcmp(cmd, "warm-host") == 0 && optind + 2 < argc)
+                r = warm_host(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0));
         else {
                 fprintf(stderr, "unknown command '%s'\n", cmd);
                 return 2;

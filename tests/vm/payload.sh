@@ -134,17 +134,30 @@ no_stranding() {
 # fd 3 and the allocation is gone once it exits; QEMU (the host's binary,
 # through the chroot) started that way maps its RAM from the device.
 exec_checks() {
-        local rc=0 before out dev qemu maps lo hi
+        local rc=0 before out dev qemu maps lo hi start
         ids() { daxbrokerctl --raw --no-legend -o id list | sort; }
+        # Release replies before the device is destroyed, right after; a
+        # warm device made meanwhile may take the same name, not the same
+        # memory.
+        gone() { # /dev/daxR.N START: the device of that memory is gone
+                local s=/sys/bus/dax/devices/${1#/dev/}/mapping0/start
+                for _ in $(seq 300); do
+                        [ "$(cat "$s" 2>/dev/null)" = "$2" ] || return 0
+                        sleep 0.1
+                done
+                return 1
+        }
         before=$(ids)
         if out=$(daxbrokerctl exec --size 64M -- sh -c 'test -e /proc/self/fd/3 && test -c "$DAXBROKER_DEVICE" &&
-                        echo "$DAXBROKER_DEVICE"' 2>&1) && [ "${out#/dev/dax}" != "$out" ]; then
+                        echo "$DAXBROKER_DEVICE $(cat /sys/bus/dax/devices/${DAXBROKER_DEVICE#/dev/}/mapping0/start)"' 2>&1) &&
+                        [ "${out#/dev/dax}" != "$out" ]; then
                 echo "ok - exec --size 64M: the command has fd 3 ($out)"
         else
                 echo "not ok - exec --size 64M: $out"; rc=1
         fi
-        if [ "$(ids)" = "$before" ] && [ -n "$out" ] && [ ! -e "$out" ]; then
-                echo "ok - the exec allocation and its device $out are gone once the command exited"
+        start=${out#* } out=${out%% *}
+        if [ "$(ids)" = "$before" ] && [ -n "$out" ] && gone "$out" "$start"; then
+                echo "ok - the exec allocation is gone once the command exited, and its device $out right after"
         else
                 echo "not ok - after exec: allocations '$(ids)' (before '$before'), device $out"; rc=1
         fi
@@ -154,13 +167,14 @@ exec_checks() {
                 echo "not ok - no qemu-system-x86_64 in the guest (the host's is used through the chroot)"
                 return 1
         fi
-        rm -f "$res/qemu-maps" "$res/qemu-dev"
+        rm -f "$res/qemu-maps" "$res/qemu-dev" "$res/qemu-start"
         # Paused (-S): QEMU maps its RAM at start-up and runs no guest code.
         daxbrokerctl exec --size 64M --pool open --label qemu-ram -- sh -c '
                 "$1" -S -nodefaults -display none -accel tcg -machine q35,memory-backend=m -m 64M \
                         -object memory-backend-file,id=m,mem-path=/proc/self/fd/3,share=on,size=64M,align=2M &
                 q=$!
                 echo "$DAXBROKER_DEVICE" >"$2/qemu-dev"
+                cat "/sys/bus/dax/devices/${DAXBROKER_DEVICE#/dev/}/mapping0/start" >"$2/qemu-start"
                 for _ in $(seq 3000); do
                         grep " $DAXBROKER_DEVICE\$" /proc/$q/maps >"$2/qemu-maps" && break
                         kill -0 $q 2>/dev/null || break
@@ -182,7 +196,7 @@ exec_checks() {
         grep -q "^exec-[0-9]* qemu-ram $dev\$" "$res/qemu-list" 2>/dev/null &&
                 echo "ok - while QEMU ran, list showed its allocation on $dev" ||
                 { echo "not ok - list while QEMU ran: $(cat "$res/qemu-list" 2>/dev/null)"; rc=1; }
-        if [ "$(ids)" = "$before" ] && [ -n "$dev" ] && [ ! -e "$dev" ]; then
+        if [ "$(ids)" = "$before" ] && [ -n "$dev" ] && gone "$dev" "$(cat "$res/qemu-start" 2>/dev/null)"; then
                 echo "ok - QEMU's allocation is gone once it exited"
         else
                 echo "not ok - after QEMU: allocations '$(ids)', device $dev"; rc=1

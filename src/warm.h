@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * warm: per pool, a few devices made ahead of any request (created,
+ * mapped, bound, of clean memory, root 0600), of the sizes orchestrators
+ * ask for (WarmSizes=, or learned from recent requests), within
+ * WarmBudget=. An Allocate that one of them fits takes it over: chown,
+ * record, fresh fd, no kernel device work on the request path. They count
+ * as free memory, are given back (destroyed, the memory clean again) first
+ * when a larger request or the host needs room, and are refilled in the
+ * background. Each is an allocation record with "warm": true, written
+ * before the kernel is touched, so start-up adopts it (record and kernel
+ * agree) or rolls it back like any allocation (the memory is then dirty).
+ * Everything here runs on the event loop; kernel work on the region lane.
+ */
+
+#include "broker.h"
+
+/* The owner name of warm devices in the state directory. */
+#define WARM_OWNER "daxbroker-warm"
+
+void warm_pool_init(Pool *p, const PoolConfig *pc);
+void warm_pool_configure(Pool *p, const PoolConfig *pc);
+void warm_pool_done(Pool *p);
+
+/* A warm device nobody holds and no job touches: free memory. */
+bool warm_ready(const Allocation *a);
+uint64_t warm_ready_bytes(const Pool *p);
+/* Every warm device that counts as free memory: ready, being made or
+ * being given back. */
+uint64_t warm_bytes(const Pool *p);
+/* Whether an extent's tag is one of the pool's warm devices that counts
+ * as free. */
+bool warm_holds(const Pool *p, const void *tag);
+/* A copy of the pool's map with its warm devices free (given back). */
+ExtentMap *warm_map_as_free(const Pool *p);
+
+/* The records of every pool's warm devices, for a save. */
+void warm_collect(Broker *b, GPtrArray *recs);
+/* Start-up: the warm records reconcile adopted move from the allocations
+ * to their pool's warm set. */
+void warm_adopt(Broker *b);
+
+/* Hands a matching warm device over for req: 1 (done has been called), 0
+ * (none matches: go on cold), -1 (error set, nothing changed). */
+int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
+                   GError **error);
+/* A request of this size was placed in p: learned sizes follow it. */
+void warm_note_request(Pool *p, uint64_t size);
+/* Refill soon (after a short quiet time), if the pool lacks warm devices. */
+void warm_later(Broker *b, Pool *p);
+void warm_later_all(Broker *b);
+/* A request that does not fit would fit with a pool's warm devices
+ * given back: gives them back (or one is already being given back) and
+ * returns true; the caller waits and places again. */
+bool warm_give_back_for(Broker *b, const AllocateRequest *req);
+/* Gives back every ready warm device of p; true if any was. */
+bool warm_give_back_pool(Broker *b, Pool *p);
