@@ -146,7 +146,7 @@ static bool dirty_overlaps(const GArray *dirty, unsigned region_id, const DaxRan
  * that fails, the allocation is listed without a device (restoring or
  * failed, with the reason) and retried later. */
 static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo *devs, size_t nd, bool *claimed,
-                        bool *from_host_dev, const GArray *dirty, GArray *leftovers, GPtrArray *unrestored) {
+                        const GArray *dirty, GArray *leftovers, GPtrArray *unrestored) {
         DaxBackend *be = b->backend;
         g_autofree char *why = NULL;
         AllocationRestore state = ALLOCATION_RESTORE_FAILED;
@@ -163,12 +163,8 @@ static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo
                 g_autofree char *err = NULL;
 
                 crash_op_begin("restore");
-                if (devs[k].size == 0 || !ranges_overlap(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
-                        continue;
-                /* One host device may have held several allocations: each
-                 * of them gets the host's pages, not only the first. */
-                from_host = from_host || from_host_dev[k];
-                if (claimed[k])
+                if (claimed[k] || devs[k].size == 0 ||
+                    !ranges_overlap(devs[k].ranges, devs[k].n_ranges, rec->ranges, rec->n_ranges))
                         continue;
                 if (devs[k].driver == DAX_DRIVER_KMEM) {
                         /* The host onlined it at boot (memhp policy): take it
@@ -184,7 +180,7 @@ static void restore_one(Broker *b, Pool *p, AllocationRecord *rec, DaxDeviceInfo
                         crash_point("restore-reclaimed");
                         log_info("Took %s back from the host for allocation %s of '%s'", devs[k].name, rec->id,
                                  rec->owner);
-                        from_host = from_host_dev[k] = true;
+                        from_host = true;
                 } else if (devs[k].instance == 0 &&
                            (devs[k].driver == DAX_DRIVER_DEVICE_DAX || devs[k].driver == DAX_DRIVER_NONE) &&
                            be->ops->device_in_use(be, devs[k].name) == 0) {
@@ -289,7 +285,7 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                           bool new_boot) {
         DaxBackend *be = b->backend;
         _cleanup_free_ DaxDeviceInfo *devs = NULL;
-        g_autofree bool *claimed = NULL, *from_host = NULL;
+        g_autofree bool *claimed = NULL;
         g_autoptr(GPtrArray) restore = g_ptr_array_new();
         g_autoptr(GArray) leftovers = g_array_new(FALSE, FALSE, sizeof(DaxRange));
         g_autoptr(GPtrArray) unrestored = g_ptr_array_new();
@@ -302,7 +298,6 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                 return r;
         }
         claimed = g_new0(bool, nd + 1);
-        from_host = g_new0(bool, nd + 1);
 
         for (guint i = 0; i < records->len; i++) {
                 AllocationRecord *rec = records->pdata[i];
@@ -353,7 +348,8 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                         rec->device = g_strdup(devs[k].name);
                 }
                 if (found && !finish_found(b, p, rec, dirty, new_boot)) {
-                        /* Let the restore take the device down and rebuild it. */
+                        /* Not handed to anyone: the restore finds the device in
+                         * its way and lists the allocation as failed, retried. */
                         for (size_t k = 0; k < nd; k++)
                                 if (claimed[k] && g_strcmp0(devs[k].name, rec->device) == 0)
                                         claimed[k] = false;
@@ -427,7 +423,7 @@ static int pool_reconcile(Broker *b, Pool *p, GPtrArray *records, const GArray *
                         allocation_record_free(rec);
                         continue;
                 }
-                restore_one(b, p, rec, devs, nd, claimed, from_host, dirty, leftovers, unrestored);
+                restore_one(b, p, rec, devs, nd, claimed, dirty, leftovers, unrestored);
         }
 
         for (size_t k = 0; k < nd; k++)

@@ -150,12 +150,15 @@ Boundary=8M
 [Pool open]
 Region=1
 CONF
-        # Empty regions and a state of this boot: nothing to zero at first,
-        # so the phases measure the clients' work, not the first-boot scrub.
+        # The phases measure the clients' work, not the first-boot scrub:
+        # a first start of this sim boot zeroes everything, then the
+        # measured daemon starts in the same boot with nothing to zero.
         rm -rf "$sim" "$state"
         mkdir -m 0700 "$state"
-        printf '{"version": 3, "boot_id": "%s"}\n' "$(cat /proc/sys/kernel/random/boot_id)" >"$state/meta.json"
         backend="sim:0:4G:1G:0,1:8G:1G:1;boot=idle;state=$sim"
+        start_daemon || { rc=1; return; }
+        "${scn[@]}" wait-clean >/dev/null || { echo "# the first start did not zero the pools"; rc=1; return; }
+        stop_daemon
         start_daemon || { rc=1; return; }
         "$rel/stress" --bus-address "$addr" --sim-state "$sim" --daemon-pid "$daemon_pid" \
                 --clients "${REL_STRESS_CLIENTS:-32}" --phases "${REL_STRESS_PHASES:-3}" \
