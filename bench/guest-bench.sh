@@ -38,8 +38,13 @@
 #                           (default allocate,reclaim)
 #   --reclaim-iterations N  measured cycles per way and round of the reclaim
 #                           suite (default 10, after 1 unmeasured)
-#   --state-tmpfs           the state directory on a tmpfs, not the rig's
-#                           overlay over 9p
+#   --state-disk            the state directory on an ext4 file system made
+#                           on /dev/vda (run-vm.sh --disk; run-bench.sh's
+#                           default), as on a host's local disk
+#   --state-tmpfs           the state directory on a tmpfs (not durable;
+#                           a reference for the daemon's own cost)
+#   --state-rig             (the default here) the rig's /var: an overlay
+#                           over 9p
 #   --trace                 afterwards, trace every syscall of a few daemon
 #                           and floor cycles with ftrace (kept in the
 #                           results directory; bench/syscall-timeline.py)
@@ -47,7 +52,7 @@
 # stdout (bench/report.awk).
 set -u
 
-state_tmpfs=0 iterations=30 rounds=3 held=500 daxctl_iterations=10 paused_iterations=10 pause_ms=100 trace=0
+state_fs=rig iterations=30 rounds=3 held=500 daxctl_iterations=10 paused_iterations=10 pause_ms=100 trace=0
 suite=allocate,reclaim reclaim_iterations=10
 while [ $# -gt 0 ]; do
         case $1 in
@@ -60,7 +65,9 @@ while [ $# -gt 0 ]; do
         --suite) suite=$2; shift 2 ;;
         --reclaim-iterations) reclaim_iterations=$2; shift 2 ;;
         --trace) trace=1; shift ;;
-        --state-tmpfs) state_tmpfs=1; shift ;;
+        --state-tmpfs) state_fs=tmpfs; shift ;;
+        --state-disk) state_fs=disk; shift ;;
+        --state-rig) state_fs=rig; shift ;;
         --) shift; break ;;
         -*) echo "guest-bench: unknown option $1" >&2; exit 2 ;;
         *) break ;;
@@ -207,10 +214,18 @@ take_over_region
 # The rig's /var is an overlay on the host's root over 9p, where every new
 # file name is looked up on the host: --state-tmpfs puts the state
 # directory on tmpfs instead, to tell the daemon's own cost from the rig's.
-if [ "$state_tmpfs" = 1 ]; then
+# --state-disk puts it on ext4 on a virtio-blk disk, as a host's local disk
+# would hold it (an fsync reaches the image file on the host).
+if [ "$state_fs" = tmpfs ]; then
         mkdir -p /var/lib/daxbroker && mount -t tmpfs -o mode=0700 daxstate /var/lib/daxbroker ||
                 die "cannot mount a tmpfs on /var/lib/daxbroker"
         echo "# state directory on tmpfs" >>"$raw"
+elif [ "$state_fs" = disk ]; then
+        modprobe virtio_blk && modprobe ext4 || die "cannot load virtio_blk and ext4"
+        for _ in $(seq 100); do [ -b /dev/vda ] && break; sleep 0.1; done
+        mkfs.ext4 -q -F /dev/vda && mkdir -p /var/lib/daxbroker && mount -t ext4 /dev/vda /var/lib/daxbroker &&
+                chmod 0700 /var/lib/daxbroker || die "cannot make and mount ext4 on /dev/vda at /var/lib/daxbroker"
+        echo "# state directory on ext4 on a virtio-blk disk" >>"$raw"
 fi
 
 # One round of the reclaim suite; each program leaves the region empty.

@@ -12,8 +12,13 @@
 #                           (default: a new /var/tmp/daxbroker-bench.XXXXXX)
 #   --iterations N, --rounds R, --held K, --daxctl-iterations N,
 #   --paused-iterations N, --pause-ms MS, --suite allocate|reclaim|allocate,reclaim,
-#   --reclaim-iterations N, --trace, --state-tmpfs
+#   --reclaim-iterations N, --trace, --state-tmpfs, --state-rig
 #                           passed to bench/guest-bench.sh (see there)
+#
+# The daemon's state directory is an ext4 file system on a virtio-blk disk
+# (a sparse image in /var/tmp, removed afterwards), as on a host whose
+# /var/lib is on a local disk; --state-tmpfs and --state-rig measure it on
+# a tmpfs and on the rig's /var (overlayfs over 9p) for reference.
 #
 # Prints, per kernel, the median latencies and the ratios with the targets
 # (bench/report.awk: a warm Allocate at most 0.15x the floor's allocate, a
@@ -26,7 +31,7 @@
 # 77 when the rig is unavailable, 1 otherwise.
 set -u
 
-kernels=() accel=${DAXRIG_ACCEL:-auto} results='' guest_opts=()
+kernels=() accel=${DAXRIG_ACCEL:-auto} results='' guest_opts=() state_disk=1
 while [ $# -gt 0 ]; do
         case $1 in
         --kernel) kernels+=("$2"); shift 2 ;;
@@ -34,7 +39,8 @@ while [ $# -gt 0 ]; do
         --results) results=$2; shift 2 ;;
         --iterations|--rounds|--held|--daxctl-iterations|--paused-iterations|--pause-ms|--suite|--reclaim-iterations)
                 guest_opts+=("$1" "$2"); shift 2 ;;
-        --trace|--state-tmpfs) guest_opts+=("$1"); shift ;;
+        --trace) guest_opts+=("$1"); shift ;;
+        --state-tmpfs|--state-rig) guest_opts+=("$1"); state_disk=0; shift ;;
         -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
         --) shift; break ;;
         -*) echo "run-bench: unknown option $1" >&2; exit 2 ;;
@@ -55,7 +61,13 @@ fi
 mkdir -p "$results" || exit 1
 results=$(cd "$results" && pwd)
 stage=$(mktemp -d /var/tmp/daxbroker-bench-stage.XXXXXX) || exit 1
-trap 'rm -rf "$stage"' EXIT
+disk_opts=()
+if [ "$state_disk" = 1 ]; then
+        disk=$(mktemp /var/tmp/daxbroker-bench-disk.XXXXXX) && truncate -s 256M "$disk" || exit 1
+        disk_opts=(--disk "$disk")
+        guest_opts+=(--state-disk)
+fi
+trap 'rm -rf "$stage" ${disk:+"$disk"}' EXIT
 
 meson install -C "$build" --destdir "$stage" --quiet >/dev/null || { echo "run-bench: meson install failed" >&2; exit 1; }
 
@@ -65,7 +77,7 @@ for k in "${kernels[@]}"; do
         log=$results/console-$k.log
         echo "run-bench: kernel $k (console: $log)"
         "$src/tests/vm/run-vm.sh" --kernel "$k" --memhp offline --dbus --accel "$accel" --timeout 3600 \
-                --stage "$stage" --results "$results" \
+                --stage "$stage" --results "$results" "${disk_opts[@]}" \
                 -- "$src/bench/guest-bench.sh" "${guest_opts[@]}" "$build" "$src" 2>&1 |
                 tee "$log" | grep --line-buffered -E '^(guest-bench|run-vm):'
         st=${PIPESTATUS[0]}

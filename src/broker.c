@@ -994,8 +994,9 @@ static void release_done(void *p) {
 }
 
 /* Out of the allocations (nobody lists, opens or counts it any more),
- * its ranges still reserved, and its device destroyed on the region lane. */
-static void release_background(Broker *b, Allocation *a) {
+ * its ranges still reserved; its device is destroyed on the region lane
+ * once the job is submitted. */
+static ReleaseJob *release_take(Broker *b, Allocation *a) {
         ReleaseJob *j = g_new0(ReleaseJob, 1);
 
         *j = (ReleaseJob) { .broker = b, .allocation = a };
@@ -1004,7 +1005,15 @@ static void release_background(Broker *b, Allocation *a) {
         a->busy = true;
         g_hash_table_steal(b->allocations, a->rec->id);
         g_hash_table_insert(b->releasing, a->rec->id, a);
-        worker_submit(b->worker, a->pool->region_id, release_work, release_done, j);
+        return j;
+}
+
+static void release_submit(Broker *b, ReleaseJob *j) {
+        worker_submit(b->worker, j->allocation->pool->region_id, release_work, release_done, j);
+}
+
+static void release_background(Broker *b, Allocation *a) {
+        release_submit(b, release_take(b, a));
 }
 
 void broker_allocation_retire(Broker *b, Allocation *a) {
@@ -1032,6 +1041,8 @@ static void release_revoke(Broker *b, Allocation *a) {
 /* Records the release durably, revokes access to the device, takes the
  * allocation off the bus and replies; the kernel work follows. */
 static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userdata, GError **error) {
+        ReleaseJob *j;
+
         if (a->busy) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_BUSY,
                             "Allocation %s has an operation in progress, try again", a->rec->id);
@@ -1050,10 +1061,13 @@ static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userd
         events_released(a, a->rec->device);
         stable_path_remove(b, a->rec);
         notify_removed(b, a);
-        release_background(b, a);
-        broker_notify_sizes(b, a->pool);
+        j = release_take(b, a);
         if (done)
                 done(1, NULL, userdata);
+        /* After the reply: under a slow CPU (emulation) the lane's kernel
+         * work would otherwise compete with the reply. */
+        broker_notify_sizes(b, a->pool);
+        release_submit(b, j);
         return true;
 }
 

@@ -38,6 +38,11 @@ struct Bus {
         /* Set while signals that carry properties to every listener are
          * emitted: those never carry physical addresses. */
         bool broadcasting;
+        /* Pools (by object path) whose size properties changed since the
+         * last PropertiesChanged, sent once the daemon is idle. */
+        GHashTable *sizes_changed;
+        sd_event_source *sizes_source;
+        sd_event *event;
 };
 
 static void note_refusal(Bus *bus, sd_bus_message *m, const char *error_name, const char *message);
@@ -1252,15 +1257,48 @@ static void on_allocation_removed(Allocation *a, void *userdata) {
                                   path);
 }
 
-static void on_sizes_changed(Pool *p, void *userdata) {
-        Bus *bus = userdata;
-        g_autofree char *path = pool_path(p);
-
-        (void) sd_bus_emit_properties_changed(bus->bus, BUS_PATH, BUS_MANAGER_IFACE, "AllocatedSize", "FreeSize",
-                                              "HostSize", NULL);
+static void emit_sizes(Bus *bus, const char *path) {
+        bus->broadcasting = true;
         (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_POOL_IFACE, "FreeSize", "AllocatedSize",
                                               "HostSize", "DirtySize", "ForeignSize", "WarmSize", "LargestFreeExtent",
                                               "Align", "Boundary", "ZeroingStuck", "Extents", "IsolatedColors", NULL);
+        bus->broadcasting = false;
+}
+
+static int on_sizes_idle(sd_event_source *s, void *userdata) {
+        Bus *bus = userdata;
+        GHashTableIter it;
+        void *path;
+
+        if (g_hash_table_size(bus->sizes_changed) == 0)
+                return 0;
+        (void) sd_bus_emit_properties_changed(bus->bus, BUS_PATH, BUS_MANAGER_IFACE, "AllocatedSize", "FreeSize",
+                                              "HostSize", NULL);
+        g_hash_table_iter_init(&it, bus->sizes_changed);
+        while (g_hash_table_iter_next(&it, &path, NULL))
+                emit_sizes(bus, path);
+        g_hash_table_remove_all(bus->sizes_changed);
+        return 0;
+}
+
+/* Every Allocate and Release changes the sizes. Building and sending the
+ * two PropertiesChanged costs more than a warm hand-over itself, and a
+ * burst of calls would pay it once per call, each time before the next
+ * call is read: they go out once the calls queued on the bus are answered
+ * (idle priority), once per pool, with the values of that moment. */
+static void on_sizes_changed(Pool *p, void *userdata) {
+        Bus *bus = userdata;
+        char *path = pool_path(p);
+
+        if (!path)
+                return;
+        if (!bus->sizes_source && bus->event &&
+            (sd_event_add_defer(bus->event, &bus->sizes_source, on_sizes_idle, bus) < 0 ||
+             sd_event_source_set_priority(bus->sizes_source, SD_EVENT_PRIORITY_IDLE) < 0))
+                bus->sizes_source = sd_event_source_disable_unref(bus->sizes_source);
+        g_hash_table_add(bus->sizes_changed, path);
+        if (!bus->sizes_source || sd_event_source_set_enabled(bus->sizes_source, SD_EVENT_ONESHOT) < 0)
+                (void) on_sizes_idle(NULL, bus);
 }
 
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
@@ -1332,6 +1370,8 @@ int bus_new(sd_event *event, Broker *broker, const char *address, Bus **ret) {
         bus->uids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         bus->trusted = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         bus->clients = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        bus->sizes_changed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        bus->event = event;
         if (address) {
                 r = sd_bus_new(&bus->bus);
                 if (r >= 0)
@@ -1398,11 +1438,13 @@ void bus_free(Bus *bus) {
         broker_set_listener(bus->broker, &(BrokerListener) {}, NULL);
         auth_free(bus->auth);
         sd_bus_slot_unref(bus->name_owner_slot);
+        sd_event_source_disable_unref(bus->sizes_source);
         if (bus->bus)
                 sd_bus_flush_close_unref(bus->bus);
         g_hash_table_destroy(bus->uids);
         g_hash_table_destroy(bus->trusted);
         g_hash_table_destroy(bus->clients);
+        g_hash_table_destroy(bus->sizes_changed);
         if (the_bus == bus)
                 the_bus = NULL;
         g_free(bus);

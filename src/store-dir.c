@@ -23,7 +23,9 @@
  * writes and first among the removals, dirty ranges the other way round:
  * a crash half-way leaves a record of memory twice (harmless: dirt is
  * zeroed once more; two claims are refused on load) rather than memory
- * nobody records. An owner is written before its first allocation.
+ * nobody records. An owner is written before its first allocation; its
+ * file stays after its last one is gone (up to OWNER_FILES_IDLE_MAX such
+ * files), so that the owner's next allocation writes one file, not two.
  *
  * Loading checks every file with the rules of state.json, each on its own
  * and across files (no memory owned twice). A bad file is renamed to
@@ -50,6 +52,8 @@
 /* A record is a few hundred bytes; anything far larger is not ours. */
 #define RECORD_SIZE_MAX (64 * 1024)
 #define OWNER_PLAIN_MAX 64
+/* Files of owners that hold nothing kept at most; more are all removed. */
+#define OWNER_FILES_IDLE_MAX 64
 
 void (*store_test_step)(const char *step);
 
@@ -453,6 +457,14 @@ static int diff(StoreView *v, const StoreState *st, GArray *changes, GError **er
                 void *key, *value;
 
                 if (seen == g_hash_table_size(h))
+                        continue;
+                /* An owner's file outlives its last allocation, up to a
+                 * point: the owner's next Allocate (a VM started again)
+                 * then writes and fsyncs one file, not two. A load keeps
+                 * only owners that hold something, and an owner taken by
+                 * another uid has its file rewritten before its first
+                 * allocation. */
+                if (kind == 1 && g_hash_table_size(h) - seen <= OWNER_FILES_IDLE_MAX)
                         continue;
                 g_hash_table_iter_init(&it, h);
                 while (g_hash_table_iter_next(&it, &key, &value)) {

@@ -583,7 +583,9 @@ static void test_save_and_load(void) {
                                 ((AllocationRecord *) records->pdata[0])->id);
                 g_strfreev(names);
                 names = list_dir(path);
-                g_assert_cmpuint(g_strv_length(names), ==, 3);
+                /* The allocation, its owner, meta.json, and the file of
+                 * the owner that holds nothing now. */
+                g_assert_cmpuint(g_strv_length(names), ==, 4);
                 g_assert_cmpint(store_save(path, records_of(records), records->len, &error), ==, 0);
         }
         g_clear_pointer(&loaded, g_ptr_array_unref);
@@ -597,7 +599,85 @@ static void test_save_and_load(void) {
         assert_records_same(records, loaded);
         g_strfreev(names);
         names = list_dir(path);
-        g_assert_cmpuint(g_strv_length(names), ==, 5);
+        g_assert_cmpuint(g_strv_length(names), ==, 6);
+}
+
+static char *owner_file_text(const char *dir, const char *owner) {
+        g_autofree char *name = g_strdup_printf("owner-%s.json", owner);
+        g_autofree char *p = g_build_filename(dir, name, NULL);
+        char *text = NULL;
+
+        if (!g_file_get_contents(p, &text, NULL, NULL))
+                return NULL;
+        return text;
+}
+
+/* An owner's file outlives its last allocation (the owner's next Allocate
+ * writes one file), binds nothing on load, is rewritten when another uid
+ * takes the name, and more than 64 such files are all removed. */
+static void test_owner_file_outlives(void) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
+        g_autoptr(GPtrArray) one = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
+        g_autoptr(GPtrArray) none = g_ptr_array_new();
+        g_autoptr(GPtrArray) many = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
+        g_autoptr(GError) error = NULL;
+        AllocationRecord *r = record_new("a", 4 * GiB, 2 * MiB);
+        StoreState empty = { .allocations = none }, st = { .allocations = one }, lots = { .allocations = many };
+        StoreState loaded;
+        char *text;
+
+        g_free(r->owner);
+        r->owner = g_strdup("vm7");
+        r->owner_uid = 5;
+        g_ptr_array_add(one, r);
+        g_assert_cmpint(store_save_state(path, &st, STORE_SAVE_DURABLE, &error), ==, 0);
+        g_assert_cmpint(store_save_state(path, &empty, STORE_SAVE_DURABLE, &error), ==, 0);
+        g_assert_no_error(error);
+        text = owner_file_text(path, "vm7");
+        g_assert_cmpstr(text, ==, "{\"owner\": \"vm7\", \"uid\": 5}\n");
+        g_free(text);
+        store_forget(path);
+        g_assert_cmpint(store_load_state(path, &loaded, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpuint(loaded.allocations->len, ==, 0);
+        g_assert_cmpuint(g_hash_table_size(loaded.owners), ==, 0);
+        store_state_clear(&loaded);
+
+        /* Another uid takes the name: its file says so before any load. */
+        r->owner_uid = 9;
+        g_assert_cmpint(store_save_state(path, &st, STORE_SAVE_DURABLE, &error), ==, 0);
+        text = owner_file_text(path, "vm7");
+        g_assert_cmpstr(text, ==, "{\"owner\": \"vm7\", \"uid\": 9}\n");
+        g_free(text);
+        store_forget(path);
+        g_assert_cmpint(store_load_state(path, &loaded, &error), ==, 0);
+        g_assert_cmpuint(GPOINTER_TO_UINT(g_hash_table_lookup(loaded.owners, "vm7")), ==, 9);
+        store_state_clear(&loaded);
+
+        /* Once more than 64 owners hold nothing, all their files go. */
+        for (unsigned i = 0; i < 65; i++) {
+                g_autofree char *id = g_strdup_printf("m%u", i);
+                AllocationRecord *m = record_new(id, 4 * GiB + i * 2 * MiB, 2 * MiB);
+
+                g_free(m->owner);
+                m->owner = g_strdup_printf("o%u", i);
+                g_ptr_array_add(many, m);
+        }
+        g_assert_cmpint(store_save_state(path, &lots, STORE_SAVE_DURABLE, &error), ==, 0);
+        /* 63 of them and vm7 hold nothing: 64 files are kept. */
+        g_ptr_array_set_size(many, 2);
+        g_assert_cmpint(store_save_state(path, &lots, STORE_SAVE_DURABLE, &error), ==, 0);
+        text = owner_file_text(path, "o64");
+        g_assert_nonnull(text);
+        g_free(text);
+        g_ptr_array_set_size(many, 0);
+        g_assert_cmpint(store_save_state(path, &empty, STORE_SAVE_DURABLE, &error), ==, 0);
+        g_assert_no_error(error);
+        text = owner_file_text(path, "o0");
+        g_assert_null(text);
+        text = owner_file_text(path, "vm7");
+        g_assert_null(text);
 }
 
 static void test_save_failures(void) {
@@ -1125,6 +1205,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/store/empty", test_empty);
         g_test_add_func("/store/load-missing", test_load_missing);
         g_test_add_func("/store/save-and-load", test_save_and_load);
+        g_test_add_func("/store/owner-file-outlives", test_owner_file_outlives);
         g_test_add_func("/store/save-failures", test_save_failures);
         g_test_add_func("/store/save-refuses-invalid", test_save_refuses_invalid);
         g_test_add_func("/store/load-sets-aside-bad-records", test_load_sets_aside_bad_records);

@@ -30,6 +30,9 @@
 #   --state-disk DIR    host dir shared rw at /var/lib/daxbroker in the guest
 #                       (boot twice with the same DIR to test persistence).
 #                                                         DAXRIG_STATE_DISK
+#   --disk FILE         raw image attached as a virtio-blk disk (/dev/vda
+#                       once the payload has run `modprobe virtio_blk`);
+#                       guest flushes reach FILE's file system.  DAXRIG_DISK
 #   --dbus              start `dbus-daemon --system --fork` before the payload.
 #                                                         DAXRIG_DBUS=1
 #   --systemd           boot systemd as PID 1 (default target daxrig.target:
@@ -86,6 +89,7 @@ IOMMU=${DAXRIG_IOMMU:-0}
 RESULTS=${DAXRIG_RESULTS:-}
 STAGE=${DAXRIG_STAGE:-}
 STATE=${DAXRIG_STATE_DISK:-}
+DISK=${DAXRIG_DISK:-}
 DBUS=${DAXRIG_DBUS:-0}
 SYSTEMD=${DAXRIG_SYSTEMD:-0}
 DAXMODS=${DAXRIG_DAX_MODULES:-1}
@@ -115,6 +119,7 @@ while [ $# -gt 0 ]; do
     --results) need_arg "$@"; RESULTS=$2; shift 2 ;;
     --stage) need_arg "$@"; STAGE=$2; shift 2 ;;
     --state-disk) need_arg "$@"; STATE=$2; shift 2 ;;
+    --disk) need_arg "$@"; DISK=$2; shift 2 ;;
     --dbus) DBUS=1; shift ;;
     --systemd) SYSTEMD=1; shift ;;
     --no-dax-modules) DAXMODS=0; shift ;;
@@ -158,6 +163,7 @@ if command -v file >/dev/null 2>&1 && ! file -L "$BUSYBOX" | grep -q 'statically
 fi
 
 abspath() { (cd "$1" && pwd); }
+[ -z "$DISK" ] || [ -f "$DISK" ] || fail "disk image '$DISK' does not exist"
 for v in RESULTS STAGE STATE; do
     d=${!v}
     [ -n "$d" ] || continue
@@ -385,6 +391,7 @@ ARGS=(-machine "$MACHINE" "${ARGS[@]}")
 [ -n "$RESULTS" ] && ARGS+=(-virtfs "local,path=$RESULTS,mount_tag=results,security_model=none,multidevs=remap")
 [ -n "$STAGE" ] && ARGS+=(-virtfs "local,path=$STAGE,mount_tag=stage,security_model=none,readonly=on,multidevs=remap")
 [ -n "$STATE" ] && ARGS+=(-virtfs "local,path=$STATE,mount_tag=statedisk,security_model=none,multidevs=remap")
+[ -n "$DISK" ] && ARGS+=(-drive "file=$DISK,if=virtio,format=raw,cache=writeback")
 
 msg "kernel $KVER ($KERNEL), accel $ACCEL, memhp $MEMHP, regions ${region_mib} MiB, iommu $IOMMU, hmat $HMAT, timeout ${TIMEOUT}s"
 CONSOLE=$RUN/console.log
