@@ -221,10 +221,14 @@ if [ "$state_fs" = tmpfs ]; then
                 die "cannot mount a tmpfs on /var/lib/daxbroker"
         echo "# state directory on tmpfs" >>"$raw"
 elif [ "$state_fs" = disk ]; then
-        modprobe virtio_blk && modprobe ext4 || die "cannot load virtio_blk and ext4"
+        if ! modprobe virtio_blk || ! modprobe ext4; then
+                die "cannot load virtio_blk and ext4"
+        fi
         for _ in $(seq 100); do [ -b /dev/vda ] && break; sleep 0.1; done
-        mkfs.ext4 -q -F /dev/vda && mkdir -p /var/lib/daxbroker && mount -t ext4 /dev/vda /var/lib/daxbroker &&
-                chmod 0700 /var/lib/daxbroker || die "cannot make and mount ext4 on /dev/vda at /var/lib/daxbroker"
+        if ! mkfs.ext4 -q -F /dev/vda || ! mkdir -p /var/lib/daxbroker ||
+                ! mount -t ext4 /dev/vda /var/lib/daxbroker || ! chmod 0700 /var/lib/daxbroker; then
+                die "cannot make and mount ext4 on /dev/vda at /var/lib/daxbroker"
+        fi
         echo "# state directory on ext4 on a virtio-blk disk" >>"$raw"
 fi
 
