@@ -1261,6 +1261,7 @@ static void on_sizes_changed(Pool *p, void *userdata) {
         (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_POOL_IFACE, "FreeSize", "AllocatedSize",
                                               "HostSize", "DirtySize", "ForeignSize", "WarmSize", "LargestFreeExtent",
                                               "Align", "Boundary", "ZeroingStuck", "Extents", "IsolatedColors", NULL);
+        metrics_gauges_changed();
 }
 
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {

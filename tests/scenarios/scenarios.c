@@ -1663,18 +1663,14 @@ static void crash_settle(const char *pool) {
 /* The workload of the crash-point suites, in which the daemon may die at any
  * step (DAXBROKER_TEST_CRASH_AT), so no answer is checked: an allocation of
  * an eighth of the pool with a device owner, written all over (its memory
- * is not zero when it comes back dirty), its release and zeroing, a return
+ * is not zero when it comes back dirty), its release and zeroing, the same
+ * again handed over from the warm set, a return
  * of a quarter of the pool to the host and a reclaim of all the pool's host
  * memory by an allocation that needs it. */
-static int crash_workload(const char *pool) {
+static void crash_use_once(const char *pool, uint64_t size) {
         char path[256];
-        uint64_t moved, size;
-        PoolInfo p;
         int fd;
 
-        if (!find_pool(pool, &p))
-                return 1;
-        size = p.size / 8 / (2 * MiB) * (2 * MiB);
         if (allocate("scn-crash", size, OPTS(.pool = pool, .device_owner = 65534), path, &fd, NULL, 0) >= 0) {
                 char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 
@@ -1686,6 +1682,24 @@ static int crash_workload(const char *pool) {
                 close(fd);
                 release(path, NULL, 0);
         }
+}
+
+static int crash_workload(const char *pool) {
+        char path[256];
+        uint64_t moved, size;
+        PoolInfo p;
+        int fd;
+
+        if (!find_pool(pool, &p))
+                return 1;
+        size = p.size / 8 / (2 * MiB) * (2 * MiB);
+        /* Cold the first time; the pool learns the size and makes a warm
+         * device of it, which the second one is handed. */
+        crash_use_once(pool, size);
+        crash_settle(pool);
+        for (int i = 0; i < 3000 && find_pool(pool, &p) && (p.warm < size || p.dirty > 0); i++)
+                usleep(50 * 1000);
+        crash_use_once(pool, size);
         crash_settle(pool);
         host_call("ReturnToHost", pool, p.size / 4, &moved, NULL, 0, NULL, 0);
         crash_settle(pool);
