@@ -1723,6 +1723,9 @@ static int host_check(const char *pool) {
         for (int i = 0; i < n; i++)
                 if (strcmp(all[i].owner, "scn-crash") == 0)
                         check(release(all[i].path, NULL, 0) >= 0, "release %s left from before the crash", all[i].id);
+        /* Releases reply before their devices are destroyed. */
+        for (int i = 0; i < 3000 && find_pool(pool, &p) && p.allocated > 0; i++)
+                usleep(10 * 1000);
         if (!wait_host(pool, HOST_ANY, &p))
                 return 1;
         check_invariant("after restart", &p);
