@@ -136,6 +136,9 @@ void warm_adopt(Broker *b) {
                 log_info("Pool %s: adopted warm device %s (%" G_GUINT64_FORMAT " MiB)", a->pool->name, a->rec->device,
                          allocation_size(a) >> 20);
                 g_ptr_array_add(a->pool->warm, a);
+                /* Its size was learned from requests before the restart:
+                 * keep it rather than give the device back at once. */
+                warm_note_request(a->pool, allocation_size(a));
         }
 }
 

@@ -711,6 +711,24 @@ for r in json.load(open(sys.argv[1]))["regions"]:
                         same=$((same + 1))
         done
         t $([ "$same" = 2 ]; echo $?) "both are adopted, the same devices with the same ranges as before the kill ($(echo $adopted))"
+        # Sizes learned from requests: a restart keeps the warm set it
+        # adopts instead of giving it back for want of learned sizes.
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        devices >"$tmp/before"
+        sed -i '/^WarmSizes=/d' "$tmp/daxbroker.conf"
+        lines=$(wc -l <"$tmp/daemon.log")
+        start_daemon || exit 1
+        sleep 1 # well past the refill timer, which would give them back
+        devices >"$tmp/after"
+        adopted=$(tail -n +$((lines + 1)) "$tmp/daemon.log" | sed -n 's/.*adopted warm device \(dax[0-9.]*\) .*/\1/p')
+        same=0
+        for d in $adopted; do
+                [ -n "$(grep "^$d " "$tmp/after")" ] && grep "^$d " "$tmp/before" | cmp -s - <(grep "^$d " "$tmp/after") &&
+                        same=$((same + 1))
+        done
+        [ "$same" = 2 ] && [ "$(warm_size)" = $((2 * M64)) ]
+        t $? "with learned sizes, a restart keeps the adopted warm devices ($(echo $adopted), $(warm_size))"
+        printf 'WarmSizes=64M\n' >>"$tmp/daxbroker.conf"
         step "a larger request gets the warm devices given back" warm-larger open
         # Where memory goes to the host, warm devices live in Reserve= and
         # are given back to the host too.

@@ -58,6 +58,7 @@ int rel_list_pools(sd_bus *bus, RelPool **ret) {
                 if (r <= 0)
                         break;
                 snprintf(p.name, sizeof p.name, "%s", name);
+                snprintf(p.path, sizeof p.path, "%s", path);
                 (void) sd_bus_get_property_trivial(bus, REL_DEST, path, "org.daxbroker.Broker1.Pool", "WarmSize", NULL,
                                                    't', &p.warm);
                 pools = realloc(pools, (n + 1) * sizeof *pools);
@@ -70,6 +71,26 @@ int rel_list_pools(sd_bus *bus, RelPool **ret) {
         }
         *ret = pools;
         return (int) n;
+}
+
+int rel_warm_ranges(sd_bus *bus, const RelPool *p, RelRange *out, int max) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        uint64_t off, size;
+        const char *use;
+        int r, n = 0;
+
+        r = sd_bus_get_property(bus, REL_DEST, p->path, "org.daxbroker.Broker1.Pool", "Extents", &error, &reply,
+                                "a(tts)");
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(tts)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(tts)", &off, &size, &use)) > 0)
+                if (strcmp(use, "warm") == 0 && n < max)
+                        out[n++] = (RelRange) { p->start + off, size };
+        sd_bus_message_unref(reply);
+        return r < 0 ? r : n;
 }
 
 int rel_list_allocations(sd_bus *bus, RelAlloc **ret) {

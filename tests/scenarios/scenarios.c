@@ -1684,6 +1684,41 @@ static void crash_use_once(const char *pool, uint64_t size) {
         }
 }
 
+static int warm_extents(const char *pool_path, Range *out, int max);
+
+/* WarmSize counts a warm device from the moment it is being made; one that
+ * can be handed over is bound to device_dax (sysfs) in a warm extent. */
+static bool warm_device_ready(const PoolInfo *p) {
+        char pattern[64];
+        Range w[64];
+        glob_t g;
+        bool ready = false;
+        int nw = warm_extents(p->path, w, 64);
+
+        if (!use_sysfs)
+                return p->warm > 0;
+        snprintf(pattern, sizeof(pattern), "/sys/bus/dax/devices/dax%u.*", p->region);
+        if (nw <= 0 || glob(pattern, 0, NULL, &g) != 0)
+                return false;
+        for (size_t i = 0; i < g.gl_pathc && !ready; i++) {
+                char link[512], target[512] = "";
+                const char *dev = strrchr(g.gl_pathv[i], '/') + 1;
+                Range r[4];
+                ssize_t k;
+
+                snprintf(link, sizeof(link), "%s/driver", g.gl_pathv[i]);
+                k = readlink(link, target, sizeof(target) - 1);
+                if (k <= 0 || strcmp(strrchr(target, '/') ? strrchr(target, '/') + 1 : target, "device_dax") != 0 ||
+                    sysfs_ranges(dev, r, 4) != 1)
+                        continue;
+                for (int e = 0; e < nw && !ready; e++)
+                        ready = r[0].start >= p->start + w[e].start &&
+                                r[0].start + r[0].size <= p->start + w[e].start + w[e].size;
+        }
+        globfree(&g);
+        return ready;
+}
+
 static int crash_workload(const char *pool) {
         char path[256];
         uint64_t moved, size;
@@ -1697,7 +1732,7 @@ static int crash_workload(const char *pool) {
          * device of it, which the second one is handed. */
         crash_use_once(pool, size);
         crash_settle(pool);
-        for (int i = 0; i < 3000 && find_pool(pool, &p) && (p.warm < size || p.dirty > 0); i++)
+        for (int i = 0; i < 3000 && find_pool(pool, &p) && (p.dirty > 0 || !warm_device_ready(&p)); i++)
                 usleep(50 * 1000);
         crash_use_once(pool, size);
         crash_settle(pool);
