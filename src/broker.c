@@ -954,7 +954,6 @@ static void release_done(void *p) {
         Allocation *a = j->allocation;
         Pool *pool = a->pool;
         g_autoptr(GError) error = NULL;
-        bool transient;
 
         a->busy = false;
         if (j->err < 0) {
@@ -974,19 +973,16 @@ static void release_done(void *p) {
          * the host's. */
         if (a->restore != ALLOCATION_RESTORED)
                 host_take_back(&b->host, pool, a->rec->ranges, a->rec->n_ranges);
-        transient = a->rec->transient;
         g_hash_table_remove(b->releasing, a->rec->id);
         if (broker_save(b, &error) < 0)
                 /* The file still says RELEASING, which the next start-up
                  * finishes (and zeroes); nothing is lost. */
                 log_error("Cannot record the release: %s", error->message);
         broker_notify_sizes(b, pool);
-        /* Nobody waits on a transient release to look at the pool: its
-         * client is gone, so its data is zeroed at once. */
-        if (transient)
-                broker_scrub_kick(b);
-        else
-                broker_scrub_later(b);
+        /* Zeroed at once: memory is reusable as soon as the kernel and
+         * memory bandwidth allow, never after a fixed wait. Releases that
+         * come together still share the region's lane one after another. */
+        broker_scrub_kick(b);
         g_free(j);
         broker_waiting_retry(b);
         host_pool_changed(&b->host, pool);
