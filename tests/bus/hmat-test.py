@@ -437,6 +437,8 @@ elif args.step == "hotplug":
     call("ReclaimFromHost", "st", args.pool, chunk)
     check("'Access': <[(uint32 " in seen, f"PropertiesChanged named the new Access: {seen.strip()[:300]}")
     got = prop(p["path"], "Pool", "Access")
+    if args.sysfs:
+        print(f"# sysfs of node {p['node']} once the memory is back: {expected_perf(p['node'])}")
     check(got == acc, f"after the memory came back (the node may stop publishing): Access stays {got}")
     if args.sysfs:
         rows = {r["name"]: r for r in json.loads(subprocess.check_output(
