@@ -1117,13 +1117,13 @@ static const sd_bus_vtable pool_vtable[] = {
         POOL_PROP("ZeroingStuck", "a(tttus)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         /* Invalidation only: a fragmented pool's list is long. */
         POOL_PROP("Extents", "a(tts)", SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
-        POOL_PROP("Access", "a(uxxxx)", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("MemorySideCaches", "a(uxxss)", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Access", "a(uxxxx)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("MemorySideCaches", "a(uxxss)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("Tier", "s", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("Colors", "u", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("ColorSize", "t", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("CacheSize", "t", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("ColorsMessage", "s", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Colors", "u", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("ColorSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("CacheSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("ColorsMessage", "s", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("IsolatedColors", "a(us)", SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_VTABLE_END,
 };
@@ -1264,6 +1264,14 @@ static void on_sizes_changed(Pool *p, void *userdata) {
         metrics_gauges_changed();
 }
 
+static void on_perf_changed(Pool *p, void *userdata) {
+        Bus *bus = userdata;
+        g_autofree char *path = pool_path(p);
+
+        (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_POOL_IFACE, "Access", "MemorySideCaches", "Colors",
+                                              "ColorSize", "CacheSize", "ColorsMessage", NULL);
+}
+
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Bus *bus = userdata;
         const char *name, *old_owner, *new_owner;
@@ -1323,6 +1331,7 @@ static const BrokerListener bus_listener = {
         .allocation_changed = on_allocation_changed,
         .allocation_removed = on_allocation_removed,
         .sizes_changed = on_sizes_changed,
+        .perf_changed = on_perf_changed,
 };
 
 int bus_new(sd_event *event, Broker *broker, const char *address, Bus **ret) {
