@@ -515,6 +515,23 @@ static char *color_no_space(Pool *p, const AllocateRequest *req, const ColorView
         return g_string_free(s, false);
 }
 
+/* A cache-isolated owner's placement: its own colours, then the fewest free
+ * ones added lowest first. */
+static int place_isolated(const ExtentMap *m, PlacementRequest *pr, const CacheColors *colors, ColorMask mine,
+                          ColorMask free_colors, DaxRange *ranges) {
+        int n = -ENOSPC;
+
+        pr->color_mask = mine;
+        if (mine)
+                n = extent_map_place(m, pr, ranges, DAX_RANGES_MAX);
+        for (unsigned k = 0; n == -ENOSPC && k < colors->n; k++)
+                if (free_colors & ((ColorMask) 1 << k)) {
+                        pr->color_mask |= (ColorMask) 1 << k;
+                        n = extent_map_place(m, pr, ranges, DAX_RANGES_MAX);
+                }
+        return n;
+}
+
 /* Places in a pool with colours: in the colours asked for, or for a
  * cache-isolated owner in its own colours and then the fewest free ones
  * added lowest first; anything else stays out of colours other owners
@@ -534,14 +551,25 @@ static int place_colored(Broker *b, Pool *p, const ExtentMap *m, const AllocateR
         } else if (req->cache_isolation) {
                 ColorMask free_colors = all & ~cv.touched_others & ~cv.mine;
 
-                pr->color_mask = cv.mine;
-                if (cv.mine)
-                        n = extent_map_place(m, pr, ranges, DAX_RANGES_MAX);
-                for (unsigned k = 0; n == -ENOSPC && k < p->colors.n; k++)
-                        if (free_colors & ((ColorMask) 1 << k)) {
-                                pr->color_mask |= (ColorMask) 1 << k;
-                                n = extent_map_place(m, pr, ranges, DAX_RANGES_MAX);
+                n = place_isolated(m, pr, &p->colors, cv.mine, free_colors, ranges);
+                if (n > 0 && p->scrubs_in_flight > 0) {
+                        /* Memory a scrub device holds for a moment would do
+                         * with fewer colours: wait for the scrub rather than
+                         * take a colour more for good. */
+                        ExtentMap *c = extent_map_copy(m);
+                        PlacementRequest pr2 = *pr;
+                        DaxRange r2[DAX_RANGES_MAX];
+
+                        for (size_t e = 0; e < extent_map_count(m); e++) {
+                                const Extent *x = extent_map_get(m, e);
+                                if (x->kind == EXTENT_DIRTY && x->tag)
+                                        (void) extent_map_set(c, x->start, x->size, EXTENT_DIRTY, NULL);
                         }
+                        if (place_isolated(c, &pr2, &p->colors, cv.mine, free_colors, r2) > 0 &&
+                            __builtin_popcountll(pr2.color_mask) < __builtin_popcountll(pr->color_mask))
+                                n = -EAGAIN;
+                        extent_map_free(c);
+                }
         } else {
                 pr->color_mask = all & ~cv.isolated_others;
                 n = extent_map_place(m, pr, ranges, DAX_RANGES_MAX);
@@ -555,19 +583,22 @@ static int place_colored(Broker *b, Pool *p, const ExtentMap *m, const AllocateR
 /* Places the request in a pool whose map is m (the pool's own, or a copy
  * showing memory that could come back from the host): the one placement
  * both an Allocate and the reclaim it may start go by. */
-static int place_in(Broker *b, Pool *p, const ExtentMap *m, const AllocateRequest *req, bool include_dirty,
-                    DaxRange *ranges, uint64_t *ret_align, char **ret_why) {
-        uint64_t align = req->align ? req->align : p->align;
-        PlacementRequest pr = {
+PlacementRequest placement_request(const Broker *b, const Pool *p, const AllocateRequest *req, bool include_dirty) {
+        return (PlacementRequest) {
                 .size = req->size,
-                .align = align,
+                .align = req->align ? req->align : p->align,
                 .boundary = p->boundary,
                 .contiguous = req->contiguous,
                 .max_ranges = b->config->max_ranges,
                 .include_dirty = include_dirty,
         };
+}
 
-        *ret_align = align;
+static int place_in(Broker *b, Pool *p, const ExtentMap *m, const AllocateRequest *req, bool include_dirty,
+                    DaxRange *ranges, uint64_t *ret_align, char **ret_why) {
+        PlacementRequest pr = placement_request(b, p, req, include_dirty);
+
+        *ret_align = pr.align;
         if (cache_colors_enabled(&p->colors))
                 return place_colored(b, p, m, req, &pr, ranges, ret_why);
         return extent_map_place(m, &pr, ranges, DAX_RANGES_MAX);

@@ -698,6 +698,21 @@ static void zero_windows_first(HostCtx *h, Pool *p, const GArray *windows) {
 
 static int on_returns_timer(sd_event_source *src, uint64_t usec, void *userdata);
 
+/* The call waits, within ReturnTimeout, for what stands in its way. */
+static void return_wait(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata) {
+        WaitingReturn *w = g_new0(WaitingReturn, 1);
+
+        *w = (WaitingReturn) {
+                .size = size,
+                .deadline_usec = (uint64_t) g_get_monotonic_time() + h->return_timeout_usec,
+                .done = done,
+                .userdata = userdata,
+        };
+        if (!p->returns_waiting)
+                p->returns_waiting = g_queue_new();
+        g_queue_push_tail(p->returns_waiting, w);
+}
+
 static void returns_arm(HostCtx *h, Pool *p) {
         uint64_t first = UINT64_MAX;
 
@@ -804,17 +819,7 @@ bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done
         /* Dirt (after boot, after a release) would make room: it is zeroed
          * first, ahead of other dirt, and the call waits for it. */
         if (!h->lend_dirty && h->event && return_plan(p, n, true, windows) == n) {
-                WaitingReturn *w = g_new0(WaitingReturn, 1);
-
-                *w = (WaitingReturn) {
-                        .size = size,
-                        .deadline_usec = (uint64_t) g_get_monotonic_time() + h->return_timeout_usec,
-                        .done = done,
-                        .userdata = userdata,
-                };
-                if (!p->returns_waiting)
-                        p->returns_waiting = g_queue_new();
-                g_queue_push_tail(p->returns_waiting, w);
+                return_wait(h, p, size, done, userdata);
                 log_info("Pool %s: returning %s to the host once the memory for it is zeroed (zeroed first)", p->name,
                          format_size(size, sz, sizeof(sz)));
                 zero_windows_first(h, p, windows);
@@ -825,17 +830,7 @@ bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done
          * the call waits for that. */
         if (h->event && warm_ready_bytes(p) > 0 &&
             return_plan_in(p, warm_map_as_free(p), n, true, windows) == n && h->warm_give_back(h->userdata, p)) {
-                WaitingReturn *w = g_new0(WaitingReturn, 1);
-
-                *w = (WaitingReturn) {
-                        .size = size,
-                        .deadline_usec = (uint64_t) g_get_monotonic_time() + h->return_timeout_usec,
-                        .done = done,
-                        .userdata = userdata,
-                };
-                if (!p->returns_waiting)
-                        p->returns_waiting = g_queue_new();
-                g_queue_push_tail(p->returns_waiting, w);
+                return_wait(h, p, size, done, userdata);
                 log_info("Pool %s: returning %s to the host once its warm devices are given back", p->name,
                          format_size(size, sz, sizeof(sz)));
                 returns_arm(h, p);

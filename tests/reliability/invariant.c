@@ -110,31 +110,6 @@ out:
         return bad;
 }
 
-/* Background work (a warm device made or given back, a released device
- * destroyed) passes through states a crash must never leave for good:
- * look again a little later before calling one a violation. */
-static unsigned check_strict(sd_bus *bus, const RelKernel *k, const char *what) {
-        unsigned bad = 0;
-
-        for (int attempt = 0; attempt < 100; attempt++) {
-                char *text = NULL;
-                size_t len = 0;
-                FILE *f = open_memstream(&text, &len);
-
-                if (!f)
-                        return check_strict_once(bus, k, what, stdout);
-                bad = check_strict_once(bus, k, what, f);
-                fclose(f);
-                if (bad == 0 || attempt == 99) {
-                        fputs(text, stdout);
-                        free(text);
-                        break;
-                }
-                free(text);
-                usleep(100 * 1000);
-        }
-        return bad;
-}
 
 int main(int argc, char **argv) {
         static const struct option options[] = {
@@ -180,7 +155,7 @@ int main(int argc, char **argv) {
                 printf("# %s: --strict needs --sysfs or --sim-state\n", what);
                 bad++;
         } else if (strict)
-                bad += check_strict(bus, &k, what);
+                bad += rel_check_settled(check_strict_once, bus, &k, what, stdout);
         n = rel_list_allocations(bus, &all);
         if (want >= 0 && n != want) {
                 printf("# %s: %d allocations, expected %ld\n", what, n, want);

@@ -449,10 +449,10 @@ int64_t rel_proc_rss_anon(int pid) {
         return kb < 0 ? -EIO : kb * 1024;
 }
 
-/* Warm devices are made in the background after any operation: the books
- * and the kernel may differ by one being made. Look again a little later
- * before calling that a violation. */
-unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, FILE *out) {
+/* Background work (a warm device made or given back, a released device
+ * destroyed) passes through states that must not last: look again a little
+ * later before calling one a violation. */
+unsigned rel_check_settled(RelCheck check, sd_bus *bus, const RelKernel *k, const char *what, FILE *out) {
         unsigned bad = 0;
 
         for (int attempt = 0; attempt < 100; attempt++) {
@@ -461,8 +461,8 @@ unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, 
                 FILE *f = open_memstream(&text, &len);
 
                 if (!f)
-                        return check_invariant_once(bus, k, what, out);
-                bad = check_invariant_once(bus, k, what, f);
+                        return check(bus, k, what, out);
+                bad = check(bus, k, what, f);
                 fclose(f);
                 if (bad == 0 || attempt == 99) {
                         fputs(text, out);
@@ -473,4 +473,8 @@ unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, 
                 usleep(100 * 1000);
         }
         return bad;
+}
+
+unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, FILE *out) {
+        return rel_check_settled(check_invariant_once, bus, k, what, out);
 }

@@ -82,6 +82,9 @@ bool rel_ping(sd_bus *bus);
  * is idle and clean; warm devices being made in the background meanwhile
  * are waited for (bounded, as a liveness guard). Returns the number of
  * violations. */
+typedef unsigned (*RelCheck)(sd_bus *bus, const RelKernel *k, const char *what, FILE *out);
+/* Runs check until it passes or about 10 s went by; prints the last try. */
+unsigned rel_check_settled(RelCheck check, sd_bus *bus, const RelKernel *k, const char *what, FILE *out);
 unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, FILE *out);
 
 /* The daemon's open fds (not counting the sim backend's device memory)
