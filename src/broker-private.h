@@ -62,4 +62,7 @@ void broker_notify_sizes(Broker *b, Pool *p);
 void broker_waiting_retry(Broker *b);
 void broker_scrub_later(Broker *b);
 void broker_scrub_kick(Broker *b);
+/* How the request is placed in pool p: Allocate and everything that
+ * makes room for it (reclaim, warm give-back) go by the same. */
+PlacementRequest placement_request(const Broker *b, const Pool *p, const AllocateRequest *req, bool include_dirty);
 

@@ -426,9 +426,6 @@ static bool align_valid(uint64_t a) {
         return a == 4 * KiB || a == 2 * MiB || a == GiB;
 }
 
-/* Picks pool and ranges: clean memory first, then memory that still has to
- * be zeroed. *ret_wait tells the caller that memory being scrubbed right
- * now would make the request fit. */
 /* Who holds which colours of a pool, as seen by one owner. */
 typedef struct ColorView {
         ColorMask isolated_others; /* held alone by cache-isolated owners other than this one */
@@ -518,12 +515,29 @@ static char *color_no_space(Pool *p, const AllocateRequest *req, const ColorView
         return g_string_free(s, false);
 }
 
+/* A cache-isolated owner's placement: its own colours, then the fewest free
+ * ones added lowest first. */
+static int place_isolated(const ExtentMap *m, PlacementRequest *pr, const CacheColors *colors, ColorMask mine,
+                          ColorMask free_colors, DaxRange *ranges) {
+        int n = -ENOSPC;
+
+        pr->color_mask = mine;
+        if (mine)
+                n = extent_map_place(m, pr, ranges, DAX_RANGES_MAX);
+        for (unsigned k = 0; n == -ENOSPC && k < colors->n; k++)
+                if (free_colors & ((ColorMask) 1 << k)) {
+                        pr->color_mask |= (ColorMask) 1 << k;
+                        n = extent_map_place(m, pr, ranges, DAX_RANGES_MAX);
+                }
+        return n;
+}
+
 /* Places in a pool with colours: in the colours asked for, or for a
  * cache-isolated owner in its own colours and then the fewest free ones
  * added lowest first; anything else stays out of colours other owners
  * hold alone. */
-static int place_colored(Broker *b, Pool *p, const AllocateRequest *req, PlacementRequest *pr, DaxRange *ranges,
-                         char **ret_why) {
+static int place_colored(Broker *b, Pool *p, const ExtentMap *m, const AllocateRequest *req, PlacementRequest *pr,
+                         DaxRange *ranges, char **ret_why) {
         ColorMask all = cache_colors_all(&p->colors);
         ColorView cv;
         int n = -ENOSPC;
@@ -533,21 +547,32 @@ static int place_colored(Broker *b, Pool *p, const AllocateRequest *req, Placeme
         if (req->colors) {
                 pr->color_mask = req->colors;
                 if (!(req->colors & cv.isolated_others))
-                        n = extent_map_place(p->map, pr, ranges, DAX_RANGES_MAX);
+                        n = extent_map_place(m, pr, ranges, DAX_RANGES_MAX);
         } else if (req->cache_isolation) {
                 ColorMask free_colors = all & ~cv.touched_others & ~cv.mine;
 
-                pr->color_mask = cv.mine;
-                if (cv.mine)
-                        n = extent_map_place(p->map, pr, ranges, DAX_RANGES_MAX);
-                for (unsigned k = 0; n == -ENOSPC && k < p->colors.n; k++)
-                        if (free_colors & ((ColorMask) 1 << k)) {
-                                pr->color_mask |= (ColorMask) 1 << k;
-                                n = extent_map_place(p->map, pr, ranges, DAX_RANGES_MAX);
+                n = place_isolated(m, pr, &p->colors, cv.mine, free_colors, ranges);
+                if (n > 0 && p->scrubs_in_flight > 0) {
+                        /* Memory a scrub device holds for a moment would do
+                         * with fewer colours: wait for the scrub rather than
+                         * take a colour more for good. */
+                        ExtentMap *c = extent_map_copy(m);
+                        PlacementRequest pr2 = *pr;
+                        DaxRange r2[DAX_RANGES_MAX];
+
+                        for (size_t e = 0; e < extent_map_count(m); e++) {
+                                const Extent *x = extent_map_get(m, e);
+                                if (x->kind == EXTENT_DIRTY && x->tag)
+                                        (void) extent_map_set(c, x->start, x->size, EXTENT_DIRTY, NULL);
                         }
+                        if (place_isolated(c, &pr2, &p->colors, cv.mine, free_colors, r2) > 0 &&
+                            __builtin_popcountll(pr2.color_mask) < __builtin_popcountll(pr->color_mask))
+                                n = -EAGAIN;
+                        extent_map_free(c);
+                }
         } else {
                 pr->color_mask = all & ~cv.isolated_others;
-                n = extent_map_place(p->map, pr, ranges, DAX_RANGES_MAX);
+                n = extent_map_place(m, pr, ranges, DAX_RANGES_MAX);
         }
         if (n == -ENOSPC && (req->colors || req->cache_isolation || cv.isolated_others) && ret_why && !*ret_why)
                 *ret_why = color_no_space(p, req, &cv, pr->color_mask);
@@ -555,17 +580,36 @@ static int place_colored(Broker *b, Pool *p, const AllocateRequest *req, Placeme
         return n;
 }
 
-static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret_align, DaxRange *ranges,
-                            int *ret_n, bool *ret_wait, GError **error) {
-        char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
-        uint64_t largest = 0, biggest_pool = 0, granule_needed = 0, host = 0, held_dirty = 0;
-        const char *host_error = NULL;
-        bool any_candidate = false, any_pool = false;
-        g_autoptr(GPtrArray) candidates = g_ptr_array_new();
-        g_autoptr(GString) unqualified = g_string_new(NULL);
-        g_autofree char *color_why = NULL;
+/* Places the request in a pool whose map is m (the pool's own, or a copy
+ * showing memory that could come back from the host): the one placement
+ * both an Allocate and the reclaim it may start go by. */
+PlacementRequest placement_request(const Broker *b, const Pool *p, const AllocateRequest *req, bool include_dirty) {
+        return (PlacementRequest) {
+                .size = req->size,
+                .align = req->align ? req->align : p->align,
+                .boundary = p->boundary,
+                .contiguous = req->contiguous,
+                .max_ranges = b->config->max_ranges,
+                .include_dirty = include_dirty,
+        };
+}
 
-        *ret_wait = false;
+static int place_in(Broker *b, Pool *p, const ExtentMap *m, const AllocateRequest *req, bool include_dirty,
+                    DaxRange *ranges, uint64_t *ret_align, char **ret_why) {
+        PlacementRequest pr = placement_request(b, p, req, include_dirty);
+
+        *ret_align = pr.align;
+        if (cache_colors_enabled(&p->colors))
+                return place_colored(b, p, m, req, &pr, ranges, ret_why);
+        return extent_map_place(m, &pr, ranges, DAX_RANGES_MAX);
+}
+
+/* The pools the request may use, in the order they are tried; why the
+ * others do not qualify goes to unqualified. */
+static GPtrArray *allocate_candidates(Broker *b, const AllocateRequest *req, GString *unqualified, bool *ret_any_pool) {
+        GPtrArray *candidates = g_ptr_array_new();
+
+        *ret_any_pool = false;
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];
                 g_autofree char *why = NULL;
@@ -574,29 +618,86 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                         continue;
                 if (req->has_numa_node && req->numa_node != p->numa_node)
                         continue;
-                any_pool = true;
+                *ret_any_pool = true;
                 if (!pool_select_qualifies(p, req, &why)) {
-                        g_string_append_printf(unqualified, "%s%s", unqualified->len ? "; " : "", why);
+                        if (unqualified)
+                                g_string_append_printf(unqualified, "%s%s", unqualified->len ? "; " : "", why);
                         continue;
                 }
                 g_ptr_array_add(candidates, p);
         }
         if (pool_select_by_class(req))
                 pool_select_sort(candidates, req);
+        return candidates;
+}
 
+typedef struct ReclaimFit {
+        Broker *broker;
+        const AllocateRequest *req;
+} ReclaimFit;
+
+static bool reclaim_fits(void *userdata, Pool *p, const ExtentMap *m) {
+        ReclaimFit *f = userdata;
+        DaxRange ranges[DAX_RANGES_MAX];
+        uint64_t align;
+
+        return place_in(f->broker, p, m, f->req, true, ranges, &align, NULL) > 0;
+}
+
+/* Takes back the host chunks that let the request fit, in the first pool
+ * where some do: with cache colours, those in the colours the request
+ * may use (an isolated owner's own, then free ones; pinned ones; or any
+ * an isolated owner does not hold), never those only another isolated
+ * owner's allocations may use. */
+static bool reclaim_for(Broker *b, const AllocateRequest *req) {
+        bool any_pool;
+        g_autoptr(GPtrArray) candidates = allocate_candidates(b, req, NULL, &any_pool);
+        ReclaimFit f = { b, req };
+
+        for (guint i = 0; i < candidates->len; i++) {
+                Pool *p = candidates->pdata[i];
+                ReclaimWant w = { .fits = reclaim_fits, .userdata = &f };
+
+                if (cache_colors_enabled(&p->colors)) {
+                        ColorMask all = cache_colors_all(&p->colors);
+                        ColorView cv;
+
+                        color_view(b, p, req->owner, &cv);
+                        if (req->colors)
+                                w.first = w.allowed = req->colors & ~cv.isolated_others;
+                        else if (req->cache_isolation) {
+                                w.first = cv.mine;
+                                w.then = all & ~cv.touched_others & ~cv.mine;
+                                w.allowed = w.first | w.then;
+                        } else
+                                w.first = w.allowed = all & ~cv.isolated_others;
+                        g_string_free(cv.holders, true);
+                }
+                if (host_reclaim_for(&b->host, p, &w))
+                        return true;
+        }
+        return false;
+}
+
+/* Picks pool and ranges: clean memory first, then memory that still has to
+ * be zeroed. *ret_wait tells the caller that memory being scrubbed right
+ * now would make the request fit. */
+static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret_align, DaxRange *ranges,
+                            int *ret_n, bool *ret_wait, GError **error) {
+        char sz[FORMAT_SIZE_MAX], sz2[FORMAT_SIZE_MAX];
+        uint64_t largest = 0, biggest_pool = 0, granule_needed = 0, host = 0, held_dirty = 0;
+        const char *host_error = NULL;
+        bool any_candidate = false, any_pool;
+        g_autoptr(GString) unqualified = g_string_new(NULL);
+        g_autoptr(GPtrArray) candidates = allocate_candidates(b, req, unqualified, &any_pool);
+        g_autofree char *color_why = NULL;
+
+        *ret_wait = false;
         for (int pass = 0; pass < 2; pass++)
                 for (guint i = 0; i < candidates->len; i++) {
                         Pool *p = candidates->pdata[i];
                         uint64_t align = req->align ? req->align : p->align;
                         uint64_t granule = max_u64(max_u64(align, p->boundary), 2 * MiB);
-                        PlacementRequest pr = {
-                                .size = req->size,
-                                .align = align,
-                                .boundary = p->boundary,
-                                .contiguous = req->contiguous,
-                                .max_ranges = b->config->max_ranges,
-                                .include_dirty = pass == 1,
-                        };
                         int n;
 
                         if (pass == 0) {
@@ -616,10 +717,7 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                          * memory is spread: it counts dirt at once. */
                         if (pass == 0 && req->cache_isolation)
                                 continue;
-                        if (cache_colors_enabled(&p->colors))
-                                n = place_colored(b, p, req, &pr, ranges, pass == 1 ? &color_why : NULL);
-                        else
-                                n = extent_map_place(p->map, &pr, ranges, DAX_RANGES_MAX);
+                        n = place_in(b, p, p->map, req, pass == 1, ranges, &align, pass == 1 ? &color_why : NULL);
                         if (n > 0) {
                                 *ret_align = align;
                                 *ret_n = n;
@@ -827,7 +925,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         /* Host memory comes back for it: wait for the reclaim (ours or one
          * already running), then place again. */
         if (!pool && !wait && may_wait && g_error_matches(*error, BROKER_ERROR, BROKER_ERROR_NO_SPACE) &&
-            (host_reclaim_running(&b->host, req) || host_reclaim_for(&b->host, req)))
+            (host_reclaim_running(&b->host, req) || reclaim_for(b, req)))
                 wait = true;
         if (!pool) {
                 if (!wait || !may_wait)
@@ -954,7 +1052,6 @@ static void release_done(void *p) {
         Allocation *a = j->allocation;
         Pool *pool = a->pool;
         g_autoptr(GError) error = NULL;
-        bool transient;
 
         a->busy = false;
         if (j->err < 0) {
@@ -974,19 +1071,16 @@ static void release_done(void *p) {
          * the host's. */
         if (a->restore != ALLOCATION_RESTORED)
                 host_take_back(&b->host, pool, a->rec->ranges, a->rec->n_ranges);
-        transient = a->rec->transient;
         g_hash_table_remove(b->releasing, a->rec->id);
         if (broker_save(b, &error) < 0)
                 /* The file still says RELEASING, which the next start-up
                  * finishes (and zeroes); nothing is lost. */
                 log_error("Cannot record the release: %s", error->message);
         broker_notify_sizes(b, pool);
-        /* Nobody waits on a transient release to look at the pool: its
-         * client is gone, so its data is zeroed at once. */
-        if (transient)
-                broker_scrub_kick(b);
-        else
-                broker_scrub_later(b);
+        /* Zeroed at once: memory is reusable as soon as the kernel and
+         * memory bandwidth allow, never after a fixed wait. Releases that
+         * come together still share the region's lane one after another. */
+        broker_scrub_kick(b);
         g_free(j);
         broker_waiting_retry(b);
         host_pool_changed(&b->host, pool);
@@ -1198,23 +1292,15 @@ void broker_scrub_later(Broker *b) {
 
 /* ---- start-up: pools and reconciliation ---- */
 
-/* HMAT is read once: the firmware's table does not change while running. */
-static void pool_perf_init(Broker *b, Pool *p, const PoolConfig *pc) {
+/* Colors= comes into effect once the node's cache is known and the
+ * arithmetic fits; otherwise colors_off says why. */
+static void pool_colors_setup(Pool *p) {
         const NodeCache *cache;
         const char *why = NULL;
-        int r = -EOPNOTSUPP;
 
-        if (b->backend->ops->node_perf)
-                r = b->backend->ops->node_perf(b->backend, p->numa_node, &p->perf);
-        if (r < 0) {
-                log_warning("Pool %s: cannot read the performance of NUMA node %d, reporting it unknown: %s", p->name,
-                            p->numa_node, g_strerror(-r));
-                node_perf_init(&p->perf);
-        }
-        p->tier = pc && pc->tier ? g_strdup(pc->tier) : NULL;
-        p->colors_configured = pc ? pc->colors : 0;
-        if (!p->colors_configured)
+        if (!p->colors_configured || cache_colors_enabled(&p->colors))
                 return;
+        g_clear_pointer(&p->colors_off, g_free);
         cache = node_perf_direct_mapped_cache(&p->perf);
         if (!cache)
                 p->colors_off = g_strdup_printf("NUMA node %d has no direct-mapped memory-side cache of known size",
@@ -1229,6 +1315,64 @@ static void pool_perf_init(Broker *b, Pool *p, const PoolConfig *pc) {
 
                 log_info("Pool %s: %u cache colours of %s (cache %s)", p->name, p->colors.n,
                          format_size(p->colors.slice, sz, sizeof(sz)), format_size(p->colors.cache_size, sz2, sizeof(sz2)));
+        }
+}
+
+/* The firmware's HMAT does not change while the host runs, but the kernel
+ * publishes a node's part of it only once the node has online memory (a
+ * node of soft-reserved memory alone has none at first), and takes it
+ * away with the node's last memory block. So it is read at start and
+ * again when memory of the node is onlined, and what was once read is
+ * kept. */
+static void pool_perf_init(Broker *b, Pool *p, const PoolConfig *pc) {
+        int r = -EOPNOTSUPP;
+
+        if (b->backend->ops->node_perf)
+                r = b->backend->ops->node_perf(b->backend, p->numa_node, &p->perf);
+        if (r < 0) {
+                log_warning("Pool %s: cannot read the performance of NUMA node %d, reporting it unknown: %s", p->name,
+                            p->numa_node, g_strerror(-r));
+                node_perf_init(&p->perf);
+        }
+        p->tier = pc && pc->tier ? g_strdup(pc->tier) : NULL;
+        p->colors_configured = pc ? pc->colors : 0;
+        pool_colors_setup(p);
+}
+
+/* Takes what the kernel publishes now that it did not before. */
+static bool pool_perf_refresh(Broker *b, Pool *p) {
+        NodePerf now, merged = p->perf;
+        int r = -EOPNOTSUPP;
+
+        if (b->backend->ops->node_perf)
+                r = b->backend->ops->node_perf(b->backend, p->numa_node, &now);
+        if (r < 0) {
+                log_debug("Pool %s: cannot read the performance of NUMA node %d again: %s", p->name, p->numa_node,
+                          g_strerror(-r));
+                return false;
+        }
+        for (unsigned c = 0; c < NODE_PERF_ACCESS_CLASSES; c++)
+                if (now.access[c].present)
+                        merged.access[c] = now.access[c];
+        if (now.n_caches > 0) {
+                merged.n_caches = now.n_caches;
+                memcpy(merged.caches, now.caches, sizeof(merged.caches));
+        }
+        if (memcmp(&merged, &p->perf, sizeof(merged)) == 0)
+                return false;
+        p->perf = merged;
+        log_info("Pool %s: NUMA node %d publishes its performance now (memory of it is online)", p->name,
+                 p->numa_node);
+        pool_colors_setup(p);
+        return true;
+}
+
+static void node_onlined(Broker *b, int node) {
+        for (guint i = 0; i < b->pools->len; i++) {
+                Pool *p = b->pools->pdata[i];
+
+                if (p->numa_node == node && pool_perf_refresh(b, p) && b->listener.perf_changed)
+                        b->listener.perf_changed(p, b->listener_data);
         }
 }
 
@@ -1393,7 +1537,6 @@ int broker_reload(Broker *b, Config *config, GError **error) {
         }
         config_free(b->config);
         b->config = config;
-        b->host.max_ranges = config->max_ranges;
         host_lend_dirty_configure(&b->host, config);
         for (guint i = 0; i < b->pools->len; i++) {
                 host_pool_changed(&b->host, b->pools->pdata[i]);
@@ -1551,6 +1694,10 @@ static void host_sizes_changed(void *userdata, Pool *p) {
         broker_notify_sizes(userdata, p);
 }
 
+static void host_onlined(void *userdata, Pool *p) {
+        node_onlined(userdata, p->numa_node);
+}
+
 static void host_memory_freed(void *userdata, Pool *p) {
         broker_waiting_retry(userdata);
         restore_kick(userdata, false);
@@ -1681,10 +1828,10 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
                 .backend = backend,
                 .pools = b->pools,
                 .offline_timeout_usec = b->offline_timeout_usec,
-                .max_ranges = config->max_ranges,
                 .commit = host_commit,
                 .sizes_changed = host_sizes_changed,
                 .memory_freed = host_memory_freed,
+                .onlined = host_onlined,
                 .dirt_added = host_dirt_added,
                 .allocations_waiting = host_allocations_waiting,
                 .zero_first = host_zero_first,

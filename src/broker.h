@@ -173,6 +173,8 @@ typedef struct BrokerListener {
         void (*allocation_removed)(Allocation *a, void *userdata);
         void (*allocation_changed)(Allocation *a, void *userdata);
         void (*sizes_changed)(Pool *p, void *userdata);
+        /* The pool's HMAT (and with it maybe its colours) became known. */
+        void (*perf_changed)(Pool *p, void *userdata);
 } BrokerListener;
 
 typedef struct BrokerSettings {

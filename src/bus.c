@@ -1122,13 +1122,13 @@ static const sd_bus_vtable pool_vtable[] = {
         POOL_PROP("ZeroingStuck", "a(tttus)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         /* Invalidation only: a fragmented pool's list is long. */
         POOL_PROP("Extents", "a(tts)", SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
-        POOL_PROP("Access", "a(uxxxx)", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("MemorySideCaches", "a(uxxss)", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Access", "a(uxxxx)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("MemorySideCaches", "a(uxxss)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("Tier", "s", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("Colors", "u", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("ColorSize", "t", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("CacheSize", "t", SD_BUS_VTABLE_PROPERTY_CONST),
-        POOL_PROP("ColorsMessage", "s", SD_BUS_VTABLE_PROPERTY_CONST),
+        POOL_PROP("Colors", "u", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("ColorSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("CacheSize", "t", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        POOL_PROP("ColorsMessage", "s", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         POOL_PROP("IsolatedColors", "a(us)", SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_VTABLE_END,
 };
@@ -1290,6 +1290,7 @@ static void on_sizes_changed(Pool *p, void *userdata) {
         Bus *bus = userdata;
         char *path = pool_path(p);
 
+        metrics_gauges_changed();
         if (!path)
                 return;
         if (!bus->sizes_source && bus->event &&
@@ -1299,6 +1300,14 @@ static void on_sizes_changed(Pool *p, void *userdata) {
         g_hash_table_add(bus->sizes_changed, path);
         if (!bus->sizes_source || sd_event_source_set_enabled(bus->sizes_source, SD_EVENT_ONESHOT) < 0)
                 (void) on_sizes_idle(NULL, bus);
+}
+
+static void on_perf_changed(Pool *p, void *userdata) {
+        Bus *bus = userdata;
+        g_autofree char *path = pool_path(p);
+
+        (void) sd_bus_emit_properties_changed(bus->bus, path, BUS_POOL_IFACE, "Access", "MemorySideCaches", "Colors",
+                                              "ColorSize", "CacheSize", "ColorsMessage", NULL);
 }
 
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
@@ -1360,6 +1369,7 @@ static const BrokerListener bus_listener = {
         .allocation_changed = on_allocation_changed,
         .allocation_removed = on_allocation_removed,
         .sizes_changed = on_sizes_changed,
+        .perf_changed = on_perf_changed,
 };
 
 int bus_new(sd_event *event, Broker *broker, const char *address, Bus **ret) {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,6 +137,7 @@ int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
         g_autoptr(GArray) pins = NULL, busy = NULL;
         g_autoptr(GPtrArray) access = g_ptr_array_new_with_free_func(g_free);
         g_autoptr(GPtrArray) caches = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GArray) hotplug = g_array_new(false, false, sizeof(int));
         g_auto(GStrv) parts = NULL;
         DaxSimOptions o = {};
         int k;
@@ -147,7 +149,7 @@ int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
                 return -EINVAL;
 
         /* sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...][;busy=PHYS:FILE][;init_on_alloc=1]
-         * [;access=...][;cache=...] */
+         * [;access=...][;cache=...][;hotplug=NODE,...] */
         parts = g_strsplit(s + 4, ";", -1);
         pins = g_array_new(false, false, sizeof(DaxSimPin));
         busy = g_array_new(false, false, sizeof(DaxSimBusy));
@@ -176,6 +178,20 @@ int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
                                 return -EINVAL;
                         for (char **it = items; *it; it++)
                                 g_ptr_array_add(is_access ? access : caches, g_strdup(*it));
+                } else if (g_str_has_prefix(parts[i], "hotplug=")) {
+                        g_auto(GStrv) items = g_strsplit(parts[i] + strlen("hotplug="), ",", -1);
+
+                        if (!items[0])
+                                return -EINVAL;
+                        for (char **it = items; *it; it++) {
+                                guint64 node;
+                                int n;
+
+                                if (!g_ascii_string_to_unsigned(*it, 10, 0, INT_MAX, &node, NULL))
+                                        return -EINVAL;
+                                n = (int) node;
+                                g_array_append_val(hotplug, n);
+                        }
                 } else if (g_str_has_prefix(parts[i], "busy=")) {
                         char *file = strchr(parts[i] + strlen("busy="), ':');
                         DaxSimBusy x;
@@ -199,5 +215,7 @@ int dax_backend_new_from_string(const char *s, DaxBackend **ret) {
         o.n_access = access->len;
         o.caches = (const char *const *) caches->pdata;
         o.n_caches = caches->len;
+        o.hotplug_nodes = (const int *) hotplug->data;
+        o.n_hotplug_nodes = hotplug->len;
         return dax_sim_new_with_options(parts[0], &o, ret);
 }

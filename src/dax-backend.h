@@ -211,6 +211,11 @@ typedef struct DaxSimOptions {
         size_t n_access;
         const char *const *caches;
         size_t n_caches;
+        /* Nodes whose memory is all soft-reserved: like the kernel, the
+         * model publishes their HMAT only once some of their memory is
+         * online (kmem), until then every attribute is unknown. */
+        const int *hotplug_nodes;
+        size_t n_hotplug_nodes;
 } DaxSimOptions;
 
 /* The model. spec lists regions as "ID:START:SIZE:NODE" separated by ','
@@ -250,13 +255,14 @@ const char *dax_sim_block_pin_to_string(DaxSimBlockPin pin);
 int dax_sim_block_pin_from_string(const char *s, DaxSimBlockPin *ret);
 
 /* "sysfs" or "sim:SPEC[;boot=MODE][;state=PATH][;autoonline=POLICY][;pin=PHYS:MODE,...][;busy=PHYS:FILE][;init_on_alloc=1]
- * [;access=NODE:CLASS:RBW:WBW:RLAT:WLAT,...][;cache=NODE:LEVEL:SIZE:LINE:INDEXING:POLICY,...]".
+ * [;access=NODE:CLASS:RBW:WBW:RLAT:WLAT,...][;cache=NODE:LEVEL:SIZE:LINE:INDEXING:POLICY,...][;hotplug=NODE,...]".
  * autoonline is what the model's auto_online_blocks does when kmem adds
  * blocks: "offline" (default), "online" (ZONE_NORMAL) or "online_movable".
  * pin marks memory blocks that will not offline, MODE "busy" or "hang"
  * (see DaxSimBlockPin); pin= may be given more than once. busy= holds
  * the address PHYS in iomem while FILE exists (see DaxSimBusy).
- * init_on_alloc=1 models a host kernel that zeroes pages on allocation. */
+ * init_on_alloc=1 models a host kernel that zeroes pages on allocation.
+ * hotplug= lists nodes of soft-reserved memory alone (see DaxSimOptions). */
 int dax_backend_new_from_string(const char *s, DaxBackend **ret);
 
 static inline void dax_backend_free(DaxBackend *b) {

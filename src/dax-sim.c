@@ -101,6 +101,7 @@ typedef struct SimBackend {
         GArray *busy;       /* DaxSimBusy, while_file owned */
         bool init_on_alloc;
         GHashTable *perf;   /* node (GINT_TO_POINTER) -> NodePerf */
+        GHashTable *hotplug; /* nodes of soft-reserved memory alone (GINT_TO_POINTER) */
         /* The model's boot: new when it boots without a state file, kept
          * in the state file across daemon restarts. */
         char *boot_id;
@@ -1041,6 +1042,8 @@ static void sim_free(DaxBackend *b) {
         }
         if (s->perf)
                 g_hash_table_unref(s->perf);
+        if (s->hotplug)
+                g_hash_table_unref(s->hotplug);
         g_free(s->state_path);
         g_mutex_clear(&s->lock);
         g_free(s);
@@ -1057,11 +1060,33 @@ static NodePerf *sim_perf_of(SimBackend *s, int node) {
         return p;
 }
 
-/* The model's HMAT is fixed at boot, like the firmware's table. */
+/* Some memory block of the node is online. */
+static bool sim_node_has_online_memory(SimBackend *s, int node) {
+        for (guint i = 0; i < s->regions->len; i++) {
+                const SimRegion *r = s->regions->pdata[i];
+
+                if (r->numa_node != node)
+                        continue;
+                for (size_t k = 0; k < r->n_blocks; k++)
+                        if (r->blocks[k].online)
+                                return true;
+        }
+        return false;
+}
+
+/* The model's HMAT is fixed at boot, like the firmware's table. As the
+ * kernel (hmat_callback(): a node gets its attributes when it first has
+ * online memory), a node of soft-reserved memory alone publishes nothing
+ * until kmem onlines some of it. The kernel keeps them until the node's
+ * last memory block is removed; the model, more simply, while some block
+ * is online. */
 static int sim_node_perf(DaxBackend *b, int node, NodePerf *ret) {
         SimBackend *s = (SimBackend *) b;
+        G_GNUC_UNUSED g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&s->lock);
         const NodePerf *p = g_hash_table_lookup(s->perf, GINT_TO_POINTER(node));
 
+        if (p && g_hash_table_contains(s->hotplug, GINT_TO_POINTER(node)) && !sim_node_has_online_memory(s, node))
+                p = NULL;
         if (p)
                 *ret = *p;
         else
@@ -1719,6 +1744,9 @@ int dax_sim_new_with_options(const char *spec, const DaxSimOptions *options, Dax
                 goto fail;
 
         s->perf = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+        s->hotplug = g_hash_table_new(g_direct_hash, g_direct_equal);
+        for (size_t i = 0; i < options->n_hotplug_nodes; i++)
+                g_hash_table_add(s->hotplug, GINT_TO_POINTER(options->hotplug_nodes[i]));
         for (size_t i = 0; i < options->n_access; i++) {
                 NodeAccess a;
                 unsigned class;

@@ -444,6 +444,9 @@ static void return_done(void *userdata) {
                 events_host_returned(p, c->ranges, c->n_ranges, c->device);
                 p->host_failures = 0;
                 (void) h->commit(h->userdata, true);
+                /* Before the reply: who asked sees the node's HMAT. */
+                if (h->onlined)
+                        h->onlined(h->userdata, p);
                 request_finish_one(j->request, size, NULL);
         }
         h->sizes_changed(h->userdata, p);
@@ -695,6 +698,21 @@ static void zero_windows_first(HostCtx *h, Pool *p, const GArray *windows) {
 
 static int on_returns_timer(sd_event_source *src, uint64_t usec, void *userdata);
 
+/* The call waits, within ReturnTimeout, for what stands in its way. */
+static void return_wait(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata) {
+        WaitingReturn *w = g_new0(WaitingReturn, 1);
+
+        *w = (WaitingReturn) {
+                .size = size,
+                .deadline_usec = (uint64_t) g_get_monotonic_time() + h->return_timeout_usec,
+                .done = done,
+                .userdata = userdata,
+        };
+        if (!p->returns_waiting)
+                p->returns_waiting = g_queue_new();
+        g_queue_push_tail(p->returns_waiting, w);
+}
+
 static void returns_arm(HostCtx *h, Pool *p) {
         uint64_t first = UINT64_MAX;
 
@@ -801,17 +819,7 @@ bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done
         /* Dirt (after boot, after a release) would make room: it is zeroed
          * first, ahead of other dirt, and the call waits for it. */
         if (!h->lend_dirty && h->event && return_plan(p, n, true, windows) == n) {
-                WaitingReturn *w = g_new0(WaitingReturn, 1);
-
-                *w = (WaitingReturn) {
-                        .size = size,
-                        .deadline_usec = (uint64_t) g_get_monotonic_time() + h->return_timeout_usec,
-                        .done = done,
-                        .userdata = userdata,
-                };
-                if (!p->returns_waiting)
-                        p->returns_waiting = g_queue_new();
-                g_queue_push_tail(p->returns_waiting, w);
+                return_wait(h, p, size, done, userdata);
                 log_info("Pool %s: returning %s to the host once the memory for it is zeroed (zeroed first)", p->name,
                          format_size(size, sz, sizeof(sz)));
                 zero_windows_first(h, p, windows);
@@ -822,17 +830,7 @@ bool host_return_to_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done
          * the call waits for that. */
         if (h->event && warm_ready_bytes(p) > 0 &&
             return_plan_in(p, warm_map_as_free(p), n, true, windows) == n && h->warm_give_back(h->userdata, p)) {
-                WaitingReturn *w = g_new0(WaitingReturn, 1);
-
-                *w = (WaitingReturn) {
-                        .size = size,
-                        .deadline_usec = (uint64_t) g_get_monotonic_time() + h->return_timeout_usec,
-                        .done = done,
-                        .userdata = userdata,
-                };
-                if (!p->returns_waiting)
-                        p->returns_waiting = g_queue_new();
-                g_queue_push_tail(p->returns_waiting, w);
+                return_wait(h, p, size, done, userdata);
                 log_info("Pool %s: returning %s to the host once its warm devices are given back", p->name,
                          format_size(size, sz, sizeof(sz)));
                 returns_arm(h, p);
@@ -967,41 +965,75 @@ bool host_reclaim_running(HostCtx *h, const AllocateRequest *req) {
         return false;
 }
 
-bool host_reclaim_for(HostCtx *h, const AllocateRequest *req) {
-        for (guint i = 0; i < h->pools->len; i++) {
-                Pool *p = h->pools->pdata[i];
-                uint64_t align = req->align ? req->align : p->align;
-                PlacementRequest pr = {
-                        .size = req->size,
-                        .align = align,
-                        .boundary = p->boundary,
-                        .contiguous = req->contiguous,
-                        .max_ranges = h->max_ranges,
-                        .include_dirty = true,
-                };
-                g_autoptr(GPtrArray) cands = NULL;
-                g_autoptr(GArray) extra = NULL;
-                DaxRange ranges[DAX_RANGES_MAX];
-                guint k;
-                bool fits = false;
+/* How much a chunk suits the request: 0 within its first colours, 1
+ * within its other colours, 2 partly in them, -1 of no use to it. */
+static int chunk_rank(const HostChunk *c, const ReclaimWant *w) {
+        ColorMask m;
 
-                if (!pool_matches(p, req) || req->size % max_u64(max_u64(align, p->boundary), 2 * MiB))
-                        continue;
-                cands = reclaim_candidates(p, false);
-                extra = g_array_new(FALSE, FALSE, sizeof(DaxRange));
-                /* The fewest chunks, in order, that make the request fit. */
-                for (k = 0; k < cands->len && !fits; k++) {
-                        chunk_held(cands->pdata[k], extra);
-                        fits = extent_map_place_as_free(p->map, (DaxRange *) extra->data, extra->len, &pr, ranges,
-                                                        DAX_RANGES_MAX) > 0;
-                }
-                if (!fits)
-                        continue;
-                for (guint q = 0; q < k; q++)
-                        reclaim_start(h, cands->pdata[q], NULL);
-                return true;
+        if (!cache_colors_enabled(&c->pool->colors))
+                return 0;
+        m = cache_colors_of_ranges(&c->pool->colors, c->ranges, c->n_ranges);
+        if (!(m & w->allowed))
+                return -1;
+        return !(m & ~w->first) ? 0 : !(m & ~(w->first | w->then)) ? 1 : 2;
+}
+
+/* The highest colour a chunk lies in: placement adds colours lowest
+ * first, so chunks of low colours make the request fit soonest. */
+static int chunk_top_color(const HostChunk *c) {
+        ColorMask m;
+
+        if (!cache_colors_enabled(&c->pool->colors))
+                return 0;
+        m = cache_colors_of_ranges(&c->pool->colors, c->ranges, c->n_ranges);
+        return m ? 63 - __builtin_clzll((unsigned long long) m) : 0;
+}
+
+typedef struct RankedChunk {
+        HostChunk *chunk;
+        int rank, top;
+} RankedChunk;
+
+static gint ranked_cmp(gconstpointer x, gconstpointer y) {
+        const RankedChunk *a = x, *c = y;
+
+        if (a->rank != c->rank)
+                return a->rank < c->rank ? -1 : 1;
+        if (a->top != c->top)
+                return a->top < c->top ? -1 : 1;
+        return chunk_cmp(&a->chunk, &c->chunk);
+}
+
+bool host_reclaim_for(HostCtx *h, Pool *p, const ReclaimWant *w) {
+        g_autoptr(GPtrArray) cands = reclaim_candidates(p, false);
+        g_autoptr(GArray) ranked = g_array_new(FALSE, FALSE, sizeof(RankedChunk));
+        ExtentMap *m;
+        guint k;
+        bool fits = false;
+
+        for (guint i = 0; i < cands->len; i++) {
+                RankedChunk r = { cands->pdata[i], chunk_rank(cands->pdata[i], w), chunk_top_color(cands->pdata[i]) };
+                if (r.rank >= 0)
+                        g_array_append_val(ranked, r);
         }
-        return false;
+        g_array_sort(ranked, ranked_cmp);
+        /* The fewest chunks, in order, that make the request fit, placed
+         * by the request's own rules on the map as it would be with
+         * them back (bare dirt until zeroed). */
+        m = extent_map_copy(p->map);
+        for (k = 0; k < ranked->len && !fits; k++) {
+                g_autoptr(GArray) held = g_array_new(FALSE, FALSE, sizeof(DaxRange));
+
+                chunk_held(g_array_index(ranked, RankedChunk, k).chunk, held);
+                (void) extent_map_set_ranges(m, (DaxRange *) held->data, held->len, EXTENT_DIRTY, NULL);
+                fits = w->fits(w->userdata, p, m);
+        }
+        extent_map_free(m);
+        if (!fits)
+                return false;
+        for (guint q = 0; q < k; q++)
+                reclaim_start(h, g_array_index(ranked, RankedChunk, q).chunk, NULL);
+        return true;
 }
 
 bool host_reclaim_from_host(HostCtx *h, Pool *p, uint64_t size, BrokerSizeDone done, void *userdata,

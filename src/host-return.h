@@ -20,6 +20,7 @@
 #include "broker.h"
 #include "config.h"
 #include "dax-backend.h"
+#include "extent-map.h"
 #include "worker.h"
 
 /* Offlining runs on a lane of its own per region, so allocations in the
@@ -32,7 +33,6 @@ typedef struct HostCtx {
         DaxBackend *backend;
         GPtrArray *pools;              /* Pool*, the broker's */
         uint64_t offline_timeout_usec; /* per memory block */
-        unsigned max_ranges;           /* MaxRanges=, for placement */
         bool stopping;                 /* start nothing new */
         /* Records the chunks in the state store (durable: fsync'ed). */
         int (*commit)(void *userdata, bool durable);
@@ -44,6 +44,9 @@ typedef struct HostCtx {
         void (*dirt_added)(void *userdata, Pool *p);
         /* Allocations are queued waiting for memory. */
         bool (*allocations_waiting)(void *userdata);
+        /* Memory of the pool's NUMA node was onlined: the kernel may
+         * publish the node's HMAT now. */
+        void (*onlined)(void *userdata, Pool *p);
         /* Zero this dirt before other dirt: a ReturnToHost waits for it. */
         void (*zero_first)(void *userdata, Pool *p, const DaxRange *r);
         /* A pool with cache colours: the colours allocations touch (all
@@ -82,9 +85,22 @@ void host_collect(HostCtx *h, GArray *host);
 /* The pool's free space changed: re-arms the idle delay before returning,
  * and refills Reserve= from the host at once if it fell below. */
 void host_pool_changed(HostCtx *h, Pool *p);
-/* Reclaims host chunks when that lets the request fit. True if reclaim
- * was started (the caller waits for it and places again). */
-bool host_reclaim_for(HostCtx *h, const AllocateRequest *req);
+/* What an allocation needs from a pool's host chunks. In a pool with
+ * cache colours, chunks within colours first are taken before those
+ * within then, before those partly outside both; chunks with no colour
+ * in allowed are never taken for it (they cannot help: another owner
+ * holds those colours alone). fits says whether the request would fit if
+ * m were the pool's map: the same placement an Allocate does. */
+typedef struct ReclaimWant {
+        ColorMask first, then, allowed;
+        bool (*fits)(void *userdata, Pool *p, const ExtentMap *m);
+        void *userdata;
+} ReclaimWant;
+
+/* Reclaims the fewest host chunks of the pool that let the request fit.
+ * True if reclaim was started (the caller waits for it and places
+ * again); false, with nothing changed, when even all of them would not. */
+bool host_reclaim_for(HostCtx *h, Pool *p, const ReclaimWant *w);
 /* Host reclaims running in pools the request could use. */
 bool host_reclaim_running(HostCtx *h, const AllocateRequest *req);
 /* Why the last reclaim in the pool failed, or NULL. */

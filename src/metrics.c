@@ -81,6 +81,12 @@ static void changed(void) {
                 counters.changed(counters.changed_data);
 }
 
+/* The pool gauges are counted elsewhere; the file follows them as it
+ * follows the counters, so a scrape never sees a stale FreeSize for long. */
+void metrics_gauges_changed(void) {
+        changed();
+}
+
 static PoolCounters *pool_counters(const char *pool) {
         PoolCounters *c;
 

@@ -25,6 +25,7 @@ int metrics_write(Broker *b, const char *path, GError **error);
 /* Called after every counter change (the daemon then rewrites the file
  * soon instead of at the next interval). */
 void metrics_set_changed(void (*changed)(void *userdata), void *userdata);
+void metrics_gauges_changed(void);
 
 void metrics_count_allocation(const char *pool);
 void metrics_count_release(const char *pool);

@@ -195,11 +195,11 @@ static int on_scrub_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/* Released memory is zeroed a moment later rather than at once: releases
- * that come together (a VM with several allocations, an owner's whole set)
- * are zeroed as one, and right after a Release the pool shows the memory
- * as free without a scrub device holding part of it. Allocations can use
- * dirty memory meanwhile; they zero what they take. */
+/* Dirt that turns up in the background (memory back from the host, a warm
+ * device that could not be made) is zeroed a moment later, so that what
+ * comes together is zeroed as one. Released memory does not wait: it is
+ * kicked at once. Allocations can use dirty memory meanwhile; they zero
+ * what they take. */
 #define SCRUB_DELAY_USEC (1000 * 1000)
 
 void scrub_sched_later(ScrubSched *s) {

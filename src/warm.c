@@ -136,6 +136,9 @@ void warm_adopt(Broker *b) {
                 log_info("Pool %s: adopted warm device %s (%" G_GUINT64_FORMAT " MiB)", a->pool->name, a->rec->device,
                          allocation_size(a) >> 20);
                 g_ptr_array_add(a->pool->warm, a);
+                /* Its size was learned from requests before the restart:
+                 * keep it rather than give the device back at once. */
+                warm_note_request(a->pool, allocation_size(a));
         }
 }
 
@@ -431,15 +434,7 @@ bool warm_give_back_pool(Broker *b, Pool *p) {
 bool warm_give_back_for(Broker *b, const AllocateRequest *req) {
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];
-                uint64_t align = req->align ? req->align : p->align;
-                PlacementRequest pr = {
-                        .size = req->size,
-                        .align = align,
-                        .boundary = p->boundary,
-                        .contiguous = req->contiguous,
-                        .max_ranges = b->config->max_ranges,
-                        .include_dirty = true,
-                };
+                PlacementRequest pr = placement_request(b, p, req, true);
                 g_autoptr(GArray) extra = g_array_new(FALSE, FALSE, sizeof(DaxRange));
                 DaxRange out[DAX_RANGES_MAX];
 

@@ -39,6 +39,10 @@
 #   hmat        pools that know their node's HMAT (the sim models it),
 #               placement by bandwidth, latency and tier, cache-isolated
 #               owners; their colours survive a restart and a reboot
+#   hmat-host   the same pools lending memory to the host: colour
+#               requests take back only the chunks of colours they can use;
+#               a node of soft-reserved memory alone gets its HMAT once
+#               memory of it is onlined
 #   tenants     three uids and a polkit that grants allocate only: owners,
 #               quotas, stable paths, physical addresses, polkit jamming
 #   corrupt-state, stress, busfuzz   see tests/reliability/bus-cases.sh
@@ -125,7 +129,7 @@ CONF
                 "$tmp/daxbroker.conf"
         ;;
 esac
-if [ "$what" = hmat ]; then
+if [ "$what" = hmat ] || [ "$what" = hmat-host ]; then
         # Node 0: fast, both access classes. Node 1: slower, access1 with
         # an attribute the kernel left out, and a 512 MiB direct-mapped
         # memory-side cache: 4 colours of 128 MiB over the 2 GiB at 8 GiB.
@@ -146,7 +150,15 @@ CONF
         backend="$backend;access=0:0:20000:18000:100:110,0:1:19000:17000:120:130,1:0:6000:5000:300:350,1:1:5000:4000:400:-"
         backend="$backend;cache=1:1:512M:64:0:0"
         hmat_expect='{"0": {"access": [[0,20000,18000,100,110],[1,19000,17000,120,130]], "caches": []},
-                      "1": {"access": [[0,6000,5000,300,350],[1,5000,4000,400,-1]], "caches": [[1,536870912,64,"direct-mapped","write-back"]]}}'
+                      "1": {"access": [[0,6000,5000,300,350],[1,5000,4000,400,-1]], "caches": [[1,536870912,64,"direct-mapped","write-back"]]},
+                      "2": {"access": [[0,2000,1000,160,200],[1,2000,1000,170,210]], "caches": []}}'
+        if [ "$what" = hmat-host ]; then
+                # Node 2: soft-reserved memory alone; the sim, like the
+                # kernel, publishes its HMAT once some of it is online.
+                backend="${backend/1:8G:2G:1;/1:8G:2G:1,2:12G:1G:2;}"
+                backend="$backend;access=2:0:2000:1000:160:200,2:1:2000:1000:170:210;hotplug=2"
+                printf '\n[Pool cold]\nRegion=2\nHostReturn=yes\nHostChunk=256M\nHostReturnDelay=1h\n' >>"$tmp/daxbroker.conf"
+        fi
         export DAXBROKER_METRICS_FILE=$tmp/metrics/daxbroker.prom; mkdir -p "$tmp/metrics"
 fi
 if [ "$what" = warm ]; then
@@ -315,6 +327,16 @@ hmat)
                 "$build/src/daxbrokerctl" --bus-address "$addr" --json list | grep -q '"state": *"\(creating\|restoring\)"' || break
                 sleep 0.1
         done
+        "${ht[@]}" check "$addr" "$build/src/daxbrokerctl" "$tmp/held" || rc=1
+        ;;
+hmat-host)
+        ht=(/usr/bin/python3 "$src/tests/bus/hmat-test.py")
+        "${ht[@]}" reclaim "$addr" "$build/src/daxbrokerctl" "$tmp/held" || rc=1
+        "${ht[@]}" hotplug "$addr" "$build/src/daxbrokerctl" "$tmp/held" --pool cold --expect "$hmat_expect" || rc=1
+        # The colours taken back from the host stay the owners' after a
+        # kill -9 and a restart.
+        kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null; daemon_pid=
+        start_daemon || exit 1
         "${ht[@]}" check "$addr" "$build/src/daxbrokerctl" "$tmp/held" || rc=1
         ;;
 ctl)
@@ -711,6 +733,24 @@ for r in json.load(open(sys.argv[1]))["regions"]:
                         same=$((same + 1))
         done
         t $([ "$same" = 2 ]; echo $?) "both are adopted, the same devices with the same ranges as before the kill ($(echo $adopted))"
+        # Sizes learned from requests: a restart keeps the warm set it
+        # adopts instead of giving it back for want of learned sizes.
+        kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=
+        devices >"$tmp/before"
+        sed -i '/^WarmSizes=/d' "$tmp/daxbroker.conf"
+        lines=$(wc -l <"$tmp/daemon.log")
+        start_daemon || exit 1
+        sleep 1 # well past the refill timer, which would give them back
+        devices >"$tmp/after"
+        adopted=$(tail -n +$((lines + 1)) "$tmp/daemon.log" | sed -n 's/.*adopted warm device \(dax[0-9.]*\) .*/\1/p')
+        same=0
+        for d in $adopted; do
+                [ -n "$(grep "^$d " "$tmp/after")" ] && grep "^$d " "$tmp/before" | cmp -s - <(grep "^$d " "$tmp/after") &&
+                        same=$((same + 1))
+        done
+        [ "$same" = 2 ] && [ "$(warm_size)" = $((2 * M64)) ]
+        t $? "with learned sizes, a restart keeps the adopted warm devices ($(echo $adopted), $(warm_size))"
+        printf 'WarmSizes=64M\n' >>"$tmp/daxbroker.conf"
         step "a larger request gets the warm devices given back" warm-larger open
         # Where memory goes to the host, warm devices live in Reserve= and
         # are given back to the host too.

@@ -12,8 +12,17 @@ Usage: hmat-test.py STEP BUS_ADDRESS DAXBROKERCTL STATE_FILE [--sysfs ROOT] [--e
           ranges mod the cache size, and on sysfs mappingN in the rig); a
           third gets NoSpace saying why; a pinned owner cannot take a held
           colour; STATE_FILE keeps what they hold
-  check   after a restart or reboot: the same colours and ranges"""
-import argparse, json, os, subprocess, sys
+  check   after a restart or reboot: the same colours and ranges
+  reclaim (a pool with HostReturn=yes, HostChunk= one colour slice) memory
+          lent to the host comes back for colour requests that need it:
+          only chunks of the colours they can use, never an isolated
+          owner's; one that cannot fit even with all of it is NoSpace
+          naming colours and takes nothing back
+  hotplug POOL  (a pool of a node of soft-reserved memory alone) its
+          Access is empty until memory of it is lent to the host; then it
+          is what the node publishes, with PropertiesChanged, and it stays
+          after the memory is taken back"""
+import argparse, json, os, subprocess, sys, time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("step")
@@ -23,6 +32,7 @@ ap.add_argument("state")
 ap.add_argument("--sysfs")
 ap.add_argument("--expect")
 ap.add_argument("--metrics")
+ap.add_argument("--pool", help="hotplug: the pool of the node of soft-reserved memory alone")
 ap.add_argument("--host-return", action="store_true",
                 help="the coloured pool lends 128 MiB chunks to the host: check which colours they take")
 args = ap.parse_args()
@@ -317,6 +327,129 @@ if args.step == "colors":
                                           "colors": ("au", [1, 0])}, fail=True)
     check(rc != 0 and "exclude each other" in out, f"cache-isolation with colors is refused: {out.strip()}")
     json.dump(h2, open(args.state, "w"))
+
+elif args.step == "reclaim":
+    name, p = colored_pool()
+    ncol = prop(p["path"], "Pool", "Colors")
+    c = prop(p["path"], "Pool", "CacheSize")
+    start = prop(p["path"], "Pool", "Start")
+    slice_ = c // ncol
+    per_color = p["size"] // ncol
+    def host_ranges():
+        """Host memory cut at colour edges (Extents joins neighbours)."""
+        out = []
+        for o, z, use in prop(p["path"], "Pool", "Extents"):
+            a = start + o
+            while use == "host" and a < start + o + z:
+                nxt = min(start + o + z, a - a % slice_ + slice_)
+                out.append([a, nxt - a])
+                a = nxt
+        return sorted(out)
+    def fmt(r):
+        return [[hex(x), hex(z)] for x, z in r]
+    check(ncol == 4, f"pool {name} has 4 colours of {slice_ >> 20} MiB")
+    allocate("iso-a", per_color // 2, {"pool": ("s", name), "cache-isolation": ("b", "true")})
+    allocate("iso-b", per_color // 2, {"pool": ("s", name), "cache-isolation": ("b", "true")})
+    h0 = held()
+    check(h0["iso-a"]["colors"] == [0] and h0["iso-b"]["colors"] == [1],
+          f"iso-a and iso-b hold colours 0 and 1: {[(o, v['colors']) for o, v in sorted(h0.items())]}")
+    # Every colour no allocation touches goes to the host, once the first
+    # start has zeroed it.
+    for _ in range(600):
+        if pools()[name]["dirty"] == 0:
+            break
+        time.sleep(0.1)
+    call("ReturnToHost", "st", name, 2 * per_color)
+    lent = host_ranges()
+    check(sum(z for _, z in lent) == 2 * per_color and colors_of(lent, c, ncol) == {2, 3},
+          f"colours 2 and 3 are lent to the host whole: {fmt(lent)}")
+    # An isolated owner that only fits in colours held by the host.
+    r = allocate("iso-r", per_color, {"pool": ("s", name), "cache-isolation": ("b", "true")})
+    h1 = held()
+    check("iso-r" in h1 and h1["iso-r"]["colors"] == [2],
+          f"iso-r gets colour 2 alone, taken back from the host: {h1.get('iso-r', {}).get('colors')}")
+    check(colors_of(h1.get("iso-r", {}).get("ranges", []), c, ncol) == {2},
+          f"iso-r's ranges lie in colour 2: {fmt(h1.get('iso-r', {}).get('ranges', []))}")
+    after = host_ranges()
+    check(after == [x for x in lent if colors_of([x], c, ncol) == {3}],
+          f"only the chunks of colour 2 came back; colour 3 is still the host's: {fmt(after)}")
+    for o in ("iso-a", "iso-b"):
+        check(sorted(h1[o]["ranges"]) == sorted(h0[o]["ranges"]) and h1[o]["colors"] == h0[o]["colors"],
+              f"{o} keeps its ranges and colours")
+    check_disjoint(h1, c, ncol)
+    # Too big even with every free colour back from the host: NoSpace
+    # naming colours, and nothing comes back.
+    rc, out = allocate("iso-x", 2 * per_color, {"pool": ("s", name), "cache-isolation": ("b", "true")}, fail=True)
+    check(rc != 0 and "NoSpace" in out and "colour" in out, f"a request too big even with reclaim is NoSpace naming colours: {out.strip()}")
+    check(host_ranges() == after, f"and no chunk came back: {fmt(host_ranges())}")
+    rc, out = allocate("pin-x", per_color // 2, {"pool": ("s", name), "colors": ("au", [1, 0])}, fail=True)
+    check(rc != 0 and "NoSpace" in out and "held by cache-isolated owners" in out,
+          f"pinned to held colours: NoSpace naming the holders: {out.strip()}")
+    check(host_ranges() == after, f"and no chunk came back: {fmt(host_ranges())}")
+    # Pinned to colour 3 and a plain allocation (kept out of isolated
+    # colours): one chunk of colour 3 each.
+    allocate("pin-d", slice_, {"pool": ("s", name), "colors": ("au", [1, 3])})
+    check(len(host_ranges()) == len(after) - 1, f"a pinned allocation takes one chunk of colour 3 back: {fmt(host_ranges())}")
+    allocate("plain-e", slice_, {"pool": ("s", name)})
+    left = host_ranges()
+    check(len(left) == len(after) - 2 and colors_of(left, c, ncol) == {3},
+          f"a plain one takes one more, of colour 3: {fmt(left)}")
+    mine = {a[2]: colors_of([list(r) for r in a[11]], c, ncol) for a in allocations() if a[2] in ("pin-d", "plain-e")}
+    check(mine == {"pin-d": {3}, "plain-e": {3}}, f"both lie in colour 3: {mine}")
+    h2 = held()
+    for o in ("iso-a", "iso-b", "iso-r"):
+        check(sorted(h2[o]["ranges"]) == sorted(h1[o]["ranges"]), f"{o} keeps its ranges")
+    json.dump(h2, open(args.state, "w"))
+
+elif args.step == "hotplug":
+    p = P[args.pool]
+    if args.sysfs:
+        pre = expected_perf(p["node"])
+        check(pre == ([], []), f"sysfs publishes nothing for node {p['node']} before memory of it is online: {pre}")
+    check(prop(p["path"], "Pool", "Access") == [] and prop(p["path"], "Pool", "MemorySideCaches") == [],
+          f"pool {args.pool}: nothing is published before memory of node {p['node']} is online")
+    where = ["--address", args.addr] if args.addr != "system" else ["--system"]
+    mon = subprocess.Popen(["gdbus", "monitor"] + where + ["--dest", "org.daxbroker.Broker1", "--object-path", p["path"]],
+                           stdout=subprocess.PIPE, text=True)
+    # It prints this once its match rule is in place.
+    while "Monitoring" not in mon.stdout.readline():
+        pass
+    # The first start zeroes the pool; what is lent to the host is clean.
+    while pools()[args.pool]["dirty"] != 0:
+        time.sleep(0.1)
+    chunk = 256 << 20
+    call("ReturnToHost", "st", args.pool, chunk)
+    acc, caches = expected_perf(p["node"])
+    check(acc, f"node {p['node']} publishes its HMAT now: {acc}")
+    got = prop(p["path"], "Pool", "Access")
+    check(got == acc, f"after ReturnToHost onlined memory of node {p['node']}: Access {got} equals {acc}")
+    check(prop(p["path"], "Pool", "MemorySideCaches") == caches, f"and MemorySideCaches equals {caches}")
+    # The chunk counts in HostSize once online, signalled after the node
+    # was read again: by then any change of Access has been signalled.
+    seen = ""
+    while f"'HostSize': <uint64 {chunk}>" not in seen:
+        line = mon.stdout.readline()
+        if not line:
+            break
+        if "PropertiesChanged" in line:
+            seen += line
+    mon.kill()
+    call("ReclaimFromHost", "st", args.pool, chunk)
+    check("'Access': <[(uint32 " in seen, f"PropertiesChanged named the new Access: {seen.strip()[:300]}")
+    got = prop(p["path"], "Pool", "Access")
+    if args.sysfs:
+        print(f"# sysfs of node {p['node']} once the memory is back: {expected_perf(p['node'])}")
+    check(got == acc, f"after the memory came back (the node may stop publishing): Access stays {got}")
+    if args.sysfs:
+        rows = {r["name"]: r for r in json.loads(subprocess.check_output(
+            [args.ctl] + ["--json", "pools"], text=True))["pools"]}
+    else:
+        rows = {r["name"]: r for r in json.loads(subprocess.check_output(
+            [args.ctl, "--bus-address", args.addr, "--json", "pools"], text=True))["pools"]}
+    c = class_of(acc)
+    r = rows[args.pool]
+    check([r["read-bw"], r["write-bw"], r["read-lat"], r["write-lat"]] == c[1:],
+          f"daxbrokerctl pools {args.pool} shows it: {[r['read-bw'], r['write-bw'], r['read-lat'], r['write-lat']]}")
 
 elif args.step == "check":
     name, p = colored_pool()

@@ -29,7 +29,24 @@ static int range_cmp(const void *a, const void *b) {
 
 /* What a crash must never leave behind, beyond the sums of
  * rel_check_invariant. */
-static unsigned check_strict(sd_bus *bus, const RelKernel *k, const char *what) {
+/* A device lying wholly in a warm extent of its pool is a warm device. */
+static bool is_warm(sd_bus *bus, const RelPool *p, const RelDevice *x) {
+        RelRange warm[256];
+        int n = p ? rel_warm_ranges(bus, p, warm, 256) : 0;
+
+        for (unsigned q = 0; q < x->n_ranges; q++) {
+                bool in = false;
+
+                for (int i = 0; i < n && !in; i++)
+                        in = x->ranges[q].start >= warm[i].start &&
+                             x->ranges[q].start + x->ranges[q].size <= warm[i].start + warm[i].size;
+                if (!in)
+                        return false;
+        }
+        return x->n_ranges > 0;
+}
+
+static unsigned check_strict_once(sd_bus *bus, const RelKernel *k, const char *what, FILE *out) {
         RelPool *pools = NULL;
         RelAlloc *all = NULL;
         RelDevice *devs = NULL;
@@ -37,7 +54,7 @@ static unsigned check_strict(sd_bus *bus, const RelKernel *k, const char *what) 
         unsigned bad = 0, n_spans = 0;
         int np = rel_list_pools(bus, &pools), na = rel_list_allocations(bus, &all), nd = rel_list_devices(k, &devs);
 
-#define FAIL(...) do { bad++; printf("# %s: ", what); printf(__VA_ARGS__); printf("\n"); } while (0)
+#define FAIL(...) do { bad++; fprintf(out, "# %s: ", what); fprintf(out, __VA_ARGS__); fprintf(out, "\n"); } while (0)
         if (np < 0 || na < 0 || nd < 0) {
                 FAIL("cannot list pools, allocations or devices");
                 goto out;
@@ -62,7 +79,7 @@ static unsigned check_strict(sd_bus *bus, const RelKernel *k, const char *what) 
                         is_alloc = strcmp(all[a].device, x->name) == 0;
                 if (x->size == 0 && x->instance != 0)
                         FAIL("seed device %s (size 0) left behind", x->name);
-                if (x->size > 0 && !is_alloc && strcmp(x->driver, "kmem") != 0)
+                if (x->size > 0 && !is_alloc && strcmp(x->driver, "kmem") != 0 && !is_warm(bus, p, x))
                         FAIL("orphan device %s (driver %s, %" PRIu64 " MiB) is no allocation and no host chunk",
                              x->name, x->driver, x->size / REL_MiB);
                 for (unsigned q = 0; q < x->n_ranges; q++) {
@@ -92,6 +109,7 @@ out:
         free(spans);
         return bad;
 }
+
 
 int main(int argc, char **argv) {
         static const struct option options[] = {
@@ -137,7 +155,7 @@ int main(int argc, char **argv) {
                 printf("# %s: --strict needs --sysfs or --sim-state\n", what);
                 bad++;
         } else if (strict)
-                bad += check_strict(bus, &k, what);
+                bad += rel_check_settled(check_strict_once, bus, &k, what, stdout);
         n = rel_list_allocations(bus, &all);
         if (want >= 0 && n != want) {
                 printf("# %s: %d allocations, expected %ld\n", what, n, want);

@@ -58,6 +58,7 @@ int rel_list_pools(sd_bus *bus, RelPool **ret) {
                 if (r <= 0)
                         break;
                 snprintf(p.name, sizeof p.name, "%s", name);
+                snprintf(p.path, sizeof p.path, "%s", path);
                 (void) sd_bus_get_property_trivial(bus, REL_DEST, path, "org.daxbroker.Broker1.Pool", "WarmSize", NULL,
                                                    't', &p.warm);
                 pools = realloc(pools, (n + 1) * sizeof *pools);
@@ -70,6 +71,26 @@ int rel_list_pools(sd_bus *bus, RelPool **ret) {
         }
         *ret = pools;
         return (int) n;
+}
+
+int rel_warm_ranges(sd_bus *bus, const RelPool *p, RelRange *out, int max) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        uint64_t off, size;
+        const char *use;
+        int r, n = 0;
+
+        r = sd_bus_get_property(bus, REL_DEST, p->path, "org.daxbroker.Broker1.Pool", "Extents", &error, &reply,
+                                "a(tts)");
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(tts)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(tts)", &off, &size, &use)) > 0)
+                if (strcmp(use, "warm") == 0 && n < max)
+                        out[n++] = (RelRange) { p->start + off, size };
+        sd_bus_message_unref(reply);
+        return r < 0 ? r : n;
 }
 
 int rel_list_allocations(sd_bus *bus, RelAlloc **ret) {
@@ -428,10 +449,10 @@ int64_t rel_proc_rss_anon(int pid) {
         return kb < 0 ? -EIO : kb * 1024;
 }
 
-/* Warm devices are made in the background after any operation: the books
- * and the kernel may differ by one being made. Look again a little later
- * before calling that a violation. */
-unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, FILE *out) {
+/* Background work (a warm device made or given back, a released device
+ * destroyed) passes through states that must not last: look again a little
+ * later before calling one a violation. */
+unsigned rel_check_settled(RelCheck check, sd_bus *bus, const RelKernel *k, const char *what, FILE *out) {
         unsigned bad = 0;
 
         for (int attempt = 0; attempt < 100; attempt++) {
@@ -440,8 +461,8 @@ unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, 
                 FILE *f = open_memstream(&text, &len);
 
                 if (!f)
-                        return check_invariant_once(bus, k, what, out);
-                bad = check_invariant_once(bus, k, what, f);
+                        return check(bus, k, what, out);
+                bad = check(bus, k, what, f);
                 fclose(f);
                 if (bad == 0 || attempt == 99) {
                         fputs(text, out);
@@ -452,4 +473,8 @@ unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, 
                 usleep(100 * 1000);
         }
         return bad;
+}
+
+unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, FILE *out) {
+        return rel_check_settled(check_invariant_once, bus, k, what, out);
 }

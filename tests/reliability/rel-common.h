@@ -33,6 +33,7 @@ typedef struct RelPool {
         int32_t node;
         uint64_t start, size, align, boundary, free, allocated, host, dirty, foreign, largest;
         uint64_t warm; /* the Pool's WarmSize: warm devices, part of free */
+        char path[128];
 } RelPool;
 
 typedef struct RelAlloc {
@@ -61,6 +62,9 @@ typedef struct RelKernel {
 int rel_bus_open(const char *address, sd_bus **ret);
 /* Returns the count, or a negative errno; *ret is malloc'ed. */
 int rel_list_pools(sd_bus *bus, RelPool **ret);
+/* The pool's warm extents (Extents entries of use "warm") as physical
+ * ranges; -errno or how many, at most max. */
+int rel_warm_ranges(sd_bus *bus, const RelPool *p, RelRange *out, int max);
 int rel_list_allocations(sd_bus *bus, RelAlloc **ret);
 int rel_list_devices(const RelKernel *k, RelDevice **ret);
 /* Waits (bounded, as a liveness guard) until no pool has dirty memory. */
@@ -78,6 +82,9 @@ bool rel_ping(sd_bus *bus);
  * is idle and clean; warm devices being made in the background meanwhile
  * are waited for (bounded, as a liveness guard). Returns the number of
  * violations. */
+typedef unsigned (*RelCheck)(sd_bus *bus, const RelKernel *k, const char *what, FILE *out);
+/* Runs check until it passes or about 10 s went by; prints the last try. */
+unsigned rel_check_settled(RelCheck check, sd_bus *bus, const RelKernel *k, const char *what, FILE *out);
 unsigned rel_check_invariant(sd_bus *bus, const RelKernel *k, const char *what, FILE *out);
 
 /* The daemon's open fds (not counting the sim backend's device memory)

@@ -1663,18 +1663,14 @@ static void crash_settle(const char *pool) {
 /* The workload of the crash-point suites, in which the daemon may die at any
  * step (DAXBROKER_TEST_CRASH_AT), so no answer is checked: an allocation of
  * an eighth of the pool with a device owner, written all over (its memory
- * is not zero when it comes back dirty), its release and zeroing, a return
+ * is not zero when it comes back dirty), its release and zeroing, the same
+ * again handed over from the warm set, a return
  * of a quarter of the pool to the host and a reclaim of all the pool's host
  * memory by an allocation that needs it. */
-static int crash_workload(const char *pool) {
+static void crash_use_once(const char *pool, uint64_t size) {
         char path[256];
-        uint64_t moved, size;
-        PoolInfo p;
         int fd;
 
-        if (!find_pool(pool, &p))
-                return 1;
-        size = p.size / 8 / (2 * MiB) * (2 * MiB);
         if (allocate("scn-crash", size, OPTS(.pool = pool, .device_owner = 65534), path, &fd, NULL, 0) >= 0) {
                 char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 
@@ -1686,6 +1682,59 @@ static int crash_workload(const char *pool) {
                 close(fd);
                 release(path, NULL, 0);
         }
+}
+
+static int warm_extents(const char *pool_path, Range *out, int max);
+
+/* WarmSize counts a warm device from the moment it is being made; one that
+ * can be handed over is bound to device_dax (sysfs) in a warm extent. */
+static bool warm_device_ready(const PoolInfo *p) {
+        char pattern[64];
+        Range w[64];
+        glob_t g;
+        bool ready = false;
+        int nw = warm_extents(p->path, w, 64);
+
+        if (!use_sysfs)
+                return p->warm > 0;
+        snprintf(pattern, sizeof(pattern), "/sys/bus/dax/devices/dax%u.*", p->region);
+        if (nw <= 0 || glob(pattern, 0, NULL, &g) != 0)
+                return false;
+        for (size_t i = 0; i < g.gl_pathc && !ready; i++) {
+                char link[512], target[512] = "";
+                const char *dev = strrchr(g.gl_pathv[i], '/') + 1;
+                Range r[4];
+                ssize_t k;
+
+                snprintf(link, sizeof(link), "%s/driver", g.gl_pathv[i]);
+                k = readlink(link, target, sizeof(target) - 1);
+                if (k <= 0 || strcmp(strrchr(target, '/') ? strrchr(target, '/') + 1 : target, "device_dax") != 0 ||
+                    sysfs_ranges(dev, r, 4) != 1)
+                        continue;
+                for (int e = 0; e < nw && !ready; e++)
+                        ready = r[0].start >= p->start + w[e].start &&
+                                r[0].start + r[0].size <= p->start + w[e].start + w[e].size;
+        }
+        globfree(&g);
+        return ready;
+}
+
+static int crash_workload(const char *pool) {
+        char path[256];
+        uint64_t moved, size;
+        PoolInfo p;
+        int fd;
+
+        if (!find_pool(pool, &p))
+                return 1;
+        size = p.size / 8 / (2 * MiB) * (2 * MiB);
+        /* Cold the first time; the pool learns the size and makes a warm
+         * device of it, which the second one is handed. */
+        crash_use_once(pool, size);
+        crash_settle(pool);
+        for (int i = 0; i < 3000 && find_pool(pool, &p) && (p.dirty > 0 || !warm_device_ready(&p)); i++)
+                usleep(50 * 1000);
+        crash_use_once(pool, size);
         crash_settle(pool);
         host_call("ReturnToHost", pool, p.size / 4, &moved, NULL, 0, NULL, 0);
         crash_settle(pool);
@@ -1709,6 +1758,9 @@ static int host_check(const char *pool) {
         for (int i = 0; i < n; i++)
                 if (strcmp(all[i].owner, "scn-crash") == 0)
                         check(release(all[i].path, NULL, 0) >= 0, "release %s left from before the crash", all[i].id);
+        /* Releases reply before their devices are destroyed. */
+        for (int i = 0; i < 3000 && find_pool(pool, &p) && p.allocated > 0; i++)
+                usleep(10 * 1000);
         if (!wait_host(pool, HOST_ANY, &p))
                 return 1;
         check_invariant("after restart", &p);

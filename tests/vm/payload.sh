@@ -40,16 +40,22 @@ hmat*)
         # run-vm.sh --hmat: region 0 is node 1 behind a 512 MiB
         # direct-mapped memory-side cache, 4 colours of 128 MiB over its
         # 2 GiB at 4 GiB; region 1 is node 2, whose HMAT the kernel does not
-        # publish (no online memory). Pools are named by their start.
+        # publish (no online memory) until memory of it is lent to the
+        # host. Pools are named by their start. Both lend memory to the
+        # host only when the test asks, in chunks of a colour slice.
         cat > /etc/daxbroker/daxbroker.conf <<CONF
 [Pool near]
 Start=0x100000000
 Tier=near
 Colors=4
+HostReturn=yes
+HostChunk=128M
+HostReturnDelay=1h
 
 [Pool far]
 Start=0x180000000
 Tier=far
+HostChunk=256M
 CONF
         for r in /sys/bus/dax/devices/dax*; do
                 echo "# $r: target_node $(cat "$r/target_node" 2>/dev/null)" \
@@ -251,7 +257,12 @@ hmat1)
         done
         "${ht[@]}" props system daxbrokerctl "$res/held" --sysfs /sys || rc=1
         "${ht[@]}" place system daxbrokerctl "$res/held" --sysfs /sys || rc=1
-        "${ht[@]}" colors system daxbrokerctl "$res/held" --sysfs /sys || rc=1
+        "${ht[@]}" colors system daxbrokerctl "$res/held" --sysfs /sys --host-return || rc=1
+        # Node 2 publishes its HMAT once memory of it is lent to the host.
+        "${ht[@]}" hotplug system daxbrokerctl "$res/held" --sysfs /sys --pool far || rc=1
+        for f in /sys/devices/system/node/node2/access*/initiators/*_*; do
+                [ -f "$f" ] && echo "# $f: $(cat "$f")"
+        done
         kill -9 "$pid"; wait "$pid" 2>/dev/null
         start_daemon || exit 1
         "${ht[@]}" check system daxbrokerctl "$res/held" --sysfs /sys || rc=1

@@ -167,7 +167,22 @@ systemctl restart daxbrokerd
 
 # --- the work, under the hardened unit --------------------------------------
 echo "# release, zeroing, host return, reclaim"
-out=$(daxbrokerctl release "$path" 2>&1) && [ ! -e "$dev" ] && ok "release: $dev is gone" || nok "release: $out"
+# Release replies once the caller's access is revoked (the node is root's
+# 0600 again); the device goes, and its memory is zeroed, after the reply.
+if out=$(daxbrokerctl release "$path" 2>&1); then
+        st=$(stat -c '%u:%g %a' "$dev" 2>/dev/null || echo gone)
+        case $st in
+        "0:0 600" | gone) ok "release replied with $dev closed to the owner ($st)" ;;
+        *) nok "release replied with $dev still $st" ;;
+        esac
+        for _ in $(seq 600); do
+                [ -e "$dev" ] || break
+                sleep 0.5
+        done
+        [ ! -e "$dev" ] && ok "release: $dev is gone after the reply" || nok "release: $dev is still there"
+else
+        nok "release: $out"
+fi
 journalctl -b -o json --no-pager DAXBROKER_OWNER=vm1 | /usr/bin/python3 -c '
 import json, sys
 kinds = [json.loads(l).get("DAXBROKER_EVENT") for l in sys.stdin if l.strip()]
@@ -210,6 +225,10 @@ for _ in $(seq 600); do
         [ "$(stat -c %.9Y "$metrics" 2>/dev/null | tr -d .)" \> "$(echo "$t" | tr -d .)" ] && break
         sleep 0.5
 done
+# The file is a snapshot of the gauges, rewritten within a second of a
+# change; background work (zeroing, the warm set) may move them between the
+# two reads, so compare until they agree.
+metrics_check() {
 busctl --json=short call $B $M $B.Manager ListPools | /usr/bin/python3 -c '
 import json, sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -230,7 +249,13 @@ assert got == want, got
 assert tot("daxbroker_zeroed_bytes") >= (256 << 20) + (1 << 30), tot("daxbroker_zeroed_bytes")
 h = {s.name: s.value for s in f["daxbroker_allocate_duration_seconds"].samples}
 assert h["daxbroker_allocate_duration_seconds_count"] == 1, h
-' "$metrics" && ok "the metrics file parses (prometheus_client), equals ListPools, counters match the work done" \
+' "$metrics"
+}
+for _ in $(seq 30); do
+        metrics_check 2>/dev/null && break
+        sleep 1
+done
+metrics_check && ok "the metrics file parses (prometheus_client), equals ListPools, counters match the work done" \
         || nok "metrics file $metrics: $(head -c 300 "$metrics" 2>&1)"
 
 # The daemon's own entries: systemd's about the stall it was made to
