@@ -232,23 +232,6 @@ int extent_map_replace(ExtentMap *m, const DaxRange *r, size_t n, ExtentKind old
         return ret;
 }
 
-int extent_map_place_as_free(const ExtentMap *m, const DaxRange *extra, size_t n_extra,
-                             const PlacementRequest *req, DaxRange *ret, size_t ret_max) {
-        PlacementRequest pr = *req;
-        ExtentMap *c = extent_map_copy(m);
-        int r;
-
-        if (!c)
-                return -ENOMEM;
-        /* Usable as bare dirt: what comes back is zeroed by whoever takes it. */
-        r = extent_map_set_ranges(c, extra, n_extra, EXTENT_DIRTY, NULL);
-        pr.include_dirty = true;
-        if (r >= 0)
-                r = extent_map_place(c, &pr, ret, ret_max);
-        extent_map_free(c);
-        return r;
-}
-
 bool extent_map_is(const ExtentMap *m, uint64_t start, uint64_t size, ExtentKind kind, const void *tag) {
         uint64_t end = start + size;
 

@@ -96,12 +96,6 @@ typedef struct PlacementRequest {
  * the request is malformed (size not a multiple of the granule). */
 int extent_map_place(const ExtentMap *m, const PlacementRequest *req, DaxRange *ret, size_t ret_max);
 
-/* Places as if the extra ranges were bare dirt (free once zeroed), for
- * example memory that would come back from the host. The map itself does
- * not change. Same returns as extent_map_place. */
-int extent_map_place_as_free(const ExtentMap *m, const DaxRange *extra, size_t n_extra,
-                             const PlacementRequest *req, DaxRange *ret, size_t ret_max);
-
 /* Iteration, for status and tests. */
 size_t extent_map_count(const ExtentMap *m);
 const Extent *extent_map_get(const ExtentMap *m, size_t i);

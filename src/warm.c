@@ -71,22 +71,21 @@ static bool warm_counted(const Allocation *a) {
         return a->busy || a->rec->state != ALLOCATION_RELEASING;
 }
 
-uint64_t warm_bytes(const Pool *p) {
+static uint64_t warm_sum(const Pool *p, bool (*pick)(const Allocation *a)) {
         uint64_t n = 0;
 
         for (guint i = 0; p->warm && i < p->warm->len; i++)
-                if (warm_counted(p->warm->pdata[i]))
+                if (pick(p->warm->pdata[i]))
                         n += allocation_size(p->warm->pdata[i]);
         return n;
 }
 
-uint64_t warm_ready_bytes(const Pool *p) {
-        uint64_t n = 0;
+uint64_t warm_bytes(const Pool *p) {
+        return warm_sum(p, warm_counted);
+}
 
-        for (guint i = 0; p->warm && i < p->warm->len; i++)
-                if (warm_ready(p->warm->pdata[i]))
-                        n += allocation_size(p->warm->pdata[i]);
-        return n;
+uint64_t warm_ready_bytes(const Pool *p) {
+        return warm_sum(p, warm_ready);
 }
 
 bool warm_holds(const Pool *p, const void *tag) {
@@ -435,25 +434,22 @@ bool warm_give_back_for(Broker *b, const AllocateRequest *req) {
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];
                 PlacementRequest pr = placement_request(b, p, req, true);
-                g_autoptr(GArray) extra = g_array_new(FALSE, FALSE, sizeof(DaxRange));
                 DaxRange out[DAX_RANGES_MAX];
+                ExtentMap *m;
+                bool fits;
 
                 if ((req->pool && strcmp(req->pool, p->name) != 0) ||
-                    (req->has_numa_node && req->numa_node != p->numa_node))
+                    (req->has_numa_node && req->numa_node != p->numa_node) || warm_bytes(p) == 0)
                         continue;
-                for (guint k = 0; k < p->warm->len; k++) {
-                        Allocation *a = p->warm->pdata[k];
-                        if (warm_counted(a))
-                                g_array_append_vals(extra, a->rec->ranges, a->rec->n_ranges);
-                }
+                m = warm_map_as_free(p);
+                fits = extent_map_place(m, &pr, out, DAX_RANGES_MAX) > 0;
+                extent_map_free(m);
                 /* Fits once they are gone, or once they are gone and host
                  * memory comes back (host reclaim looks after that). */
-                if (extra->len == 0 ||
-                    (extent_map_place_as_free(p->map, (DaxRange *) extra->data, extra->len, &pr, out, DAX_RANGES_MAX) <=
-                             0 &&
-                     (extent_map_total(p->map, EXTENT_HOST) == 0 ||
-                      req->size > extent_map_total(p->map, EXTENT_FREE) + extent_map_total_bare_dirty(p->map) +
-                                          warm_bytes(p) + extent_map_total(p->map, EXTENT_HOST))))
+                if (!fits &&
+                    (extent_map_total(p->map, EXTENT_HOST) == 0 ||
+                     req->size > extent_map_total(p->map, EXTENT_FREE) + extent_map_total_bare_dirty(p->map) +
+                                         warm_bytes(p) + extent_map_total(p->map, EXTENT_HOST)))
                         continue;
                 /* One being made is given back once it is made (the
                  * request waits, and is placed again after each job). */

@@ -391,26 +391,6 @@ static void test_place_include_dirty(void) {
         extent_map_free(m);
 }
 
-/* Placing as if host memory were back leaves the map exactly as it was. */
-static void test_place_as_free(void) {
-        ExtentMap *m = extent_map_new(0, 4 * GiB);
-        PlacementRequest pr = { .size = 2 * GiB, .align = 2 * MiB, .contiguous = true };
-        DaxRange host = { 2 * GiB, 2 * GiB }, got[4];
-        size_t n_before;
-
-        g_assert_cmpint(extent_map_set(m, 0, 2 * GiB, EXTENT_ALLOCATED, &tag_a), ==, 0);
-        g_assert_cmpint(extent_map_set(m, host.start, host.size, EXTENT_HOST, &tag_b), ==, 0);
-        n_before = extent_map_count(m);
-        g_assert_cmpint(extent_map_place(m, &pr, got, 4), ==, -ENOSPC);
-        g_assert_cmpint(extent_map_place_as_free(m, &host, 1, &pr, got, 4), ==, 1);
-        g_assert_cmpuint(got[0].start, ==, 2 * GiB);
-        g_assert_cmpuint(extent_map_count(m), ==, n_before);
-        g_assert_true(extent_map_is(m, host.start, host.size, EXTENT_HOST, &tag_b));
-        g_assert_true(extent_map_is(m, 0, 2 * GiB, EXTENT_ALLOCATED, &tag_a));
-        assert_invariants(m);
-        extent_map_free(m);
-}
-
 /* Replacing a chunk's use leaves an allocation inside its ranges alone. */
 static void test_replace(void) {
         ExtentMap *m = extent_map_new(0, 4 * GiB);
@@ -442,7 +422,6 @@ int main(int argc, char **argv) {
         g_test_add_func("/extent-map/place/split-fragmented", test_place_split);
         g_test_add_func("/extent-map/place/invalid-enospc", test_place_invalid);
         g_test_add_func("/extent-map/place/include-dirty", test_place_include_dirty);
-        g_test_add_func("/extent-map/place/as-free", test_place_as_free);
         g_test_add_func("/extent-map/replace", test_replace);
         g_test_add_func("/extent-map/kind-to-string", test_kind_to_string);
 
