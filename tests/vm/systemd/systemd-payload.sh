@@ -112,11 +112,13 @@ for _ in $(seq 3600); do
         sleep 1
 done
 echo "# allocate"
-out=$(daxbrokerctl allocate vm1 256M --pool fast --label ram0 2>&1) && ok "allocate 256M under the hardened unit" \
+out=$(daxbrokerctl allocate vm1 256M --pool fast --label ram0 --device-uid 65534 2>&1) && ok "allocate 256M under the hardened unit" \
         || die "allocate: $out"
 path=$(echo "$out" | grep -o "$M/allocation/[0-9a-f]*" | head -1)
 dev=$(busctl get-property $B "$path" $B.Allocation Device | awk '{print $2}' | tr -d '"')
 [ -c "$dev" ] && ok "allocation $path is $dev" || nok "no device node $dev"
+[ "$(stat -c %u "$dev")" = 65534 ] && ok "$dev belongs to its device owner (uid 65534)" \
+        || nok "$dev belongs to uid $(stat -c %u "$dev"), not 65534"
 ranges=$(busctl get-property $B "$path" $B.Allocation Ranges)
 id=${path##*/}
 # The journal entry of the allocation, as journald stored it.
