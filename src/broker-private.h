@@ -42,6 +42,12 @@ struct Broker {
          * (recovery.c). */
         bool state_untrusted;
         bool stopping;
+        /* The next save compares every record (the last one failed, or
+         * nothing has been saved yet). */
+        bool save_all;
+        /* Tests: every partial save is checked against a save of
+         * everything (DAXBROKER_TEST_CHECK_SAVES=1). */
+        bool check_saves;
         uint64_t offline_timeout_usec;
         BrokerListener listener;
         void *listener_data;
@@ -57,7 +63,14 @@ void broker_stable_path_update(Broker *b, const AllocationRecord *r);
 void broker_notify_added(Broker *b, Allocation *a);
 /* Takes a device down without a caller waiting (a failed commit). */
 void broker_allocation_retire(Broker *b, Allocation *a);
+/* Compares every record with what is on disk. */
 int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error);
+/* Saves when, since the last save, only changed (NULL: no record) or the
+ * record id that is gone (no longer in any table) changed among the
+ * allocation records; dirt and host chunks may have changed too. Costs
+ * what the change costs, not what the state holds. */
+int broker_save_changed(Broker *b, const AllocationRecord *changed, StoreSaveFlags flags, GError **error);
+int broker_save_gone(Broker *b, const char *id, StoreSaveFlags flags, GError **error);
 void broker_notify_sizes(Broker *b, Pool *p);
 void broker_waiting_retry(Broker *b);
 void broker_scrub_later(Broker *b);

@@ -190,12 +190,7 @@ static void collect_dirty(Broker *b, GArray *dirty) {
  * allocation being created, a release begun) needs no fsync, because the
  * kernel's devices do not survive the power cut that would lose it, and a
  * process crash still finds it in the page cache. */
-int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
-        g_autoptr(GPtrArray) recs = g_ptr_array_sized_new(g_hash_table_size(b->allocations) + b->unmanaged->len);
-        g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange));
-        g_autoptr(GArray) host = g_array_new(FALSE, FALSE, sizeof(RegionRange));
-        StoreState st = { .allocations = recs, .boot_id = b->boot_id, .dirty = dirty, .host = host,
-                          .owners = b->owners };
+static void collect_all(Broker *b, GPtrArray *recs) {
         GHashTableIter it;
         void *v;
 
@@ -209,10 +204,63 @@ int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
         for (guint i = 0; i < b->unmanaged->len; i++)
                 g_ptr_array_add(recs, b->unmanaged->pdata[i]);
         warm_collect(b, recs);
+}
+
+static int save(Broker *b, const AllocationRecord *changed, const char *gone, StoreSaveFlags flags,
+                GError **error) {
+        g_autoptr(GPtrArray) recs = g_ptr_array_new();
+        g_autoptr(GPtrArray) gone_ids = g_ptr_array_new();
+        g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange));
+        g_autoptr(GArray) host = g_array_new(FALSE, FALSE, sizeof(RegionRange));
+        StoreState st = { .allocations = recs, .boot_id = b->boot_id, .dirty = dirty, .host = host,
+                          .owners = b->owners, .partial = !b->save_all, .gone = gone_ids };
+        int r;
+
+        if (st.partial) {
+                if (changed)
+                        g_ptr_array_add(recs, (void *) changed);
+                if (gone)
+                        g_ptr_array_add(gone_ids, (void *) gone);
+        } else
+                collect_all(b, recs);
         collect_dirty(b, dirty);
         host_collect(&b->host, host);
 
-        return store_save_state(b->state_path, &st, flags, error);
+        r = store_save_state(b->state_path, &st, flags, error);
+        if (r == -EAGAIN && st.partial) {
+                g_ptr_array_set_size(recs, 0);
+                st.partial = false;
+                collect_all(b, recs);
+                r = store_save_state(b->state_path, &st, flags, error);
+        }
+        /* A save cut short leaves the files and the view of them between
+         * two states: only a save of everything knows what to write. */
+        b->save_all = r < 0;
+        if (r < 0 || !st.partial || !b->check_saves)
+                return r;
+
+        g_ptr_array_set_size(recs, 0);
+        st.partial = false;
+        collect_all(b, recs);
+        if (store_save_state(b->state_path, &st, STORE_SAVE_CHECK, error) < 0) {
+                log_error("A save of %s missed a change: %s", changed ? changed->id : "no record",
+                          (*error)->message);
+                abort();
+        }
+        return 0;
+}
+
+int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
+        b->save_all = true;
+        return save(b, NULL, NULL, flags, error);
+}
+
+int broker_save_changed(Broker *b, const AllocationRecord *changed, StoreSaveFlags flags, GError **error) {
+        return save(b, changed, NULL, flags, error);
+}
+
+int broker_save_gone(Broker *b, const char *id, StoreSaveFlags flags, GError **error) {
+        return save(b, NULL, id, flags, error);
 }
 
 int broker_save(Broker *b, GError **error) {
@@ -388,7 +436,7 @@ static void allocate_done(void *p) {
                 return;
         }
         extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_ALLOCATED, a);
-        if (broker_save(b, &error) < 0) {
+        if (broker_save_changed(b, a->rec, STORE_SAVE_DURABLE, &error) < 0) {
                 /* Nobody may get memory the state file does not know about:
                  * take the device down again. */
                 g_autoptr(GError) e = g_error_new(BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
@@ -997,7 +1045,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
 
         /* Written before the kernel is touched, so that a crash in between
          * is rolled back at start-up instead of leaking a device. */
-        if (broker_save_full(b, 0, error) < 0) {
+        if (broker_save_changed(b, a->rec, 0, error) < 0) {
                 g_prefix_error(error, "Cannot record the allocation: ");
                 (*error)->domain = BROKER_ERROR;
                 (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
@@ -1052,6 +1100,7 @@ static void release_done(void *p) {
         Allocation *a = j->allocation;
         Pool *pool = a->pool;
         g_autoptr(GError) error = NULL;
+        g_autofree char *id = g_strdup(a->rec->id);
 
         a->busy = false;
         if (j->err < 0) {
@@ -1071,8 +1120,8 @@ static void release_done(void *p) {
          * the host's. */
         if (a->restore != ALLOCATION_RESTORED)
                 host_take_back(&b->host, pool, a->rec->ranges, a->rec->n_ranges);
-        g_hash_table_remove(b->releasing, a->rec->id);
-        if (broker_save(b, &error) < 0)
+        g_hash_table_remove(b->releasing, id);
+        if (broker_save_gone(b, id, STORE_SAVE_DURABLE, &error) < 0)
                 /* The file still says RELEASING, which the next start-up
                  * finishes (and zeroes); nothing is lost. */
                 log_error("Cannot record the release: %s", error->message);
@@ -1144,7 +1193,7 @@ static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userd
         }
         a->rec->state = ALLOCATION_RELEASING;
         /* Durable: the reply says it is released, whatever happens next. */
-        if (broker_save(b, error) < 0) {
+        if (broker_save_changed(b, a->rec, STORE_SAVE_DURABLE, error) < 0) {
                 a->rec->state = ALLOCATION_ACTIVE;
                 g_prefix_error(error, "Cannot record the release: ");
                 (*error)->domain = BROKER_ERROR;
@@ -1273,7 +1322,7 @@ static void scrub_finished(Pool *p, bool zeroed, void *userdata) {
         Broker *b = userdata;
 
         if (zeroed)
-                (void) broker_save(b, NULL);
+                (void) broker_save_changed(b, NULL, STORE_SAVE_DURABLE, NULL);
         broker_notify_sizes(b, p);
         broker_waiting_retry(b);
         host_pool_changed(&b->host, p);
@@ -1769,6 +1818,8 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->waiting = g_queue_new();
         b->boot_id = backend->ops->boot_id(backend);
         b->lock_fd = -1;
+        b->save_all = true;
+        b->check_saves = g_strcmp0(g_getenv("DAXBROKER_TEST_CHECK_SAVES"), "1") == 0;
         crash_point_arm(g_getenv("DAXBROKER_TEST_CRASH_AT"));
         crash_delay_arm(g_getenv("DAXBROKER_TEST_DELAY_AT"));
         b->offline_timeout_usec = OFFLINE_TIMEOUT_USEC;

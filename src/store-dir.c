@@ -68,11 +68,41 @@ typedef struct Entry {
         char *text;
         uid_t uid;    /* owners */
         uint64_t gen;
+        /* allocations: their memory, as the view's index has it */
+        unsigned region;
+        unsigned n_ranges;
+        DaxRange *ranges;
 } Entry;
 
 static void entry_free(Entry *e) {
         g_free(e->text);
+        g_free(e->ranges);
         g_free(e);
+}
+
+/* A range of an allocation file, in the view's index: a partial save
+ * checks a changed record against the others' memory through it, without
+ * a walk over them. */
+typedef struct IndexKey {
+        unsigned region;
+        uint64_t start;
+        uint64_t end;
+        char *id;
+} IndexKey;
+
+static void index_key_free(IndexKey *k) {
+        g_free(k->id);
+        g_free(k);
+}
+
+static gint index_key_cmp(gconstpointer x, gconstpointer y, gpointer unused) {
+        const IndexKey *a = x, *b = y;
+
+        if (a->region != b->region)
+                return a->region < b->region ? -1 : 1;
+        if (a->start != b->start)
+                return a->start < b->start ? -1 : 1;
+        return strcmp(a->id, b->id);
 }
 
 /* What is on disk in one directory. Allocations are found by id and owners
@@ -82,6 +112,7 @@ typedef struct StoreView {
         GHashTable *allocations; /* id -> Entry* */
         GHashTable *owners;      /* owner -> Entry* */
         GHashTable *files;       /* file name -> Entry* */
+        GTree *index;            /* IndexKey* of every allocation file */
         uint64_t gen;            /* of the last save */
         bool unsynced; /* renames or removals not yet made durable by an fsync of the directory */
 } StoreView;
@@ -92,6 +123,7 @@ static void view_free(StoreView *v) {
         g_hash_table_unref(v->allocations);
         g_hash_table_unref(v->owners);
         g_hash_table_unref(v->files);
+        g_tree_unref(v->index);
         g_free(v);
 }
 
@@ -107,6 +139,7 @@ static StoreView *view_reset(const char *dir) {
         v->allocations = entries_new();
         v->owners = entries_new();
         v->files = entries_new();
+        v->index = g_tree_new_full(index_key_cmp, NULL, (GDestroyNotify) index_key_free, NULL);
         g_hash_table_replace(views, g_strdup(dir), v);
         return v;
 }
@@ -121,6 +154,43 @@ static Entry *entry_put(GHashTable *h, const char *key, const char *text) {
         g_free(e->text);
         e->text = g_strdup(text);
         return e;
+}
+
+static void index_drop(StoreView *v, const char *id, Entry *e) {
+        for (unsigned k = 0; k < e->n_ranges; k++) {
+                IndexKey probe = { e->region, e->ranges[k].start, 0, (char *) id };
+                g_tree_remove(v->index, &probe);
+        }
+        g_clear_pointer(&e->ranges, g_free);
+        e->n_ranges = 0;
+}
+
+/* The file of allocation id now holds text, the record rec. */
+static Entry *allocation_entry_put(StoreView *v, const char *id, const char *text, const AllocationRecord *rec) {
+        Entry *e = g_hash_table_lookup(v->allocations, id);
+
+        if (e)
+                index_drop(v, id, e);
+        e = entry_put(v->allocations, id, text);
+        e->region = rec->region_id;
+        e->n_ranges = MIN(rec->n_ranges, (unsigned) DAX_RANGES_MAX);
+        e->ranges = g_memdup2(rec->ranges, e->n_ranges * sizeof(DaxRange));
+        for (unsigned k = 0; k < e->n_ranges; k++) {
+                IndexKey *key = g_new(IndexKey, 1);
+                *key = (IndexKey) { e->region, e->ranges[k].start, e->ranges[k].start + e->ranges[k].size,
+                                    g_strdup(id) };
+                g_tree_insert(v->index, key, NULL);
+        }
+        return e;
+}
+
+static void allocation_entry_remove(StoreView *v, const char *id) {
+        Entry *e = g_hash_table_lookup(v->allocations, id);
+
+        if (!e)
+                return;
+        index_drop(v, id, e);
+        g_hash_table_remove(v->allocations, id);
 }
 
 void store_forget(const char *dir) {
@@ -249,6 +319,7 @@ typedef struct Change {
         char *key;
         char *text;    /* NULL: remove */
         uid_t uid;
+        const AllocationRecord *rec; /* allocations written */
 } Change;
 
 static void change_clear(void *p) {
@@ -288,10 +359,51 @@ static int invalid(GError **error, const char *format, ...) {
         return -EBADMSG;
 }
 
+/* Whether the record id is one a partial save gives (new, changed or
+ * gone): the index still has its old memory, which does not count. */
+static bool in_save(const StoreState *st, const char *id) {
+        for (guint i = 0; i < st->allocations->len; i++)
+                if (strcmp(((const AllocationRecord *) st->allocations->pdata[i])->id, id) == 0)
+                        return true;
+        for (guint i = 0; st->gone && i < st->gone->len; i++)
+                if (strcmp(st->gone->pdata[i], id) == 0)
+                        return true;
+        return false;
+}
+
+/* The id of a saved allocation, other than those of this save, whose
+ * memory meets [start, start + size) in region, or NULL. The index holds
+ * no overlaps, so only the nearest range below start can reach into it. */
+static const char *index_meets(StoreView *v, const StoreState *st, unsigned region, uint64_t start, uint64_t size) {
+        IndexKey probe = { region, start, 0, (char *) "" };
+        GTreeNode *first = g_tree_lower_bound(v->index, &probe);
+
+        for (GTreeNode *n = first; n; n = g_tree_node_next(n)) {
+                const IndexKey *k = g_tree_node_key(n);
+
+                if (k->region != region || k->start >= start + size)
+                        break;
+                if (!in_save(st, k->id))
+                        return k->id;
+        }
+        for (GTreeNode *n = first ? g_tree_node_previous(first) : g_tree_node_last(v->index); n;
+             n = g_tree_node_previous(n)) {
+                const IndexKey *k = g_tree_node_key(n);
+
+                if (k->region != region)
+                        break;
+                if (in_save(st, k->id))
+                        continue;
+                return k->end > start ? k->id : NULL;
+        }
+        return NULL;
+}
+
 /* A record that changed is checked as loading would check it, against
- * every other record: a save must never write what the next start
+ * every other record (in a partial save, the ones given and, through the
+ * index, the ones on disk): a save must never write what the next start
  * refuses. Records that did not change were checked when they did. */
-static int check_changed(const StoreState *st, const GPtrArray *changed, GError **error) {
+static int check_changed(StoreView *v, const StoreState *st, const GPtrArray *changed, GError **error) {
         for (guint c = 0; c < changed->len; c++) {
                 size_t i = GPOINTER_TO_SIZE(changed->pdata[c]);
                 const AllocationRecord *r = st->allocations->pdata[i];
@@ -300,6 +412,8 @@ static int check_changed(const StoreState *st, const GPtrArray *changed, GError 
                 if (ret < 0)
                         return ret;
                 for (unsigned k = 0; k < r->n_ranges; k++) {
+                        const char *other;
+
                         for (unsigned q = 0; q < k; q++)
                                 if (ranges_meet(r->ranges[k].start, r->ranges[k].size, r->ranges[q].start,
                                                 r->ranges[q].size))
@@ -318,6 +432,11 @@ static int check_changed(const StoreState *st, const GPtrArray *changed, GError 
                                                                "of allocation %u (id '%s')",
                                                                i, r->id, k, q, o, x->id);
                         }
+                        other = st->partial ? index_meets(v, st, r->region_id, r->ranges[k].start, r->ranges[k].size)
+                                            : NULL;
+                        if (other)
+                                return invalid(error, "allocation %zu (id '%s'): ranges[%u]: overlaps allocation '%s'",
+                                               i, r->id, k, other);
                         for (guint h = 0; st->host && h < st->host->len; h++) {
                                 const RegionRange *hr = &g_array_index(st->host, RegionRange, h);
                                 if (hr->region_id == r->region_id &&
@@ -334,21 +453,96 @@ static bool dirty_valid(const RegionRange *d) {
                d->start <= INT64_MAX && d->size <= INT64_MAX;
 }
 
+/* Host chunks, dirt and meta.json: few, compared by file name; those no
+ * longer in st are found by the view's generation marks. */
+static int diff_files(StoreView *v, const StoreState *st, uint64_t gen, GArray *ranges, GArray *changes,
+                      bool *host_changed, GError **error) {
+        unsigned seen_files = 0;
+        g_autofree char *meta = NULL;
+        GHashTableIter it;
+        void *key, *value;
+        Entry *e;
+
+        for (int pass = 0; pass < 2; pass++) {
+                const GArray *a = pass == 0 ? st->host : st->dirty;
+
+                for (guint i = 0; a && i < a->len; i++) {
+                        const RegionRange *d = &g_array_index(a, RegionRange, i);
+                        g_autofree char *name = range_file_name(pass == 0 ? "host" : "dirty", d);
+                        g_autofree char *text = NULL;
+
+                        if (pass == 1 && !dirty_valid(d))
+                                return invalid(error, "dirty %u: must be a non-empty range of whole 2 MiB units", i);
+                        e = g_hash_table_lookup(v->files, name);
+                        if (e && e->gen == gen)
+                                return invalid(error, "%s %u: is recorded twice", pass == 0 ? "host" : "dirty", i);
+                        text = range_text(d);
+                        if (e) {
+                                e->gen = gen;
+                                seen_files++;
+                        }
+                        if (!e || !e->text || strcmp(e->text, text) != 0) {
+                                Change c = { pass == 0 ? FILE_HOST : FILE_DIRTY, g_steal_pointer(&name),
+                                             g_steal_pointer(&text), 0, NULL };
+                                g_array_append_val(ranges, c);
+                                *host_changed = *host_changed || pass == 0;
+                        }
+                }
+        }
+
+        meta = meta_text(st->boot_id);
+        e = g_hash_table_lookup(v->files, "meta.json");
+        if (e) {
+                e->gen = gen;
+                seen_files++;
+        }
+        if (!e || !e->text || strcmp(e->text, meta) != 0) {
+                Change c = { FILE_META, g_strdup("meta.json"), g_steal_pointer(&meta), 0, NULL };
+                g_array_append_val(changes, c);
+        }
+
+        if (seen_files == g_hash_table_size(v->files))
+                return 0;
+        g_hash_table_iter_init(&it, v->files);
+        while (g_hash_table_iter_next(&it, &key, &value)) {
+                Change c = { file_kind(key), NULL, NULL, 0, NULL };
+
+                if (((Entry *) value)->gen == gen)
+                        continue;
+                c.key = g_strdup(key);
+                *host_changed = *host_changed || c.kind == FILE_HOST;
+                g_array_append_val(ranges, c);
+        }
+        return 0;
+}
+
 /* Compares st with the view: the files to write (changed, in the order
- * they must be written) and to remove. Costs a hash lookup per record;
- * only what changed is formatted and validated. */
+ * they must be written) and to remove. Costs a hash lookup per record
+ * given; only what changed is formatted and validated. A partial st gives
+ * only the records that may have changed, so the cost is that of the
+ * change, not of the state. */
 static int diff(StoreView *v, const StoreState *st, GArray *changes, GError **error) {
         g_autoptr(GPtrArray) changed = g_ptr_array_new();
         g_autoptr(GHashTable) new_ids = NULL;
         g_autoptr(GArray) ranges = g_array_new(FALSE, FALSE, sizeof(Change));
         uint64_t gen = ++v->gen;
-        unsigned seen_allocations = 0, seen_owners = 0, seen_files = 0;
+        unsigned seen_allocations = 0, seen_owners = 0;
         bool host_changed = false;
-        g_autofree char *meta = NULL;
         Entry *e;
         int r;
 
         g_array_set_clear_func(ranges, change_clear);
+
+        /* Owner files of owners that hold nothing are bounded below; only
+         * a walk over every record can tell which those are. */
+        if (st->partial && g_hash_table_size(v->owners) > g_hash_table_size(v->allocations) + OWNER_FILES_IDLE_MAX)
+                return -EAGAIN;
+        r = diff_files(v, st, gen, ranges, changes, &host_changed, error);
+        if (r < 0)
+                return r;
+        /* A host chunk is checked against every allocation. */
+        if (st->partial && host_changed)
+                return -EAGAIN;
 
         /* Allocations, and the owners they name. */
         for (guint i = 0; i < st->allocations->len; i++) {
@@ -373,7 +567,7 @@ static int diff(StoreView *v, const StoreState *st, GArray *changes, GError **er
                         seen_allocations++;
                 }
                 if (!e || !e->text || strcmp(e->text, text) != 0) {
-                        Change c = { FILE_ALLOCATION, g_strdup(rec->id), g_strdup(text), 0 };
+                        Change c = { FILE_ALLOCATION, g_strdup(rec->id), g_strdup(text), 0, rec };
                         g_array_append_val(changes, c);
                         g_ptr_array_add(changed, GSIZE_TO_POINTER((gsize) i));
                 }
@@ -389,7 +583,7 @@ static int diff(StoreView *v, const StoreState *st, GArray *changes, GError **er
                 }
                 if (!e || !e->text || e->uid != uid) {
                         const char *reason = name_invalid_reason(rec->owner);
-                        Change c = { FILE_OWNER, NULL, NULL, uid };
+                        Change c = { FILE_OWNER, NULL, NULL, uid, NULL };
 
                         if (reason)
                                 return invalid(error, "allocation %u (id '%s'): owner: %s", i, rec->id, reason);
@@ -405,80 +599,52 @@ static int diff(StoreView *v, const StoreState *st, GArray *changes, GError **er
                         }
                 }
         }
-        r = check_changed(st, changed, error);
+        r = check_changed(v, st, changed, error);
         if (r < 0)
                 return r;
 
-        /* Host chunks and dirt: few, compared by file name. */
-        for (int pass = 0; pass < 2; pass++) {
-                const GArray *a = pass == 0 ? st->host : st->dirty;
+        if (st->partial) {
+                for (guint i = 0; st->gone && i < st->gone->len; i++) {
+                        const char *id = st->gone->pdata[i];
+                        Change c = { FILE_ALLOCATION, NULL, NULL, 0, NULL };
 
-                for (guint i = 0; a && i < a->len; i++) {
-                        const RegionRange *d = &g_array_index(a, RegionRange, i);
-                        g_autofree char *name = range_file_name(pass == 0 ? "host" : "dirty", d);
-                        g_autofree char *text = NULL;
-
-                        if (pass == 1 && !dirty_valid(d))
-                                return invalid(error, "dirty %u: must be a non-empty range of whole 2 MiB units", i);
-                        e = g_hash_table_lookup(v->files, name);
-                        if (e && e->gen == gen)
-                                return invalid(error, "%s %u: is recorded twice", pass == 0 ? "host" : "dirty", i);
-                        text = range_text(d);
-                        if (e) {
-                                e->gen = gen;
-                                seen_files++;
-                        }
-                        if (!e || !e->text || strcmp(e->text, text) != 0) {
-                                Change c = { pass == 0 ? FILE_HOST : FILE_DIRTY, g_steal_pointer(&name),
-                                             g_steal_pointer(&text), 0 };
-                                g_array_append_val(ranges, c);
-                                host_changed = host_changed || pass == 0;
-                        }
-                }
-        }
-
-        meta = meta_text(st->boot_id);
-        e = g_hash_table_lookup(v->files, "meta.json");
-        if (e) {
-                e->gen = gen;
-                seen_files++;
-        }
-        if (!e || !e->text || strcmp(e->text, meta) != 0) {
-                Change c = { FILE_META, g_strdup("meta.json"), g_steal_pointer(&meta), 0 };
-                g_array_append_val(changes, c);
-        }
-
-        /* What the state no longer has. Counting the files found spares a
-         * walk over all of them when nothing went away. */
-        for (int kind = 0; kind < 3; kind++) {
-                GHashTable *h = kind == 0 ? v->allocations : kind == 1 ? v->owners : v->files;
-                unsigned seen = kind == 0 ? seen_allocations : kind == 1 ? seen_owners : seen_files;
-                GHashTableIter it;
-                void *key, *value;
-
-                if (seen == g_hash_table_size(h))
-                        continue;
-                /* An owner's file outlives its last allocation, up to a
-                 * point: the owner's next Allocate (a VM started again)
-                 * then writes and fsyncs one file, not two. A load keeps
-                 * only owners that hold something, and an owner taken by
-                 * another uid has its file rewritten before its first
-                 * allocation. */
-                if (kind == 1 && g_hash_table_size(h) - seen <= OWNER_FILES_IDLE_MAX)
-                        continue;
-                g_hash_table_iter_init(&it, h);
-                while (g_hash_table_iter_next(&it, &key, &value)) {
-                        Entry *x = value;
-                        Change c = { kind == 0 ? FILE_ALLOCATION : kind == 1 ? FILE_OWNER : file_kind(key),
-                                     NULL, NULL, 0 };
-
-                        if (x->gen == gen)
+                        e = g_hash_table_lookup(v->allocations, id);
+                        if (!e)
                                 continue;
-                        c.key = g_strdup(key);
-                        host_changed = host_changed || c.kind == FILE_HOST;
+                        if (e->gen == gen)
+                                return invalid(error, "allocation '%s': is both saved and gone", id);
+                        c.key = g_strdup(id);
                         g_array_append_val(ranges, c);
                 }
-        }
+        } else
+                /* What the state no longer has. Counting the files found
+                 * spares a walk over all of them when nothing went away. */
+                for (int kind = 0; kind < 2; kind++) {
+                        GHashTable *h = kind == 0 ? v->allocations : v->owners;
+                        unsigned seen = kind == 0 ? seen_allocations : seen_owners;
+                        GHashTableIter it;
+                        void *key, *value;
+
+                        if (seen == g_hash_table_size(h))
+                                continue;
+                        /* An owner's file outlives its last allocation, up
+                         * to a point: the owner's next Allocate (a VM
+                         * started again) then writes and fsyncs one file,
+                         * not two. A load keeps only owners that hold
+                         * something, and an owner taken by another uid has
+                         * its file rewritten before its first allocation. */
+                        if (kind == 1 && g_hash_table_size(h) - seen <= OWNER_FILES_IDLE_MAX)
+                                continue;
+                        g_hash_table_iter_init(&it, h);
+                        while (g_hash_table_iter_next(&it, &key, &value)) {
+                                Change c = { kind == 0 ? FILE_ALLOCATION : FILE_OWNER, NULL, NULL, 0, NULL };
+
+                                if (((Entry *) value)->gen == gen)
+                                        continue;
+                                c.key = g_strdup(key);
+                                g_array_append_val(ranges, c);
+                        }
+                }
         if (host_changed && st->host) {
                 r = store_host_validate(st->host, st->allocations, error);
                 if (r < 0)
@@ -539,6 +705,9 @@ int store_save_state(const char *dir, const StoreState *st, StoreSaveFlags flags
         int r;
 
         g_array_set_clear_func(changes, change_clear);
+        if (!v && st->partial)
+                /* What is on disk is not known yet. */
+                return -EAGAIN;
         if (!v) {
                 r = view_scan(dir, &v, error);
                 if (r < 0)
@@ -546,9 +715,26 @@ int store_save_state(const char *dir, const StoreState *st, StoreSaveFlags flags
         }
 
         r = diff(v, st, changes, error);
+        if (r == -EAGAIN)
+                return r;
         if (r < 0) {
                 g_prefix_error(error, "%s: refusing to save invalid state: ", dir);
                 return -EINVAL;
+        }
+        if (flags & STORE_SAVE_CHECK) {
+                g_autoptr(GString) names = g_string_new(NULL);
+
+                for (guint i = 0; i < changes->len; i++) {
+                        const Change *c = &g_array_index(changes, Change, i);
+                        g_autofree char *name = change_file_name(c);
+
+                        g_string_append_printf(names, "%s%s %s", i ? ", " : "", c->text ? "write" : "remove", name);
+                }
+                if (changes->len == 0)
+                        return 0;
+                g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: the state differs from what was saved: %s",
+                            dir, names->str);
+                return -EUCLEAN;
         }
 
         for (unsigned rank = 0; rank <= write_rank[FILE_META]; rank++)
@@ -567,7 +753,8 @@ int store_save_state(const char *dir, const StoreState *st, StoreSaveFlags flags
                         r = write_record_file(dir, name, c->text, error);
                         if (r < 0)
                                 return r;
-                        e = entry_put(view_table(v, c->kind), c->key, c->text);
+                        e = c->kind == FILE_ALLOCATION ? allocation_entry_put(v, c->key, c->text, c->rec)
+                                                       : entry_put(view_table(v, c->kind), c->key, c->text);
                         e->uid = c->uid;
                         e->gen = v->gen;
                         v->unsynced = wrote = true;
@@ -592,7 +779,10 @@ int store_save_state(const char *dir, const StoreState *st, StoreSaveFlags flags
                                             path, g_strerror(-r));
                                 return r;
                         }
-                        g_hash_table_remove(view_table(v, c->kind), c->key);
+                        if (c->kind == FILE_ALLOCATION)
+                                allocation_entry_remove(v, c->key);
+                        else
+                                g_hash_table_remove(view_table(v, c->kind), c->key);
                         v->unsynced = true;
                 }
 
@@ -965,7 +1155,7 @@ static int load_directory(const char *dir, const RegionRange *regions, size_t n_
                         (void) entry_put(v->files, l->name, l->text);
                         break;
                 case FILE_ALLOCATION:
-                        (void) entry_put(v->allocations, l->rec->id, l->text);
+                        (void) allocation_entry_put(v, l->rec->id, l->text, l->rec);
                         g_ptr_array_add(st.allocations, g_steal_pointer(&l->rec));
                         break;
                 case FILE_OWNER:

@@ -90,6 +90,15 @@ typedef struct StoreState {
          * allocations saved; one missing here is written with its
          * allocation's owner_uid. */
         GHashTable *owners;
+        /* A save that knows what changed sets partial: allocations then
+         * holds only the records that may differ from what the last save
+         * of the directory wrote (new or changed), gone the ids (char*) of
+         * those no longer in the state, and every other record is as that
+         * save left it. Its cost does not grow with the number of
+         * allocations. The owners, dirty and host ranges are given whole,
+         * as always. */
+        bool partial;
+        GPtrArray *gone;
 } StoreState;
 
 /* An empty owner table of the kind StoreState holds. */
@@ -113,8 +122,17 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
  * as loading. The store assumes that only it writes dir. */
 typedef enum StoreSaveFlags {
         STORE_SAVE_DURABLE = 1 << 0,
+        /* Writes nothing: fails (-EUCLEAN) naming the files a save of s
+         * would write or remove. Tests use it after each partial save to
+         * prove that it missed nothing. */
+        STORE_SAVE_CHECK = 1 << 1,
 } StoreSaveFlags;
 int store_save_state(const char *dir, const StoreState *s, StoreSaveFlags flags, GError **error);
+/* A partial save (StoreState.partial) returns -EAGAIN, with nothing
+ * written, when it cannot be done without the whole state: the first save
+ * of dir in this process, a change of host chunks (checked against every
+ * allocation), or more owner files than allocations allow for. The caller
+ * then saves the whole state. */
 char *store_state_to_data(const StoreState *s);
 /* Drops what the store remembers of dir: the next save scans it again. */
 void store_forget(const char *dir);

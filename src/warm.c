@@ -261,11 +261,13 @@ static void fill_done(void *data) {
                             g_strerror(-j->err));
                 /* Nobody wrote there, but a half-made device is not proof
                  * enough: zero it before use. */
+                g_autofree char *id = g_strdup(a->rec->id);
+
                 extent_map_set_ranges(p->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, NULL);
                 g_ptr_array_remove(p->warm, a);
                 warm_allocation_free(a);
                 p->warm_failures++;
-                (void) broker_save_full(b, 0, NULL);
+                (void) broker_save_gone(b, id, 0, NULL);
                 broker_scrub_later(b);
         } else {
                 a->rec->device = g_strdup(j->res.name);
@@ -274,7 +276,7 @@ static void fill_done(void *data) {
                 p->warm_failures = 0;
                 /* No fsync: the device does not survive the power cut
                  * that would lose the record. */
-                if (broker_save_full(b, 0, NULL) < 0)
+                if (broker_save_changed(b, a->rec, 0, NULL) < 0)
                         log_warning("Pool %s: cannot record warm device %s; it is adopted or removed at the next start",
                                     p->name, a->rec->device);
         }
@@ -333,7 +335,7 @@ static bool fill_start(Broker *b, Pool *p, const DaxRange *range) {
         }
         g_ptr_array_add(p->warm, a);
         /* On record before the kernel is touched: a crash is rolled back. */
-        if (broker_save_full(b, 0, &error) < 0) {
+        if (broker_save_changed(b, rec, 0, &error) < 0) {
                 log_warning("Pool %s: cannot record a warm device: %s", p->name, error->message);
                 extent_map_set_ranges(p->map, rec->ranges, 1, EXTENT_FREE, NULL);
                 g_ptr_array_remove(p->warm, a);
@@ -373,13 +375,15 @@ static void give_back_done(void *data) {
                 log_error("Pool %s: cannot remove warm device %s: the kernel refused while %s: %s", p->name, j->name,
                           j->step, g_strerror(-j->err));
         } else {
+                g_autofree char *id = g_strdup(a->rec->id);
+
                 /* Made of clean memory and never handed to anyone. */
                 extent_map_set_ranges(p->map, a->rec->ranges, a->rec->n_ranges, EXTENT_FREE, NULL);
                 g_ptr_array_remove(p->warm, a);
                 warm_allocation_free(a);
                 /* A lost removal leaves a releasing record, which start-up
                  * finishes (and zeroes once more): no fsync needed. */
-                (void) broker_save_full(b, 0, NULL);
+                (void) broker_save_gone(b, id, 0, NULL);
         }
         g_free(j);
         broker_notify_sizes(b, p);
@@ -592,7 +596,7 @@ int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone don
         g_hash_table_insert(b->allocations, rec->id, a);
 
         /* Durable before the node changes hands and before the reply. */
-        if (broker_save(b, error) < 0) {
+        if (broker_save_changed(b, rec, STORE_SAVE_DURABLE, error) < 0) {
                 g_hash_table_steal(b->allocations, rec->id);
                 hand_back(rec, old.owner, old.label, old.client);
                 rec->owner_uid = old.owner_uid;

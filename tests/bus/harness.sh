@@ -57,6 +57,9 @@
 #               and to ReturnToHost
 set -u
 build=$1 src=$2 what=$3
+# Every save that names what changed is checked against a save of
+# everything: the daemon aborts (and the test fails) when one missed a change.
+export DAXBROKER_TEST_CHECK_SAVES=1
 # The sim keeps the memory's bytes in files under $tmp: on tmpfs, as RAM
 # (what memory is), not written out to a disk.
 tmp=$(mktemp -d /dev/shm/daxbroker-bus.XXXXXX 2>/dev/null || mktemp -d /tmp/daxbroker-bus.XXXXXX)
