@@ -680,6 +680,116 @@ static void test_owner_file_outlives(void) {
         g_assert_null(text);
 }
 
+static bool file_says(const char *dir, const char *id, const char *fragment) {
+        g_autofree char *name = g_strdup_printf("allocation-%s.json", id);
+        g_autofree char *text = read_text(dir, name);
+
+        return strstr(text, fragment) != NULL;
+}
+
+/* A partial save writes what it is given and nothing else, removes what
+ * is gone, and still refuses memory claimed twice, through the index of
+ * records it was not given. */
+static void test_partial_save(void) {
+        g_autofree char *dir = make_case_dir();
+        g_autofree char *path = g_build_filename(dir, "state", NULL);
+        g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
+        g_autoptr(GPtrArray) given = g_ptr_array_new();
+        g_autoptr(GPtrArray) gone = g_ptr_array_new();
+        g_autoptr(GArray) host = g_array_new(FALSE, FALSE, sizeof(RegionRange));
+        g_autoptr(GError) error = NULL;
+        StoreState full = { .allocations = all }, part = { .allocations = given, .partial = true, .gone = gone };
+        AllocationRecord *r3, *r5, *r8, *twice, *moved;
+        StoreState loaded;
+        g_auto(GStrv) names = NULL;
+
+        for (unsigned i = 0; i < 10; i++) {
+                g_autofree char *id = g_strdup_printf("r%u", i);
+                g_ptr_array_add(all, record_new(id, 4 * GiB + i * 64 * MiB, 32 * MiB));
+        }
+        r3 = all->pdata[3];
+        r5 = all->pdata[5];
+        r8 = all->pdata[8];
+
+        /* Nothing known of the directory yet: only a whole save will do. */
+        g_assert_cmpint(store_save_state(path, &part, STORE_SAVE_DURABLE, &error), ==, -EAGAIN);
+        g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+        g_assert_cmpint(store_save_state(path, &full, STORE_SAVE_DURABLE, &error), ==, 0);
+        g_assert_no_error(error);
+
+        /* r3 given, r5 changed too but not given: only r3 is written. */
+        g_free(r3->label);
+        r3->label = g_strdup("new-three");
+        g_free(r5->label);
+        r5->label = g_strdup("new-five");
+        g_ptr_array_add(given, r3);
+        g_assert_cmpint(store_save_state(path, &part, STORE_SAVE_DURABLE, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_true(file_says(path, "r3", "new-three"));
+        g_assert_false(file_says(path, "r5", "new-five"));
+        /* What tests check after each partial save finds r5. */
+        g_assert_cmpint(store_save_state(path, &full, STORE_SAVE_CHECK, &error), ==, -EUCLEAN);
+        g_assert_nonnull(strstr(error->message, "write allocation-r5.json"));
+        g_clear_error(&error);
+        g_assert_false(file_says(path, "r5", "new-five"));
+        g_assert_cmpint(store_save_state(path, &full, STORE_SAVE_DURABLE, &error), ==, 0);
+        g_assert_cmpint(store_save_state(path, &full, STORE_SAVE_CHECK, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_true(file_says(path, "r5", "new-five"));
+
+        /* A new record on r1's memory, r1 not given: refused, nothing written. */
+        g_ptr_array_set_size(given, 0);
+        twice = record_new("twice", 4 * GiB + 64 * MiB + 16 * MiB, 2 * MiB);
+        g_ptr_array_add(given, twice);
+        g_assert_cmpint(store_save_state(path, &part, STORE_SAVE_DURABLE, &error), ==, -EINVAL);
+        g_assert_nonnull(strstr(error->message, "overlaps allocation 'r1'"));
+        g_clear_error(&error);
+        /* Reaching into r1 from below, and into r2's start. */
+        twice->ranges[0] = (DaxRange) { 4 * GiB + 32 * MiB, 34 * MiB };
+        g_assert_cmpint(store_save_state(path, &part, STORE_SAVE_DURABLE, &error), ==, -EINVAL);
+        g_assert_nonnull(strstr(error->message, "overlaps allocation 'r1'"));
+        g_clear_error(&error);
+        twice->ranges[0] = (DaxRange) { 4 * GiB + 96 * MiB, 34 * MiB };
+        g_assert_cmpint(store_save_state(path, &part, STORE_SAVE_DURABLE, &error), ==, -EINVAL);
+        g_assert_nonnull(strstr(error->message, "overlaps allocation 'r2'"));
+        g_clear_error(&error);
+        /* In the gap between r1 and r2: fine. */
+        twice->ranges[0] = (DaxRange) { 4 * GiB + 96 * MiB, 32 * MiB };
+        g_assert_cmpint(store_save_state(path, &part, STORE_SAVE_DURABLE, &error), ==, 0);
+        g_assert_no_error(error);
+        g_ptr_array_add(all, twice);
+
+        /* r8 goes and a new record takes its memory, in one save. */
+        g_ptr_array_set_size(given, 0);
+        moved = record_new("moved", r8->ranges[0].start, r8->ranges[0].size);
+        g_ptr_array_add(gone, (char *) "r8");
+        g_ptr_array_add(given, moved);
+        g_assert_cmpint(store_save_state(path, &part, STORE_SAVE_DURABLE, &error), ==, 0);
+        g_assert_no_error(error);
+        g_ptr_array_remove(all, r8);
+        g_ptr_array_add(all, moved);
+        g_assert_cmpint(store_save_state(path, &full, STORE_SAVE_CHECK, &error), ==, 0);
+        g_assert_no_error(error);
+        names = list_dir(path);
+        g_assert_false(g_strv_contains((const char *const *) names, "allocation-r8.json"));
+        g_assert_true(g_strv_contains((const char *const *) names, "allocation-moved.json"));
+
+        /* A host chunk is checked against every record: not partially. */
+        g_ptr_array_set_size(given, 0);
+        g_ptr_array_set_size(gone, 0);
+        g_array_append_val(host, ((RegionRange) { 0, 6 * GiB, 1 * GiB }));
+        part.host = host;
+        g_assert_cmpint(store_save_state(path, &part, STORE_SAVE_DURABLE, &error), ==, -EAGAIN);
+        g_assert_no_error(error);
+
+        store_forget(path);
+        g_assert_cmpint(store_load_state(path, &loaded, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpuint(loaded.allocations->len, ==, all->len);
+        g_assert_cmpuint(loaded.host->len, ==, 0);
+        store_state_clear(&loaded);
+}
+
 static void test_save_failures(void) {
         g_autofree char *dir = make_case_dir();
         g_autofree char *path = g_build_filename(dir, "state", NULL);
@@ -1206,6 +1316,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/store/load-missing", test_load_missing);
         g_test_add_func("/store/save-and-load", test_save_and_load);
         g_test_add_func("/store/owner-file-outlives", test_owner_file_outlives);
+        g_test_add_func("/store/partial-save", test_partial_save);
         g_test_add_func("/store/save-failures", test_save_failures);
         g_test_add_func("/store/save-refuses-invalid", test_save_refuses_invalid);
         g_test_add_func("/store/load-sets-aside-bad-records", test_load_sets_aside_bad_records);
