@@ -242,10 +242,11 @@ static char *range_text(const RegionRange *r) {
 }
 
 static char *owner_text(const char *owner, uid_t uid) {
-        g_autoptr(JsonNode) node = json_node_init_string(json_node_alloc(), owner);
-        g_autofree char *quoted = json_to_string(node, FALSE);
+        GString *out = g_string_new("{\"owner\": ");
 
-        return g_strdup_printf("{\"owner\": %s, \"uid\": %u}", quoted, (unsigned) uid);
+        store_append_json_string(out, owner);
+        g_string_append_printf(out, ", \"uid\": %u}", (unsigned) uid);
+        return g_string_free(out, FALSE);
 }
 
 static char *meta_text(const char *boot_id) {

@@ -18,6 +18,8 @@ int store_records_validate(AllocationRecord *const *records, size_t n, GError **
 int store_host_validate(const GArray *host, const GPtrArray *records, GError **error);
 bool store_json_depth_ok(const char *data, gsize len);
 void store_owners_from_records(const GPtrArray *records, GHashTable *owners);
+/* s as a JSON string literal, as json-glib's generator writes it. */
+void store_append_json_string(GString *out, const char *s);
 /* The record as one line of compact JSON, cached in the record. */
 const char *store_record_text(AllocationRecord *r);
 
