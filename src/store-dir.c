@@ -33,7 +33,9 @@
  * of a conflict are set aside, because which one is right cannot be known.
  *
  * The store remembers what it last wrote to each directory, so a save
- * compares in memory and touches the disk only for what differs.
+ * compares in memory and touches the disk only for what differs. A
+ * partial save is told which records changed and looks at nothing else;
+ * an index of the ranges on disk lets it check them against all others.
  */
 
 #include <dirent.h>
