@@ -5,6 +5,9 @@
 set -u
 mode=$1 scn=$2
 res=${DAXRIG_RESULTS:?}
+# Every partial save is checked against a save of everything: the daemon
+# aborts (and the test fails) when one missed a change.
+export DAXBROKER_TEST_CHECK_SAVES=1
 pid=
 
 mkdir -p /etc/daxbroker
