@@ -29,6 +29,8 @@ struct Broker {
          * region missing): kept verbatim so nothing is forgotten. */
         GPtrArray *unmanaged;    /* AllocationRecord* */
         GHashTable *owners;      /* owner name -> uid it belongs to (owners.c) */
+        GHashTable *owner_index; /* owner name -> GPtrArray of its AllocationRecord* (owners.c) */
+        GHashTable *uid_counts;  /* uid -> number of records it owns (owners.c) */
         GQueue *waiting;         /* WaitingAllocate* */
         sd_event_source *waiting_timer; /* fails waiting requests at their deadline */
         Scrubber *scrubber;

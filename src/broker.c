@@ -206,6 +206,21 @@ static void collect_all(Broker *b, GPtrArray *recs) {
         warm_collect(b, recs);
 }
 
+/* Tests: a partial save missed nothing, and the owner index holds what
+ * the broker does; anything else is a bug worth a core dump. */
+static int save_check(Broker *b, StoreState *st, const AllocationRecord *changed) {
+        g_autoptr(GError) error = NULL;
+
+        g_ptr_array_set_size(st->allocations, 0);
+        st->partial = false;
+        collect_all(b, st->allocations);
+        if (store_save_state(b->state_path, st, STORE_SAVE_CHECK, &error) < 0 || !owners_index_check(b, &error)) {
+                log_error("After a save of %s: %s", changed ? changed->id : "no record", error->message);
+                abort();
+        }
+        return 0;
+}
+
 static int save(Broker *b, const AllocationRecord *changed, const char *gone, StoreSaveFlags flags,
                 GError **error) {
         g_autoptr(GPtrArray) recs = g_ptr_array_new();
@@ -236,18 +251,9 @@ static int save(Broker *b, const AllocationRecord *changed, const char *gone, St
         /* A save cut short leaves the files and the view of them between
          * two states: only a save of everything knows what to write. */
         b->save_all = r < 0;
-        if (r < 0 || !st.partial || !b->check_saves)
+        if (r < 0 || !b->check_saves)
                 return r;
-
-        g_ptr_array_set_size(recs, 0);
-        st.partial = false;
-        collect_all(b, recs);
-        if (store_save_state(b->state_path, &st, STORE_SAVE_CHECK, error) < 0) {
-                log_error("A save of %s missed a change: %s", changed ? changed->id : "no record",
-                          (*error)->message);
-                abort();
-        }
-        return 0;
+        return save_check(b, &st, changed);
 }
 
 int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
@@ -409,6 +415,7 @@ static void allocate_done(void *p) {
                 log_error("Allocate %s for '%s' failed: %s", a->rec->id, a->rec->owner, error->message);
                 /* What the ranges hold now is unknown: zero before reuse. */
                 extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges, EXTENT_DIRTY, NULL);
+                owners_index_remove(b, a->rec);
                 g_hash_table_remove(b->allocations, a->rec->id);
                 (void) broker_save(b, NULL);
                 broker_notify_sizes(b, pool);
@@ -1042,6 +1049,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
         }
         owners_claim(b, a->rec->owner, a->rec->owner_uid);
         g_hash_table_insert(b->allocations, a->rec->id, a);
+        owners_index_add(b, a->rec);
 
         /* Written before the kernel is touched, so that a crash in between
          * is rolled back at start-up instead of leaking a device. */
@@ -1053,6 +1061,7 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
                  * the whole allocation dirty is the safe superset. */
                 extent_map_set_ranges(pool->map, a->rec->ranges, a->rec->n_ranges,
                                       j->n_zero ? EXTENT_DIRTY : EXTENT_FREE, NULL);
+                owners_index_remove(b, a->rec);
                 g_hash_table_remove(b->allocations, a->rec->id);
                 g_free(j);
                 return false;
@@ -1146,6 +1155,7 @@ static ReleaseJob *release_take(Broker *b, Allocation *a) {
         g_strlcpy(j->name, a->rec->device && a->restore == ALLOCATION_RESTORED ? a->rec->device : "", sizeof(j->name));
         a->rec->state = ALLOCATION_RELEASING;
         a->busy = true;
+        owners_index_remove(b, a->rec);
         g_hash_table_steal(b->allocations, a->rec->id);
         g_hash_table_insert(b->releasing, a->rec->id, a);
         return j;
@@ -1815,6 +1825,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->releasing = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) allocation_free);
         b->unmanaged = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
         b->owners = store_owners_new();
+        owners_index_init(b);
         b->waiting = g_queue_new();
         b->boot_id = backend->ops->boot_id(backend);
         b->lock_fd = -1;
@@ -1916,6 +1927,7 @@ void broker_free(Broker *b) {
         sd_event_source_disable_unref(b->restore_timer);
         scrubber_free(b->scrubber);
         g_hash_table_destroy(b->allocations);
+        owners_index_done(b);
         g_hash_table_destroy(b->releasing);
         g_ptr_array_free(b->pools, TRUE);
         g_ptr_array_free(b->unmanaged, TRUE);

@@ -21,27 +21,107 @@ static void records_foreach(Broker *b, bool (*f)(const AllocationRecord *r, void
                         return;
 }
 
-typedef struct Find {
-        const char *owner;
-        const AllocationRecord *first; /* earliest record of the owner */
-} Find;
+/* ---- the index: every record the broker holds, by owner and by uid,
+ * so that a request costs what its owner holds, not what all do ---- */
 
-static bool find_one(const AllocationRecord *r, void *userdata) {
-        Find *f = userdata;
+void owners_index_init(Broker *b) {
+        b->owner_index = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
+        b->uid_counts = g_hash_table_new(g_direct_hash, g_direct_equal);
+}
 
-        if (strcmp(r->owner, f->owner) == 0 &&
-            (!f->first || r->created_usec < f->first->created_usec ||
-             (r->created_usec == f->first->created_usec && strcmp(r->id, f->first->id) < 0)))
-                f->first = r;
+void owners_index_done(Broker *b) {
+        g_clear_pointer(&b->owner_index, g_hash_table_unref);
+        g_clear_pointer(&b->uid_counts, g_hash_table_unref);
+}
+
+static void uid_count_add(Broker *b, uid_t uid, int delta) {
+        void *key = GUINT_TO_POINTER(uid);
+        unsigned n = GPOINTER_TO_UINT(g_hash_table_lookup(b->uid_counts, key)) + delta;
+
+        if (n == 0)
+                g_hash_table_remove(b->uid_counts, key);
+        else
+                g_hash_table_insert(b->uid_counts, key, GUINT_TO_POINTER(n));
+}
+
+void owners_index_add(Broker *b, const AllocationRecord *r) {
+        GPtrArray *recs = g_hash_table_lookup(b->owner_index, r->owner);
+
+        if (!recs) {
+                recs = g_ptr_array_new();
+                g_hash_table_insert(b->owner_index, g_strdup(r->owner), recs);
+        }
+        g_ptr_array_add(recs, (void *) r);
+        uid_count_add(b, r->owner_uid, +1);
+}
+
+void owners_index_remove(Broker *b, const AllocationRecord *r) {
+        GPtrArray *recs = g_hash_table_lookup(b->owner_index, r->owner);
+
+        if (!recs || !g_ptr_array_remove_fast(recs, (void *) r))
+                return;
+        uid_count_add(b, r->owner_uid, -1);
+        if (recs->len == 0)
+                g_hash_table_remove(b->owner_index, r->owner);
+}
+
+static bool index_one(const AllocationRecord *r, void *userdata) {
+        GHashTable *seen = userdata;
+
+        g_hash_table_add(seen, (void *) r);
         return true;
 }
 
+bool owners_index_check(Broker *b, GError **error) {
+        g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+        GHashTableIter it;
+        void *k, *v;
+        unsigned indexed = 0;
+
+        records_foreach(b, index_one, seen);
+        g_hash_table_iter_init(&it, b->owner_index);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+                GPtrArray *recs = v;
+
+                for (guint i = 0; i < recs->len; i++) {
+                        const AllocationRecord *r = recs->pdata[i];
+
+                        if (!g_hash_table_contains(seen, r) || strcmp(r->owner, k) != 0) {
+                                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                                            "owner index: %s in '%s' is not held", r->id, (const char *) k);
+                                return false;
+                        }
+                }
+                indexed += recs->len;
+        }
+        if (indexed != g_hash_table_size(seen)) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE, "owner index: %u records of %u held",
+                            indexed, g_hash_table_size(seen));
+                return false;
+        }
+        return true;
+}
+
+/* The earliest record of the owner. */
+static const AllocationRecord *owner_first(Broker *b, const char *owner) {
+        GPtrArray *recs = g_hash_table_lookup(b->owner_index, owner);
+        const AllocationRecord *first = NULL;
+
+        for (guint i = 0; recs && i < recs->len; i++) {
+                const AllocationRecord *r = recs->pdata[i];
+
+                if (!first || r->created_usec < first->created_usec ||
+                    (r->created_usec == first->created_usec && strcmp(r->id, first->id) < 0))
+                        first = r;
+        }
+        return first;
+}
+
 bool broker_owner_uid(Broker *b, const char *owner, uid_t *ret) {
-        Find f = { .owner = owner };
+        const AllocationRecord *first = owner_first(b, owner);
         void *v;
 
-        records_foreach(b, find_one, &f);
-        if (!f.first)
+        if (!first)
                 return false;
         /* The table says who created it; a record without an entry (not
          * reachable through the store, which lists every owner) falls back
@@ -49,32 +129,15 @@ bool broker_owner_uid(Broker *b, const char *owner, uid_t *ret) {
         if (g_hash_table_lookup_extended(b->owners, owner, NULL, &v))
                 *ret = (uid_t) GPOINTER_TO_UINT(v);
         else
-                *ret = f.first->owner_uid;
-        return true;
-}
-
-typedef struct Count {
-        const char *owner, *label;
-        uid_t uid;
-        unsigned in_owner, of_uid;
-        bool label_taken;
-} Count;
-
-static bool count_one(const AllocationRecord *r, void *userdata) {
-        Count *c = userdata;
-
-        if (r->owner_uid == c->uid)
-                c->of_uid++;
-        if (strcmp(r->owner, c->owner) != 0)
-                return true;
-        c->in_owner++;
-        if (c->label && strcmp(r->label, c->label) == 0)
-                c->label_taken = true;
+                *ret = first->owner_uid;
         return true;
 }
 
 bool owners_admit(Broker *b, const AllocateRequest *req, GError **error) {
-        Count c = { .owner = req->owner, .label = req->label, .uid = req->owner_uid };
+        GPtrArray *recs = g_hash_table_lookup(b->owner_index, req->owner);
+        unsigned in_owner = recs ? recs->len : 0;
+        unsigned of_uid = GPOINTER_TO_UINT(g_hash_table_lookup(b->uid_counts, GUINT_TO_POINTER(req->owner_uid)));
+        bool label_taken = false;
         const char *why;
         uid_t uid;
 
@@ -97,32 +160,27 @@ bool owners_admit(Broker *b, const AllocateRequest *req, GError **error) {
                 return false;
         }
 
-        records_foreach(b, count_one, &c);
-        if (c.in_owner >= b->config->max_allocations_per_owner) {
+        for (guint i = 0; req->label && recs && i < recs->len; i++)
+                if (strcmp(((const AllocationRecord *) recs->pdata[i])->label, req->label) == 0)
+                        label_taken = true;
+        if (in_owner >= b->config->max_allocations_per_owner) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
                             "Owner '%s' already has %u allocations, the configured maximum "
                             "(MaxAllocationsPerOwner=)",
                             req->owner, b->config->max_allocations_per_owner);
                 return false;
         }
-        if (req->owner_uid != 0 && c.of_uid >= b->config->max_allocations_per_uid) {
+        if (req->owner_uid != 0 && of_uid >= b->config->max_allocations_per_uid) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_NO_SPACE,
                             "uid %u already has %u allocations, the configured maximum (MaxAllocationsPerUid=)",
                             (unsigned) req->owner_uid, b->config->max_allocations_per_uid);
                 return false;
         }
-        if (c.label_taken) {
+        if (label_taken) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT,
                             "Owner '%s' already has an allocation labelled '%s'", req->owner, req->label);
                 return false;
         }
-        return true;
-}
-
-static bool add_owner(const AllocationRecord *r, void *userdata) {
-        GHashTable *live = userdata;
-
-        g_hash_table_add(live, r->owner);
         return true;
 }
 
@@ -136,15 +194,12 @@ void owners_claim(Broker *b, const char *owner, uid_t uid) {
         /* Entries of owners that hold nothing any more are only dead
          * weight (a lookup ignores them); drop them once they pile up. */
         if (g_hash_table_size(b->owners) > 2 * (g_hash_table_size(b->allocations) + b->unmanaged->len) + 64) {
-                g_autoptr(GHashTable) live = g_hash_table_new(g_str_hash, g_str_equal);
                 GHashTableIter it;
                 void *k;
 
-                records_foreach(b, add_owner, live);
-                g_hash_table_add(live, (char *) owner);
                 g_hash_table_iter_init(&it, b->owners);
                 while (g_hash_table_iter_next(&it, &k, NULL))
-                        if (!g_hash_table_contains(live, k))
+                        if (!g_hash_table_contains(b->owner_index, k) && strcmp(k, owner) != 0)
                                 g_hash_table_iter_remove(&it);
         }
 }

@@ -15,6 +15,16 @@
 
 #include "broker.h"
 
+/* The index of the records the broker holds (its allocations and the
+ * records of regions not managed now) by owner and uid: every record that
+ * enters or leaves those tables is added or removed here. */
+void owners_index_init(Broker *b);
+void owners_index_done(Broker *b);
+void owners_index_add(Broker *b, const AllocationRecord *r);
+void owners_index_remove(Broker *b, const AllocationRecord *r);
+/* Tests: whether the index holds exactly the records the broker does. */
+bool owners_index_check(Broker *b, GError **error);
+
 /* The uid an owner belongs to, if it holds any allocation (including
  * records kept for regions not managed now). */
 bool broker_owner_uid(Broker *b, const char *owner, uid_t *ret);

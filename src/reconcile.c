@@ -12,6 +12,7 @@
 #include "log.h"
 #include "reconcile.h"
 #include "recovery.h"
+#include "owners.h"
 #include "util.h"
 
 static Allocation *pool_adopt(Broker *b, Pool *p, AllocationRecord *rec) {
@@ -23,6 +24,7 @@ static Allocation *pool_adopt(Broker *b, Pool *p, AllocationRecord *rec) {
         a->rec = rec;
         a->pool = p;
         g_hash_table_insert(b->allocations, rec->id, a);
+        owners_index_add(b, rec);
         if (extent_map_set_ranges(p->map, rec->ranges, rec->n_ranges, EXTENT_ALLOCATED, a) < 0)
                 log_error("Allocation %s has ranges outside pool %s", rec->id, p->name);
         return a;
@@ -552,8 +554,10 @@ int reconcile_pools(Broker *b, StoreState *st, bool new_boot, GError **error) {
                 r = pool_reconcile(b, p, mine, st->dirty, st->host, new_boot);
                 /* Whatever reconcile did not take over stays on record. */
                 for (guint k = 0; k < mine->len; k++)
-                        if (mine->pdata[k])
+                        if (mine->pdata[k]) {
                                 g_ptr_array_add(b->unmanaged, mine->pdata[k]);
+                                owners_index_add(b, mine->pdata[k]);
+                        }
                 if (r < 0) {
                         g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
                                     "Cannot reconcile pool %s with the kernel: %s", p->name, g_strerror(-r));
@@ -567,6 +571,7 @@ int reconcile_pools(Broker *b, StoreState *st, bool new_boot, GError **error) {
                 log_warning("Allocation %s of '%s' is in region %u, which is not managed now; keeping its record",
                             rec->id, rec->owner, rec->region_id);
                 g_ptr_array_add(b->unmanaged, rec);
+                owners_index_add(b, rec);
                 records->pdata[k] = NULL;
         }
 

@@ -123,6 +123,7 @@ void warm_adopt(Broker *b) {
 
                 if (!a->rec->warm)
                         continue;
+                owners_index_remove(b, a->rec);
                 g_hash_table_steal(b->allocations, a->rec->id);
                 if (a->restore != ALLOCATION_RESTORED) {
                         /* Not reachable (warm records are transient, so
@@ -594,9 +595,11 @@ int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone don
         g_ptr_array_remove(p->warm, a);
         owners_claim(b, rec->owner, rec->owner_uid);
         g_hash_table_insert(b->allocations, rec->id, a);
+        owners_index_add(b, rec);
 
         /* Durable before the node changes hands and before the reply. */
         if (broker_save_changed(b, rec, STORE_SAVE_DURABLE, error) < 0) {
+                owners_index_remove(b, rec);
                 g_hash_table_steal(b->allocations, rec->id);
                 hand_back(rec, old.owner, old.label, old.client);
                 rec->owner_uid = old.owner_uid;
