@@ -759,7 +759,9 @@ static Pool *allocate_place(Broker *b, const AllocateRequest *req, uint64_t *ret
                                 any_candidate = true;
                                 biggest_pool = max_u64(biggest_pool, p->size);
                                 host += extent_map_total(p->map, EXTENT_HOST);
-                                held_dirty += p->scrubs_in_flight;
+                                /* Released memory comes back (dirty) once its
+                                 * device is gone: Release replies before. */
+                                held_dirty += p->scrubs_in_flight + p->releases_in_flight;
                                 if (host_last_error(p))
                                         host_error = host_last_error(p);
                         }
@@ -1076,13 +1078,20 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
 bool broker_allocate(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
                      GError **error) {
         AllocateRequest r = *req;
+        unsigned n;
 
         /* sd-event's CLOCK_MONOTONIC is the kernel's, as is GLib's. */
         r.explicit_timeout = r.timeout_usec != 0;
         if (!r.timeout_usec)
                 r.timeout_usec = b->config->allocate_timeout_usec;
         r.deadline_usec = g_get_monotonic_time() + r.timeout_usec;
-        return allocate_try(b, &r, done, userdata, true, error);
+        n = g_queue_get_length(b->waiting);
+        if (!allocate_try(b, &r, done, userdata, true, error))
+                return false;
+        if (g_queue_get_length(b->waiting) > n)
+                log_info("Allocate of %" PRIu64 " bytes for '%s' waits for memory being released, zeroed or taken back",
+                         r.size, r.owner);
+        return true;
 }
 
 /* ---- release: reply, then destroy the device and zero its memory ---- */
@@ -1112,6 +1121,7 @@ static void release_done(void *p) {
         g_autofree char *id = g_strdup(a->rec->id);
 
         a->busy = false;
+        pool->releases_in_flight--;
         if (j->err < 0) {
                 /* Stays on record as releasing, its ranges reserved: the
                  * next start finishes it (and zeroes the memory). */
@@ -1155,6 +1165,7 @@ static ReleaseJob *release_take(Broker *b, Allocation *a) {
         g_strlcpy(j->name, a->rec->device && a->restore == ALLOCATION_RESTORED ? a->rec->device : "", sizeof(j->name));
         a->rec->state = ALLOCATION_RELEASING;
         a->busy = true;
+        a->pool->releases_in_flight++;
         owners_index_remove(b, a->rec);
         g_hash_table_steal(b->allocations, a->rec->id);
         g_hash_table_insert(b->releasing, a->rec->id, a);

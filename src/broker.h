@@ -72,6 +72,7 @@ typedef struct Pool {
         uint64_t boundary; /* 0 = none */
         ExtentMap *map;
         unsigned scrubs_in_flight;  /* zeroing jobs running on this pool */
+        unsigned releases_in_flight; /* released allocations whose device is still being destroyed */
         bool bare_scrub_running;    /* a scrub device is zeroing bare dirt */
         /* Chunks of bare dirt whose zeroing keeps failing, each retried
          * with its own backoff while the rest is zeroed (scrub-sched.c). */

@@ -668,8 +668,24 @@ sys.exit(1)' "$tmp/sim-kernel.json" "$dev" "$start" "$size"
         # Placed (recorded as creating) before the held release goes on.
         for _ in $(seq 3000); do grep -qs '"scn-other"' "$tmp"/state/state/allocation-*.json && break; sleep 0.02; done
         grep -qs '"scn-other"' "$tmp"/state/state/allocation-*.json; t $? "an Allocate of all of FreeSize is placed meanwhile"
+        # Memory still being released comes back: an Allocate that needs it
+        # waits for it instead of failing with NoSpace.
+        busctl --address="$addr" --timeout=3600 call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
+                org.daxbroker.Broker1.Manager Allocate 'sta{sv}' scn-after "$size" 2 pool s open contiguous b false \
+                >"$tmp/after.out" 2>&1 &
+        after=$!
+        for _ in $(seq 3000); do
+                grep -qs "for 'scn-after' waits" "$tmp/daemon.log" && break
+                kill -0 $after 2>/dev/null || break
+                sleep 0.02
+        done
+        grep -qs "for 'scn-after' waits" "$tmp/daemon.log"
+        t $? "an Allocate that needs the memory being released waits for it: $(cat "$tmp/after.out")"
         rm -f "$tmp/hold"
         wait $other; t $? "and succeeds once the release goes on: $(cat "$tmp/other.out")"
+        wait $after; t $? "the one that waited gets the released memory, zeroed: $(cat "$tmp/after.out")"
+        busctl --address="$addr" call org.daxbroker.Broker1 /org/daxbroker/Broker1 org.daxbroker.Broker1.Manager \
+                ReleaseOwner s scn-after >/dev/null
         busctl --address="$addr" --json=short call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
                 org.daxbroker.Broker1.Manager ListAllocations >"$tmp/list.json"
         python3 -c 'import json,sys
