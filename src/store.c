@@ -1127,8 +1127,33 @@ void store_append_json_string(GString *out, const char *s) {
         g_string_append_c(out, '"');
 }
 
+/* As "%" G_GINT64_FORMAT, without printf's cost. */
+static void append_int(GString *out, gint64 v) {
+        char buf[24], *p = buf + sizeof(buf);
+        guint64 u = v < 0 ? -(guint64) v : (guint64) v;
+
+        do {
+                *--p = (char) ('0' + u % 10);
+                u /= 10;
+        } while (u);
+        if (v < 0)
+                *--p = '-';
+        g_string_append_len(out, p, buf + sizeof(buf) - p);
+}
+
+static void append_member_int(GString *out, const char *name, gint64 v) {
+        g_string_append_c(out, ',');
+        g_string_append_c(out, '"');
+        g_string_append(out, name);
+        g_string_append(out, "\":");
+        append_int(out, v);
+}
+
 static void append_member_string(GString *out, const char *name, const char *value) {
-        g_string_append_printf(out, ",\"%s\":", name);
+        g_string_append_c(out, ',');
+        g_string_append_c(out, '"');
+        g_string_append(out, name);
+        g_string_append(out, "\":");
         if (value)
                 store_append_json_string(out, value);
         else
@@ -1144,30 +1169,32 @@ static char *record_to_text(const AllocationRecord *r) {
         g_string_append(out, "{\"id\":");
         store_append_json_string(out, r->id);
         append_member_string(out, "owner", r->owner);
-        g_string_append_printf(out, ",\"owner_uid\":%" G_GINT64_FORMAT, (gint64) r->owner_uid);
+        append_member_int(out, "owner_uid", (gint64) r->owner_uid);
         append_member_string(out, "label", r->label);
         append_member_string(out, "pool", r->pool);
-        g_string_append_printf(out, ",\"region\":%" G_GINT64_FORMAT ",\"align\":%" G_GINT64_FORMAT,
-                               (gint64) r->region_id, (gint64) r->align);
+        append_member_int(out, "region", (gint64) r->region_id);
+        append_member_int(out, "align", (gint64) r->align);
         append_member_string(out, "device", r->device);
-        g_string_append_printf(out, ",\"created_usec\":%" G_GINT64_FORMAT ",\"transient\":%s",
-                               (gint64) r->created_usec, r->transient ? "true" : "false");
+        append_member_int(out, "created_usec", (gint64) r->created_usec);
+        g_string_append(out, r->transient ? ",\"transient\":true" : ",\"transient\":false");
         append_member_string(out, "state", allocation_state_to_string(r->state));
         if (r->client)
                 append_member_string(out, "client", r->client);
         if (r->warm)
                 g_string_append(out, ",\"warm\":true");
         if (r->device_uid != (uid_t) -1)
-                g_string_append_printf(out, ",\"device_uid\":%" G_GINT64_FORMAT, (gint64) r->device_uid);
+                append_member_int(out, "device_uid", (gint64) r->device_uid);
         if (r->device_gid != (gid_t) -1)
-                g_string_append_printf(out, ",\"device_gid\":%" G_GINT64_FORMAT, (gint64) r->device_gid);
+                append_member_int(out, "device_gid", (gint64) r->device_gid);
         if (r->colors) {
                 bool first = true;
 
                 g_string_append(out, ",\"colors\":[");
                 for (unsigned k = 0; k < 64; k++)
                         if (r->colors & ((uint64_t) 1 << k)) {
-                                g_string_append_printf(out, "%s%u", first ? "" : ",", k);
+                                if (!first)
+                                        g_string_append_c(out, ',');
+                                append_int(out, k);
                                 first = false;
                         }
                 g_string_append_c(out, ']');
@@ -1175,9 +1202,13 @@ static char *record_to_text(const AllocationRecord *r) {
                         g_string_append(out, ",\"cache_isolation\":true");
         }
         g_string_append(out, ",\"ranges\":[");
-        for (unsigned k = 0; k < r->n_ranges && k < DAX_RANGES_MAX; k++)
-                g_string_append_printf(out, "%s{\"start\":%" G_GINT64_FORMAT ",\"size\":%" G_GINT64_FORMAT "}",
-                                       k ? "," : "", (gint64) r->ranges[k].start, (gint64) r->ranges[k].size);
+        for (unsigned k = 0; k < r->n_ranges && k < DAX_RANGES_MAX; k++) {
+                g_string_append(out, k ? ",{\"start\":" : "{\"start\":");
+                append_int(out, (gint64) r->ranges[k].start);
+                g_string_append(out, ",\"size\":");
+                append_int(out, (gint64) r->ranges[k].size);
+                g_string_append_c(out, '}');
+        }
         g_string_append(out, "]}");
         return g_string_free(out, FALSE);
 }
