@@ -71,7 +71,10 @@ int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error);
  * record id that is gone (no longer in any table) changed among the
  * allocation records; dirt and host chunks may have changed too. Costs
  * what the change costs, not what the state holds. */
-int broker_save_changed(Broker *b, const AllocationRecord *changed, StoreSaveFlags flags, GError **error);
+int broker_save_changed(Broker *b, AllocationRecord *changed, StoreSaveFlags flags, GError **error);
+/* The same for n records that changed (a group of hand-overs). */
+int broker_save_records(Broker *b, AllocationRecord *const *changed, size_t n, StoreSaveFlags flags,
+                        GError **error);
 int broker_save_gone(Broker *b, const char *id, StoreSaveFlags flags, GError **error);
 void broker_notify_sizes(Broker *b, Pool *p);
 void broker_waiting_retry(Broker *b);

@@ -208,21 +208,21 @@ static void collect_all(Broker *b, GPtrArray *recs) {
 
 /* Tests: a partial save missed nothing, and the owner index holds what
  * the broker does; anything else is a bug worth a core dump. */
-static int save_check(Broker *b, StoreState *st, const AllocationRecord *changed) {
+static int save_check(Broker *b, StoreState *st, const char *what) {
         g_autoptr(GError) error = NULL;
 
         g_ptr_array_set_size(st->allocations, 0);
         st->partial = false;
         collect_all(b, st->allocations);
         if (store_save_state(b->state_path, st, STORE_SAVE_CHECK, &error) < 0 || !owners_index_check(b, &error)) {
-                log_error("After a save of %s: %s", changed ? changed->id : "no record", error->message);
+                log_error("After a save of %s: %s", what, error->message);
                 abort();
         }
         return 0;
 }
 
-static int save(Broker *b, const AllocationRecord *changed, const char *gone, StoreSaveFlags flags,
-                GError **error) {
+static int save(Broker *b, AllocationRecord *const *changed, size_t n_changed, const char *gone,
+                StoreSaveFlags flags, GError **error) {
         g_autoptr(GPtrArray) recs = g_ptr_array_new();
         g_autoptr(GPtrArray) gone_ids = g_ptr_array_new();
         g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(RegionRange));
@@ -232,8 +232,8 @@ static int save(Broker *b, const AllocationRecord *changed, const char *gone, St
         int r;
 
         if (st.partial) {
-                if (changed)
-                        g_ptr_array_add(recs, (void *) changed);
+                for (size_t i = 0; i < n_changed; i++)
+                        g_ptr_array_add(recs, changed[i]);
                 if (gone)
                         g_ptr_array_add(gone_ids, (void *) gone);
         } else
@@ -253,20 +253,25 @@ static int save(Broker *b, const AllocationRecord *changed, const char *gone, St
         b->save_all = r < 0;
         if (r < 0 || !b->check_saves)
                 return r;
-        return save_check(b, &st, changed);
+        return save_check(b, &st, n_changed ? changed[0]->id : gone ? gone : "no record");
 }
 
 int broker_save_full(Broker *b, StoreSaveFlags flags, GError **error) {
         b->save_all = true;
-        return save(b, NULL, NULL, flags, error);
+        return save(b, NULL, 0, NULL, flags, error);
 }
 
-int broker_save_changed(Broker *b, const AllocationRecord *changed, StoreSaveFlags flags, GError **error) {
-        return save(b, changed, NULL, flags, error);
+int broker_save_changed(Broker *b, AllocationRecord *changed, StoreSaveFlags flags, GError **error) {
+        return save(b, &changed, changed ? 1 : 0, NULL, flags, error);
+}
+
+int broker_save_records(Broker *b, AllocationRecord *const *changed, size_t n, StoreSaveFlags flags,
+                        GError **error) {
+        return save(b, changed, n, NULL, flags, error);
 }
 
 int broker_save_gone(Broker *b, const char *id, StoreSaveFlags flags, GError **error) {
-        return save(b, NULL, id, flags, error);
+        return save(b, NULL, 0, id, flags, error);
 }
 
 int broker_save(Broker *b, GError **error) {
