@@ -30,6 +30,10 @@ struct Broker {
         GPtrArray *unmanaged;    /* AllocationRecord* */
         GHashTable *owners;      /* owner name -> uid it belongs to (owners.c) */
         GQueue *waiting;         /* WaitingAllocate* */
+        /* Warm hand-overs made in memory, waiting for the one durable
+         * save that commits them together (warm.c). */
+        GPtrArray *handovers;    /* HandOver* */
+        sd_event_source *commit_source;
         sd_event_source *waiting_timer; /* fails waiting requests at their deadline */
         Scrubber *scrubber;
         ScrubSched *scrub;

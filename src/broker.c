@@ -913,9 +913,8 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
                 return false;
 
         /* A warm device that fits is handed over: no kernel work now. */
-        n = warm_hand_over(b, req, done, userdata, error);
-        if (n != 0)
-                return n > 0;
+        if (warm_hand_over(b, req, done, userdata) > 0)
+                return true;
 
         pool = allocate_place(b, req, &align, ranges, &n, &wait, error);
         /* Warm devices go first when they stand in the way. */
@@ -1191,7 +1190,7 @@ static void owner_release_one(unsigned count, const GError *error, void *userdat
 }
 
 bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *userdata, GError **error) {
-        g_autoptr(GPtrArray) all = broker_list_allocations(b);
+        g_autoptr(GPtrArray) all = NULL;
         const char *why = name_invalid_reason(owner);
         OwnerRelease *o;
 
@@ -1199,6 +1198,10 @@ bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *u
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT, "Owner %s", why);
                 return false;
         }
+        /* An Allocate of the owner read before this call is answered
+         * before it, and released by it. */
+        warm_commit(b);
+        all = broker_list_allocations(b);
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
                 if (strcmp(a->rec->owner, owner) == 0 && a->busy) {
@@ -1251,7 +1254,12 @@ int broker_open(Broker *b, Allocation *a, GError **error) {
 }
 
 void broker_client_vanished(Broker *b, const char *client) {
-        g_autoptr(GPtrArray) all = broker_list_allocations(b);
+        g_autoptr(GPtrArray) all = NULL;
+
+        /* Its transient hand-overs still waiting are committed, then
+         * released with the rest. */
+        warm_commit(b);
+        all = broker_list_allocations(b);
 
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
@@ -1518,6 +1526,9 @@ finish:
 }
 
 void broker_stop(Broker *b) {
+        /* Hand-overs read before the stop are answered; later ones are
+         * committed one by one (warm_hand_over() while stopping). */
+        warm_commit(b);
         b->stopping = true;
         b->host.stopping = true;
         if (b->scrub)
@@ -1525,6 +1536,8 @@ void broker_stop(Broker *b) {
 }
 
 int broker_reload(Broker *b, Config *config, GError **error) {
+        /* Committed under the configuration they were matched by. */
+        warm_commit(b);
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];
                 const PoolConfig *pc = config_find_pool(config, p->region_id, p->start);
@@ -1767,6 +1780,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->unmanaged = g_ptr_array_new_with_free_func((GDestroyNotify) allocation_record_free);
         b->owners = store_owners_new();
         b->waiting = g_queue_new();
+        b->handovers = g_ptr_array_new();
         b->boot_id = backend->ops->boot_id(backend);
         b->lock_fd = -1;
         crash_point_arm(g_getenv("DAXBROKER_TEST_CRASH_AT"));
@@ -1860,6 +1874,8 @@ void broker_free(Broker *b) {
                 waiting_free(w);
         }
         g_queue_free(b->waiting);
+        warm_commit_abandon(b);
+        g_ptr_array_free(b->handovers, TRUE);
         scrub_sched_free(b->scrub);
         sd_event_source_disable_unref(b->waiting_timer);
         sd_event_source_disable_unref(b->restore_timer);

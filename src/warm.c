@@ -19,6 +19,10 @@
 /* Fills that failed in a row before the pool stops trying until a
  * configuration reload or a successful operation. */
 #define WARM_FAILURES_MAX 3
+/* At most this many hand-overs share one durable save: under a steady
+ * stream of calls the loop may never be idle, and the first caller of a
+ * group waits for the last. */
+#define WARM_COMMIT_MAX 32
 
 typedef struct WarmJob {
         Broker *broker;
@@ -28,6 +32,22 @@ typedef struct WarmJob {
         const char *step;
         char name[DAX_NAME_MAX];
 } WarmJob;
+
+/* A hand-over made in memory, waiting for the save that records it. */
+typedef struct HandOver {
+        Allocation *allocation;
+        /* What the record said as a warm device, for a rollback. */
+        char *owner, *label, *client;
+        uid_t owner_uid, old_device_uid;
+        gid_t old_device_gid;
+        uint64_t created_usec;
+        bool transient;
+        bool has_device_owner;
+        uid_t device_uid;
+        gid_t device_gid;
+        BrokerAllocateDone done;
+        void *userdata;
+} HandOver;
 
 static void warm_allocation_free(Allocation *a) {
         if (!a)
@@ -106,6 +126,11 @@ ExtentMap *warm_map_as_free(const Pool *p) {
         return m;
 }
 
+static bool collect_one(const AllocationRecord *r, void *userdata) {
+        g_ptr_array_add(userdata, (AllocationRecord *) r);
+        return true;
+}
+
 void warm_collect(Broker *b, GPtrArray *recs) {
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];
@@ -113,6 +138,7 @@ void warm_collect(Broker *b, GPtrArray *recs) {
                 for (guint k = 0; p->warm && k < p->warm->len; k++)
                         g_ptr_array_add(recs, ((Allocation *) p->warm->pdata[k])->rec);
         }
+        warm_queued_foreach(b, collect_one, recs);
 }
 
 void warm_adopt(Broker *b) {
@@ -293,6 +319,9 @@ static char *warm_new_id(Broker *b) {
         for (;;) {
                 char *id = g_strdup_printf("%08x%08x", g_random_int(), g_random_int());
                 bool taken = g_hash_table_contains(b->allocations, id);
+
+                for (guint i = 0; !taken && i < b->handovers->len; i++)
+                        taken = strcmp(((HandOver *) b->handovers->pdata[i])->allocation->rec->id, id) == 0;
 
                 for (guint i = 0; !taken && i < b->pools->len; i++) {
                         Pool *p = b->pools->pdata[i];
@@ -551,21 +580,157 @@ static bool warm_matches(const Allocation *a, const Pool *p, const AllocateReque
                (!req->has_numa_node || req->numa_node == p->numa_node);
 }
 
-static void hand_back(AllocationRecord *rec, char *owner, char *label, char *client) {
-        g_free(rec->owner);
-        rec->owner = owner;
-        g_free(rec->label);
-        rec->label = label;
-        g_free(rec->client);
-        rec->client = client;
+/* ---- hand-over, committed in groups ---- */
+
+
+static void hand_over_free(HandOver *h) {
+        g_free(h->owner);
+        g_free(h->label);
+        g_free(h->client);
+        g_free(h);
 }
 
-int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
-                   GError **error) {
-        AllocationRecord *rec, old;
+static void hand_over_roll_back(HandOver *h) {
+        Allocation *a = h->allocation;
+        AllocationRecord *rec = a->rec;
+
+        g_free(rec->owner);
+        rec->owner = g_steal_pointer(&h->owner);
+        g_free(rec->label);
+        rec->label = g_steal_pointer(&h->label);
+        g_free(rec->client);
+        rec->client = g_steal_pointer(&h->client);
+        rec->owner_uid = h->owner_uid;
+        rec->created_usec = h->created_usec;
+        rec->transient = h->transient;
+        rec->device_uid = h->old_device_uid;
+        rec->device_gid = h->old_device_gid;
+        rec->warm = true;
+        g_ptr_array_add(a->pool->warm, a);
+}
+
+/* Takes the device over for the request once the commit has made its
+ * record durable: fd, device owner, journal, stable path, reply. */
+static void hand_over_finish(Broker *b, HandOver *h) {
+        g_autoptr(GError) error = NULL;
+        Allocation *a = h->allocation;
+        AllocationRecord *rec = a->rec;
+        int fd;
+
+        crash_point("handover-recorded");
+        /* On the event loop: an open and a chown take microseconds, and
+         * the region's lane may be busy making the next warm device. */
+        fd = b->backend->ops->open_device(b->backend, rec->device);
+        if (fd >= 0 && h->has_device_owner && fchown(fd, h->device_uid, h->device_gid) < 0) {
+                int k = -errno;
+                close(fd);
+                fd = k;
+        }
+        if (fd < 0) {
+                g_set_error(&error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                            "Cannot hand warm device /dev/%s over: %s", rec->device, g_strerror(-fd));
+                log_error("Allocate for '%s': %s; removing it", rec->owner, error->message);
+                h->allocation = NULL;
+                broker_allocation_retire(b, a);
+                h->done(NULL, -1, error, h->userdata);
+                return;
+        }
+        if (h->has_device_owner)
+                crash_point("handover-chowned");
+
+        log_debug("Allocate %s for '%s': warm device %s handed over", rec->id, rec->owner, rec->device);
+        warm_note_request(a->pool, allocation_size(a));
+        events_allocated(a, NULL, 0);
+        broker_stable_path_update(b, rec);
+        h->done(a, fd, NULL, h->userdata);
+        close(fd);
+}
+
+void warm_commit(Broker *b) {
+        g_autoptr(GPtrArray) batch = NULL;
+        g_autoptr(GError) error = NULL;
+        int r;
+
+        if (!b->handovers || b->handovers->len == 0)
+                return;
+        /* One durable save for the whole group: warm_collect() puts the
+         * queued records in it, with their new owners. */
+        r = broker_save(b, &error);
+        /* Taken out before any reply: a reply or a signal may lead to
+         * another Allocate, which starts the next group. */
+        batch = g_steal_pointer(&b->handovers);
+        b->handovers = g_ptr_array_new();
+        if (r < 0) {
+                g_prefix_error(&error, "Cannot record the allocation: ");
+                error->domain = BROKER_ERROR;
+                error->code = BROKER_ERROR_KERNEL_FAILURE;
+                for (guint i = 0; i < batch->len; i++)
+                        hand_over_roll_back(batch->pdata[i]);
+                for (guint i = 0; i < batch->len; i++) {
+                        HandOver *h = batch->pdata[i];
+
+                        log_error("Allocate for '%s': %s; the warm device stays warm", h->allocation->rec->owner,
+                                  error->message);
+                        h->done(NULL, -1, error, h->userdata);
+                        hand_over_free(h);
+                }
+                return;
+        }
+        for (guint i = 0; i < batch->len; i++) {
+                HandOver *h = batch->pdata[i];
+
+                g_hash_table_insert(b->allocations, h->allocation->rec->id, h->allocation);
+        }
+        /* Every reply before the first signal: the callers wait for
+         * the replies, observers can wait a moment. */
+        for (guint i = 0; i < batch->len; i++)
+                hand_over_finish(b, batch->pdata[i]);
+        for (guint i = 0; i < batch->len; i++) {
+                HandOver *h = batch->pdata[i];
+                Allocation *a = h->allocation;
+
+                if (a) {
+                        broker_notify_added(b, a);
+                        broker_notify_sizes(b, a->pool);
+                        host_pool_changed(&b->host, a->pool);
+                        warm_later(b, a->pool);
+                }
+                hand_over_free(h);
+        }
+}
+
+void warm_commit_abandon(Broker *b) {
+        g_autoptr(GError) e = g_error_new(BROKER_ERROR, BROKER_ERROR_BUSY, "The broker is stopping");
+
+        for (guint i = 0; b->handovers && i < b->handovers->len; i++) {
+                HandOver *h = b->handovers->pdata[i];
+
+                hand_over_roll_back(h);
+                h->done(NULL, -1, e, h->userdata);
+                hand_over_free(h);
+        }
+        if (b->handovers)
+                g_ptr_array_set_size(b->handovers, 0);
+        b->commit_source = sd_event_source_disable_unref(b->commit_source);
+}
+
+static int on_commit(sd_event_source *s, void *userdata) {
+        warm_commit(userdata);
+        return 0;
+}
+
+bool warm_queued_foreach(Broker *b, bool (*f)(const AllocationRecord *r, void *userdata), void *userdata) {
+        for (guint i = 0; b->handovers && i < b->handovers->len; i++)
+                if (!f(((HandOver *) b->handovers->pdata[i])->allocation->rec, userdata))
+                        return false;
+        return true;
+}
+
+int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata) {
+        AllocationRecord *rec;
         Allocation *a = NULL;
         Pool *p = NULL;
-        int fd;
+        HandOver *h;
 
         for (guint i = 0; !a && i < b->pools->len; i++) {
                 p = b->pools->pdata[i];
@@ -577,7 +742,23 @@ int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone don
                 return 0;
 
         rec = a->rec;
-        old = *rec;
+        h = g_new0(HandOver, 1);
+        *h = (HandOver) {
+                .allocation = a,
+                .owner = rec->owner,
+                .label = rec->label,
+                .client = rec->client,
+                .owner_uid = rec->owner_uid,
+                .created_usec = rec->created_usec,
+                .transient = rec->transient,
+                .old_device_uid = rec->device_uid,
+                .old_device_gid = rec->device_gid,
+                .has_device_owner = req->has_device_owner,
+                .device_uid = req->device_uid,
+                .device_gid = req->device_gid,
+                .done = done,
+                .userdata = userdata,
+        };
         rec->owner = g_strdup(req->owner);
         rec->owner_uid = req->owner_uid;
         rec->label = g_strdup(req->label ? req->label : rec->id);
@@ -589,56 +770,24 @@ int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone don
         rec->warm = false;
         g_ptr_array_remove(p->warm, a);
         owners_claim(b, rec->owner, rec->owner_uid);
-        g_hash_table_insert(b->allocations, rec->id, a);
+        /* Out of the warm set and not yet among the allocations: nothing
+         * lists, releases or gives it back until the commit. */
+        g_ptr_array_add(b->handovers, h);
 
-        /* Durable before the node changes hands and before the reply. */
-        if (broker_save(b, error) < 0) {
-                g_hash_table_steal(b->allocations, rec->id);
-                hand_back(rec, old.owner, old.label, old.client);
-                rec->owner_uid = old.owner_uid;
-                rec->created_usec = old.created_usec;
-                rec->transient = old.transient;
-                rec->device_uid = old.device_uid;
-                rec->device_gid = old.device_gid;
-                rec->warm = true;
-                g_ptr_array_add(p->warm, a);
-                g_prefix_error(error, "Cannot record the allocation: ");
-                (*error)->domain = BROKER_ERROR;
-                (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
-                return -1;
+        /* Durable before the node changes hands and before the reply, as
+         * one save for every hand-over read in this pass of the event
+         * loop: the commit runs once the calls queued on the bus are
+         * handled (idle priority), or at once when the group is full, so
+         * that a stream of calls never holds the first one back. */
+        if (b->handovers->len >= WARM_COMMIT_MAX || !b->event || b->stopping)
+                warm_commit(b);
+        else {
+                if (!b->commit_source &&
+                    (sd_event_add_defer(b->event, &b->commit_source, on_commit, b) < 0 ||
+                     sd_event_source_set_priority(b->commit_source, SD_EVENT_PRIORITY_IDLE) < 0))
+                        b->commit_source = sd_event_source_disable_unref(b->commit_source);
+                if (!b->commit_source || sd_event_source_set_enabled(b->commit_source, SD_EVENT_ONESHOT) < 0)
+                        warm_commit(b);
         }
-        g_free(old.owner);
-        g_free(old.label);
-        g_free(old.client);
-        crash_point("handover-recorded");
-
-        /* On the event loop: an open and a chown take microseconds, and
-         * the region's lane may be busy making the next warm device. */
-        fd = b->backend->ops->open_device(b->backend, rec->device);
-        if (fd >= 0 && req->has_device_owner && fchown(fd, req->device_uid, req->device_gid) < 0) {
-                int k = -errno;
-                close(fd);
-                fd = k;
-        }
-        if (fd < 0) {
-                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
-                            "Cannot hand warm device /dev/%s over: %s", rec->device, g_strerror(-fd));
-                log_error("Allocate for '%s': %s; removing it", rec->owner, (*error)->message);
-                broker_allocation_retire(b, a);
-                return -1;
-        }
-        if (req->has_device_owner)
-                crash_point("handover-chowned");
-
-        log_debug("Allocate %s for '%s': warm device %s handed over", rec->id, rec->owner, rec->device);
-        warm_note_request(p, req->size);
-        events_allocated(a, NULL, 0);
-        broker_stable_path_update(b, rec);
-        done(a, fd, NULL, userdata);
-        close(fd);
-        broker_notify_added(b, a);
-        broker_notify_sizes(b, p);
-        host_pool_changed(&b->host, p);
-        warm_later(b, p);
         return 1;
 }
