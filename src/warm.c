@@ -582,7 +582,6 @@ static bool warm_matches(const Allocation *a, const Pool *p, const AllocateReque
 
 /* ---- hand-over, committed in groups ---- */
 
-
 static void hand_over_free(HandOver *h) {
         g_free(h->owner);
         g_free(h->label);
