@@ -33,15 +33,12 @@ typedef struct WarmJob {
         char name[DAX_NAME_MAX];
 } WarmJob;
 
-/* A hand-over made in memory, waiting for the save that records it. */
+/* A hand-over waiting for the save that records it. */
 typedef struct HandOver {
         Allocation *allocation;
-        /* What the record said as a warm device, for a rollback. */
-        char *owner, *label, *client;
-        uid_t owner_uid, old_device_uid;
-        gid_t old_device_gid;
-        uint64_t created_usec;
-        bool transient;
+        /* The record the allocation gets at the commit (a copy of the warm
+         * one, the caller's); after the commit, the warm one it had. */
+        AllocationRecord *rec;
         bool has_device_owner;
         uid_t device_uid;
         gid_t device_gid;
@@ -126,11 +123,6 @@ ExtentMap *warm_map_as_free(const Pool *p) {
         return m;
 }
 
-static bool collect_one(const AllocationRecord *r, void *userdata) {
-        g_ptr_array_add(userdata, (AllocationRecord *) r);
-        return true;
-}
-
 void warm_collect(Broker *b, GPtrArray *recs) {
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];
@@ -138,7 +130,9 @@ void warm_collect(Broker *b, GPtrArray *recs) {
                 for (guint k = 0; p->warm && k < p->warm->len; k++)
                         g_ptr_array_add(recs, ((Allocation *) p->warm->pdata[k])->rec);
         }
-        warm_queued_foreach(b, collect_one, recs);
+        /* As they are: warm until the commit swaps their records. */
+        for (guint i = 0; b->handovers && i < b->handovers->len; i++)
+                g_ptr_array_add(recs, ((HandOver *) b->handovers->pdata[i])->allocation->rec);
 }
 
 void warm_adopt(Broker *b) {
@@ -321,7 +315,7 @@ static char *warm_new_id(Broker *b) {
                 bool taken = g_hash_table_contains(b->allocations, id);
 
                 for (guint i = 0; !taken && i < b->handovers->len; i++)
-                        taken = strcmp(((HandOver *) b->handovers->pdata[i])->allocation->rec->id, id) == 0;
+                        taken = strcmp(((HandOver *) b->handovers->pdata[i])->rec->id, id) == 0;
 
                 for (guint i = 0; !taken && i < b->pools->len; i++) {
                         Pool *p = b->pools->pdata[i];
@@ -583,29 +577,15 @@ static bool warm_matches(const Allocation *a, const Pool *p, const AllocateReque
 /* ---- hand-over, committed in groups ---- */
 
 static void hand_over_free(HandOver *h) {
-        g_free(h->owner);
-        g_free(h->label);
-        g_free(h->client);
+        allocation_record_free(h->rec);
         g_free(h);
 }
 
-static void hand_over_roll_back(HandOver *h) {
-        Allocation *a = h->allocation;
-        AllocationRecord *rec = a->rec;
+static void hand_over_swap(HandOver *h) {
+        AllocationRecord *r = h->allocation->rec;
 
-        g_free(rec->owner);
-        rec->owner = g_steal_pointer(&h->owner);
-        g_free(rec->label);
-        rec->label = g_steal_pointer(&h->label);
-        g_free(rec->client);
-        rec->client = g_steal_pointer(&h->client);
-        rec->owner_uid = h->owner_uid;
-        rec->created_usec = h->created_usec;
-        rec->transient = h->transient;
-        rec->device_uid = h->old_device_uid;
-        rec->device_gid = h->old_device_gid;
-        rec->warm = true;
-        g_ptr_array_add(a->pool->warm, a);
+        h->allocation->rec = h->rec;
+        h->rec = r;
 }
 
 /* Takes the device over for the request once the commit has made its
@@ -652,8 +632,10 @@ void warm_commit(Broker *b) {
 
         if (!b->handovers || b->handovers->len == 0)
                 return;
-        /* One durable save for the whole group: warm_collect() puts the
-         * queued records in it, with their new owners. */
+        /* The records change hands now, in memory, and one durable save
+         * writes them all. */
+        for (guint i = 0; i < b->handovers->len; i++)
+                hand_over_swap(b->handovers->pdata[i]);
         r = broker_save(b, &error);
         /* Taken out before any reply: a reply or a signal may lead to
          * another Allocate, which starts the next group. */
@@ -663,13 +645,16 @@ void warm_commit(Broker *b) {
                 g_prefix_error(&error, "Cannot record the allocation: ");
                 error->domain = BROKER_ERROR;
                 error->code = BROKER_ERROR_KERNEL_FAILURE;
-                for (guint i = 0; i < batch->len; i++)
-                        hand_over_roll_back(batch->pdata[i]);
                 for (guint i = 0; i < batch->len; i++) {
                         HandOver *h = batch->pdata[i];
 
-                        log_error("Allocate for '%s': %s; the warm device stays warm", h->allocation->rec->owner,
-                                  error->message);
+                        hand_over_swap(h);
+                        g_ptr_array_add(h->allocation->pool->warm, h->allocation);
+                }
+                for (guint i = 0; i < batch->len; i++) {
+                        HandOver *h = batch->pdata[i];
+
+                        log_error("Allocate for '%s': %s; the warm device stays warm", h->rec->owner, error->message);
                         h->done(NULL, -1, error, h->userdata);
                         hand_over_free(h);
                 }
@@ -704,7 +689,7 @@ void warm_commit_abandon(Broker *b) {
         for (guint i = 0; b->handovers && i < b->handovers->len; i++) {
                 HandOver *h = b->handovers->pdata[i];
 
-                hand_over_roll_back(h);
+                g_ptr_array_add(h->allocation->pool->warm, h->allocation);
                 h->done(NULL, -1, e, h->userdata);
                 hand_over_free(h);
         }
@@ -720,9 +705,24 @@ static int on_commit(sd_event_source *s, void *userdata) {
 
 bool warm_queued_foreach(Broker *b, bool (*f)(const AllocationRecord *r, void *userdata), void *userdata) {
         for (guint i = 0; b->handovers && i < b->handovers->len; i++)
-                if (!f(((HandOver *) b->handovers->pdata[i])->allocation->rec, userdata))
+                if (!f(((HandOver *) b->handovers->pdata[i])->rec, userdata))
                         return false;
         return true;
+}
+
+/* The record as it would be saved, without the store's cache. */
+static AllocationRecord *record_copy(const AllocationRecord *r) {
+        AllocationRecord *c = g_memdup2(r, sizeof(*r));
+
+        c->id = g_strdup(r->id);
+        c->owner = g_strdup(r->owner);
+        c->label = g_strdup(r->label);
+        c->pool = g_strdup(r->pool);
+        c->device = g_strdup(r->device);
+        c->client = g_strdup(r->client);
+        c->cache.text = NULL;
+        c->cache.shadow = NULL;
+        return c;
 }
 
 int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata) {
@@ -740,37 +740,36 @@ int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone don
         if (!a)
                 return 0;
 
-        rec = a->rec;
-        h = g_new0(HandOver, 1);
-        *h = (HandOver) {
-                .allocation = a,
-                .owner = rec->owner,
-                .label = rec->label,
-                .client = rec->client,
-                .owner_uid = rec->owner_uid,
-                .created_usec = rec->created_usec,
-                .transient = rec->transient,
-                .old_device_uid = rec->device_uid,
-                .old_device_gid = rec->device_gid,
-                .has_device_owner = req->has_device_owner,
-                .device_uid = req->device_uid,
-                .device_gid = req->device_gid,
-                .done = done,
-                .userdata = userdata,
-        };
+        rec = record_copy(a->rec);
+        g_free(rec->owner);
         rec->owner = g_strdup(req->owner);
         rec->owner_uid = req->owner_uid;
+        g_free(rec->label);
         rec->label = g_strdup(req->label ? req->label : rec->id);
+        g_free(rec->client);
         rec->client = req->transient && req->client ? g_strdup(req->client) : NULL;
         rec->created_usec = now_usec();
         rec->transient = req->transient;
         rec->device_uid = req->has_device_owner ? req->device_uid : (uid_t) -1;
         rec->device_gid = req->has_device_owner ? req->device_gid : (gid_t) -1;
         rec->warm = false;
+
+        h = g_new0(HandOver, 1);
+        *h = (HandOver) {
+                .allocation = a,
+                .rec = rec,
+                .has_device_owner = req->has_device_owner,
+                .device_uid = req->device_uid,
+                .device_gid = req->device_gid,
+                .done = done,
+                .userdata = userdata,
+        };
         g_ptr_array_remove(p->warm, a);
         owners_claim(b, rec->owner, rec->owner_uid);
         /* Out of the warm set and not yet among the allocations: nothing
-         * lists, releases or gives it back until the commit. */
+         * gives it back, lists or releases it until the commit. Its record
+         * stays the warm one until then, so that a save in between (a
+         * fill, a cold Allocate) writes nothing of the hand-over. */
         g_ptr_array_add(b->handovers, h);
 
         /* Durable before the node changes hands and before the reply, as
