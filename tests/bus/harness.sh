@@ -58,7 +58,8 @@
 #   warm-burst  16 Allocates that warm devices fit, sent together: each
 #               gets its own device, and they share far fewer than 16
 #               durable saves (fsyncs of the state directory, from the
-#               metrics file); then the same burst with the daemon killed
+#               metrics file); a ReleaseOwner read right behind such a burst
+#               releases all of it; then the same burst with the daemon killed
 #               at the fourth hand-over's chown: the three that were
 #               answered are there after the restart, and no memory is lost
 set -u
@@ -811,6 +812,9 @@ warm-burst)
         t $([ "$(metric daxbroker_allocate_duration_seconds_count)" = $((calls + N)) ] && [ "$grown" -le $((N / 4)) ]
             echo $?) "the $N hand-overs shared their durable saves: the state directory was fsync'ed $grown times"
         call ReleaseOwner s scn-burst >/dev/null
+        wait_warm $((N * M32)); t $? "refilled after the release ($(warm_size))"
+        step "a ReleaseOwner read right behind a burst answers after it and releases all of it" \
+                warm-burst open $M32 $N "$daemon_pid" "$tmp/burst" release
         # Killed at the chown of the fourth hand-over of a group: three
         # were answered, the rest were recorded and never answered.
         kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=

@@ -1879,12 +1879,16 @@ static int warm_take(const char *pool, uint64_t size, const char *out) {
  * "PATH DEVICE" of each Allocate that succeeded to OUT. Without "crash"
  * every one of the N must succeed, each with its own device of the warm
  * set, owned by uid 65534; with "crash" the daemon dies half-way and the
- * harness checks what survives. */
+ * harness checks what survives; with "release" a ReleaseOwner of the
+ * burst's owner follows it in the same pass. */
 typedef struct BurstCall {
         bool done, ok;
         char path[256], error[256];
         int fd;
 } BurstCall;
+
+/* Replies of the burst so far, in the order they came. */
+static unsigned burst_order;
 
 static int on_burst_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         BurstCall *c = userdata;
@@ -1893,6 +1897,7 @@ static int on_burst_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
 
         c->done = true;
         c->fd = -1;
+        burst_order++;
         if (sd_bus_message_is_method_error(m, NULL)) {
                 const sd_bus_error *e = sd_bus_message_get_error(m);
                 snprintf(c->error, sizeof(c->error), "%s: %s", e->name, e->message);
@@ -1906,9 +1911,25 @@ static int on_burst_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         return 0;
 }
 
-static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, const char *out, bool crash) {
-        BurstCall *calls = calloc(n + 1, sizeof(BurstCall));
-        unsigned ok = 0, left = n + 1;
+static int on_release_owner_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        BurstCall *c = userdata;
+        uint32_t count = 0;
+
+        c->done = true;
+        c->fd = -1;
+        if (sd_bus_message_is_method_error(m, NULL))
+                snprintf(c->error, sizeof(c->error), "%s", sd_bus_message_get_error(m)->message);
+        else if (sd_bus_message_read(m, "u", &count) > 0) {
+                c->ok = true;
+                snprintf(c->path, sizeof(c->path), "%u %u", count, burst_order);
+        }
+        return 0;
+}
+
+static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, const char *out, const char *mode) {
+        bool crash = strcmp(mode, "crash") == 0, release_too = strcmp(mode, "release") == 0;
+        BurstCall *calls = calloc(n + 2, sizeof(BurstCall));
+        unsigned ok = 0, left = n + 1 + release_too;
         Range w[64];
         PoolInfo p = {};
         FILE *f;
@@ -1938,6 +1959,14 @@ static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, co
                         left--;
                 }
         }
+        /* Read in the same pass as the burst, after it: it releases what
+         * the burst got, and answers after it. */
+        if (release_too && sd_bus_call_method_async(bus, NULL, DEST, PATH, MGR, "ReleaseOwner", on_release_owner_reply,
+                                                    &calls[n + 1], "s", "scn-burst") < 0) {
+                check(false, "send ReleaseOwner");
+                calls[n + 1].done = true;
+                left--;
+        }
         /* The bus daemon answers in order: once it has answered this, it
          * has passed the burst on. */
         check(sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
@@ -1951,7 +1980,7 @@ static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, co
                         break;
                 }
                 left = 0;
-                for (unsigned i = 0; i <= n; i++)
+                for (unsigned i = 0; i <= n + release_too; i++)
                         left += !calls[i].done;
                 if (left > 0 && r == 0 && sd_bus_wait(bus, UINT64_MAX) < 0)
                         break;
@@ -1972,7 +2001,9 @@ static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, co
                         fprintf(f, "%s\n", calls[i].path);
                 if (crash)
                         continue;
-                check(fstat(calls[i].fd, &st) == 0 && st.st_uid == 65534, "Allocate %u: its device is uid 65534's", i);
+                /* A release gives the node back to root. */
+                check(fstat(calls[i].fd, &st) == 0 && (release_too || st.st_uid == 65534),
+                      "Allocate %u: its device is uid 65534's", i);
                 for (unsigned k = 0; k < i; k++) {
                         struct stat o;
 
@@ -1987,7 +2018,7 @@ static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, co
                                 inside = inside || (a.ranges[0].start >= p.start + w[k].start &&
                                                     a.ranges[0].start + a.ranges[0].size <=
                                                             p.start + w[k].start + w[k].size);
-                check(inside, "Allocate %u: listed, its range was a warm extent before the burst", i);
+                check(inside || release_too, "Allocate %u: listed, its range was a warm extent before the burst", i);
         }
         if (f)
                 fclose(f);
@@ -1997,7 +2028,21 @@ static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, co
                       "one more with a label of the burst is refused: %s", calls[n].ok ? "it succeeded" : calls[n].error);
         } else
                 diag("%u of %u Allocates got their device before the daemon died", ok, n);
-        for (unsigned i = 0; i <= n; i++)
+        if (release_too) {
+                unsigned count = 0, order = 0;
+                AllocInfo all[64];
+                int na = list_allocations(all, 64), mine = 0;
+
+                if (calls[n + 1].ok)
+                        sscanf(calls[n + 1].path, "%u %u", &count, &order);
+                check(calls[n + 1].ok && count == n, "a ReleaseOwner sent right behind the burst released all %u (%s)",
+                      n, calls[n + 1].ok ? calls[n + 1].path : calls[n + 1].error);
+                check(order == n + 1, "it was answered after every Allocate of the burst (%u replies before it)", order);
+                for (int i = 0; i < na; i++)
+                        mine += strcmp(all[i].owner, "scn-burst") == 0;
+                check(mine == 0, "the owner has no allocation left (%d)", mine);
+        }
+        for (unsigned i = 0; i <= n + 1; i++)
                 if (calls[i].fd > 0)
                         close(calls[i].fd);
         free(calls);
@@ -2199,7 +2244,7 @@ int main(int argc, char **argv) {
                                 "check-persist F [--after-reboot|--from-host [POOL]]|check-restoring F|setup-dirty F|check-dirty F [HOLD]|"
                                 "wait-clean|zeroing|cleanup|"
                                 "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL|"
-                                "crash-workload POOL|warm-take POOL SIZE OUT|warm-burst POOL SIZE N PID OUT [crash]|warm-miss POOL SIZE OTHER NODE|"
+                                "crash-workload POOL|warm-take POOL SIZE OUT|warm-burst POOL SIZE N PID OUT [crash|release]|warm-miss POOL SIZE OTHER NODE|"
                                 "warm-larger POOL|warm-host POOL WARM|release-held POOL OUT|whole-zero POOL\n");
                 return 2;
         }
@@ -2271,8 +2316,7 @@ int main(int argc, char **argv) {
                 r = warm_take(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), argv[optind + 3]);
         else if (strcmp(cmd, "warm-burst") == 0 && optind + 5 < argc)
                 r = warm_burst(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), atoi(argv[optind + 3]),
-                               atoi(argv[optind + 4]), argv[optind + 5],
-                               optind + 6 < argc && strcmp(argv[optind + 6], "crash") == 0);
+                               atoi(argv[optind + 4]), argv[optind + 5], optind + 6 < argc ? argv[optind + 6] : "");
         else if (strcmp(cmd, "warm-miss") == 0 && optind + 4 < argc)
                 r = warm_miss(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), argv[optind + 3],
                               atoi(argv[optind + 4]));
