@@ -1189,6 +1189,14 @@ static void owner_release_one(unsigned count, const GError *error, void *userdat
         g_free(o);
 }
 
+static bool not_of_owner(const AllocationRecord *r, void *owner) {
+        return strcmp(r->owner, owner) != 0;
+}
+
+static bool not_of_client(const AllocationRecord *r, void *client) {
+        return !r->transient || g_strcmp0(r->client, client) != 0;
+}
+
 bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *userdata, GError **error) {
         g_autoptr(GPtrArray) all = NULL;
         const char *why = name_invalid_reason(owner);
@@ -1200,7 +1208,8 @@ bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *u
         }
         /* An Allocate of the owner read before this call is answered
          * before it, and released by it. */
-        warm_commit(b);
+        if (!warm_queued_foreach(b, not_of_owner, (void *) owner))
+                warm_commit(b);
         all = broker_list_allocations(b);
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
@@ -1258,7 +1267,8 @@ void broker_client_vanished(Broker *b, const char *client) {
 
         /* Its transient hand-overs still waiting are committed, then
          * released with the rest. */
-        warm_commit(b);
+        if (!warm_queued_foreach(b, not_of_client, (void *) client))
+                warm_commit(b);
         all = broker_list_allocations(b);
 
         for (guint i = 0; i < all->len; i++) {
