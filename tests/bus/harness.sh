@@ -59,7 +59,9 @@
 #               gets its own device, and they share far fewer than 16
 #               durable saves (fsyncs of the state directory, from the
 #               metrics file); a ReleaseOwner read right behind such a burst
-#               releases all of it; then the same burst with the daemon killed
+#               releases all of it, and one of transient Allocates from a
+#               client that leaves before the replies leaves nothing; then the
+#               same burst with the daemon killed
 #               at the fourth hand-over's chown: the three that were
 #               answered are there after the restart, and no memory is lost
 set -u
@@ -815,6 +817,19 @@ warm-burst)
         wait_warm $((N * M32)); t $? "refilled after the release ($(warm_size))"
         step "a ReleaseOwner read right behind a burst answers after it and releases all of it" \
                 warm-burst open $M32 $N "$daemon_pid" "$tmp/burst" release
+        wait_warm $((N * M32)); t $? "refilled after the release ($(warm_size))"
+        gone=$(grep -c "left the bus, releasing" "$tmp/daemon.log")
+        step "a burst of transient Allocates from a client that leaves before the replies" \
+                warm-burst open $M32 $N "$daemon_pid" "$tmp/burst" vanish
+        for _ in $(seq 500); do
+                left=$(busctl --address="$addr" --json=short call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
+                        org.daxbroker.Broker1.Manager ListAllocations |
+                        python3 -c 'import json,sys; print(sum(a[2] == "scn-burst" for a in json.load(sys.stdin)["data"][0]))')
+                [ "$left" = 0 ] && break; sleep 0.02
+        done
+        gone=$(( $(grep -c "left the bus, releasing" "$tmp/daemon.log") - gone ))
+        t $([ "$left" = 0 ] && [ "$gone" = $N ]; echo $?) \
+                "all of them were made, and released once it had gone ($gone released, $left left)"
         # Killed at the chown of the fourth hand-over of a group: three
         # were answered, the rest were recorded and never answered.
         kill -TERM "$daemon_pid"; wait "$daemon_pid"; daemon_pid=

@@ -1880,7 +1880,8 @@ static int warm_take(const char *pool, uint64_t size, const char *out) {
  * every one of the N must succeed, each with its own device of the warm
  * set, owned by uid 65534; with "crash" the daemon dies half-way and the
  * harness checks what survives; with "release" a ReleaseOwner of the
- * burst's owner follows it in the same pass. */
+ * burst's owner follows it in the same pass; with "vanish" they are
+ * transient and the client leaves the bus before any reply. */
 typedef struct BurstCall {
         bool done, ok;
         char path[256], error[256];
@@ -1928,6 +1929,7 @@ static int on_release_owner_reply(sd_bus_message *m, void *userdata, sd_bus_erro
 
 static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, const char *out, const char *mode) {
         bool crash = strcmp(mode, "crash") == 0, release_too = strcmp(mode, "release") == 0;
+        bool vanish = strcmp(mode, "vanish") == 0;
         BurstCall *calls = calloc(n + 2, sizeof(BurstCall));
         unsigned ok = 0, left = n + 1 + release_too;
         Range w[64];
@@ -1949,8 +1951,8 @@ static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, co
                 /* The last one repeats the first one's label. */
                 snprintf(label, sizeof(label), "burst-%u", i < n ? i : 0);
                 sd_bus_message_new_method_call(bus, &m, DEST, PATH, MGR, "Allocate");
-                sd_bus_message_append(m, "sta{sv}", "scn-burst", size, 4, "pool", "s", pool, "label", "s", label,
-                                      "device-uid", "u", 65534, "device-gid", "u", 65534);
+                sd_bus_message_append(m, "sta{sv}", "scn-burst", size, 5, "pool", "s", pool, "label", "s", label,
+                                      "device-uid", "u", 65534, "device-gid", "u", 65534, "transient", "b", vanish);
                 r = sd_bus_call_async(bus, NULL, m, on_burst_reply, &calls[i], 0);
                 sd_bus_message_unref(m);
                 if (r < 0) {
@@ -1972,6 +1974,11 @@ static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, co
         check(sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
                                  "GetId", NULL, NULL, "") >= 0, "a round trip to the bus daemon behind the burst");
         check(kill(pid, SIGCONT) == 0, "the daemon goes on");
+        if (vanish) {
+                /* Gone before any reply: the harness looks at what is left. */
+                free(calls);
+                return n_fail ? 1 : 0;
+        }
         while (left > 0) {
                 int r = sd_bus_process(bus, NULL);
 
@@ -2244,7 +2251,7 @@ int main(int argc, char **argv) {
                                 "check-persist F [--after-reboot|--from-host [POOL]]|check-restoring F|setup-dirty F|check-dirty F [HOLD]|"
                                 "wait-clean|zeroing|cleanup|"
                                 "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL|"
-                                "crash-workload POOL|warm-take POOL SIZE OUT|warm-burst POOL SIZE N PID OUT [crash|release]|warm-miss POOL SIZE OTHER NODE|"
+                                "crash-workload POOL|warm-take POOL SIZE OUT|warm-burst POOL SIZE N PID OUT [crash|release|vanish]|warm-miss POOL SIZE OTHER NODE|"
                                 "warm-larger POOL|warm-host POOL WARM|release-held POOL OUT|whole-zero POOL\n");
                 return 2;
         }
