@@ -32,6 +32,10 @@ struct Broker {
         GHashTable *owner_index; /* owner name -> GPtrArray of its AllocationRecord* (owners.c) */
         GHashTable *uid_counts;  /* uid -> number of records it owns (owners.c) */
         GQueue *waiting;         /* WaitingAllocate* */
+        /* Warm hand-overs made in memory, waiting for the one durable
+         * save that commits them together (warm.c). */
+        GPtrArray *handovers;    /* HandOver* */
+        sd_event_source *commit_source;
         sd_event_source *waiting_timer; /* fails waiting requests at their deadline */
         Scrubber *scrubber;
         ScrubSched *scrub;

@@ -975,9 +975,8 @@ static bool allocate_try(Broker *b, const AllocateRequest *req, BrokerAllocateDo
                 return false;
 
         /* A warm device that fits is handed over: no kernel work now. */
-        n = warm_hand_over(b, req, done, userdata, error);
-        if (n != 0)
-                return n > 0;
+        if (warm_hand_over(b, req, done, userdata) > 0)
+                return true;
 
         pool = allocate_place(b, req, &align, ranges, &n, &wait, error);
         /* Warm devices go first when they stand in the way. */
@@ -1265,8 +1264,16 @@ static void owner_release_one(unsigned count, const GError *error, void *userdat
         g_free(o);
 }
 
+static bool not_of_owner(const AllocationRecord *r, void *owner) {
+        return strcmp(r->owner, owner) != 0;
+}
+
+static bool not_of_client(const AllocationRecord *r, void *client) {
+        return !r->transient || g_strcmp0(r->client, client) != 0;
+}
+
 bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *userdata, GError **error) {
-        g_autoptr(GPtrArray) all = broker_list_allocations(b);
+        g_autoptr(GPtrArray) all = NULL;
         const char *why = name_invalid_reason(owner);
         OwnerRelease *o;
 
@@ -1274,6 +1281,11 @@ bool broker_release_owner(Broker *b, const char *owner, BrokerDone done, void *u
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_INVALID_ARGUMENT, "Owner %s", why);
                 return false;
         }
+        /* An Allocate of the owner read before this call is answered
+         * before it, and released by it. */
+        if (!warm_queued_foreach(b, not_of_owner, (void *) owner))
+                warm_commit(b);
+        all = broker_list_allocations(b);
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
                 if (strcmp(a->rec->owner, owner) == 0 && a->busy) {
@@ -1326,7 +1338,13 @@ int broker_open(Broker *b, Allocation *a, GError **error) {
 }
 
 void broker_client_vanished(Broker *b, const char *client) {
-        g_autoptr(GPtrArray) all = broker_list_allocations(b);
+        g_autoptr(GPtrArray) all = NULL;
+
+        /* Its transient hand-overs still waiting are committed, then
+         * released with the rest. */
+        if (!warm_queued_foreach(b, not_of_client, (void *) client))
+                warm_commit(b);
+        all = broker_list_allocations(b);
 
         for (guint i = 0; i < all->len; i++) {
                 Allocation *a = all->pdata[i];
@@ -1593,6 +1611,9 @@ finish:
 }
 
 void broker_stop(Broker *b) {
+        /* Hand-overs read before the stop are answered; later ones are
+         * committed one by one (warm_hand_over() while stopping). */
+        warm_commit(b);
         b->stopping = true;
         b->host.stopping = true;
         if (b->scrub)
@@ -1600,6 +1621,8 @@ void broker_stop(Broker *b) {
 }
 
 int broker_reload(Broker *b, Config *config, GError **error) {
+        /* Committed under the configuration they were matched by. */
+        warm_commit(b);
         for (guint i = 0; i < b->pools->len; i++) {
                 Pool *p = b->pools->pdata[i];
                 const PoolConfig *pc = config_find_pool(config, p->region_id, p->start);
@@ -1843,6 +1866,7 @@ int broker_new(sd_event *event, DaxBackend *backend, Config *config, const Broke
         b->owners = store_owners_new();
         owners_index_init(b);
         b->waiting = g_queue_new();
+        b->handovers = g_ptr_array_new();
         b->boot_id = backend->ops->boot_id(backend);
         b->lock_fd = -1;
         b->save_all = true;
@@ -1938,6 +1962,8 @@ void broker_free(Broker *b) {
                 waiting_free(w);
         }
         g_queue_free(b->waiting);
+        warm_commit_abandon(b);
+        g_ptr_array_free(b->handovers, TRUE);
         scrub_sched_free(b->scrub);
         sd_event_source_disable_unref(b->waiting_timer);
         sd_event_source_disable_unref(b->restore_timer);

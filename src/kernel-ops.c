@@ -242,14 +242,23 @@ static bool crash_point_known(const char *step) {
 }
 
 static char *crash_at;
+/* POINT@N: the Nth time the point is reached (a burst of operations). */
+static gint crash_skip;
 static char *delay_at;
 static uint64_t delay_usec;
 static __thread const char *crash_op;
 
 void crash_point_arm(const char *step) {
+        const char *at = step ? strrchr(step, '@') : NULL;
+        guint64 v = 1;
+
         g_free(crash_at);
-        crash_at = g_strdup(step);
-        if (step && !crash_point_known(step))
+        crash_at = at ? g_strndup(step, at - step) : g_strdup(step);
+        if (at && !g_ascii_string_to_unsigned(at + 1, 10, 1, G_MAXINT, &v, NULL))
+                log_warning("DAXBROKER_TEST_CRASH_AT=%s: '%s' is not a count from 1; stopping at the first", step,
+                            at + 1);
+        crash_skip = (gint) v - 1;
+        if (step && !crash_point_known(crash_at))
                 log_warning("DAXBROKER_TEST_CRASH_AT=%s names no crash point (see --list-crash-points)", step);
 }
 
@@ -289,6 +298,10 @@ void crash_point(const char *step) {
                 g_usleep(delay_usec);
         if (!crash_at || strcmp(crash_at, step) != 0)
                 return;
+        /* Points on the lanes are reached from several threads. */
+        for (gint k; (k = g_atomic_int_get(&crash_skip)) > 0;)
+                if (g_atomic_int_compare_and_exchange(&crash_skip, k, k - 1))
+                        return;
         /* With DAXBROKER_TEST_HOLD_WHILE=FILE the step waits while FILE
          * exists and then goes on: a test can look at the daemon stopped
          * half-way (zeroing, say) without racing it. */

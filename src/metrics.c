@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "store.h"
 
 /* One gauge family per PoolUsage field, all in bytes. */
 typedef struct Gauge {
@@ -209,6 +210,23 @@ static void render_counters(GPtrArray *pools, GString *out) {
         }
 }
 
+/* What the state directory costs the disk: a burst of warm hand-overs
+ * shares one directory fsync, each file written still has its own. */
+static void render_syncs(GString *out) {
+        uint64_t files, dirs;
+
+        store_sync_counts(&files, &dirs);
+        g_string_append_printf(out,
+                               "# TYPE daxbroker_state_directory_syncs counter\n"
+                               "# HELP daxbroker_state_directory_syncs Durable saves of the state: fsyncs of the "
+                               "state directory.\n"
+                               "daxbroker_state_directory_syncs_total %" PRIu64 "\n"
+                               "# TYPE daxbroker_state_file_syncs counter\n"
+                               "# HELP daxbroker_state_file_syncs Fsyncs of state files written.\n"
+                               "daxbroker_state_file_syncs_total %" PRIu64 "\n",
+                               dirs, files);
+}
+
 static int key_cmp(const void *x, const void *y) {
         return strcmp(*(const char *const *) x, *(const char *const *) y);
 }
@@ -337,6 +355,7 @@ void metrics_render(Broker *b, GString *out) {
         }
         render_perf(pools, out);
         render_counters(pools, out);
+        render_syncs(out);
         render_failures(out);
         render_histogram(out, "daxbroker_allocate_duration_seconds",
                          "Successful Allocate calls, from authorization to the reply.",

@@ -19,6 +19,9 @@ static void records_foreach(Broker *b, bool (*f)(const AllocationRecord *r, void
         for (guint i = 0; i < b->unmanaged->len; i++)
                 if (!f(b->unmanaged->pdata[i], userdata))
                         return;
+        /* Hand-overs waiting for their commit count against quotas and
+         * labels as the allocations they are about to be. */
+        (void) warm_queued_foreach(b, f, userdata);
 }
 
 /* ---- the index: every record the broker holds, by owner and by uid,

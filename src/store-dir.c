@@ -258,6 +258,13 @@ static char *meta_text(const char *boot_id) {
         return g_strdup_printf("{\"version\": %d}", STORE_DIR_VERSION);
 }
 
+static uint64_t file_syncs, dir_syncs;
+
+void store_sync_counts(uint64_t *ret_files, uint64_t *ret_dirs) {
+        *ret_files = file_syncs;
+        *ret_dirs = dir_syncs;
+}
+
 /* Writes dir/name atomically: the data is on disk before the name can
  * point at it, so a power cut leaves the old file or the new one. */
 static int write_record_file(const char *dir, const char *name, const char *text, GError **error) {
@@ -284,6 +291,7 @@ static int write_record_file(const char *dir, const char *name, const char *text
         if (r == 0) {
                 step = "fsync";
                 r = fsync(fd) < 0 ? -errno : 0;
+                file_syncs++;
         }
         if (close(fd) < 0 && r == 0) {
                 step = "close";
@@ -305,6 +313,7 @@ static int write_record_file(const char *dir, const char *name, const char *text
 static int fsync_dir(const char *dir, GError **error) {
         _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
+        dir_syncs++;
         if (fd < 0 || fsync(fd) < 0) {
                 int r = -errno;
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r), "%s: cannot fsync directory: %s", dir,

@@ -134,6 +134,10 @@ int store_save_state(const char *dir, const StoreState *s, StoreSaveFlags flags,
  * allocation), or more owner files than allocations allow for. The caller
  * then saves the whole state. */
 char *store_state_to_data(const StoreState *s);
+/* How many fsync()s of record files and of state directories this process
+ * has made (a durable save that changed anything makes one of the latter):
+ * what the state costs the disk, for the metrics. */
+void store_sync_counts(uint64_t *ret_files, uint64_t *ret_dirs);
 /* Drops what the store remembers of dir: the next save scans it again. */
 void store_forget(const char *dir);
 /* state.json next to dir: the state of earlier releases. */

@@ -19,6 +19,10 @@
 /* Fills that failed in a row before the pool stops trying until a
  * configuration reload or a successful operation. */
 #define WARM_FAILURES_MAX 3
+/* At most this many hand-overs share one durable save: under a steady
+ * stream of calls the loop may never be idle, and the first caller of a
+ * group waits for the last. */
+#define WARM_COMMIT_MAX 32
 
 typedef struct WarmJob {
         Broker *broker;
@@ -28,6 +32,19 @@ typedef struct WarmJob {
         const char *step;
         char name[DAX_NAME_MAX];
 } WarmJob;
+
+/* A hand-over waiting for the save that records it. */
+typedef struct HandOver {
+        Allocation *allocation;
+        /* The record the allocation gets at the commit (a copy of the warm
+         * one, the caller's); after the commit, the warm one it had. */
+        AllocationRecord *rec;
+        bool has_device_owner;
+        uid_t device_uid;
+        gid_t device_gid;
+        BrokerAllocateDone done;
+        void *userdata;
+} HandOver;
 
 static void warm_allocation_free(Allocation *a) {
         if (!a)
@@ -113,6 +130,9 @@ void warm_collect(Broker *b, GPtrArray *recs) {
                 for (guint k = 0; p->warm && k < p->warm->len; k++)
                         g_ptr_array_add(recs, ((Allocation *) p->warm->pdata[k])->rec);
         }
+        /* As they are: warm until the commit swaps their records. */
+        for (guint i = 0; b->handovers && i < b->handovers->len; i++)
+                g_ptr_array_add(recs, ((HandOver *) b->handovers->pdata[i])->allocation->rec);
 }
 
 void warm_adopt(Broker *b) {
@@ -296,6 +316,9 @@ static char *warm_new_id(Broker *b) {
         for (;;) {
                 char *id = g_strdup_printf("%08x%08x", g_random_int(), g_random_int());
                 bool taken = g_hash_table_contains(b->allocations, id);
+
+                for (guint i = 0; !taken && i < b->handovers->len; i++)
+                        taken = strcmp(((HandOver *) b->handovers->pdata[i])->rec->id, id) == 0;
 
                 for (guint i = 0; !taken && i < b->pools->len; i++) {
                         Pool *p = b->pools->pdata[i];
@@ -556,21 +579,169 @@ static bool warm_matches(const Allocation *a, const Pool *p, const AllocateReque
                (!req->has_numa_node || req->numa_node == p->numa_node);
 }
 
-static void hand_back(AllocationRecord *rec, char *owner, char *label, char *client) {
-        g_free(rec->owner);
-        rec->owner = owner;
-        g_free(rec->label);
-        rec->label = label;
-        g_free(rec->client);
-        rec->client = client;
+/* ---- hand-over, committed in groups ---- */
+
+static void hand_over_free(HandOver *h) {
+        allocation_record_free(h->rec);
+        g_free(h);
 }
 
-int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
-                   GError **error) {
-        AllocationRecord *rec, old;
+static void hand_over_swap(HandOver *h) {
+        AllocationRecord *r = h->allocation->rec;
+
+        h->allocation->rec = h->rec;
+        h->rec = r;
+}
+
+/* Takes the device over for the request once the commit has made its
+ * record durable: fd, device owner, journal, stable path, reply. */
+static void hand_over_finish(Broker *b, HandOver *h) {
+        g_autoptr(GError) error = NULL;
+        Allocation *a = h->allocation;
+        AllocationRecord *rec = a->rec;
+        int fd;
+
+        crash_point("handover-recorded");
+        /* On the event loop: an open and a chown take microseconds, and
+         * the region's lane may be busy making the next warm device. */
+        fd = b->backend->ops->open_device(b->backend, rec->device);
+        if (fd >= 0 && h->has_device_owner && fchown(fd, h->device_uid, h->device_gid) < 0) {
+                int k = -errno;
+                close(fd);
+                fd = k;
+        }
+        if (fd < 0) {
+                g_set_error(&error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                            "Cannot hand warm device /dev/%s over: %s", rec->device, g_strerror(-fd));
+                log_error("Allocate for '%s': %s; removing it", rec->owner, error->message);
+                h->allocation = NULL;
+                broker_allocation_retire(b, a);
+                h->done(NULL, -1, error, h->userdata);
+                return;
+        }
+        if (h->has_device_owner)
+                crash_point("handover-chowned");
+
+        log_debug("Allocate %s for '%s': warm device %s handed over", rec->id, rec->owner, rec->device);
+        warm_note_request(a->pool, allocation_size(a));
+        events_allocated(a, NULL, 0);
+        broker_stable_path_update(b, rec);
+        h->done(a, fd, NULL, h->userdata);
+        close(fd);
+}
+
+void warm_commit(Broker *b) {
+        g_autoptr(GPtrArray) batch = NULL, recs = NULL;
+        g_autoptr(GError) error = NULL;
+        int r;
+
+        if (!b->handovers || b->handovers->len == 0)
+                return;
+        /* The records change hands now, in memory, and one durable save
+         * writes them all. */
+        recs = g_ptr_array_sized_new(b->handovers->len);
+        for (guint i = 0; i < b->handovers->len; i++) {
+                HandOver *h = b->handovers->pdata[i];
+
+                hand_over_swap(h);
+                g_ptr_array_add(recs, h->allocation->rec);
+        }
+        r = broker_save_records(b, (AllocationRecord *const *) recs->pdata, recs->len, STORE_SAVE_DURABLE, &error);
+        /* Taken out before any reply: a reply or a signal may lead to
+         * another Allocate, which starts the next group. */
+        batch = g_steal_pointer(&b->handovers);
+        b->handovers = g_ptr_array_new();
+        if (r < 0) {
+                g_prefix_error(&error, "Cannot record the allocation: ");
+                error->domain = BROKER_ERROR;
+                error->code = BROKER_ERROR_KERNEL_FAILURE;
+                for (guint i = 0; i < batch->len; i++) {
+                        HandOver *h = batch->pdata[i];
+
+                        hand_over_swap(h);
+                        owners_index_remove(b, h->rec);
+                        g_ptr_array_add(h->allocation->pool->warm, h->allocation);
+                }
+                for (guint i = 0; i < batch->len; i++) {
+                        HandOver *h = batch->pdata[i];
+
+                        log_error("Allocate for '%s': %s; the warm device stays warm", h->rec->owner, error->message);
+                        h->done(NULL, -1, error, h->userdata);
+                        hand_over_free(h);
+                }
+                return;
+        }
+        for (guint i = 0; i < batch->len; i++) {
+                HandOver *h = batch->pdata[i];
+
+                g_hash_table_insert(b->allocations, h->allocation->rec->id, h->allocation);
+        }
+        /* Every reply before the first signal: the callers wait for
+         * the replies, observers can wait a moment. */
+        for (guint i = 0; i < batch->len; i++)
+                hand_over_finish(b, batch->pdata[i]);
+        for (guint i = 0; i < batch->len; i++) {
+                HandOver *h = batch->pdata[i];
+                Allocation *a = h->allocation;
+
+                if (a) {
+                        broker_notify_added(b, a);
+                        broker_notify_sizes(b, a->pool);
+                        host_pool_changed(&b->host, a->pool);
+                        warm_later(b, a->pool);
+                }
+                hand_over_free(h);
+        }
+}
+
+void warm_commit_abandon(Broker *b) {
+        g_autoptr(GError) e = g_error_new(BROKER_ERROR, BROKER_ERROR_BUSY, "The broker is stopping");
+
+        for (guint i = 0; b->handovers && i < b->handovers->len; i++) {
+                HandOver *h = b->handovers->pdata[i];
+
+                owners_index_remove(b, h->rec);
+                g_ptr_array_add(h->allocation->pool->warm, h->allocation);
+                h->done(NULL, -1, e, h->userdata);
+                hand_over_free(h);
+        }
+        if (b->handovers)
+                g_ptr_array_set_size(b->handovers, 0);
+        b->commit_source = sd_event_source_disable_unref(b->commit_source);
+}
+
+static int on_commit(sd_event_source *s, void *userdata) {
+        warm_commit(userdata);
+        return 0;
+}
+
+bool warm_queued_foreach(Broker *b, bool (*f)(const AllocationRecord *r, void *userdata), void *userdata) {
+        for (guint i = 0; b->handovers && i < b->handovers->len; i++)
+                if (!f(((HandOver *) b->handovers->pdata[i])->rec, userdata))
+                        return false;
+        return true;
+}
+
+/* The record as it would be saved, without the store's cache. */
+static AllocationRecord *record_copy(const AllocationRecord *r) {
+        AllocationRecord *c = g_memdup2(r, sizeof(*r));
+
+        c->id = g_strdup(r->id);
+        c->owner = g_strdup(r->owner);
+        c->label = g_strdup(r->label);
+        c->pool = g_strdup(r->pool);
+        c->device = g_strdup(r->device);
+        c->client = g_strdup(r->client);
+        c->cache.text = NULL;
+        c->cache.shadow = NULL;
+        return c;
+}
+
+int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata) {
+        AllocationRecord *rec;
         Allocation *a = NULL;
         Pool *p = NULL;
-        int fd;
+        HandOver *h;
 
         for (guint i = 0; !a && i < b->pools->len; i++) {
                 p = b->pools->pdata[i];
@@ -581,71 +752,53 @@ int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone don
         if (!a)
                 return 0;
 
-        rec = a->rec;
-        old = *rec;
+        rec = record_copy(a->rec);
+        g_free(rec->owner);
         rec->owner = g_strdup(req->owner);
         rec->owner_uid = req->owner_uid;
+        g_free(rec->label);
         rec->label = g_strdup(req->label ? req->label : rec->id);
+        g_free(rec->client);
         rec->client = req->transient && req->client ? g_strdup(req->client) : NULL;
         rec->created_usec = now_usec();
         rec->transient = req->transient;
         rec->device_uid = req->has_device_owner ? req->device_uid : (uid_t) -1;
         rec->device_gid = req->has_device_owner ? req->device_gid : (gid_t) -1;
         rec->warm = false;
+
+        h = g_new0(HandOver, 1);
+        *h = (HandOver) {
+                .allocation = a,
+                .rec = rec,
+                .has_device_owner = req->has_device_owner,
+                .device_uid = req->device_uid,
+                .device_gid = req->device_gid,
+                .done = done,
+                .userdata = userdata,
+        };
         g_ptr_array_remove(p->warm, a);
         owners_claim(b, rec->owner, rec->owner_uid);
-        g_hash_table_insert(b->allocations, rec->id, a);
+        /* Out of the warm set and not yet among the allocations: nothing
+         * gives it back, lists or releases it until the commit. Its record
+         * stays the warm one until then, so that a save in between (a
+         * fill, a cold Allocate) writes nothing of the hand-over. */
+        g_ptr_array_add(b->handovers, h);
         owners_index_add(b, rec);
 
-        /* Durable before the node changes hands and before the reply. */
-        if (broker_save_changed(b, rec, STORE_SAVE_DURABLE, error) < 0) {
-                owners_index_remove(b, rec);
-                g_hash_table_steal(b->allocations, rec->id);
-                hand_back(rec, old.owner, old.label, old.client);
-                rec->owner_uid = old.owner_uid;
-                rec->created_usec = old.created_usec;
-                rec->transient = old.transient;
-                rec->device_uid = old.device_uid;
-                rec->device_gid = old.device_gid;
-                rec->warm = true;
-                g_ptr_array_add(p->warm, a);
-                g_prefix_error(error, "Cannot record the allocation: ");
-                (*error)->domain = BROKER_ERROR;
-                (*error)->code = BROKER_ERROR_KERNEL_FAILURE;
-                return -1;
+        /* Durable before the node changes hands and before the reply, as
+         * one save for every hand-over read in this pass of the event
+         * loop: the commit runs once the calls queued on the bus are
+         * handled (idle priority), or at once when the group is full, so
+         * that a stream of calls never holds the first one back. */
+        if (b->handovers->len >= WARM_COMMIT_MAX || !b->event || b->stopping)
+                warm_commit(b);
+        else {
+                if (!b->commit_source &&
+                    (sd_event_add_defer(b->event, &b->commit_source, on_commit, b) < 0 ||
+                     sd_event_source_set_priority(b->commit_source, SD_EVENT_PRIORITY_IDLE) < 0))
+                        b->commit_source = sd_event_source_disable_unref(b->commit_source);
+                if (!b->commit_source || sd_event_source_set_enabled(b->commit_source, SD_EVENT_ONESHOT) < 0)
+                        warm_commit(b);
         }
-        g_free(old.owner);
-        g_free(old.label);
-        g_free(old.client);
-        crash_point("handover-recorded");
-
-        /* On the event loop: an open and a chown take microseconds, and
-         * the region's lane may be busy making the next warm device. */
-        fd = b->backend->ops->open_device(b->backend, rec->device);
-        if (fd >= 0 && req->has_device_owner && fchown(fd, req->device_uid, req->device_gid) < 0) {
-                int k = -errno;
-                close(fd);
-                fd = k;
-        }
-        if (fd < 0) {
-                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
-                            "Cannot hand warm device /dev/%s over: %s", rec->device, g_strerror(-fd));
-                log_error("Allocate for '%s': %s; removing it", rec->owner, (*error)->message);
-                broker_allocation_retire(b, a);
-                return -1;
-        }
-        if (req->has_device_owner)
-                crash_point("handover-chowned");
-
-        log_debug("Allocate %s for '%s': warm device %s handed over", rec->id, rec->owner, rec->device);
-        warm_note_request(p, req->size);
-        events_allocated(a, NULL, 0);
-        broker_stable_path_update(b, rec);
-        done(a, fd, NULL, userdata);
-        close(fd);
-        broker_notify_added(b, a);
-        broker_notify_sizes(b, p);
-        host_pool_changed(&b->host, p);
-        warm_later(b, p);
         return 1;
 }

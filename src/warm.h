@@ -36,16 +36,30 @@ bool warm_holds(const Pool *p, const void *tag);
 /* A copy of the pool's map with its warm devices free (given back). */
 ExtentMap *warm_map_as_free(const Pool *p);
 
-/* The records of every pool's warm devices, for a save. */
+/* The records of every pool's warm devices and of the hand-overs waiting
+ * for their commit, for a save. */
 void warm_collect(Broker *b, GPtrArray *recs);
+/* Calls f on the record of each hand-over waiting for its commit (not in
+ * the allocations yet, so that nothing releases or lists it); false if f
+ * stopped it. */
+bool warm_queued_foreach(Broker *b, bool (*f)(const AllocationRecord *r, void *userdata), void *userdata);
 /* Start-up: the warm records reconcile adopted move from the allocations
  * to their pool's warm set. */
 void warm_adopt(Broker *b);
 
-/* Hands a matching warm device over for req: 1 (done has been called), 0
- * (none matches: go on cold), -1 (error set, nothing changed). */
-int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata,
-                   GError **error);
+/* Hands a matching warm device over for req: 1 (done is called once the
+ * hand-over is committed, or failed and rolled back: the device is warm
+ * again), 0 (none matches: go on cold). The record changes in memory at
+ * once; hand-overs of one pass of the event loop (at most
+ * WARM_COMMIT_MAX) share one durable save, and only then does each get
+ * its fd, device owner and reply. */
+int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata);
+/* Commits the queued hand-overs now: before anything acts on all the
+ * allocations of an owner or client, or on the configuration, and at
+ * stop. */
+void warm_commit(Broker *b);
+/* Stop: hand-overs still queued are rolled back, each told why. */
+void warm_commit_abandon(Broker *b);
 /* A request of this size was placed in p: learned sizes follow it. */
 void warm_note_request(Pool *p, uint64_t size);
 /* Refill soon (after a short quiet time), if the pool lacks warm devices. */

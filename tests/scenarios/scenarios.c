@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <glob.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -1869,6 +1870,192 @@ static int warm_take(const char *pool, uint64_t size, const char *out) {
         return n_fail ? 1 : 0;
 }
 
+/* A burst of Allocates that warm devices fit, all sent before any is
+ * read: warm-burst POOL SIZE N PID OUT [crash]. The daemon (PID) is held
+ * with SIGSTOP while they are sent, and a round trip to the bus daemon
+ * behind them makes sure they wait in its socket when it goes on: it
+ * reads them in one pass. One more with a label of the burst must be
+ * refused (hand-overs not yet committed still own their labels). Writes
+ * "PATH DEVICE" of each Allocate that succeeded to OUT. Without "crash"
+ * every one of the N must succeed, each with its own device of the warm
+ * set, owned by uid 65534; with "crash" the daemon dies half-way and the
+ * harness checks what survives; with "release" a ReleaseOwner of the
+ * burst's owner follows it in the same pass; with "vanish" they are
+ * transient and the client leaves the bus before any reply. */
+typedef struct BurstCall {
+        bool done, ok;
+        char path[256], error[256];
+        int fd;
+} BurstCall;
+
+/* Replies of the burst so far, in the order they came. */
+static unsigned burst_order;
+
+static int on_burst_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        BurstCall *c = userdata;
+        const char *path;
+        int fd;
+
+        c->done = true;
+        c->fd = -1;
+        burst_order++;
+        if (sd_bus_message_is_method_error(m, NULL)) {
+                const sd_bus_error *e = sd_bus_message_get_error(m);
+                snprintf(c->error, sizeof(c->error), "%s: %s", e->name, e->message);
+                return 0;
+        }
+        if (sd_bus_message_read(m, "oh", &path, &fd) < 0)
+                return 0;
+        snprintf(c->path, sizeof(c->path), "%s", path);
+        c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        c->ok = c->fd >= 0;
+        return 0;
+}
+
+static int on_release_owner_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        BurstCall *c = userdata;
+        uint32_t count = 0;
+
+        c->done = true;
+        c->fd = -1;
+        if (sd_bus_message_is_method_error(m, NULL))
+                snprintf(c->error, sizeof(c->error), "%s", sd_bus_message_get_error(m)->message);
+        else if (sd_bus_message_read(m, "u", &count) > 0) {
+                c->ok = true;
+                snprintf(c->path, sizeof(c->path), "%u %u", count, burst_order);
+        }
+        return 0;
+}
+
+static int warm_burst(const char *pool, uint64_t size, unsigned n, pid_t pid, const char *out, const char *mode) {
+        bool crash = strcmp(mode, "crash") == 0, release_too = strcmp(mode, "release") == 0;
+        bool vanish = strcmp(mode, "vanish") == 0;
+        BurstCall *calls = calloc(n + 2, sizeof(BurstCall));
+        unsigned ok = 0, left = n + 1 + release_too;
+        Range w[64];
+        PoolInfo p = {};
+        FILE *f;
+        bool full;
+        int nw;
+
+        full = wait_warm(pool, n * size, &p);
+        check(full, "pool %s holds %u warm devices of %" PRIu64 " MiB (WarmSize %" PRIu64 " MiB)", pool, n,
+              size / MiB, p.warm / MiB);
+        nw = warm_extents(p.path, w, 64);
+        check(kill(pid, SIGSTOP) == 0, "the daemon is stopped while the burst is sent");
+        for (unsigned i = 0; i <= n; i++) {
+                sd_bus_message *m = NULL;
+                char label[32];
+                int r;
+
+                /* The last one repeats the first one's label. */
+                snprintf(label, sizeof(label), "burst-%u", i < n ? i : 0);
+                sd_bus_message_new_method_call(bus, &m, DEST, PATH, MGR, "Allocate");
+                sd_bus_message_append(m, "sta{sv}", "scn-burst", size, 5, "pool", "s", pool, "label", "s", label,
+                                      "device-uid", "u", 65534, "device-gid", "u", 65534, "transient", "b", vanish);
+                r = sd_bus_call_async(bus, NULL, m, on_burst_reply, &calls[i], 0);
+                sd_bus_message_unref(m);
+                if (r < 0) {
+                        check(false, "send Allocate %u: %s", i, strerror(-r));
+                        calls[i].done = true;
+                        left--;
+                }
+        }
+        /* Read in the same pass as the burst, after it: it releases what
+         * the burst got, and answers after it. */
+        if (release_too && sd_bus_call_method_async(bus, NULL, DEST, PATH, MGR, "ReleaseOwner", on_release_owner_reply,
+                                                    &calls[n + 1], "s", "scn-burst") < 0) {
+                check(false, "send ReleaseOwner");
+                calls[n + 1].done = true;
+                left--;
+        }
+        /* The bus daemon answers in order: once it has answered this, it
+         * has passed the burst on. */
+        check(sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                 "GetId", NULL, NULL, "") >= 0, "a round trip to the bus daemon behind the burst");
+        check(kill(pid, SIGCONT) == 0, "the daemon goes on");
+        if (vanish) {
+                /* Gone before any reply: the harness looks at what is left. */
+                free(calls);
+                return n_fail ? 1 : 0;
+        }
+        while (left > 0) {
+                int r = sd_bus_process(bus, NULL);
+
+                if (r < 0) {
+                        check(false, "bus: %s", strerror(-r));
+                        break;
+                }
+                left = 0;
+                for (unsigned i = 0; i <= n + release_too; i++)
+                        left += !calls[i].done;
+                if (left > 0 && r == 0 && sd_bus_wait(bus, UINT64_MAX) < 0)
+                        break;
+        }
+        f = fopen(out, "we");
+        for (unsigned i = 0; i < n; i++) {
+                AllocInfo a;
+                struct stat st;
+                bool inside = false, distinct = true;
+
+                if (!calls[i].ok) {
+                        if (!crash)
+                                check(false, "Allocate %u of the burst: %s", i, calls[i].error);
+                        continue;
+                }
+                ok++;
+                if (f)
+                        fprintf(f, "%s\n", calls[i].path);
+                if (crash)
+                        continue;
+                /* A release gives the node back to root. */
+                check(fstat(calls[i].fd, &st) == 0 && (release_too || st.st_uid == 65534),
+                      "Allocate %u: its device is uid 65534's", i);
+                for (unsigned k = 0; k < i; k++) {
+                        struct stat o;
+
+                        /* The sim's devices are files: compare the inode. */
+                        if (calls[k].ok && fstat(calls[k].fd, &o) == 0 && o.st_rdev == st.st_rdev &&
+                            o.st_dev == st.st_dev && o.st_ino == st.st_ino)
+                                distinct = false;
+                }
+                check(distinct, "Allocate %u: its device is no other's of the burst", i);
+                if (find_allocation(calls[i].path, &a) && a.n_ranges == 1)
+                        for (int k = 0; k < nw; k++)
+                                inside = inside || (a.ranges[0].start >= p.start + w[k].start &&
+                                                    a.ranges[0].start + a.ranges[0].size <=
+                                                            p.start + w[k].start + w[k].size);
+                check(inside || release_too, "Allocate %u: listed, its range was a warm extent before the burst", i);
+        }
+        if (f)
+                fclose(f);
+        if (!crash) {
+                check(ok == n, "all %u Allocates of the burst succeeded (%u did)", n, ok);
+                check(!calls[n].ok && strstr(calls[n].error, "InvalidArgument"),
+                      "one more with a label of the burst is refused: %s", calls[n].ok ? "it succeeded" : calls[n].error);
+        } else
+                diag("%u of %u Allocates got their device before the daemon died", ok, n);
+        if (release_too) {
+                unsigned count = 0, order = 0;
+                AllocInfo all[64];
+                int na = list_allocations(all, 64), mine = 0;
+
+                if (calls[n + 1].ok)
+                        sscanf(calls[n + 1].path, "%u %u", &count, &order);
+                check(calls[n + 1].ok && count == n, "a ReleaseOwner sent right behind the burst released all %u (%s)",
+                      n, calls[n + 1].ok ? calls[n + 1].path : calls[n + 1].error);
+                check(order == n + 1, "it was answered after every Allocate of the burst (%u replies before it)", order);
+                for (int i = 0; i < na; i++)
+                        mine += strcmp(all[i].owner, "scn-burst") == 0;
+                check(mine == 0, "the owner has no allocation left (%d)", mine);
+        }
+        for (unsigned i = 0; i <= n + 1; i++)
+                if (calls[i].fd > 0)
+                        close(calls[i].fd);
+        free(calls);
+        return n_fail ? 1 : 0;
+}
+
 /* Requests a warm device does not match get a cold one, and the warm
  * devices stay: warm-miss POOL SIZE OTHER_POOL NODE. */
 static int warm_miss(const char *pool, uint64_t size, const char *other, int node) {
@@ -2064,7 +2251,7 @@ int main(int argc, char **argv) {
                                 "check-persist F [--after-reboot|--from-host [POOL]]|check-restoring F|setup-dirty F|check-dirty F [HOLD]|"
                                 "wait-clean|zeroing|cleanup|"
                                 "host POOL CHUNK RESERVE|host-pinned POOL [--must-fail]|host-trigger POOL|host-check POOL|"
-                                "crash-workload POOL|warm-take POOL SIZE OUT|warm-miss POOL SIZE OTHER NODE|"
+                                "crash-workload POOL|warm-take POOL SIZE OUT|warm-burst POOL SIZE N PID OUT [crash|release|vanish]|warm-miss POOL SIZE OTHER NODE|"
                                 "warm-larger POOL|warm-host POOL WARM|release-held POOL OUT|whole-zero POOL\n");
                 return 2;
         }
@@ -2134,6 +2321,9 @@ int main(int argc, char **argv) {
                 r = crash_workload(argv[optind + 1]);
         else if (strcmp(cmd, "warm-take") == 0 && optind + 3 < argc)
                 r = warm_take(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), argv[optind + 3]);
+        else if (strcmp(cmd, "warm-burst") == 0 && optind + 5 < argc)
+                r = warm_burst(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), atoi(argv[optind + 3]),
+                               atoi(argv[optind + 4]), argv[optind + 5], optind + 6 < argc ? argv[optind + 6] : "");
         else if (strcmp(cmd, "warm-miss") == 0 && optind + 4 < argc)
                 r = warm_miss(argv[optind + 1], strtoull(argv[optind + 2], NULL, 0), argv[optind + 3],
                               atoi(argv[optind + 4]));
