@@ -637,20 +637,22 @@ void warm_commit(Broker *b) {
 
         if (!b->handovers || b->handovers->len == 0)
                 return;
-        /* The records change hands now, in memory, and one durable save
-         * writes them all. */
-        recs = g_ptr_array_sized_new(b->handovers->len);
-        for (guint i = 0; i < b->handovers->len; i++) {
-                HandOver *h = b->handovers->pdata[i];
-
-                hand_over_swap(h);
-                g_ptr_array_add(recs, h->allocation->rec);
-        }
-        r = broker_save_records(b, (AllocationRecord *const *) recs->pdata, recs->len, STORE_SAVE_DURABLE, &error);
         /* Taken out before any reply: a reply or a signal may lead to
          * another Allocate, which starts the next group. */
         batch = g_steal_pointer(&b->handovers);
         b->handovers = g_ptr_array_new();
+        /* The records change hands now, in memory (the allocations are
+         * the broker's from here on, as the owner index already has
+         * them), and one durable save writes them all. */
+        recs = g_ptr_array_sized_new(batch->len);
+        for (guint i = 0; i < batch->len; i++) {
+                HandOver *h = batch->pdata[i];
+
+                hand_over_swap(h);
+                g_hash_table_insert(b->allocations, h->allocation->rec->id, h->allocation);
+                g_ptr_array_add(recs, h->allocation->rec);
+        }
+        r = broker_save_records(b, (AllocationRecord *const *) recs->pdata, recs->len, STORE_SAVE_DURABLE, &error);
         if (r < 0) {
                 g_prefix_error(&error, "Cannot record the allocation: ");
                 error->domain = BROKER_ERROR;
@@ -658,6 +660,7 @@ void warm_commit(Broker *b) {
                 for (guint i = 0; i < batch->len; i++) {
                         HandOver *h = batch->pdata[i];
 
+                        g_hash_table_steal(b->allocations, h->allocation->rec->id);
                         hand_over_swap(h);
                         owners_index_remove(b, h->rec);
                         g_ptr_array_add(h->allocation->pool->warm, h->allocation);
@@ -670,11 +673,6 @@ void warm_commit(Broker *b) {
                         hand_over_free(h);
                 }
                 return;
-        }
-        for (guint i = 0; i < batch->len; i++) {
-                HandOver *h = batch->pdata[i];
-
-                g_hash_table_insert(b->allocations, h->allocation->rec->id, h->allocation);
         }
         /* Every reply before the first signal: the callers wait for
          * the replies, observers can wait a moment. */
