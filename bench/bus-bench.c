@@ -366,14 +366,18 @@ static int measure_burst(sd_bus *bus, const Options *o, uint64_t size) {
         return r;
 }
 
+static int pool_wait_reusable(sd_bus *bus, const Options *o, uint64_t free_before);
+
 /* Allocating clean memory must not wait for zeroing in progress: times a
  * 2 MiB Allocate while a scrub device is zeroing a released 1 GiB (the
  * pool then counts that chunk as neither free nor allocated). */
 static int measure_during_scrub(sd_bus *bus, const Options *o) {
         BenchSeries during = {};
+        uint64_t free_before = 0;
         unsigned missed = 0;
-        int r = 0;
+        int r;
 
+        r = pool_get(bus, o, "FreeSize", &free_before);
         for (unsigned i = 0; i < o->iterations && r >= 0; i++) {
                 char *big = NULL, *small = NULL;
                 uint64_t size = 0, free_ = 0, alloc = 0, dirty = 0;
@@ -411,8 +415,13 @@ static int measure_during_scrub(sd_bus *bus, const Options *o) {
                 bench_series_add(&during, t);
                 r = release(bus, small, &t);
                 free(small);
+                /* Zeroed is not enough for the next 1 GiB: the scrub
+                 * device holds its chunk until it is destroyed, and the
+                 * warm set is refilled after the hand-over. */
                 if (r >= 0)
-                        r = pool_wait_clean(bus, o);
+                        r = pool_wait_reusable(bus, o, free_before);
+                if (r >= 0)
+                        r = pool_wait_warm(bus, o);
         }
         if (missed)
                 fprintf(stderr, "bus-bench: %u of %u scrubs finished before they were caught in progress\n", missed,
