@@ -366,18 +366,39 @@ static int measure_burst(sd_bus *bus, const Options *o, uint64_t size) {
         return r;
 }
 
-static int pool_wait_reusable(sd_bus *bus, const Options *o, uint64_t free_before);
+/* Nothing in transit: every byte free or allocated (no scrub device,
+ * no device being torn down) and nothing dirty. */
+static int pool_wait_settled(sd_bus *bus, const Options *o) {
+        uint64_t size = 0, free_ = 0, alloc = 0, dirty = 0;
+
+        for (unsigned i = 0; i < 600000; i++) {
+                int r = pool_get(bus, o, "Size", &size);
+
+                if (r >= 0)
+                        r = pool_get(bus, o, "FreeSize", &free_);
+                if (r >= 0)
+                        r = pool_get(bus, o, "AllocatedSize", &alloc);
+                if (r >= 0)
+                        r = pool_get(bus, o, "DirtySize", &dirty);
+                if (r < 0)
+                        return r;
+                if (free_ + alloc == size && dirty == 0)
+                        return 0;
+                bench_pause_ms(CLEAN_POLL_MS);
+        }
+        fprintf(stderr, "bus-bench: %s does not settle: size %" PRIu64 ", free %" PRIu64 ", allocated %" PRIu64
+                ", dirty %" PRIu64 "\n", o->pool_path, size, free_, alloc, dirty);
+        return -ETIMEDOUT;
+}
 
 /* Allocating clean memory must not wait for zeroing in progress: times a
  * 2 MiB Allocate while a scrub device is zeroing a released 1 GiB (the
  * pool then counts that chunk as neither free nor allocated). */
 static int measure_during_scrub(sd_bus *bus, const Options *o) {
         BenchSeries during = {};
-        uint64_t free_before = 0;
         unsigned missed = 0;
-        int r;
+        int r = 0;
 
-        r = pool_get(bus, o, "FreeSize", &free_before);
         for (unsigned i = 0; i < o->iterations && r >= 0; i++) {
                 char *big = NULL, *small = NULL;
                 uint64_t size = 0, free_ = 0, alloc = 0, dirty = 0;
@@ -419,7 +440,7 @@ static int measure_during_scrub(sd_bus *bus, const Options *o) {
                  * device holds its chunk until it is destroyed, and the
                  * warm set is refilled after the hand-over. */
                 if (r >= 0)
-                        r = pool_wait_reusable(bus, o, free_before);
+                        r = pool_wait_settled(bus, o);
                 if (r >= 0)
                         r = pool_wait_warm(bus, o);
         }
