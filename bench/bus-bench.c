@@ -405,7 +405,14 @@ static int measure_during_scrub(sd_bus *bus, const Options *o) {
                 bool caught = false;
                 double t;
 
-                r = allocate(bus, o, "bench-scrub", BENCH_GiB, &big, &t);
+                /* Zeroed is not enough for this 1 GiB: a scrub device
+                 * holds its chunk until it is destroyed, and the warm set
+                 * is refilled after a hand-over. */
+                r = pool_wait_settled(bus, o);
+                if (r >= 0)
+                        r = pool_wait_warm(bus, o);
+                if (r >= 0)
+                        r = allocate(bus, o, "bench-scrub", BENCH_GiB, &big, &t);
                 if (r < 0)
                         break;
                 r = release(bus, big, &t);
@@ -436,13 +443,6 @@ static int measure_during_scrub(sd_bus *bus, const Options *o) {
                 bench_series_add(&during, t);
                 r = release(bus, small, &t);
                 free(small);
-                /* Zeroed is not enough for the next 1 GiB: the scrub
-                 * device holds its chunk until it is destroyed, and the
-                 * warm set is refilled after the hand-over. */
-                if (r >= 0)
-                        r = pool_wait_settled(bus, o);
-                if (r >= 0)
-                        r = pool_wait_warm(bus, o);
         }
         if (missed)
                 fprintf(stderr, "bus-bench: %u of %u scrubs finished before they were caught in progress\n", missed,
