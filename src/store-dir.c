@@ -185,9 +185,9 @@ static char *meta_text(const char *boot_id) {
         return g_strdup_printf("{\"version\": %d}", STORE_DIR_VERSION);
 }
 
-/* Writes dir/name atomically: the data is on disk before the name can
- * point at it, so a power cut leaves the old file or the new one. */
-static int write_record_file(const char *dir, const char *name, const char *text, GError **error) {
+/* Writes dir/name atomically: with sync, the data is on disk before the
+ * name can point at it, so a power cut leaves the old file or the new one. */
+static int write_record_file(const char *dir, const char *name, const char *text, bool sync, GError **error) {
         g_autofree char *tmp = g_build_filename(dir, ".tmp-XXXXXX", NULL);
         g_autofree char *path = g_build_filename(dir, name, NULL);
         const char *step;
@@ -208,7 +208,7 @@ static int write_record_file(const char *dir, const char *name, const char *text
                 step = "write";
                 r = store_write_all(fd, line, strlen(line));
         }
-        if (r == 0) {
+        if (r == 0 && sync) {
                 step = "fsync";
                 r = fsync(fd) < 0 ? -errno : 0;
         }
@@ -532,10 +532,22 @@ static int view_scan(const char *dir, StoreView **ret, GError **error) {
         return 0;
 }
 
+/* Does the save only add allocation records, replacing and removing
+ * nothing? */
+static bool only_new_allocations(StoreView *v, const GArray *changes) {
+        for (guint i = 0; i < changes->len; i++) {
+                const Change *c = &g_array_index(changes, Change, i);
+
+                if (!c->text || c->kind != FILE_ALLOCATION || g_hash_table_contains(v->allocations, c->key))
+                        return false;
+        }
+        return true;
+}
+
 int store_save_state(const char *dir, const StoreState *st, StoreSaveFlags flags, GError **error) {
         g_autoptr(GArray) changes = g_array_new(FALSE, FALSE, sizeof(Change));
         StoreView *v = views ? g_hash_table_lookup(views, dir) : NULL;
-        bool wrote = false, removes = false;
+        bool wrote = false, removes = false, sync;
         int r;
 
         g_array_set_clear_func(changes, change_clear);
@@ -550,6 +562,13 @@ int store_save_state(const char *dir, const StoreState *st, StoreSaveFlags flags
                 g_prefix_error(error, "%s: refusing to save invalid state: ", dir);
                 return -EINVAL;
         }
+        /* The intent of kernel work about to start (an Allocate's or a warm
+         * fill's "creating" record) replaces nothing: after a power cut,
+         * which ends that work, the file may be missing or empty (a load
+         * sets it aside) and nothing is lost. Not fsync'ing it spares the
+         * request a journal commit. Anything that replaces or removes a
+         * file (taking dirt off the list, say) keeps the fsync. */
+        sync = (flags & STORE_SAVE_DURABLE) || !only_new_allocations(v, changes);
 
         for (unsigned rank = 0; rank <= write_rank[FILE_META]; rank++)
                 for (guint i = 0; i < changes->len; i++) {
@@ -564,7 +583,7 @@ int store_save_state(const char *dir, const StoreState *st, StoreSaveFlags flags
                         if (write_rank[c->kind] != rank)
                                 continue;
                         name = change_file_name(c);
-                        r = write_record_file(dir, name, c->text, error);
+                        r = write_record_file(dir, name, c->text, sync, error);
                         if (r < 0)
                                 return r;
                         e = entry_put(view_table(v, c->kind), c->key, c->text);
