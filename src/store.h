@@ -106,10 +106,13 @@ int store_load_state_data(const char *data, gsize len, StoreState *ret, GError *
 /* Writes the files of s that differ from what this process last wrote or
  * read in dir, and removes the ones s no longer has; the directory is
  * created if missing. Every file is fsync'ed before it replaces the old
- * one, so a power cut leaves the old or the new file, never an empty one.
- * Without STORE_SAVE_DURABLE the directory is not fsync'ed: after a power
- * cut a rename may be lost (the old file stays), which only records that a
- * power cut makes moot anyway may accept. Saving runs the same validation
+ * one, so a power cut leaves the old or the new file, never an empty one;
+ * a save without STORE_SAVE_DURABLE that only adds allocation files does
+ * not fsync them (they replace nothing: a power cut may leave one empty,
+ * which a load sets aside). Without STORE_SAVE_DURABLE the directory is
+ * not fsync'ed either: after a power cut a rename may be lost (the old
+ * file stays), which only records that a power cut makes moot anyway may
+ * accept. Saving runs the same validation
  * as loading. The store assumes that only it writes dir. */
 typedef enum StoreSaveFlags {
         STORE_SAVE_DURABLE = 1 << 0,
