@@ -46,8 +46,10 @@
 #   --state-rig             (the default here) the rig's /var: an overlay
 #                           over 9p
 #   --trace                 afterwards, trace every syscall of a few daemon
-#                           and floor cycles with ftrace (kept in the
-#                           results directory; bench/syscall-timeline.py)
+#                           cycles (2 MiB warm: ftrace-daemon-KERNEL.txt,
+#                           1 GiB cold: ftrace-daemon-1g-KERNEL.txt) and
+#                           floor cycles with ftrace (kept in the results
+#                           directory; bench/syscall-timeline.py)
 # Raw result lines go to $DAXRIG_RESULTS/raw-KERNEL.txt, the table to
 # stdout (bench/report.awk).
 set -u
