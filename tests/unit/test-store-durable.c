@@ -130,8 +130,9 @@ static void save_ok(Fixture *f, StoreSaveFlags flags) {
         g_assert_no_error(error);
 }
 
-/* A record of work about to start (not durable) still never leaves an
- * empty file: the data is on disk before the rename can be. */
+/* A record of work about to start (not durable) that replaces a file
+ * still never leaves an empty one: the data is on disk before the rename
+ * can be. */
 static void test_not_durable_fsyncs_file(void) {
         Fixture f;
 
