@@ -366,6 +366,31 @@ static int measure_burst(sd_bus *bus, const Options *o, uint64_t size) {
         return r;
 }
 
+/* Nothing in transit: every byte free or allocated (no scrub device,
+ * no device being torn down) and nothing dirty. */
+static int pool_wait_settled(sd_bus *bus, const Options *o) {
+        uint64_t size = 0, free_ = 0, alloc = 0, dirty = 0;
+
+        for (unsigned i = 0; i < 600000; i++) {
+                int r = pool_get(bus, o, "Size", &size);
+
+                if (r >= 0)
+                        r = pool_get(bus, o, "FreeSize", &free_);
+                if (r >= 0)
+                        r = pool_get(bus, o, "AllocatedSize", &alloc);
+                if (r >= 0)
+                        r = pool_get(bus, o, "DirtySize", &dirty);
+                if (r < 0)
+                        return r;
+                if (free_ + alloc == size && dirty == 0)
+                        return 0;
+                bench_pause_ms(CLEAN_POLL_MS);
+        }
+        fprintf(stderr, "bus-bench: %s does not settle: size %" PRIu64 ", free %" PRIu64 ", allocated %" PRIu64
+                ", dirty %" PRIu64 "\n", o->pool_path, size, free_, alloc, dirty);
+        return -ETIMEDOUT;
+}
+
 /* Allocating clean memory must not wait for zeroing in progress: times a
  * 2 MiB Allocate while a scrub device is zeroing a released 1 GiB (the
  * pool then counts that chunk as neither free nor allocated). */
@@ -380,7 +405,14 @@ static int measure_during_scrub(sd_bus *bus, const Options *o) {
                 bool caught = false;
                 double t;
 
-                r = allocate(bus, o, "bench-scrub", BENCH_GiB, &big, &t);
+                /* Zeroed is not enough for this 1 GiB: a scrub device
+                 * holds its chunk until it is destroyed, and the warm set
+                 * is refilled after a hand-over. */
+                r = pool_wait_settled(bus, o);
+                if (r >= 0)
+                        r = pool_wait_warm(bus, o);
+                if (r >= 0)
+                        r = allocate(bus, o, "bench-scrub", BENCH_GiB, &big, &t);
                 if (r < 0)
                         break;
                 r = release(bus, big, &t);
@@ -411,8 +443,6 @@ static int measure_during_scrub(sd_bus *bus, const Options *o) {
                 bench_series_add(&during, t);
                 r = release(bus, small, &t);
                 free(small);
-                if (r >= 0)
-                        r = pool_wait_clean(bus, o);
         }
         if (missed)
                 fprintf(stderr, "bus-bench: %u of %u scrubs finished before they were caught in progress\n", missed,

@@ -46,8 +46,10 @@
 #   --state-rig             (the default here) the rig's /var: an overlay
 #                           over 9p
 #   --trace                 afterwards, trace every syscall of a few daemon
-#                           and floor cycles with ftrace (kept in the
-#                           results directory; bench/syscall-timeline.py)
+#                           cycles (2 MiB warm: ftrace-daemon-KERNEL.txt,
+#                           1 GiB cold: ftrace-daemon-1g-KERNEL.txt) and
+#                           floor cycles with ftrace (kept in the results
+#                           directory; bench/syscall-timeline.py)
 # Raw result lines go to $DAXRIG_RESULTS/raw-KERNEL.txt, the table to
 # stdout (bench/report.awk).
 set -u
@@ -329,13 +331,26 @@ if [ "$trace" = 1 ] && [ "$do_allocate" = 1 ]; then
         "$busbench" -p bench -n 3 -w 0 -s 2M >"$res/trace-daemon-$kernel.txt" || say "traced daemon run failed"
         echo 0 >$t/tracing_on
         cp $t/trace "$res/ftrace-daemon-$kernel.txt"
+        # Cold 1 GiB Allocates, each on a quiet daemon (warm set full,
+        # nothing to zero), as the measured ones.
+        echo >$t/trace
+        echo 1 >$t/tracing_on
+        "$busbench" -p bench -n 3 -w 0 -s 1G --warm-size $warm500 >"$res/trace-daemon-1g-$kernel.txt" ||
+                say "traced daemon 1 GiB run failed"
+        echo 0 >$t/tracing_on
+        cp $t/trace "$res/ftrace-daemon-1g-$kernel.txt"
         stop_daemon
         echo >$t/trace
         echo 1 >$t/tracing_on
         "$floor" -r $region -n 3 -w 0 -s 2M >"$res/trace-floor-$kernel.txt" || say "traced floor run failed"
         echo 0 >$t/tracing_on
-        echo 0 >$t/events/syscalls/enable
         cp $t/trace "$res/ftrace-floor-$kernel.txt"
+        echo >$t/trace
+        echo 1 >$t/tracing_on
+        "$floor" -r $region -n 3 -w 0 -s 1G >"$res/trace-floor-1g-$kernel.txt" || say "traced floor 1 GiB run failed"
+        echo 0 >$t/tracing_on
+        echo 0 >$t/events/syscalls/enable
+        cp $t/trace "$res/ftrace-floor-1g-$kernel.txt"
 fi
 
 save_logs

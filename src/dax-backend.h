@@ -78,6 +78,9 @@ typedef struct DaxBackendOps {
         /* Snapshot of all devices of one region, daxR.0 included. */
         int (*list_devices)(DaxBackend *b, unsigned region_id, DaxDeviceInfo **ret, size_t *ret_n);
         int (*get_device)(DaxBackend *b, const char *name, DaxDeviceInfo *ret);
+        /* Only the device's ranges, in device order (the cheaper read-back
+         * after carving it); NULL: get_device() serves. */
+        int (*get_ranges)(DaxBackend *b, const char *name, DaxRange ranges[DAX_RANGES_MAX], unsigned *ret_n);
 
         /* Creates a new zero-size unbound device; ret_name gets "daxR.N". */
         int (*create_device)(DaxBackend *b, unsigned region_id, char ret_name[DAX_NAME_MAX]);

@@ -873,6 +873,15 @@ static int sysfs_get_device(DaxBackend *b, const char *name, DaxDeviceInfo *ret)
         return device_read(s, name, region, instance, ret);
 }
 
+static int sysfs_get_ranges(DaxBackend *b, const char *name, DaxRange ranges[DAX_RANGES_MAX], unsigned *ret_n) {
+        int r;
+
+        r = dax_name_parse(name, NULL, NULL);
+        if (r < 0)
+                return r;
+        return device_read_ranges((SysfsBackend *) b, name, ranges, ret_n);
+}
+
 /* Drops a name from a driver's id list; nothing to do if it is not there
  * or the driver is not loaded. */
 static void driver_remove_id(SysfsBackend *s, const char *driver, const char *name) {
@@ -1474,6 +1483,7 @@ static const DaxBackendOps sysfs_ops = {
         .list_regions = sysfs_list_regions,
         .list_devices = sysfs_list_devices,
         .get_device = sysfs_get_device,
+        .get_ranges = sysfs_get_ranges,
         .create_device = sysfs_create_device,
         .set_align = sysfs_set_align,
         .add_mapping = sysfs_add_mapping,
