@@ -1213,10 +1213,7 @@ static char *record_to_text(const AllocationRecord *r) {
         return g_string_free(out, FALSE);
 }
 
-/* The record as it was when its text was made: every member is compared,
- * so a change to any of them (not only state, device and pool, the ones
- * the broker changes today) is serialized, validated and saved. */
-static AllocationRecord *record_shadow(const AllocationRecord *r) {
+AllocationRecord *allocation_record_copy(const AllocationRecord *r) {
         AllocationRecord *c = g_new0(AllocationRecord, 1);
 
         *c = *r;
@@ -1249,7 +1246,10 @@ const char *store_record_text(AllocationRecord *r) {
                 g_free(r->cache.text);
                 allocation_record_free(r->cache.shadow);
                 r->cache.text = record_to_text(r);
-                r->cache.shadow = record_shadow(r);
+                /* The record as it was when its text was made: every
+                 * member is compared, so a change to any of them is
+                 * serialized, validated and saved. */
+                r->cache.shadow = allocation_record_copy(r);
         }
         return r->cache.text;
 }

@@ -63,6 +63,8 @@ typedef struct AllocationRecord {
 
 AllocationRecord *allocation_record_new(void);
 void allocation_record_free(AllocationRecord *r);
+/* A copy of every member, without the store's cache. */
+AllocationRecord *allocation_record_copy(const AllocationRecord *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(AllocationRecord, allocation_record_free)
 
 const char *allocation_state_to_string(AllocationState s);

@@ -720,21 +720,6 @@ bool warm_queued_foreach(Broker *b, bool (*f)(const AllocationRecord *r, void *u
         return true;
 }
 
-/* The record as it would be saved, without the store's cache. */
-static AllocationRecord *record_copy(const AllocationRecord *r) {
-        AllocationRecord *c = g_memdup2(r, sizeof(*r));
-
-        c->id = g_strdup(r->id);
-        c->owner = g_strdup(r->owner);
-        c->label = g_strdup(r->label);
-        c->pool = g_strdup(r->pool);
-        c->device = g_strdup(r->device);
-        c->client = g_strdup(r->client);
-        c->cache.text = NULL;
-        c->cache.shadow = NULL;
-        return c;
-}
-
 int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone done, void *userdata) {
         AllocationRecord *rec;
         Allocation *a = NULL;
@@ -750,7 +735,7 @@ int warm_hand_over(Broker *b, const AllocateRequest *req, BrokerAllocateDone don
         if (!a)
                 return 0;
 
-        rec = record_copy(a->rec);
+        rec = allocation_record_copy(a->rec);
         g_free(rec->owner);
         rec->owner = g_strdup(req->owner);
         rec->owner_uid = req->owner_uid;
