@@ -368,18 +368,26 @@ static int measure_burst(sd_bus *bus, const Options *o, uint64_t size) {
 
 /* Nothing in transit: every byte free or allocated (no scrub device,
  * no device being torn down) and nothing dirty. */
+/* The pool's size, free, allocated and dirty bytes. */
+static int pool_sizes(sd_bus *bus, const Options *o, uint64_t *size, uint64_t *free_, uint64_t *alloc,
+                      uint64_t *dirty) {
+        int r = pool_get(bus, o, "Size", size);
+
+        if (r >= 0)
+                r = pool_get(bus, o, "FreeSize", free_);
+        if (r >= 0)
+                r = pool_get(bus, o, "AllocatedSize", alloc);
+        if (r >= 0)
+                r = pool_get(bus, o, "DirtySize", dirty);
+        return r;
+}
+
 static int pool_wait_settled(sd_bus *bus, const Options *o) {
         uint64_t size = 0, free_ = 0, alloc = 0, dirty = 0;
 
         for (unsigned i = 0; i < 600000; i++) {
-                int r = pool_get(bus, o, "Size", &size);
+                int r = pool_sizes(bus, o, &size, &free_, &alloc, &dirty);
 
-                if (r >= 0)
-                        r = pool_get(bus, o, "FreeSize", &free_);
-                if (r >= 0)
-                        r = pool_get(bus, o, "AllocatedSize", &alloc);
-                if (r >= 0)
-                        r = pool_get(bus, o, "DirtySize", &dirty);
                 if (r < 0)
                         return r;
                 if (free_ + alloc == size && dirty == 0)
@@ -420,13 +428,7 @@ static int measure_during_scrub(sd_bus *bus, const Options *o) {
                 if (r < 0)
                         break;
                 while (r >= 0 && !caught) {
-                        r = pool_get(bus, o, "Size", &size);
-                        if (r >= 0)
-                                r = pool_get(bus, o, "FreeSize", &free_);
-                        if (r >= 0)
-                                r = pool_get(bus, o, "AllocatedSize", &alloc);
-                        if (r >= 0)
-                                r = pool_get(bus, o, "DirtySize", &dirty);
+                        r = pool_sizes(bus, o, &size, &free_, &alloc, &dirty);
                         if (r < 0 || dirty == 0)
                                 break;
                         caught = free_ + alloc < size;
