@@ -47,7 +47,8 @@
 #define OWNER "vfio-proof"
 
 /* Allocate may scrub memory the host held before; the default 25 s bus
- * timeout is too short for that under TCG. */
+ * timeout is too short for that under TCG. Also the Allocate's
+ * timeout-usec. */
 #define CALL_TIMEOUT_USEC (300 * UINT64_C(1000000))
 
 #define EDU_VENDOR "0x1234"
@@ -406,7 +407,12 @@ static int allocate(uint64_t size, uint64_t align, char *ret_path, size_t len, i
 
         r = sd_bus_message_new_method_call(bus, &m, DEST, PATH, MGR, "Allocate");
         if (r >= 0)
-                r = sd_bus_message_append(m, "sta{sv}", OWNER, size, 1, "align", "t", align);
+                /* The daemon's own deadline too: without timeout-usec it
+                 * takes the device down after the 25 s a default caller
+                 * would wait, and zeroing 1 GiB under TCG on a busy
+                 * machine can take longer. */
+                r = sd_bus_message_append(m, "sta{sv}", OWNER, size, 2, "align", "t", align, "timeout-usec", "t",
+                                          CALL_TIMEOUT_USEC);
         if (r >= 0)
                 r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &error, &reply);
         sd_bus_message_unref(m);
