@@ -102,6 +102,34 @@ bool owners_index_check(Broker *b, GError **error) {
                             indexed, g_hash_table_size(seen));
                 return false;
         }
+        /* The per-uid counts, which the limits read, from the records. */
+        g_hash_table_iter_init(&it, seen);
+        while (g_hash_table_iter_next(&it, &k, NULL)) {
+                uid_t uid = ((const AllocationRecord *) k)->owner_uid;
+                unsigned want = 0;
+                GHashTableIter it2;
+                void *r;
+
+                g_hash_table_iter_init(&it2, seen);
+                while (g_hash_table_iter_next(&it2, &r, NULL))
+                        want += ((const AllocationRecord *) r)->owner_uid == uid;
+                if (GPOINTER_TO_UINT(g_hash_table_lookup(b->uid_counts, GUINT_TO_POINTER(uid))) != want) {
+                        g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                                    "owner index: uid %u counts %u records, holds %u", (unsigned) uid,
+                                    GPOINTER_TO_UINT(g_hash_table_lookup(b->uid_counts, GUINT_TO_POINTER(uid))), want);
+                        return false;
+                }
+        }
+        /* ...and no count for a uid that holds nothing. */
+        indexed = 0;
+        g_hash_table_iter_init(&it, b->uid_counts);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                indexed += GPOINTER_TO_UINT(v);
+        if (indexed != g_hash_table_size(seen)) {
+                g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
+                            "owner index: the uids count %u records, %u are held", indexed, g_hash_table_size(seen));
+                return false;
+        }
         return true;
 }
 
