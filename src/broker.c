@@ -461,11 +461,13 @@ static void allocate_done(void *p) {
                 return;
         }
 
-        events_allocated(a, j->zero, j->n_zero);
         broker_stable_path_update(b, a->rec);
-        /* The caller is waiting for its fd; observers can wait a moment. */
+        /* The caller is waiting for its fd; the journal and observers can
+         * wait a moment (anything sent on the bus before the reply is
+         * routed before it). */
         j->done(a, j->res.fd, NULL, j->userdata);
         close(j->res.fd);
+        events_allocated(a, j->zero, j->n_zero);
         g_free(j);
         broker_notify_added(b, a);
         broker_notify_sizes(b, pool);
@@ -1226,14 +1228,16 @@ static bool release_start(Broker *b, Allocation *a, BrokerDone done, void *userd
                 return false;
         }
         release_revoke(b, a);
-        events_released(a, a->rec->device);
         stable_path_remove(b, a->rec);
-        notify_removed(b, a);
         j = release_take(b, a);
         if (done)
                 done(1, NULL, userdata);
-        /* After the reply: under a slow CPU (emulation) the lane's kernel
-         * work would otherwise compete with the reply. */
+        /* After the reply: a signal sent before it is routed before it,
+         * and under a slow CPU (emulation) the lane's kernel work would
+         * compete with it. Nobody lists or opens the allocation since
+         * release_take(). */
+        events_released(a, a->rec->device);
+        notify_removed(b, a);
         broker_notify_sizes(b, a->pool);
         release_submit(b, j);
         return true;

@@ -624,10 +624,10 @@ static void hand_over_finish(Broker *b, HandOver *h) {
 
         log_debug("Allocate %s for '%s': warm device %s handed over", rec->id, rec->owner, rec->device);
         warm_note_request(a->pool, allocation_size(a));
-        events_allocated(a, NULL, 0);
         broker_stable_path_update(b, rec);
         h->done(a, fd, NULL, h->userdata);
         close(fd);
+        events_allocated(a, NULL, 0);
 }
 
 void warm_commit(Broker *b) {

@@ -715,6 +715,27 @@ sys.exit(1)' "$tmp/list.json" "$start" "$size"
         "${scn[@]}" whole-zero open >"$tmp/step.tap" 2>&1; st=$?
         sed 's/^/# /' "$tmp/step.tap"
         t $st "once zeroed, all the pool's free memory, the released ranges included, reads zero"
+        # Each reply goes out before the call's signals: dbus-daemon routes
+        # a connection's messages in order, so a signal sent first would
+        # hold the reply back.
+        dbus-monitor --address "$addr" --profile >"$tmp/monitor.txt" 2>&1 &
+        mon=$!
+        for _ in $(seq 500); do grep -qs 'NameLost' "$tmp/monitor.txt" && break; sleep 0.02; done
+        p=$(busctl --address="$addr" call org.daxbroker.Broker1 /org/daxbroker/Broker1 org.daxbroker.Broker1.Manager \
+                Allocate 'sta{sv}' scn-order $((2 << 20)) 1 pool s open | awk '{print $2}' | tr -d '"')
+        busctl --address="$addr" call org.daxbroker.Broker1 /org/daxbroker/Broker1 org.daxbroker.Broker1.Manager \
+                Release o "$p" >/dev/null
+        for _ in $(seq 500); do grep -qs 'AllocationRemoved' "$tmp/monitor.txt" && break; sleep 0.02; done
+        kill $mon; wait $mon 2>/dev/null
+        sed 's/^/# /' "$tmp/monitor.txt" | grep -E 'Allocate|Release|AllocationNew|AllocationRemoved|^# mr'
+        for call in Allocate:AllocationNew Release:AllocationRemoved; do
+                awk -F'\t' -v m="${call%%:*}" -v s="${call##*:}" '
+                        $1 == "mc" && $8 == m { serial = $3; caller = $4 }
+                        $1 == "mr" && serial != "" && $6 == serial && $5 == caller && !reply { reply = NR }
+                        $1 == "sig" && $8 == s && !sig { sig = NR }
+                        END { exit !(reply && sig && reply < sig) }' "$tmp/monitor.txt"
+                t $? "the reply to ${call%%:*} goes out before ${call##*:}"
+        done
         python3 "$src/tests/bus/sim-invariant.py" "$tmp/sim-kernel.json" "$tmp/state/state" "$addr" >"$tmp/check.out" 2>&1
         t $? "state and kernel agree: $(grep INCONSISTENT "$tmp/check.out" | head -3)"
         echo "1..$n"
