@@ -75,6 +75,25 @@ function rrow(label, ta, opa, ha, tb, opb, hb, target, scale,    s, i, size, v, 
         print s (target != "0" && target != "" ? "   <= " target : "")
 }
 
+function pct(v) {
+        return v == "" ? "-" : sprintf("%.2f", v)
+}
+
+# (daemon - floor) at H live over the same at 1 live, per size.
+function drow(label, op,    s, i, size, a, b) {
+        s = sprintf("  %-52s", label)
+        for (i = 1; i <= 2; i++) {
+                size = i == 1 ? S2 : S1G
+                a = b = ""
+                if (med("daemon", size, H, op) != "" && med("floor", size, H, op) != "")
+                        a = med("daemon", size, H, op) - med("floor", size, H, op)
+                if (med("daemon", size, 0, op) != "" && med("floor", size, 0, op) != "")
+                        b = med("daemon", size, 0, op) - med("floor", size, 0, op)
+                s = s sprintf("%13s", pct(b == "" || b + 0 <= 0 ? "" : ratio(a, b)))
+        }
+        print s
+}
+
 /^# / {
         if ($0 ~ /^# daemon (cpu|idle cpu)/)
                 cpu[++n_cpu] = substr($0, 3)
@@ -287,7 +306,18 @@ function allocate_report(    i, s, n_steps, steps, n, w) {
                      "release.complete", 0, 0)
                 rrow("floor allocate, " L " / 1 live", "floor", "allocate", H, "floor", "allocate", 0, 0)
                 rrow("floor release, " L " / 1 live", "floor", "release", H, "floor", "release", 0, 0)
+                # What a cold Allocate adds to the kernel's work (it does
+                # the floor's work and more): does that part grow?
+                drow("daemon cold Allocate - floor allocate, " L " / 1 live", "allocate")
         }
+        # The bus alone, against the floor: no call through dbus-daemon
+        # can beat this share.
+        printf "  %-52s%13s%13s\n", "bus round trip (Peer.Ping) / floor allocate, 1 live",
+               pct(ratio(med("daemon", 0, 0, "ping"), med("floor", S2, 0, "allocate"))),
+               pct(ratio(med("daemon", 0, 0, "ping"), med("floor", S1G, 0, "allocate")))
+        printf "  %-52s%13s%13s\n", "bus round trip (Peer.Ping) / floor release, 1 live",
+               pct(ratio(med("daemon", 0, 0, "ping"), med("floor", S2, 0, "release"))),
+               pct(ratio(med("daemon", 0, 0, "ping"), med("floor", S1G, 0, "release")))
         rrow("daxctl create-device / floor allocate, 1 live", "daxctl", "allocate", 0, "floor", "allocate", 0, 0)
         rrow("daxctl disable+destroy / floor release, 1 live", "daxctl", "release", 0, "floor", "release", 0, 0)
         if (H > 0) {

@@ -547,18 +547,15 @@ static int on_warm_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 void warm_later(Broker *b, Pool *p) {
-        uint64_t now;
-
         if (b->stopping || !b->event)
                 return;
         p->warm_broker = b;
-        (void) sd_event_now(b->event, CLOCK_MONOTONIC, &now);
         if (!p->warm_timer) {
-                if (sd_event_add_time(b->event, &p->warm_timer, CLOCK_MONOTONIC, now + WARM_DELAY_USEC, 0, on_warm_timer,
-                                      p) < 0)
+                if (sd_event_add_time_relative(b->event, &p->warm_timer, CLOCK_MONOTONIC, WARM_DELAY_USEC, 0,
+                                               on_warm_timer, p) < 0)
                         return;
         } else
-                (void) sd_event_source_set_time(p->warm_timer, now + WARM_DELAY_USEC);
+                (void) sd_event_source_set_time_relative(p->warm_timer, WARM_DELAY_USEC);
         (void) sd_event_source_set_enabled(p->warm_timer, SD_EVENT_ONESHOT);
 }
 
