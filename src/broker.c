@@ -299,6 +299,7 @@ static char *stable_path(Broker *b, const AllocationRecord *r, char **ret_dir) {
 void broker_stable_path_update(Broker *b, const AllocationRecord *r) {
         g_autofree char *dir = NULL, *target = NULL, *tmp = NULL;
         g_autofree char *path = NULL;
+        int k;
 
         if (!b->runtime_dir || !r->device)
                 return;
@@ -311,8 +312,14 @@ void broker_stable_path_update(Broker *b, const AllocationRecord *r) {
         target = g_strdup_printf("/dev/%s", r->device);
         tmp = g_build_filename(dir, ".link.tmp", NULL);
 
-        if (g_mkdir_with_parents(dir, 0755) < 0 || (unlink(tmp) < 0 && errno != ENOENT) ||
-            symlink(target, tmp) < 0 || rename(tmp, path) < 0) {
+        /* Two syscalls when the owner's directory is there and no link
+         * was left behind, which is the usual case. */
+        k = symlink(target, tmp) < 0 ? -errno : 0;
+        if (k == -ENOENT)
+                k = g_mkdir_with_parents(dir, 0755) < 0 || symlink(target, tmp) < 0 ? -errno : 0;
+        else if (k == -EEXIST)
+                k = unlink(tmp) < 0 || symlink(target, tmp) < 0 ? -errno : 0;
+        if (k < 0 || rename(tmp, path) < 0) {
                 log_warning("Cannot maintain stable path %s -> %s: %m, ignoring", path, target);
                 (void) unlink(tmp);
         }

@@ -624,7 +624,6 @@ static void hand_over_finish(Broker *b, HandOver *h) {
         broker_stable_path_update(b, rec);
         h->done(a, fd, NULL, h->userdata);
         close(fd);
-        events_allocated(a, NULL, 0);
 }
 
 void warm_commit(Broker *b) {
@@ -671,8 +670,9 @@ void warm_commit(Broker *b) {
                 }
                 return;
         }
-        /* Every reply before the first signal: the callers wait for
-         * the replies, observers can wait a moment. */
+        /* Every reply before the first journal event and signal: the
+         * callers wait for the replies, the journal and observers can wait
+         * a moment. */
         for (guint i = 0; i < batch->len; i++)
                 hand_over_finish(b, batch->pdata[i]);
         for (guint i = 0; i < batch->len; i++) {
@@ -680,6 +680,7 @@ void warm_commit(Broker *b) {
                 Allocation *a = h->allocation;
 
                 if (a) {
+                        events_allocated(a, NULL, 0);
                         broker_notify_added(b, a);
                         broker_notify_sizes(b, a->pool);
                         host_pool_changed(&b->host, a->pool);

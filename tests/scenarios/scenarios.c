@@ -472,6 +472,16 @@ static void scenario_allocate_1g(void) {
                 check(false, "a pool without Boundary= has a free 1 GiB extent");
                 return;
         }
+        /* A temporary link left by a crash between its symlink() and its
+         * rename() must not stop the stable path. */
+        char stale[PATH_MAX];
+        snprintf(stale, sizeof(stale), "%s/owners", runtime_dir);
+        (void) mkdir(stale, 0755);
+        snprintf(stale, sizeof(stale), "%s/owners/scn-vm1", runtime_dir);
+        (void) mkdir(stale, 0755);
+        snprintf(stale, sizeof(stale), "%s/owners/scn-vm1/.link.tmp", runtime_dir);
+        (void) unlink(stale);
+        check(symlink("/dev/null", stale) == 0, "a stale %s is left behind", stale);
         if (allocate("scn-vm1", GiB, OPTS(.pool = p.name, .label = "mem0"), path, &fd, err, sizeof(err)) < 0) {
                 check(false, "Allocate 1 GiB in %s", p.name);
                 return;
@@ -500,6 +510,7 @@ static void scenario_allocate_1g(void) {
         ssize_t l = readlink(link, target, sizeof(target) - 1);
         check(l > 0 && strcmp(target, a.device) == 0, "stable path %s points at %s (is '%s')", link, a.device,
               target);
+        check(access(stale, F_OK) < 0 && errno == ENOENT, "the stale temporary link is gone");
 
         if (use_sysfs) {
                 PoolInfo after;
