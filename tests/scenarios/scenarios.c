@@ -475,6 +475,7 @@ static void scenario_allocate_1g(void) {
         /* A temporary link left by a crash between its symlink() and its
          * rename() must not stop the stable path. */
         char stale[PATH_MAX];
+        (void) mkdir(runtime_dir, 0755);
         snprintf(stale, sizeof(stale), "%s/owners", runtime_dir);
         (void) mkdir(stale, 0755);
         snprintf(stale, sizeof(stale), "%s/owners/scn-vm1", runtime_dir);
