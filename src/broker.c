@@ -312,8 +312,9 @@ void broker_stable_path_update(Broker *b, const AllocationRecord *r) {
         target = g_strdup_printf("/dev/%s", r->device);
         tmp = g_build_filename(dir, ".link.tmp", NULL);
 
-        /* Two syscalls when the owner's directory is there and no link
-         * was left behind, which is the usual case. */
+        /* Two syscalls when the owner's directory is there (it holds
+         * another link); the directory is made, or a temporary link left
+         * by a crash removed, only when the first symlink() says so. */
         k = symlink(target, tmp) < 0 ? -errno : 0;
         if (k == -ENOENT)
                 k = g_mkdir_with_parents(dir, 0755) < 0 || symlink(target, tmp) < 0 ? -errno : 0;
