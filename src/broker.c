@@ -186,10 +186,6 @@ static void collect_dirty(Broker *b, GArray *dirty) {
         }
 }
 
-/* Durable unless told otherwise: a record of work about to start (an
- * allocation being created, a release begun) needs no fsync, because the
- * kernel's devices do not survive the power cut that would lose it, and a
- * process crash still finds it in the page cache. */
 static void collect_all(Broker *b, GPtrArray *recs) {
         GHashTableIter it;
         void *v;
@@ -221,6 +217,11 @@ static int save_check(Broker *b, StoreState *st, const char *what) {
         return 0;
 }
 
+/* Every file written is fsync'ed; STORE_SAVE_DURABLE also fsyncs the
+ * directory, so that its names survive a power cut. A record of work about
+ * to start (an allocation being created) goes without: the power cut that
+ * would lose its name also ends the kernel work it records, and a process
+ * crash still finds it. */
 static int save(Broker *b, AllocationRecord *const *changed, size_t n_changed, const char *gone,
                 StoreSaveFlags flags, GError **error) {
         g_autoptr(GPtrArray) recs = g_ptr_array_new();

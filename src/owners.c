@@ -77,6 +77,7 @@ static bool index_one(const AllocationRecord *r, void *userdata) {
 
 bool owners_index_check(Broker *b, GError **error) {
         g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+        g_autoptr(GHashTable) want = g_hash_table_new(g_direct_hash, g_direct_equal); /* uid -> records */
         GHashTableIter it;
         void *k, *v;
         unsigned indexed = 0;
@@ -102,32 +103,26 @@ bool owners_index_check(Broker *b, GError **error) {
                             indexed, g_hash_table_size(seen));
                 return false;
         }
-        /* The per-uid counts, which the limits read, from the records. */
+        /* The per-uid counts, which the limits read, from the records:
+         * the same uids, each with the same count. */
         g_hash_table_iter_init(&it, seen);
         while (g_hash_table_iter_next(&it, &k, NULL)) {
-                uid_t uid = ((const AllocationRecord *) k)->owner_uid;
-                unsigned want = 0;
-                GHashTableIter it2;
-                void *r;
+                void *uid = GUINT_TO_POINTER(((const AllocationRecord *) k)->owner_uid);
 
-                g_hash_table_iter_init(&it2, seen);
-                while (g_hash_table_iter_next(&it2, &r, NULL))
-                        want += ((const AllocationRecord *) r)->owner_uid == uid;
-                if (GPOINTER_TO_UINT(g_hash_table_lookup(b->uid_counts, GUINT_TO_POINTER(uid))) != want) {
+                g_hash_table_insert(want, uid, GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(want, uid)) + 1));
+        }
+        g_hash_table_iter_init(&it, want);
+        while (g_hash_table_iter_next(&it, &k, &v))
+                if (GPOINTER_TO_UINT(g_hash_table_lookup(b->uid_counts, k)) != GPOINTER_TO_UINT(v)) {
                         g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
-                                    "owner index: uid %u counts %u records, holds %u", (unsigned) uid,
-                                    GPOINTER_TO_UINT(g_hash_table_lookup(b->uid_counts, GUINT_TO_POINTER(uid))), want);
+                                    "owner index: uid %u counts %u records, holds %u", GPOINTER_TO_UINT(k),
+                                    GPOINTER_TO_UINT(g_hash_table_lookup(b->uid_counts, k)), GPOINTER_TO_UINT(v));
                         return false;
                 }
-        }
-        /* ...and no count for a uid that holds nothing. */
-        indexed = 0;
-        g_hash_table_iter_init(&it, b->uid_counts);
-        while (g_hash_table_iter_next(&it, NULL, &v))
-                indexed += GPOINTER_TO_UINT(v);
-        if (indexed != g_hash_table_size(seen)) {
+        if (g_hash_table_size(want) != g_hash_table_size(b->uid_counts)) {
                 g_set_error(error, BROKER_ERROR, BROKER_ERROR_KERNEL_FAILURE,
-                            "owner index: the uids count %u records, %u are held", indexed, g_hash_table_size(seen));
+                            "owner index: %u uids counted, %u hold records", g_hash_table_size(b->uid_counts),
+                            g_hash_table_size(want));
                 return false;
         }
         return true;

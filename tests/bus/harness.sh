@@ -257,6 +257,18 @@ start_daemon || exit 1
 unset DAXBROKER_TEST_CRASH_AT DAXBROKER_TEST_HOLD_WHILE
 scn=("$build/tests/scenarios/scenarios" --bus-address "$addr" --runtime-dir "$tmp/run")
 rc=0
+# TAP for the cases that number their own checks.
+n=0
+t() { # OK DESCRIPTION
+        n=$((n + 1))
+        if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
+}
+step() { # DESCRIPTION SCENARIO ARGS...: one check, its own lines as comments
+        local what=$1 st; shift
+        "${scn[@]}" "$@" >"$tmp/step.tap" 2>&1; st=$?
+        sed 's/^/# /' "$tmp/step.tap"
+        t $st "$what"
+}
 case "$what" in
 scenarios)
         "${scn[@]}" run || rc=1
@@ -525,11 +537,6 @@ crash-points)
 scrub-stuck)
         pool=/org/daxbroker/Broker1/pool/host
         prop() { busctl --address="$addr" get-property org.daxbroker.Broker1 $pool org.daxbroker.Broker1.Pool "$1"; }
-        n=0
-        t() { # OK DESCRIPTION
-                n=$((n + 1))
-                if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
-        }
         # The first start zeroes every pool; 8G..8.5G holds the busy address.
         for _ in $(seq 600); do
                 prop ZeroingStuck | grep -q '^a(tttus) 1 8589934592 536870912 ' && break; sleep 0.1
@@ -569,11 +576,6 @@ return-early)
         prop() { busctl --address="$addr" get-property org.daxbroker.Broker1 $pool org.daxbroker.Broker1.Pool "$1"; }
         ret() { busctl --address="$addr" --timeout=3600 call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
                 org.daxbroker.Broker1.Manager ReturnToHost st host "$1" 2>&1; }
-        n=0
-        t() { # OK DESCRIPTION
-                n=$((n + 1))
-                if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
-        }
         fresh() { # HostZeroesOnAlloc AllocateTimeout: a fresh boot, every pool dirty
                 rm -rf "$tmp/state" "$tmp/run" "$tmp/sim-kernel.json" "$tmp/sim-kernel.json.mem"
                 mkdir -p "$tmp/state" "$tmp/run"
@@ -655,11 +657,6 @@ host-crash)
         done
         ;;
 release-async)
-        n=0
-        t() { # OK DESCRIPTION
-                n=$((n + 1))
-                if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
-        }
         "${scn[@]}" release-held open "$tmp/released" >"$tmp/step.tap" 2>&1; st=$?
         sed 's/^/# /' "$tmp/step.tap"
         t $st "Release replies before the device is gone: off the bus, node back to root, memory not free"
@@ -741,17 +738,6 @@ sys.exit(1)' "$tmp/list.json" "$start" "$size"
         echo "1..$n"
         ;;
 warm)
-        n=0
-        t() { # OK DESCRIPTION
-                n=$((n + 1))
-                if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
-        }
-        step() { # DESCRIPTION SCENARIO ARGS...: one check, its own lines as comments
-                local what=$1 st; shift
-                "${scn[@]}" "$@" >"$tmp/step.tap" 2>&1; st=$?
-                sed 's/^/# /' "$tmp/step.tap"
-                t $st "$what"
-        }
         warm_size() {
                 busctl --address="$addr" get-property org.daxbroker.Broker1 /org/daxbroker/Broker1/pool/open \
                         org.daxbroker.Broker1.Pool WarmSize | awk '{print $2}'
@@ -819,17 +805,6 @@ for r in json.load(open(sys.argv[1]))["regions"]:
         echo "1..$n"
         ;;
 warm-burst)
-        n=0
-        t() { # OK DESCRIPTION
-                n=$((n + 1))
-                if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi
-        }
-        step() { # DESCRIPTION SCENARIO ARGS...: one check, its own lines as comments
-                local what=$1 st; shift
-                "${scn[@]}" "$@" >"$tmp/step.tap" 2>&1; st=$?
-                sed 's/^/# /' "$tmp/step.tap"
-                t $st "$what"
-        }
         call() { busctl --address="$addr" call org.daxbroker.Broker1 /org/daxbroker/Broker1 \
                 org.daxbroker.Broker1.Manager "$@"; }
         metric() { sed -n "s/^$1 //p" "$tmp/metrics/daxbroker.prom"; }
