@@ -416,13 +416,28 @@ static bool wait_clean(void) {
 /* The daemon makes warm devices in the background after any operation:
  * a snapshot taken while it is quiet (two in a row agree; bounded, as a
  * liveness guard). */
+/* No released device still being destroyed: Release replies first, and
+ * its memory stays in AllocatedSize, unlisted, until the device is gone. */
+static bool releases_settled(void) {
+        static AllocInfo all[1024];
+        PoolInfo pools[16];
+        int n = list_allocations(all, 1024), np = list_pools(pools, 16);
+        uint64_t listed = 0, allocated = 0;
+
+        for (int i = 0; i < n; i++)
+                listed += all[i].size;
+        for (int i = 0; i < np; i++)
+                allocated += pools[i].allocated;
+        return listed == allocated;
+}
+
 static char *quiet_snapshot(void) {
         char *a = state_snapshot(), *b = NULL;
 
         for (int i = 0; i < 100; i++) {
                 usleep(300 * 1000);
                 b = state_snapshot();
-                if (strcmp(a, b) == 0)
+                if (strcmp(a, b) == 0 && releases_settled())
                         break;
                 free(a);
                 a = b;
